@@ -1,0 +1,323 @@
+/**
+ * The job context: everything the platform passes to a trainer through environment
+ * variables, read once, validated and typed.
+ *
+ * @since 0.1.0
+ */
+import { Config, ConfigError as EffectConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import { ConfigError } from "./Errors.js"
+import {
+  type BasicConfig,
+  basicConfigVariables,
+  type EnvLookup,
+  atLeast,
+  parseInteger,
+  parseJsonObject,
+  parseNumber,
+  parseTaskType,
+  resolveAdvancedConfig,
+  resolveBasicConfig,
+  type TaskType
+} from "./internal/jobConfig.js"
+
+export { type BasicConfig, normalizeTaskType, type TaskType } from "./internal/jobConfig.js"
+
+/** One S3-compatible store: endpoint, credentials and bucket. */
+export interface StorageEndpoint {
+  readonly endpoint: string
+  readonly accessKey: string
+  readonly secretKey: Redacted.Redacted<string>
+  readonly bucket: string
+}
+
+/** ClearML credentials and naming, present only when the three API variables are set. */
+export interface ClearMLSettings {
+  readonly apiHost: string
+  readonly accessKey: string
+  readonly secretKey: Redacted.Redacted<string>
+  readonly webHost: Option.Option<string>
+  readonly project: string
+  readonly taskName: string
+}
+
+/** The resolved job context of a trainer process. */
+export interface JobContextShape {
+  /** Backend API base URL (`CALLBACK_URL`). */
+  readonly callbackUrl: string
+  /** The job id (`JOB_ID`), an integer. */
+  readonly jobId: number
+  /** Normalized task type (`TASK_TYPE`). */
+  readonly taskType: TaskType
+  readonly modelName: string
+  readonly framework: string
+  readonly datasetId: string
+  readonly snapshotId: string
+  readonly datasetVersionHash: string
+  /** Datasets store (`EXTERNAL_STORAGE_*`, `EXTERNAL_BUCKET_DATASETS`). */
+  readonly externalStorage: StorageEndpoint
+  /** Checkpoints store (`INTERNAL_STORAGE_*`, `INTERNAL_BUCKET_CHECKPOINTS`). */
+  readonly internalStorage: StorageEndpoint
+  /** S3 region (`AWS_REGION`, default `us-east-1`). */
+  readonly region: string
+  /** `AWS_REQUEST_CHECKSUM_CALCULATION`, default `WHEN_REQUIRED` (see the storage spec). */
+  readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED"
+  /** Node-wide dataset cache directory (`DATASET_CACHE_DIR`). */
+  readonly cacheDir: string
+  /** Cache size limit in bytes (`DATASET_CACHE_MAX_GB` GiB). */
+  readonly cacheMaxBytes: number
+  /** Retries after the first attempt (`CALLBACK_MAX_RETRIES`). */
+  readonly callbackMaxRetries: number
+  /** Base backoff delay (`CALLBACK_RETRY_DELAY` seconds). */
+  readonly callbackRetryDelay: Duration.Duration
+  /** Process rank (`RANK`, else `LOCAL_RANK`, else 0). */
+  readonly rank: number
+  /** Whether this process talks to the backend (rank 0). */
+  readonly isPrimary: boolean
+  /** Training hyper-parameters. */
+  readonly basicConfig: BasicConfig
+  /** Framework-specific config (`CONFIG.advanced_config` or `ADVANCED_CONFIG`). */
+  readonly advancedConfig: Record<string, unknown>
+  /** ClearML settings, when enabled. */
+  readonly clearml: Option.Option<ClearMLSettings>
+}
+
+const plainVariables = [
+  "CALLBACK_URL",
+  "JOB_ID",
+  "TASK_TYPE",
+  "MODEL_NAME",
+  "FRAMEWORK",
+  "DATASET_ID",
+  "SNAPSHOT_ID",
+  "DATASET_VERSION_HASH",
+  "EXTERNAL_STORAGE_ENDPOINT",
+  "EXTERNAL_STORAGE_ACCESS_KEY",
+  "EXTERNAL_BUCKET_DATASETS",
+  "INTERNAL_STORAGE_ENDPOINT",
+  "INTERNAL_STORAGE_ACCESS_KEY",
+  "INTERNAL_BUCKET_CHECKPOINTS",
+  "AWS_REGION",
+  "AWS_REQUEST_CHECKSUM_CALCULATION",
+  "DATASET_CACHE_DIR",
+  "DATASET_CACHE_MAX_GB",
+  "CALLBACK_MAX_RETRIES",
+  "CALLBACK_RETRY_DELAY",
+  "RANK",
+  "LOCAL_RANK",
+  "CONFIG",
+  "ADVANCED_CONFIG",
+  "CLEARML_API_HOST",
+  "CLEARML_API_ACCESS_KEY",
+  "CLEARML_WEB_HOST",
+  "CLEARML_PROJECT",
+  "CLEARML_TASK_NAME",
+  ...basicConfigVariables
+] as const
+
+const secretVariables = [
+  "EXTERNAL_STORAGE_SECRET_KEY",
+  "INTERNAL_STORAGE_SECRET_KEY",
+  "CLEARML_API_SECRET_KEY"
+] as const
+
+type SecretName = typeof secretVariables[number]
+
+/** The raw environment as seen through `Config`: plain values and secrets, empties dropped. */
+export interface RawEnvironment {
+  readonly plain: EnvLookup
+  readonly secret: (name: SecretName) => Redacted.Redacted<string> | undefined
+}
+
+const nonEmpty = <A>(value: Option.Option<A>, text: (a: A) => string): A | undefined =>
+  Option.isSome(value) && text(value.value).trim() !== "" ? value.value : undefined
+
+/** Reads every variable the SDK knows through `Config` (so any `ConfigProvider` works). */
+export const rawEnvironment: Config.Config<RawEnvironment> = Config.all([
+  Config.all(Object.fromEntries(plainVariables.map((name) => [name, Config.option(Config.string(name))]))),
+  Config.all(Object.fromEntries(secretVariables.map((name) => [name, Config.option(Config.redacted(name))])))
+]).pipe(Config.map(([plain, secrets]) => ({
+  plain: (name: string) => {
+    const value = (plain as Record<string, Option.Option<string> | undefined>)[name]
+    return value === undefined ? undefined : nonEmpty(value, (s) => s)
+  },
+  secret: (name: SecretName) => nonEmpty(secrets[name]!, (r) => Redacted.value(r))
+})))
+
+const required = (env: RawEnvironment, variable: string): Either.Either<string, ConfigError> => {
+  const value = env.plain(variable)
+  return value === undefined
+    ? Either.left(new ConfigError({ reason: "Missing", variable, detail: "" }))
+    : Either.right(value)
+}
+
+const optionalWith = <A>(
+  env: RawEnvironment,
+  variable: string,
+  fallback: A,
+  parse: (variable: string, raw: string) => Either.Either<A, ConfigError>
+): Either.Either<A, ConfigError> => {
+  const raw = env.plain(variable)
+  return raw === undefined ? Either.right(fallback) : parse(variable, raw)
+}
+
+const parseUrl = (variable: string, raw: string): Either.Either<string, ConfigError> => {
+  try {
+    const url = new URL(raw.trim())
+    return url.protocol === "http:" || url.protocol === "https:"
+      ? Either.right(raw.trim())
+      : Either.left(new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${raw}"` }))
+  } catch {
+    return Either.left(new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${raw}"` }))
+  }
+}
+
+const text = (_variable: string, raw: string) => Either.right(raw.trim())
+
+const storageEndpoint = (env: RawEnvironment, prefix: "EXTERNAL" | "INTERNAL", bucketVariable: string, defaults: {
+  endpoint: string
+  bucket: string
+}) =>
+  Either.gen(function*() {
+    return {
+      endpoint: yield* optionalWith(env, `${prefix}_STORAGE_ENDPOINT`, defaults.endpoint, parseUrl),
+      accessKey: yield* optionalWith(env, `${prefix}_STORAGE_ACCESS_KEY`, "minioadmin", text),
+      secretKey: env.secret(`${prefix}_STORAGE_SECRET_KEY`) ?? Redacted.make("minioadmin"),
+      bucket: yield* optionalWith(env, bucketVariable, defaults.bucket, text)
+    } satisfies StorageEndpoint
+  })
+
+/** Resolves and validates the whole job context from the raw environment (pure). */
+export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContextShape, ConfigError> =>
+  Either.gen(function*() {
+    const callbackUrl = yield* required(env, "CALLBACK_URL").pipe(Either.flatMap((raw) => parseUrl("CALLBACK_URL", raw)))
+    const jobId = yield* required(env, "JOB_ID").pipe(Either.flatMap((raw) => parseInteger("JOB_ID", raw)))
+    const taskType = yield* optionalWith(env, "TASK_TYPE", "detection" as TaskType, parseTaskType)
+    const cacheMaxGb = yield* optionalWith(env, "DATASET_CACHE_MAX_GB", 50, parseNumber).pipe(
+      Either.flatMap(atLeast("DATASET_CACHE_MAX_GB", 0))
+    )
+    const callbackMaxRetries = yield* optionalWith(env, "CALLBACK_MAX_RETRIES", 3, parseInteger).pipe(
+      Either.flatMap(atLeast("CALLBACK_MAX_RETRIES", 0))
+    )
+    const callbackRetryDelay = yield* optionalWith(env, "CALLBACK_RETRY_DELAY", 2, parseNumber).pipe(
+      Either.flatMap(atLeast("CALLBACK_RETRY_DELAY", 0))
+    )
+    const rankVariable = env.plain("RANK") !== undefined ? "RANK" : "LOCAL_RANK"
+    const rank = yield* optionalWith(env, rankVariable, 0, parseInteger).pipe(Either.flatMap(atLeast(rankVariable, 0)))
+    const checksum = yield* optionalWith(
+      env,
+      "AWS_REQUEST_CHECKSUM_CALCULATION",
+      "WHEN_REQUIRED" as const,
+      (variable, raw) => {
+        const value = raw.trim().toUpperCase()
+        return value === "WHEN_REQUIRED" || value === "WHEN_SUPPORTED"
+          ? Either.right(value)
+          : Either.left(new ConfigError({ reason: "Invalid", variable, detail: `expected WHEN_REQUIRED or WHEN_SUPPORTED, got "${raw}"` }))
+      }
+    )
+    const configJson = yield* optionalWith(env, "CONFIG", {} as Record<string, unknown>, parseJsonObject)
+    const basicConfig = yield* resolveBasicConfig(env.plain, configJson)
+    const advancedConfig = yield* resolveAdvancedConfig(configJson, env.plain("ADVANCED_CONFIG"))
+    const clearmlHost = env.plain("CLEARML_API_HOST")
+    const clearmlKey = env.plain("CLEARML_API_ACCESS_KEY")
+    const clearmlSecret = env.secret("CLEARML_API_SECRET_KEY")
+    const clearml = clearmlHost !== undefined && clearmlKey !== undefined && clearmlSecret !== undefined
+      ? Option.some<ClearMLSettings>({
+        apiHost: yield* parseUrl("CLEARML_API_HOST", clearmlHost),
+        accessKey: clearmlKey.trim(),
+        secretKey: clearmlSecret,
+        webHost: Option.fromNullable(env.plain("CLEARML_WEB_HOST")),
+        project: env.plain("CLEARML_PROJECT") ?? "trainer-sdk",
+        taskName: env.plain("CLEARML_TASK_NAME") ?? `job-${jobId}`
+      })
+      : Option.none()
+    return {
+      callbackUrl,
+      jobId,
+      taskType,
+      modelName: env.plain("MODEL_NAME") ?? "",
+      framework: env.plain("FRAMEWORK") ?? "",
+      datasetId: env.plain("DATASET_ID") ?? "",
+      snapshotId: env.plain("SNAPSHOT_ID") ?? "",
+      datasetVersionHash: env.plain("DATASET_VERSION_HASH") ?? "",
+      externalStorage: yield* storageEndpoint(env, "EXTERNAL", "EXTERNAL_BUCKET_DATASETS", {
+        endpoint: "http://localhost:9000",
+        bucket: "training-datasets"
+      }),
+      internalStorage: yield* storageEndpoint(env, "INTERNAL", "INTERNAL_BUCKET_CHECKPOINTS", {
+        endpoint: "http://localhost:9002",
+        bucket: "training-checkpoints"
+      }),
+      region: env.plain("AWS_REGION") ?? "us-east-1",
+      requestChecksumCalculation: checksum,
+      cacheDir: env.plain("DATASET_CACHE_DIR") ?? "/tmp/datasets",
+      cacheMaxBytes: Math.floor(cacheMaxGb * 1024 ** 3),
+      callbackMaxRetries,
+      callbackRetryDelay: Duration.millis(Math.round(callbackRetryDelay * 1000)),
+      rank,
+      isPrimary: rank === 0,
+      basicConfig,
+      advancedConfig,
+      clearml
+    } satisfies JobContextShape
+  })
+
+/** Turns an Effect `ConfigError` (a provider that failed to read) into the SDK's, naming the path. */
+const fromEffectConfigError = (error: EffectConfigError.ConfigError): ConfigError => {
+  const first = (e: EffectConfigError.ConfigError): ConfigError => {
+    switch (e._op) {
+      case "And":
+      case "Or":
+        return first(e.left)
+      case "MissingData":
+        return new ConfigError({ reason: "Missing", variable: e.path.join("."), detail: "" })
+      default:
+        return new ConfigError({
+          reason: "Invalid",
+          variable: "path" in e ? e.path.join(".") : "environment",
+          detail: "message" in e ? e.message : "unreadable"
+        })
+    }
+  }
+  return first(error)
+}
+
+/** Plain values for `JobContext.layerTest`; everything but what a test cares about defaults. */
+export type JobContextInput = Partial<Omit<JobContextShape, "externalStorage" | "internalStorage" | "basicConfig">> & {
+  readonly externalStorage?: Partial<StorageEndpoint>
+  readonly internalStorage?: Partial<StorageEndpoint>
+  readonly basicConfig?: Partial<BasicConfig>
+}
+
+/** The job context as resolved from the given plain values on top of the spec's defaults. */
+export const makeJobContext = (input: JobContextInput = {}): JobContextShape => {
+  const defaults = Either.getOrThrow(resolveJobContext({
+    plain: (name) => ({ CALLBACK_URL: "http://127.0.0.1:8000/api/v1", JOB_ID: "1" } as Record<string, string>)[name],
+    secret: () => undefined
+  }))
+  const rank = input.rank ?? defaults.rank
+  return {
+    ...defaults,
+    ...input,
+    rank,
+    isPrimary: input.isPrimary ?? rank === 0,
+    externalStorage: { ...defaults.externalStorage, ...input.externalStorage },
+    internalStorage: { ...defaults.internalStorage, ...input.internalStorage },
+    basicConfig: { ...defaults.basicConfig, ...input.basicConfig }
+  }
+}
+
+/** The job context service: `const ctx = yield* JobContext`. */
+export class JobContext extends Context.Tag("trainer-sdk/JobContext")<JobContext, JobContextShape>() {
+  /** Reads and validates the environment through `Config` (the current `ConfigProvider`). */
+  static readonly layer: Layer.Layer<JobContext, ConfigError> = Layer.effect(
+    JobContext,
+    Effect.flatMap(
+      Effect.mapError(rawEnvironment, fromEffectConfigError),
+      (env) => Effect.suspend(() => resolveJobContext(env))
+    )
+  )
+
+  /** A job context built from plain values, for tests and examples. */
+  static readonly layerTest = (input: JobContextInput = {}): Layer.Layer<JobContext> =>
+    Layer.succeed(JobContext, makeJobContext(input))
+}

@@ -1,0 +1,211 @@
+/**
+ * Pure parsing of the job's environment into typed values. Each function names the
+ * variable at fault; none ever echoes a secret.
+ */
+import { Either } from "effect"
+import { ConfigError } from "../Errors.js"
+
+/** The four task types the platform trains. */
+export type TaskType = "detection" | "classification" | "segmentation" | "pose"
+
+const taskAliases: Record<string, TaskType> = {
+  detection: "detection",
+  object_detection: "detection",
+  det: "detection",
+  detect: "detection",
+  classification: "classification",
+  image_classification: "classification",
+  cls: "classification",
+  classify: "classification",
+  segmentation: "segmentation",
+  instance_segmentation: "segmentation",
+  seg: "segmentation",
+  segment: "segmentation",
+  pose: "pose",
+  pose_estimation: "pose",
+  keypoint: "pose",
+  keypoints: "pose"
+}
+
+/** Normalizes a task type or one of its aliases (case-insensitive), or `undefined` when unknown. */
+export const normalizeTaskType = (raw: string): TaskType | undefined =>
+  taskAliases[raw.trim().toLowerCase().replace(/-/g, "_")]
+
+const invalid = (variable: string, detail: string) => new ConfigError({ reason: "Invalid", variable, detail })
+
+/** Parses a task type, rejecting anything that is not a known type or alias. */
+export const parseTaskType = (variable: string, raw: string): Either.Either<TaskType, ConfigError> => {
+  const task = normalizeTaskType(raw)
+  return task === undefined
+    ? Either.left(invalid(variable, `unknown task type "${raw}" (expected detection, classification, segmentation or pose, or an alias such as object_detection)`))
+    : Either.right(task)
+}
+
+/** Parses a whole decimal integer ("12", "-1"); rejects "1.5", "12abc", "". */
+export const parseInteger = (variable: string, raw: string): Either.Either<number, ConfigError> => {
+  const text = raw.trim()
+  return /^[+-]?\d+$/.test(text) && Number.isSafeInteger(Number(text))
+    ? Either.right(Number(text))
+    : Either.left(invalid(variable, `expected an integer, got "${raw}"`))
+}
+
+/** Parses a finite decimal number. */
+export const parseNumber = (variable: string, raw: string): Either.Either<number, ConfigError> => {
+  const text = raw.trim()
+  const value = Number(text)
+  return text !== "" && Number.isFinite(value)
+    ? Either.right(value)
+    : Either.left(invalid(variable, `expected a number, got "${raw}"`))
+}
+
+/** Checks a lower bound on an already-parsed number. */
+export const atLeast = (variable: string, min: number) => (value: number): Either.Either<number, ConfigError> =>
+  value >= min ? Either.right(value) : Either.left(invalid(variable, `must be >= ${min}, got ${value}`))
+
+/** Parses a JSON object; anything else (bad JSON, an array, a scalar) names the variable. */
+export const parseJsonObject = (
+  variable: string,
+  raw: string
+): Either.Either<Record<string, unknown>, ConfigError> => {
+  let value: unknown
+  try {
+    value = JSON.parse(raw)
+  } catch (e) {
+    return Either.left(invalid(variable, `malformed JSON: ${e instanceof Error ? e.message : String(e)}`))
+  }
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? Either.right(value as Record<string, unknown>)
+    : Either.left(invalid(variable, `expected a JSON object, got ${Array.isArray(value) ? "an array" : typeof value}`))
+}
+
+/** The typed training hyper-parameters ("basic config") of the spec. */
+export interface BasicConfig {
+  readonly imgsz: number
+  readonly epochs: number
+  readonly batch: number
+  readonly lr0: number
+  readonly optimizer: string
+  readonly augment: boolean
+  readonly device: string
+  readonly workers: number
+  readonly patience: number
+}
+
+type Kind = "int" | "float" | "string" | "bool"
+
+interface BasicKey {
+  readonly key: keyof BasicConfig
+  readonly direct: string
+  readonly configKey: string
+  readonly legacy: string
+  readonly kind: Kind
+  readonly fallback: number | string | boolean
+  readonly min?: number
+}
+
+/** The resolution table of the basic config, in the spec's order. */
+export const basicConfigKeys: ReadonlyArray<BasicKey> = [
+  { key: "imgsz", direct: "IMGSZ", configKey: "imgsz", legacy: "CONFIG_IMGSZ", kind: "int", fallback: 640, min: 1 },
+  { key: "epochs", direct: "EPOCHS", configKey: "epochs", legacy: "CONFIG_EPOCHS", kind: "int", fallback: 100, min: 1 },
+  { key: "batch", direct: "BATCH_SIZE", configKey: "batch", legacy: "CONFIG_BATCH", kind: "int", fallback: 16 },
+  { key: "lr0", direct: "LEARNING_RATE", configKey: "learning_rate", legacy: "CONFIG_LR0", kind: "float", fallback: 0.01 },
+  { key: "optimizer", direct: "OPTIMIZER", configKey: "optimizer", legacy: "CONFIG_OPTIMIZER", kind: "string", fallback: "auto" },
+  { key: "augment", direct: "AUGMENT", configKey: "augment", legacy: "CONFIG_AUGMENT", kind: "bool", fallback: true },
+  { key: "device", direct: "DEVICE", configKey: "device", legacy: "CONFIG_DEVICE", kind: "string", fallback: "0" },
+  { key: "workers", direct: "WORKERS", configKey: "workers", legacy: "CONFIG_WORKERS", kind: "int", fallback: 8, min: 0 },
+  { key: "patience", direct: "PATIENCE", configKey: "patience", legacy: "CONFIG_PATIENCE", kind: "int", fallback: 50, min: 0 }
+]
+
+/** Every environment variable the basic config may read. */
+export const basicConfigVariables: ReadonlyArray<string> = basicConfigKeys.flatMap((k) => [k.direct, k.legacy])
+
+const parseText = (variable: string, kind: Kind, raw: string): Either.Either<number | string | boolean, ConfigError> => {
+  switch (kind) {
+    case "int":
+      return parseInteger(variable, raw)
+    case "float":
+      return parseNumber(variable, raw)
+    case "bool":
+      return Either.right(raw.trim().toLowerCase() === "true")
+    case "string":
+      return Either.right(raw)
+  }
+}
+
+const parseJsonValue = (
+  variable: string,
+  kind: Kind,
+  value: unknown
+): Either.Either<number | string | boolean, ConfigError> => {
+  if (typeof value === "string") return parseText(variable, kind, value)
+  switch (kind) {
+    case "int":
+      return typeof value === "number" && Number.isSafeInteger(value)
+        ? Either.right(value)
+        : Either.left(invalid(variable, `expected an integer, got ${JSON.stringify(value)}`))
+    case "float":
+      return typeof value === "number" && Number.isFinite(value)
+        ? Either.right(value)
+        : Either.left(invalid(variable, `expected a number, got ${JSON.stringify(value)}`))
+    case "bool":
+      return typeof value === "boolean"
+        ? Either.right(value)
+        : Either.left(invalid(variable, `expected a boolean, got ${JSON.stringify(value)}`))
+    case "string":
+      return typeof value === "number" || typeof value === "boolean"
+        ? Either.right(String(value))
+        : Array.isArray(value) && value.every((v) => typeof v === "number" || typeof v === "string")
+        ? Either.right(value.join(","))
+        : Either.left(invalid(variable, `expected a string, got ${JSON.stringify(value)}`))
+  }
+}
+
+/** Looks up an environment variable; empty values count as unset. */
+export type EnvLookup = (name: string) => string | undefined
+
+/**
+ * Resolves the basic config with the priority direct env > `CONFIG` key > legacy env >
+ * default, validating each value's type and naming the variable (or `CONFIG.key`) at fault.
+ */
+export const resolveBasicConfig = (
+  env: EnvLookup,
+  config: Record<string, unknown>
+): Either.Either<BasicConfig, ConfigError> => {
+  const out: Record<string, number | string | boolean> = {}
+  for (const k of basicConfigKeys) {
+    const direct = env(k.direct)
+    const legacy = env(k.legacy)
+    const fromConfig = config[k.configKey]
+    const parsed = direct !== undefined
+      ? parseText(k.direct, k.kind, direct).pipe(Either.map((v) => [k.direct, v] as const))
+      : fromConfig !== undefined && fromConfig !== null
+      ? parseJsonValue(`CONFIG.${k.configKey}`, k.kind, fromConfig).pipe(Either.map((v) => [`CONFIG.${k.configKey}`, v] as const))
+      : legacy !== undefined
+      ? parseText(k.legacy, k.kind, legacy).pipe(Either.map((v) => [k.legacy, v] as const))
+      : Either.right(["", k.fallback] as const)
+    if (Either.isLeft(parsed)) return Either.left(parsed.left)
+    const [variable, value] = parsed.right
+    if (k.min !== undefined && typeof value === "number" && value < k.min) {
+      return Either.left(invalid(variable, `must be >= ${k.min}, got ${value}`))
+    }
+    out[k.key] = value
+  }
+  return Either.right(out as unknown as BasicConfig)
+}
+
+/**
+ * Resolves the advanced (framework-specific) config: `CONFIG.advanced_config` when
+ * present, else the JSON object in `ADVANCED_CONFIG`, else `{}`.
+ */
+export const resolveAdvancedConfig = (
+  config: Record<string, unknown>,
+  advancedRaw: string | undefined
+): Either.Either<Record<string, unknown>, ConfigError> => {
+  const inConfig = config["advanced_config"]
+  if (inConfig !== undefined && inConfig !== null) {
+    return typeof inConfig === "object" && !Array.isArray(inConfig)
+      ? Either.right(inConfig as Record<string, unknown>)
+      : Either.left(invalid("CONFIG.advanced_config", `expected a JSON object, got ${JSON.stringify(inConfig)}`))
+  }
+  return advancedRaw === undefined ? Either.right({}) : parseJsonObject("ADVANCED_CONFIG", advancedRaw)
+}

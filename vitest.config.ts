@@ -1,0 +1,17 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    pool: "forks",
+    poolOptions: {
+      forks: {
+        // s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 only offers
+        // through the legacy provider (see the storage spec's notes on the local S3 server).
+        execArgv: ["--openssl-legacy-provider"]
+      }
+    },
+    testTimeout: 60_000,
+    hookTimeout: 60_000
+  }
+})
