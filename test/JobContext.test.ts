@@ -1,0 +1,289 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Either, Layer, Logger, Option, Redacted } from "effect"
+import { ConfigError, JobContext, makeJobContext, normalizeTaskType } from "../src/index.js"
+
+const base = { CALLBACK_URL: "http://backend:8000/api/v1", JOB_ID: "123" }
+
+/** Resolves the job context from a map of environment variables. */
+const resolve = (env: Record<string, string>) =>
+  Effect.flatMap(JobContext, Effect.succeed).pipe(
+    Effect.provide(JobContext.layer),
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))),
+    Effect.either
+  )
+
+const resolveOk = (env: Record<string, string>) =>
+  resolve({ ...base, ...env }).pipe(Effect.flatMap((e) => Either.isRight(e) ? Effect.succeed(e.right) : Effect.die(e.left)))
+
+const resolveErr = (env: Record<string, string>) =>
+  resolve(env).pipe(Effect.flatMap((e) => Either.isLeft(e) ? Effect.succeed(e.left) : Effect.die("expected a ConfigError")))
+
+describe("JobContext", () => {
+  it.effect("resolves the spec's defaults", () =>
+    Effect.gen(function*() {
+      const ctx = yield* resolveOk({})
+      assert.strictEqual(ctx.callbackUrl, "http://backend:8000/api/v1")
+      assert.strictEqual(ctx.jobId, 123)
+      assert.strictEqual(ctx.taskType, "detection")
+      assert.strictEqual(ctx.modelName, "")
+      assert.strictEqual(ctx.framework, "")
+      assert.strictEqual(ctx.datasetId, "")
+      assert.strictEqual(ctx.snapshotId, "")
+      assert.strictEqual(ctx.datasetVersionHash, "")
+      assert.deepStrictEqual(
+        { ...ctx.externalStorage, secretKey: Redacted.value(ctx.externalStorage.secretKey) },
+        { endpoint: "http://localhost:9000", accessKey: "minioadmin", secretKey: "minioadmin", bucket: "training-datasets" }
+      )
+      assert.deepStrictEqual(
+        { ...ctx.internalStorage, secretKey: Redacted.value(ctx.internalStorage.secretKey) },
+        { endpoint: "http://localhost:9002", accessKey: "minioadmin", secretKey: "minioadmin", bucket: "training-checkpoints" }
+      )
+      assert.strictEqual(ctx.region, "us-east-1")
+      assert.strictEqual(ctx.requestChecksumCalculation, "WHEN_REQUIRED")
+      assert.strictEqual(ctx.cacheDir, "/tmp/datasets")
+      assert.strictEqual(ctx.cacheMaxBytes, 50 * 1024 ** 3)
+      assert.strictEqual(ctx.callbackMaxRetries, 3)
+      assert.strictEqual(Duration.toMillis(ctx.callbackRetryDelay), 2000)
+      assert.strictEqual(ctx.rank, 0)
+      assert.isTrue(ctx.isPrimary)
+      assert.deepStrictEqual(ctx.basicConfig, {
+        imgsz: 640,
+        epochs: 100,
+        batch: 16,
+        lr0: 0.01,
+        optimizer: "auto",
+        augment: true,
+        device: "0",
+        workers: 8,
+        patience: 50
+      })
+      assert.deepStrictEqual(ctx.advancedConfig, {})
+      assert.isTrue(Option.isNone(ctx.clearml))
+    }))
+
+  it.effect("reads every job, storage, cache and callback variable", () =>
+    Effect.gen(function*() {
+      const ctx = yield* resolveOk({
+        TASK_TYPE: "pose",
+        MODEL_NAME: "yolo11n",
+        FRAMEWORK: "ultralytics",
+        DATASET_ID: "ds-1",
+        SNAPSHOT_ID: "snap-1",
+        DATASET_VERSION_HASH: "abcdef0123456789ffff",
+        EXTERNAL_STORAGE_ENDPOINT: "http://minio-ext:9000",
+        EXTERNAL_STORAGE_ACCESS_KEY: "ext-key",
+        EXTERNAL_STORAGE_SECRET_KEY: "ext-secret",
+        EXTERNAL_BUCKET_DATASETS: "datasets-b",
+        INTERNAL_STORAGE_ENDPOINT: "https://minio-int:9002",
+        INTERNAL_STORAGE_ACCESS_KEY: "int-key",
+        INTERNAL_STORAGE_SECRET_KEY: "int-secret",
+        INTERNAL_BUCKET_CHECKPOINTS: "ckpt-b",
+        AWS_REGION: "eu-west-1",
+        AWS_REQUEST_CHECKSUM_CALCULATION: "when_supported",
+        DATASET_CACHE_DIR: "/cache",
+        DATASET_CACHE_MAX_GB: "0.5",
+        CALLBACK_MAX_RETRIES: "5",
+        CALLBACK_RETRY_DELAY: "0.25"
+      })
+      assert.strictEqual(ctx.taskType, "pose")
+      assert.strictEqual(ctx.modelName, "yolo11n")
+      assert.strictEqual(ctx.framework, "ultralytics")
+      assert.strictEqual(ctx.datasetId, "ds-1")
+      assert.strictEqual(ctx.snapshotId, "snap-1")
+      assert.strictEqual(ctx.datasetVersionHash, "abcdef0123456789ffff")
+      assert.strictEqual(ctx.externalStorage.endpoint, "http://minio-ext:9000")
+      assert.strictEqual(ctx.externalStorage.accessKey, "ext-key")
+      assert.strictEqual(Redacted.value(ctx.externalStorage.secretKey), "ext-secret")
+      assert.strictEqual(ctx.externalStorage.bucket, "datasets-b")
+      assert.strictEqual(ctx.internalStorage.endpoint, "https://minio-int:9002")
+      assert.strictEqual(ctx.internalStorage.accessKey, "int-key")
+      assert.strictEqual(Redacted.value(ctx.internalStorage.secretKey), "int-secret")
+      assert.strictEqual(ctx.internalStorage.bucket, "ckpt-b")
+      assert.strictEqual(ctx.region, "eu-west-1")
+      assert.strictEqual(ctx.requestChecksumCalculation, "WHEN_SUPPORTED")
+      assert.strictEqual(ctx.cacheDir, "/cache")
+      assert.strictEqual(ctx.cacheMaxBytes, 512 * 1024 ** 2)
+      assert.strictEqual(ctx.callbackMaxRetries, 5)
+      assert.strictEqual(Duration.toMillis(ctx.callbackRetryDelay), 250)
+    }))
+
+  it.effect("normalizes task type aliases", () =>
+    Effect.gen(function*() {
+      const cases: Array<[string, string]> = [
+        ["object_detection", "detection"],
+        ["image_classification", "classification"],
+        ["instance_segmentation", "segmentation"],
+        ["pose_estimation", "pose"],
+        ["Detection", "detection"],
+        ["  segmentation ", "segmentation"]
+      ]
+      for (const [raw, expected] of cases) {
+        const ctx = yield* resolveOk({ TASK_TYPE: raw })
+        assert.strictEqual(ctx.taskType, expected, raw)
+      }
+      assert.isUndefined(normalizeTaskType("depth"))
+    }))
+
+  it.effect("ranks: RANK, then LOCAL_RANK; non-zero is secondary", () =>
+    Effect.gen(function*() {
+      assert.isFalse((yield* resolveOk({ RANK: "2" })).isPrimary)
+      assert.isFalse((yield* resolveOk({ LOCAL_RANK: "1" })).isPrimary)
+      const both = yield* resolveOk({ RANK: "0", LOCAL_RANK: "3" })
+      assert.strictEqual(both.rank, 0)
+      assert.isTrue(both.isPrimary)
+    }))
+
+  it.effect("ClearML is enabled only when all three variables are set", () =>
+    Effect.gen(function*() {
+      const partial = yield* resolveOk({ CLEARML_API_HOST: "http://clearml:8008", CLEARML_API_ACCESS_KEY: "k" })
+      assert.isTrue(Option.isNone(partial.clearml))
+      const full = yield* resolveOk({
+        CLEARML_API_HOST: "http://clearml:8008",
+        CLEARML_API_ACCESS_KEY: "k",
+        CLEARML_API_SECRET_KEY: "s",
+        JOB_ID: "77"
+      })
+      const clearml = Option.getOrThrow(full.clearml)
+      assert.strictEqual(clearml.apiHost, "http://clearml:8008")
+      assert.strictEqual(clearml.project, "trainer-sdk")
+      assert.strictEqual(clearml.taskName, "job-77")
+      assert.strictEqual(Redacted.value(clearml.secretKey), "s")
+    }))
+
+  describe("basic config priority: direct env > CONFIG key > legacy env > default", () => {
+    const table = [
+      { key: "imgsz", direct: "IMGSZ", configKey: "imgsz", legacy: "CONFIG_IMGSZ", values: ["320", 416, "512"], expect: [320, 416, 512] },
+      { key: "epochs", direct: "EPOCHS", configKey: "epochs", legacy: "CONFIG_EPOCHS", values: ["10", 20, "30"], expect: [10, 20, 30] },
+      { key: "batch", direct: "BATCH_SIZE", configKey: "batch", legacy: "CONFIG_BATCH", values: ["-1", 8, "4"], expect: [-1, 8, 4] },
+      { key: "lr0", direct: "LEARNING_RATE", configKey: "learning_rate", legacy: "CONFIG_LR0", values: ["0.1", 0.2, "0.3"], expect: [0.1, 0.2, 0.3] },
+      { key: "optimizer", direct: "OPTIMIZER", configKey: "optimizer", legacy: "CONFIG_OPTIMIZER", values: ["SGD", "Adam", "AdamW"], expect: ["SGD", "Adam", "AdamW"] },
+      { key: "augment", direct: "AUGMENT", configKey: "augment", legacy: "CONFIG_AUGMENT", values: ["TRUE", false, "false"], expect: [true, false, false] },
+      { key: "device", direct: "DEVICE", configKey: "device", legacy: "CONFIG_DEVICE", values: ["cpu", 1, "2"], expect: ["cpu", "1", "2"] },
+      { key: "workers", direct: "WORKERS", configKey: "workers", legacy: "CONFIG_WORKERS", values: ["0", 4, "2"], expect: [0, 4, 2] },
+      { key: "patience", direct: "PATIENCE", configKey: "patience", legacy: "CONFIG_PATIENCE", values: ["5", 6, "7"], expect: [5, 6, 7] }
+    ] as const
+    for (const row of table) {
+      it.effect(row.key, () =>
+        Effect.gen(function*() {
+          const [directValue, configValue, legacyValue] = row.values
+          const config = JSON.stringify({ [row.configKey]: configValue })
+          const all = yield* resolveOk({ [row.direct]: String(directValue), CONFIG: config, [row.legacy]: String(legacyValue) })
+          assert.deepStrictEqual(all.basicConfig[row.key], row.expect[0])
+          const noDirect = yield* resolveOk({ CONFIG: config, [row.legacy]: String(legacyValue) })
+          assert.deepStrictEqual(noDirect.basicConfig[row.key], row.expect[1])
+          const legacyOnly = yield* resolveOk({ [row.legacy]: String(legacyValue) })
+          assert.deepStrictEqual(legacyOnly.basicConfig[row.key], row.expect[2])
+        }))
+    }
+
+    it.effect("augment: only \"true\" in any case is true", () =>
+      Effect.gen(function*() {
+        assert.isTrue((yield* resolveOk({ AUGMENT: "True" })).basicConfig.augment)
+        assert.isFalse((yield* resolveOk({ AUGMENT: "yes" })).basicConfig.augment)
+        assert.isFalse((yield* resolveOk({ AUGMENT: "0" })).basicConfig.augment)
+      }))
+
+    it.effect("empty variables count as unset", () =>
+      Effect.gen(function*() {
+        const ctx = yield* resolveOk({ EPOCHS: "", CONFIG_EPOCHS: "12", TASK_TYPE: "" })
+        assert.strictEqual(ctx.basicConfig.epochs, 12)
+        assert.strictEqual(ctx.taskType, "detection")
+      }))
+  })
+
+  describe("advanced config", () => {
+    it.effect("CONFIG.advanced_config wins over ADVANCED_CONFIG", () =>
+      Effect.gen(function*() {
+        const ctx = yield* resolveOk({
+          CONFIG: JSON.stringify({ advanced_config: { mosaic: 0.5 } }),
+          ADVANCED_CONFIG: JSON.stringify({ mosaic: 1 })
+        })
+        assert.deepStrictEqual(ctx.advancedConfig, { mosaic: 0.5 })
+      }))
+    it.effect("ADVANCED_CONFIG when CONFIG has none", () =>
+      Effect.gen(function*() {
+        const ctx = yield* resolveOk({ CONFIG: "{}", ADVANCED_CONFIG: JSON.stringify({ mixup: 0.1 }) })
+        assert.deepStrictEqual(ctx.advancedConfig, { mixup: 0.1 })
+      }))
+  })
+
+  describe("bad input is a ConfigError naming the variable", () => {
+    const cases: Array<[string, Record<string, string>, string, "Missing" | "Invalid"]> = [
+      ["missing CALLBACK_URL", { JOB_ID: "1" }, "CALLBACK_URL", "Missing"],
+      ["missing JOB_ID", { CALLBACK_URL: "http://b/api" }, "JOB_ID", "Missing"],
+      ["non-integer JOB_ID", { ...base, JOB_ID: "12a" }, "JOB_ID", "Invalid"],
+      ["fractional JOB_ID", { ...base, JOB_ID: "1.5" }, "JOB_ID", "Invalid"],
+      ["malformed CONFIG", { ...base, CONFIG: "{epochs: 3" }, "CONFIG", "Invalid"],
+      ["CONFIG not an object", { ...base, CONFIG: "[1,2]" }, "CONFIG", "Invalid"],
+      ["malformed ADVANCED_CONFIG", { ...base, ADVANCED_CONFIG: "{\"a\":" }, "ADVANCED_CONFIG", "Invalid"],
+      ["non-numeric EPOCHS", { ...base, EPOCHS: "ten" }, "EPOCHS", "Invalid"],
+      ["zero EPOCHS", { ...base, EPOCHS: "0" }, "EPOCHS", "Invalid"],
+      ["non-numeric CONFIG.epochs", { ...base, CONFIG: "{\"epochs\":\"x\"}" }, "CONFIG.epochs", "Invalid"],
+      ["non-numeric legacy CONFIG_BATCH", { ...base, CONFIG_BATCH: "big" }, "CONFIG_BATCH", "Invalid"],
+      ["negative cache size", { ...base, DATASET_CACHE_MAX_GB: "-1" }, "DATASET_CACHE_MAX_GB", "Invalid"],
+      ["unknown task type", { ...base, TASK_TYPE: "depth_estimation" }, "TASK_TYPE", "Invalid"],
+      ["bad callback URL", { ...base, CALLBACK_URL: "backend:8000" }, "CALLBACK_URL", "Invalid"],
+      ["negative retries", { ...base, CALLBACK_MAX_RETRIES: "-2" }, "CALLBACK_MAX_RETRIES", "Invalid"],
+      ["non-numeric retry delay", { ...base, CALLBACK_RETRY_DELAY: "soon" }, "CALLBACK_RETRY_DELAY", "Invalid"],
+      ["non-integer RANK", { ...base, RANK: "first" }, "RANK", "Invalid"]
+    ]
+    for (const [name, env, variable, reason] of cases) {
+      it.effect(name, () =>
+        Effect.gen(function*() {
+          const error = yield* resolveErr(env)
+          assert.instanceOf(error, ConfigError)
+          assert.strictEqual(error.variable, variable)
+          assert.strictEqual(error.reason, reason)
+          expect(error.message).toContain(variable)
+        }))
+    }
+  })
+
+  it.effect("no secret value appears in errors, logs or string forms", () =>
+    Effect.gen(function*() {
+      const secrets = {
+        EXTERNAL_STORAGE_SECRET_KEY: "ext-SECRET-value-1",
+        INTERNAL_STORAGE_SECRET_KEY: "int-SECRET-value-2",
+        CLEARML_API_SECRET_KEY: "clearml-SECRET-value-3"
+      }
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => lines.push(JSON.stringify(message)))
+      const ctx = yield* resolveOk({ ...secrets, CLEARML_API_HOST: "http://c:8008", CLEARML_API_ACCESS_KEY: "k" })
+      yield* Effect.log(ctx).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      const error = yield* resolveErr({ ...secrets, JOB_ID: "oops", CALLBACK_URL: "http://b/api" })
+      const rendered = [
+        JSON.stringify(ctx),
+        String(ctx.externalStorage.secretKey),
+        JSON.stringify(error),
+        error.message,
+        String(error),
+        ...lines
+      ].join("\n")
+      for (const secret of Object.values(secrets)) {
+        expect(rendered).not.toContain(secret)
+      }
+    }))
+
+  it.effect("layerTest builds a context from plain values over the defaults", () =>
+    Effect.gen(function*() {
+      const ctx = yield* JobContext
+      assert.strictEqual(ctx.jobId, 9)
+      assert.strictEqual(ctx.taskType, "segmentation")
+      assert.strictEqual(ctx.basicConfig.epochs, 3)
+      assert.strictEqual(ctx.basicConfig.imgsz, 640)
+      assert.strictEqual(ctx.externalStorage.bucket, "training-datasets")
+    }).pipe(Effect.provide(JobContext.layerTest({ jobId: 9, taskType: "segmentation", basicConfig: { epochs: 3 } }))))
+
+  it("makeJobContext derives isPrimary from rank", () => {
+    assert.isFalse(makeJobContext({ rank: 1 }).isPrimary)
+    assert.isTrue(makeJobContext().isPrimary)
+  })
+
+  it.effect("JobContext.layer composes with other layers", () =>
+    Effect.gen(function*() {
+      const ctx = yield* JobContext
+      assert.strictEqual(ctx.jobId, 5)
+    }).pipe(
+      Effect.provide(Layer.provide(JobContext.layer, Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["CALLBACK_URL", "http://x/api"], ["JOB_ID", "5"]])))))
+    ))
+})
