@@ -23,10 +23,11 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
 /**
  * A callback to the platform backend that did not arrive: `Rejected` for a 4xx (never
  * retried; status and response text kept), `Transient` once the retry budget for 5xx,
- * network errors and timeouts is spent.
+ * network errors and timeouts is spent, `Invalid` when the report itself breaks the
+ * wire contract (nothing is sent; `detail` names the field).
  */
 export class CallbackError extends Schema.TaggedError<CallbackError>()("CallbackError", {
-  reason: Schema.Literal("Rejected", "Transient"),
+  reason: Schema.Literal("Rejected", "Transient", "Invalid"),
   /** The request path relative to `CALLBACK_URL`. */
   path: Schema.String,
   status: Schema.optional(Schema.Number),
@@ -38,6 +39,8 @@ export class CallbackError extends Schema.TaggedError<CallbackError>()("Callback
     const body = this.body ? `: ${this.body.slice(0, 500)}` : ""
     return this.reason === "Rejected"
       ? `Backend rejected POST ${this.path}${status}${body}`
+      : this.reason === "Invalid"
+      ? `Invalid report for POST ${this.path}: ${this.detail}`
       : `Backend unreachable for POST ${this.path}${status}: ${this.detail}`
   }
 }
