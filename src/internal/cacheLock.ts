@@ -1,0 +1,313 @@
+/**
+ * Cross-process coordination of the dataset cache: lock files created with `O_EXCL` and
+ * lease files, both kept alive by a heartbeat (their mtime is refreshed every few
+ * seconds). A lock or lease whose mtime is older than the stale threshold belongs to a
+ * dead holder, whatever container wrote it; a PID is recorded too, and is trusted only as
+ * a fast path when the holder ran in this very PID namespace on this host.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { Clock, Duration, Effect, Option, Ref, Schedule, type Scope } from "effect"
+import * as os from "node:os"
+import { CacheError } from "../Errors.js"
+import { leasesDirName, locksDirName } from "./cacheKey.js"
+
+/** Who holds a lock or a lease; written as JSON into the file for diagnostics and the PID fast path. */
+export interface CacheHolder {
+  readonly token: string
+  readonly pid: number
+  /** Host name plus PID namespace: PIDs are comparable only when this matches. */
+  readonly host: string
+  readonly since: string
+}
+
+/** This process as seen by the liveness rules. */
+export interface LocalProcess {
+  readonly host: string
+  readonly pid: number
+  readonly isPidAlive: (pid: number) => boolean
+}
+
+/** Timing of the coordination files. */
+export interface CacheLockTiming {
+  /** A lock or lease not refreshed for this long is stale. */
+  readonly staleAfter: Duration.Duration
+  /** How often held files are refreshed (well under `staleAfter`). */
+  readonly heartbeatEvery: Duration.Duration
+  /** How often a waiter re-checks a busy lock. */
+  readonly pollEvery: Duration.Duration
+  /** How long a waiter waits for a live holder before failing. */
+  readonly lockTimeout: Duration.Duration
+}
+
+/**
+ * Whether the holder of a lock or lease is gone: its file was not refreshed within
+ * `staleAfter`, or it ran in this PID namespace on this host and its PID is dead.
+ */
+export const isHolderStale = (options: {
+  readonly nowMs: number
+  readonly mtimeMs: number
+  readonly staleAfterMs: number
+  readonly holder: CacheHolder | undefined
+  readonly local: LocalProcess
+}): boolean =>
+  options.nowMs - options.mtimeMs > options.staleAfterMs ||
+  (options.holder !== undefined && options.holder.host === options.local.host &&
+    options.holder.pid !== options.local.pid && !options.local.isPidAlive(options.holder.pid))
+
+/** Parses a holder file's text; a file being written (empty) or foreign reads as `undefined`. */
+export const parseCacheHolder = (text: string): CacheHolder | undefined => {
+  try {
+    const value: unknown = JSON.parse(text)
+    if (typeof value !== "object" || value === null) return undefined
+    const { host, pid, since, token } = value as Record<string, unknown>
+    return typeof token === "string" && typeof pid === "number" && typeof host === "string" && typeof since === "string"
+      ? { token, pid, host, since }
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const isPidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** The local process identity: host name and PID namespace (from `/proc` where it exists). */
+export const localProcess: Effect.Effect<LocalProcess, never, FileSystem.FileSystem> = Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const namespace = yield* fs.readLink("/proc/self/ns/pid").pipe(Effect.orElseSucceed(() => ""))
+  return { host: `${os.hostname()}/${namespace}`, pid: process.pid, isPidAlive }
+})
+
+const randomToken = (): string => `${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 10)}`
+
+/** A fresh random token (temporary names, holder identity). */
+export const newCacheToken: Effect.Effect<string> = Effect.sync(randomToken)
+
+const ioError = (path: string, detail: string) => (cause: PlatformError) =>
+  new CacheError({ reason: "Io", path, detail: `${detail}: ${cause.message}`, cause })
+
+const isAlreadyExists = (e: PlatformError): boolean => e._tag === "SystemError" && e.reason === "AlreadyExists"
+const isNotFound = (e: PlatformError): boolean => e._tag === "SystemError" && e.reason === "NotFound"
+
+/** The cross-process locks and leases of one cache directory, bound to this process. */
+export interface CacheCoordinator {
+  /** Runs `effect` holding the named lock, waiting (up to `lockTimeout`) while a live holder has it. */
+  readonly withLock: <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CacheError, R>
+  /** Runs `effect` holding the named lock if it is free (or stale) now; `None` when a live holder has it. */
+  readonly tryWithLock: <A, E, R>(
+    name: string,
+    effect: Effect.Effect<A, E, R>
+  ) => Effect.Effect<Option.Option<A>, E | CacheError, R>
+  /** Records that this process uses entry `key` until the coordinator's scope closes. */
+  readonly takeLease: (key: string) => Effect.Effect<void, CacheError>
+  /** Live leases on `key` (of any process); stale lease files are removed on the way. */
+  readonly liveLeaseCount: (key: string) => Effect.Effect<number, CacheError>
+  /** Removes the lease directory of an entry (call holding the entry's lock, with no live lease). */
+  readonly removeLeases: (key: string) => Effect.Effect<void, CacheError>
+}
+
+/**
+ * Builds the coordinator for `cacheDir`: a heartbeat fiber refreshes every held lock and
+ * lease, and closing the scope removes this process's leases.
+ */
+export const makeCacheCoordinator = (
+  cacheDir: string,
+  timing: CacheLockTiming
+): Effect.Effect<CacheCoordinator, never, FileSystem.FileSystem | Path.Path | Scope.Scope> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const local = yield* localProcess
+    const locksDir = path.join(cacheDir, locksDirName)
+    const leasesDir = path.join(cacheDir, leasesDirName)
+    const staleAfterMs = Duration.toMillis(timing.staleAfter)
+
+    /** Files this process refreshes: held locks and leases. */
+    const held = yield* Ref.make(new Set<string>())
+    const leases = yield* Ref.make(new Set<string>())
+
+    const holderText = Effect.map(
+      Effect.zip(newCacheToken, Clock.currentTimeMillis),
+      ([token, now]): CacheHolder => ({ token, pid: local.pid, host: local.host, since: new Date(now).toISOString() })
+    )
+
+    const refresh = Effect.gen(function*() {
+      const now = new Date(yield* Clock.currentTimeMillis)
+      const paths = [...(yield* Ref.get(held)), ...(yield* Ref.get(leases))]
+      yield* Effect.forEach(paths, (p) => Effect.ignore(fs.utimes(p, now, now)), { concurrency: 8, discard: true })
+    })
+    yield* refresh.pipe(Effect.repeat(Schedule.spaced(timing.heartbeatEvery)), Effect.forkScoped)
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const mine = yield* Ref.getAndSet(leases, new Set())
+        yield* Effect.forEach(mine, (p) => Effect.ignore(fs.remove(p)), { concurrency: 8, discard: true })
+      })
+    )
+
+    /** Reads a holder file: `None` when it does not exist. */
+    const inspect = (file: string) =>
+      Effect.gen(function*() {
+        const info = yield* fs.stat(file)
+        const text = yield* fs.readFileString(file).pipe(Effect.orElseSucceed(() => ""))
+        const nowMs = yield* Clock.currentTimeMillis
+        const holder = parseCacheHolder(text)
+        const mtimeMs = Option.match(info.mtime, { onNone: () => 0, onSome: (d) => d.getTime() })
+        return Option.some({ holder, stale: isHolderStale({ nowMs, mtimeMs, staleAfterMs, holder, local }) })
+      }).pipe(
+        Effect.catchIf(isNotFound, () => Effect.succeed(Option.none())),
+        Effect.mapError(ioError(file, "cannot read"))
+      )
+
+    /**
+     * Creates `file` exclusively with a fresh holder; `None` when it already exists. A missing
+     * parent directory (a fresh cache) is created on the way.
+     */
+    const createExclusive = (file: string) =>
+      Effect.flatMap(holderText, (holder) => {
+        const write = fs.writeFileString(file, JSON.stringify(holder), { flag: "wx" })
+        return write.pipe(
+          Effect.catchIf(isNotFound, () =>
+            fs.makeDirectory(path.dirname(file), { recursive: true }).pipe(Effect.zipRight(write))),
+          Effect.as(Option.some(holder)),
+          Effect.catchIf(isAlreadyExists, () => Effect.succeed(Option.none<CacheHolder>())),
+          Effect.mapError(ioError(file, "cannot create"))
+        )
+      })
+
+    /**
+     * Removes a stale lock under a second "breaker" lock, re-checking staleness there, so two
+     * waiters that both saw the stale lock cannot remove a fresh one taken in between.
+     */
+    const breakStale = (lockFile: string) =>
+      Effect.gen(function*() {
+        const breaker = `${lockFile}.break`
+        const taken = yield* createExclusive(breaker)
+        if (Option.isNone(taken)) {
+          const state = yield* inspect(breaker)
+          if (Option.isSome(state) && state.value.stale) yield* Effect.ignore(fs.remove(breaker))
+          return
+        }
+        yield* Effect.gen(function*() {
+          const state = yield* inspect(lockFile)
+          if (Option.isSome(state) && state.value.stale) {
+            yield* fs.remove(lockFile).pipe(
+              Effect.catchIf(isNotFound, () => Effect.void),
+              Effect.mapError(ioError(lockFile, "cannot remove stale lock"))
+            )
+          }
+        }).pipe(Effect.ensuring(Effect.ignore(fs.remove(breaker))))
+      })
+
+    /** One attempt at the lock: the holder when taken, `None` when a live holder has it. */
+    const attempt = (lockFile: string) =>
+      Effect.gen(function*() {
+        const taken = yield* createExclusive(lockFile)
+        if (Option.isSome(taken)) return taken
+        const state = yield* inspect(lockFile)
+        if (Option.isSome(state) && !state.value.stale) return Option.none<CacheHolder>()
+        if (Option.isSome(state)) yield* breakStale(lockFile)
+        return yield* createExclusive(lockFile)
+      })
+
+    const release = (lockFile: string, holder: CacheHolder) =>
+      Effect.gen(function*() {
+        yield* Ref.update(held, (s) => {
+          const next = new Set(s)
+          next.delete(lockFile)
+          return next
+        })
+        const text = yield* fs.readFileString(lockFile).pipe(Effect.orElseSucceed(() => ""))
+        if (parseCacheHolder(text)?.token === holder.token) yield* Effect.ignore(fs.remove(lockFile))
+      })
+
+    const hold = <A, E, R>(lockFile: string, holder: CacheHolder, effect: Effect.Effect<A, E, R>) =>
+      Effect.acquireUseRelease(
+        Ref.update(held, (s) => new Set(s).add(lockFile)),
+        () => effect,
+        () => release(lockFile, holder)
+      )
+
+    const lockPath = (name: string) => path.join(locksDir, `${name}.lock`)
+
+    const tryWithLock = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(attempt(lockPath(name)), (taken) =>
+          Option.match(taken, {
+            onNone: () => Effect.succeed(Option.none<A>()),
+            onSome: (holder) => Effect.map(hold(lockPath(name), holder, restore(effect)), Option.some)
+          }))
+      )
+
+    const withLock = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) =>
+      Effect.gen(function*() {
+        const lockFile = lockPath(name)
+        const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(timing.lockTimeout)
+        while (true) {
+          const result = yield* tryWithLock(name, effect)
+          if (Option.isSome(result)) return result.value
+          if ((yield* Clock.currentTimeMillis) >= deadline) {
+            const state = yield* inspect(lockFile)
+            const holder = Option.flatMap(state, (s) => Option.fromNullable(s.holder))
+            return yield* new CacheError({
+              reason: "Lock",
+              path: lockFile,
+              detail: `timed out after ${Duration.format(timing.lockTimeout)} waiting for a live holder${
+                Option.match(holder, {
+                  onNone: () => "",
+                  onSome: (h) => ` (pid ${h.pid} on ${h.host}, since ${h.since})`
+                })
+              }`
+            })
+          }
+          yield* Effect.sleep(timing.pollEvery)
+        }
+      })
+
+    const leaseDir = (key: string) => path.join(leasesDir, key)
+
+    const takeLease = (key: string) =>
+      Effect.gen(function*() {
+        const dir = leaseDir(key)
+        yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(ioError(dir, "cannot create")))
+        const token = yield* newCacheToken
+        const file = path.join(dir, `${token}.lease`)
+        const holder = yield* createExclusive(file)
+        if (Option.isNone(holder)) {
+          return yield* new CacheError({ reason: "Io", key, path: file, detail: "lease file name collision" })
+        }
+        yield* Ref.update(leases, (s) => new Set(s).add(file))
+      }).pipe(Effect.uninterruptible)
+
+    const liveLeaseCount = (key: string) =>
+      Effect.gen(function*() {
+        const dir = leaseDir(key)
+        const names = yield* fs.readDirectory(dir).pipe(
+          Effect.catchIf(isNotFound, () => Effect.succeed([] as Array<string>)),
+          Effect.mapError(ioError(dir, "cannot list"))
+        )
+        let live = 0
+        for (const name of names) {
+          const file = path.join(dir, name)
+          const state = yield* inspect(file)
+          if (Option.isNone(state)) continue
+          if (state.value.stale) yield* Effect.ignore(fs.remove(file))
+          else live++
+        }
+        return live
+      })
+
+    const removeLeases = (key: string) =>
+      fs.remove(leaseDir(key), { recursive: true }).pipe(
+        Effect.catchIf(isNotFound, () => Effect.void),
+        Effect.mapError(ioError(leaseDir(key), "cannot remove"))
+      )
+
+    return { withLock, tryWithLock, takeLease, liveLeaseCount, removeLeases } satisfies CacheCoordinator
+  })
