@@ -1,0 +1,55 @@
+/**
+ * The object-store port: the few operations the SDK needs on one bucket of one
+ * S3-compatible endpoint (head, streamed get to a file, put from a file, paginated list),
+ * with an S3 implementation (`@aws-sdk/client-s3`) and an in-memory twin for tests.
+ *
+ * @since 0.1.0
+ */
+import type { Effect, Stream } from "effect"
+import type { StorageError } from "./Errors.js"
+
+/** One stored object as seen by a listing or a HEAD. */
+export interface ObjectInfo {
+  readonly key: string
+  /** Size in bytes. */
+  readonly size: number
+}
+
+/** Options of `ObjectStore.putFile`. */
+export interface PutObjectOptions {
+  /** The object's `Content-Type`; `application/octet-stream` when absent. */
+  readonly contentType?: string
+}
+
+/** One bucket on one S3-compatible endpoint. Every failure is a `StorageError` naming bucket and key. */
+export interface ObjectStore {
+  /** The bucket this store reads and writes. */
+  readonly bucket: string
+  /** Size of one object; `NotFound` when it does not exist. */
+  readonly head: (key: string) => Effect.Effect<ObjectInfo, StorageError>
+  /**
+   * Streams one object into the file at `path` (created or truncated; the parent must exist),
+   * never holding it whole in memory, and checks the bytes written against the object's
+   * length. Returns the number of bytes written. On failure the file may hold a prefix of the
+   * object: callers write to a temporary name.
+   */
+  readonly getToFile: (key: string, path: string) => Effect.Effect<number, StorageError>
+  /** Uploads the file at `path` as `key` and checks the stored size. */
+  readonly putFile: (key: string, path: string, options?: PutObjectOptions) => Effect.Effect<ObjectInfo, StorageError>
+  /** Every object under `prefix`, page after page (listings are paginated, never cut at 1,000). */
+  readonly list: (prefix: string) => Stream.Stream<ObjectInfo, StorageError>
+  /** The same endpoint and credentials, another bucket (a URI names the bucket it means). */
+  readonly withBucket: (bucket: string) => ObjectStore
+}
+
+export {
+  type MemoryObjectStore,
+  makeMemoryObjectStore
+} from "./internal/memoryObjectStore.js"
+export {
+  type S3ObjectStoreOptions,
+  makeS3ObjectStore,
+  s3ClientConfig,
+  type S3EndpointSettings,
+  s3ClientScoped
+} from "./internal/s3ObjectStore.js"

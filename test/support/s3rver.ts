@@ -1,0 +1,77 @@
+/**
+ * A local S3-compatible server for integration tests: `s3rver` on 127.0.0.1, a free port,
+ * a fresh temp directory, the given buckets created, closed (stragglers dropped) with the
+ * scope. Paginated listings need the process to run with `--openssl-legacy-provider`
+ * (vitest.config.ts sets it for the forks).
+ */
+import type { S3ClientConfig } from "@aws-sdk/client-s3"
+import { Effect, Redacted, type Scope } from "effect"
+import { mkdtemp, rm } from "node:fs/promises"
+import type { Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
+import { s3ClientConfig } from "../../src/ObjectStore.js"
+
+interface S3rverInstance {
+  run(): Promise<AddressInfo>
+  close(): Promise<void>
+  httpServer?: Server
+}
+
+type S3rverConstructor = new (options: {
+  address: string
+  port: number
+  silent: boolean
+  directory: string
+  configureBuckets: ReadonlyArray<{ name: string }>
+}) => S3rverInstance
+
+const S3rver = createRequire(import.meta.url)("s3rver") as S3rverConstructor
+
+/** A running local S3 server. */
+export interface LocalS3 {
+  /** `http://127.0.0.1:<port>`. */
+  readonly endpoint: string
+  /** Where the server keeps its objects. */
+  readonly directory: string
+  /** Client settings that work against it (key id `S3RVER`, path-style, `WHEN_REQUIRED`). */
+  readonly clientConfig: S3ClientConfig
+  /** The same as endpoint settings for `JobContext` (`accessKey` `S3RVER`). */
+  readonly accessKey: string
+  readonly secretKey: Redacted.Redacted<string>
+}
+
+/** Starts s3rver on 127.0.0.1 with `buckets` created; stopped and its directory removed when the scope closes. */
+export const startS3rver = (buckets: ReadonlyArray<string>): Effect.Effect<LocalS3, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const directory = await mkdtemp(path.join(os.tmpdir(), "s3rver-"))
+      const server = new S3rver({
+        address: "127.0.0.1",
+        port: 0,
+        silent: true,
+        directory,
+        configureBuckets: buckets.map((name) => ({ name }))
+      })
+      const address = await server.run()
+      return { server, directory, endpoint: `http://127.0.0.1:${address.port}` }
+    }),
+    ({ directory, server }) =>
+      Effect.promise(async () => {
+        server.httpServer?.closeAllConnections()
+        await server.close()
+        await rm(directory, { recursive: true, force: true })
+      })
+  ).pipe(Effect.map(({ directory, endpoint }) => {
+    const accessKey = "S3RVER"
+    const secretKey = Redacted.make("S3RVER")
+    return {
+      endpoint,
+      directory,
+      accessKey,
+      secretKey,
+      clientConfig: s3ClientConfig({ endpoint, accessKey, secretKey, region: "us-east-1", requestChecksumCalculation: "WHEN_REQUIRED" })
+    }
+  }))
