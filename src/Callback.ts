@@ -1,0 +1,312 @@
+/**
+ * The lifecycle callbacks of a job to the platform backend: started, progress, validation,
+ * completed, failed, inference and export results.
+ *
+ * Progress never waits on the network: it is queued and delivered by a background fiber,
+ * newest first when reports pile up. Every other report is delivered synchronously after
+ * any pending progress, so the wire order is always started → progress… → outcome.
+ *
+ * @since 0.1.0
+ */
+import { HttpClient } from "@effect/platform"
+import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Ref, Schedule, type Schema, type Scope } from "effect"
+import { CallbackError } from "./Errors.js"
+import { JobContext } from "./JobContext.js"
+import { callbackRetrySchedule, isTransient, makeBackendClient } from "./internal/backendClient.js"
+import {
+  callbackPaths,
+  CompletionBody,
+  ExportCompletedBody,
+  ExportStartedBody,
+  FailedBody,
+  InferenceCompletedBody,
+  InferenceStartedBody,
+  TrainingProgressBody,
+  TrainingStartedBody,
+  ValidationBody
+} from "./internal/callbackBodies.js"
+import { type CallbackRecorder, makeCallbackRecorder } from "./internal/callbackRecorder.js"
+import {
+  advanceTiming,
+  type CallbackOperation,
+  type CompletionReport,
+  completionBody,
+  encodeBody,
+  type ExportCompletedReport,
+  exportCompletedBody,
+  failedBody,
+  type FailureReport,
+  type InferenceCompletedReport,
+  inferenceCompletedBody,
+  isoTimestamp,
+  operationStartedBody,
+  type ProgressReport,
+  progressBody,
+  type ProgressTiming,
+  type StartedReport,
+  timingAtStart,
+  trainingStartedBody,
+  type ValidationReport,
+  validationBody
+} from "./internal/callbackReports.js"
+
+export type { CallbackAttempt, CallbackFailure, CallbackRecorder, CallbackRequest } from "./internal/callbackRecorder.js"
+export {
+  type CallbackMetrics,
+  type CallbackOperation,
+  type CompletionReport,
+  type ExportCompletedReport,
+  exportMetadata,
+  type ExportMetadataInput,
+  type FailureReport,
+  type InferenceCompletedReport,
+  type ProgressReport,
+  type StartedReport,
+  type ValidationImageResult,
+  type ValidationReport
+} from "./internal/callbackReports.js"
+
+/** The callback service. Every method fails only with `CallbackError`. */
+export interface CallbackService {
+  /**
+   * Announces the start of the job. `operation` (default `training`) decides where a later
+   * `reportFailed` goes; for training, `totalEpochs` defaults to the resolved `epochs`.
+   */
+  readonly reportStarted: (report?: StartedReport) => Effect.Effect<void, CallbackError>
+  /**
+   * Queues the progress after `epoch` epochs and returns at once; it never waits on the
+   * network and fails only with `reason: "Invalid"` for a report that breaks the contract
+   * (e.g. `totalEpochs` 0). A background fiber delivers it with the retry policy; when
+   * reports pile up behind a slow backend only the newest is sent. Delivery failures are
+   * logged, not raised. NaN and ±Infinity metric values (which JSON cannot carry) are sent
+   * as `null` and the report still goes out. `epoch_duration_seconds` and
+   * `estimated_time_remaining` are computed from the times between reports.
+   */
+  readonly reportProgress: (report: ProgressReport) => Effect.Effect<void, CallbackError>
+  /** Sends one epoch's validation results (after pending progress). */
+  readonly reportValidation: (report: ValidationReport) => Effect.Effect<void, CallbackError>
+  /** Reports a successful training run (after pending progress). */
+  readonly reportCompleted: (report: CompletionReport) => Effect.Effect<void, CallbackError>
+  /**
+   * Reports a failure to the completion endpoint of the operation started (training by
+   * default), with `error_message` `[errorType] message`.
+   */
+  readonly reportFailed: (report: FailureReport) => Effect.Effect<void, CallbackError>
+  /** Reports a finished inference run. */
+  readonly reportInferenceCompleted: (report: InferenceCompletedReport) => Effect.Effect<void, CallbackError>
+  /** Reports a finished export. */
+  readonly reportExportCompleted: (report: ExportCompletedReport) => Effect.Effect<void, CallbackError>
+  /** Delivers pending progress now (bounded by the retry policy); never fails. */
+  readonly flushProgress: Effect.Effect<void>
+}
+
+/** Tuning of the live service. */
+export interface CallbackOptions {
+  /** Time allowed for one HTTP attempt. Default 60 s (the Python client's read timeout). */
+  readonly attemptTimeout?: Duration.DurationInput
+  /** How long closing the layer waits for pending progress. Default 10 s. */
+  readonly flushTimeout?: Duration.DurationInput
+}
+
+interface LifecycleState {
+  readonly operation: CallbackOperation
+  readonly startedAt: number | undefined
+  readonly plannedEpochs: number | undefined
+  /** Highest epoch reported as progress since the start. */
+  readonly epochsCompleted: number | undefined
+  readonly timing: ProgressTiming
+}
+
+const initialState: LifecycleState = {
+  operation: "training",
+  startedAt: undefined,
+  plannedEpochs: undefined,
+  epochsCompleted: undefined,
+  timing: {}
+}
+
+/** The service of a secondary rank: every report is accepted and nothing is sent. */
+export const callbackNoop: CallbackService = {
+  reportStarted: () => Effect.void,
+  reportProgress: () => Effect.void,
+  reportValidation: () => Effect.void,
+  reportCompleted: () => Effect.void,
+  reportFailed: () => Effect.void,
+  reportInferenceCompleted: () => Effect.void,
+  reportExportCompleted: () => Effect.void,
+  flushProgress: Effect.void
+}
+
+/**
+ * Builds the live service over the `HttpClient` in context; secondary ranks get
+ * `callbackNoop`. The progress fiber lives in the surrounding scope, and closing it
+ * delivers pending progress (at most `flushTimeout`).
+ */
+export const makeCallback = (
+  options: CallbackOptions = {}
+): Effect.Effect<CallbackService, never, JobContext | HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const ctx = yield* JobContext
+    const client = yield* HttpClient.HttpClient
+    if (!ctx.isPrimary) return callbackNoop
+
+    const backend = makeBackendClient(ctx, client, options.attemptTimeout === undefined ? {} : { attemptTimeout: options.attemptTimeout })
+    const jobId = ctx.jobId
+    const progressPath = callbackPaths.trainingProgress(jobId)
+    const state = yield* Ref.make(initialState)
+    const pending = yield* Ref.make(Option.none<unknown>())
+    const wake = yield* Queue.sliding<void>(1)
+    const wire = yield* Effect.makeSemaphore(1)
+
+    // A progress report stops retrying once a newer one is waiting: the backend keeps the latest state.
+    const progressSchedule = callbackRetrySchedule(ctx).pipe(
+      Schedule.checkEffect(() => Effect.map(Ref.get(pending), Option.isNone))
+    )
+    const deliverPending = Effect.flatMap(
+      Ref.getAndSet(pending, Option.none()),
+      Option.match({
+        onNone: () => Effect.void,
+        onSome: (body) =>
+          backend.postOnce(progressPath, body).pipe(
+            Effect.retry({ schedule: progressSchedule, while: isTransient }),
+            Effect.catchAll((error) => Effect.logWarning("Progress report not delivered", error.message)),
+            Effect.withSpan("Callback.deliverProgress")
+          )
+      })
+    )
+    const flushProgress = wire.withPermits(1)(deliverPending)
+
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(wake), flushProgress)))
+    yield* Effect.addFinalizer(() =>
+      flushProgress.pipe(Effect.timeout(options.flushTimeout ?? Duration.seconds(10)), Effect.ignore)
+    )
+
+    /** Encodes `body` and sends it after pending progress, holding the wire. */
+    const send = <A, I>(path: string, schema: Schema.Schema<A, I>, body: A): Effect.Effect<void, CallbackError> =>
+      Either.match(encodeBody(schema, path, body), {
+        onLeft: (error) => Effect.fail(error),
+        onRight: (encoded) => wire.withPermits(1)(Effect.zipRight(deliverPending, backend.post(path, encoded)))
+      })
+
+    const now = Clock.currentTimeMillis
+    const finishedEpochs = (s: LifecycleState): number => s.epochsCompleted ?? 0
+
+    return {
+      reportStarted: Effect.fn("Callback.reportStarted")(function*(report: StartedReport = {}) {
+        const operation = report.operation ?? "training"
+        const at = yield* now
+        const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
+        yield* Ref.set(state, {
+          operation,
+          startedAt: at,
+          plannedEpochs,
+          epochsCompleted: undefined,
+          timing: operation === "training" ? timingAtStart(at) : {}
+        })
+        yield* Effect.annotateCurrentSpan("operation", operation)
+        if (operation === "training") {
+          return yield* send(progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
+        }
+        return yield* operation === "inference"
+          ? send(callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
+          : send(callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+      }),
+
+      reportProgress: Effect.fn("Callback.reportProgress")(function*(report: ProgressReport) {
+        const at = yield* now
+        const current = yield* Ref.get(state)
+        const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, report.totalEpochs, at)
+        const body = yield* encodeBody(TrainingProgressBody, progressPath, progressBody(jobId, report, timing))
+        yield* Ref.set(state, {
+          ...current,
+          timing: nextTiming,
+          epochsCompleted: Math.max(current.epochsCompleted ?? 0, report.epoch)
+        })
+        yield* Ref.set(pending, Option.some(body))
+        yield* Queue.offer(wake, undefined)
+      }),
+
+      reportValidation: Effect.fn("Callback.reportValidation")(function*(report: ValidationReport) {
+        const timestamp = isoTimestamp(yield* now)
+        return yield* send(
+          callbackPaths.validationResults(jobId),
+          ValidationBody,
+          validationBody(jobId, ctx.taskType, report, timestamp)
+        )
+      }),
+
+      reportCompleted: Effect.fn("Callback.reportCompleted")(function*(report: CompletionReport) {
+        const at = yield* now
+        const s = yield* Ref.get(state)
+        const epochs = report.totalEpochs ?? s.epochsCompleted ?? s.plannedEpochs ?? ctx.basicConfig.epochs
+        const duration = s.startedAt === undefined ? undefined : Math.max(0, at - s.startedAt) / 1000
+        return yield* send(
+          callbackPaths.trainingCompletion(jobId),
+          CompletionBody,
+          completionBody(jobId, report, epochs, duration)
+        )
+      }),
+
+      reportFailed: Effect.fn("Callback.reportFailed")(function*(report: FailureReport) {
+        const s = yield* Ref.get(state)
+        yield* Effect.annotateCurrentSpan("operation", s.operation)
+        const path = s.operation === "inference"
+          ? callbackPaths.inferenceCompletion(jobId)
+          : s.operation === "export"
+          ? callbackPaths.exportCompletion(jobId)
+          : callbackPaths.trainingCompletion(jobId)
+        return yield* send(path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s)))
+      }),
+
+      reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: InferenceCompletedReport) {
+        const timestamp = isoTimestamp(yield* now)
+        return yield* send(
+          callbackPaths.inferenceCompletion(jobId),
+          InferenceCompletedBody,
+          inferenceCompletedBody(jobId, report, timestamp)
+        )
+      }),
+
+      reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: ExportCompletedReport) {
+        const timestamp = isoTimestamp(yield* now)
+        return yield* send(
+          callbackPaths.exportCompletion(jobId),
+          ExportCompletedBody,
+          exportCompletedBody(jobId, report, timestamp)
+        )
+      }),
+
+      flushProgress
+    } satisfies CallbackService
+  })
+
+/** Test handle of `Callback.layerTest`: what was sent, and scripted failures. */
+export class CallbackTest extends Context.Tag("trainer-sdk/CallbackTest")<CallbackTest, CallbackRecorder>() {}
+
+/** The callback service: `const callback = yield* Callback`. */
+export class Callback extends Context.Tag("trainer-sdk/Callback")<Callback, CallbackService>() {
+  /** The live service over `HttpClient` (provide the Node client where the SDK is assembled). */
+  static readonly layer: Layer.Layer<Callback, never, JobContext | HttpClient.HttpClient> = Layer.scoped(
+    Callback,
+    makeCallback()
+  )
+
+  /** A service that sends nothing (what secondary ranks get). */
+  static readonly layerNoop: Layer.Layer<Callback> = Layer.succeed(Callback, callbackNoop)
+
+  /**
+   * The live service over an in-memory backend: `CallbackTest` exposes every request
+   * (path and decoded body, in wire order) and can script failures. Retries wait the
+   * job context's `callbackRetryDelay` on the `Clock` (set it to zero, or drive TestClock).
+   */
+  static readonly layerTest: Layer.Layer<Callback | CallbackTest, never, JobContext> = Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const ctx = yield* JobContext
+      const { client, recorder } = yield* makeCallbackRecorder(ctx.callbackUrl)
+      return Layer.merge(
+        Layer.succeed(CallbackTest, recorder),
+        Layer.scoped(Callback, makeCallback()).pipe(Layer.provide(Layer.succeed(HttpClient.HttpClient, client)))
+      )
+    })
+  )
+}

@@ -1,0 +1,110 @@
+/**
+ * An in-memory backend behind an `HttpClient`: records every callback request (path
+ * relative to `CALLBACK_URL` and decoded JSON body) and answers 200, or fails as scripted.
+ * `Callback.layerTest` runs the live service over it, so ordering, coalescing, encoding
+ * and retries are those of production.
+ */
+import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
+import { Effect, Ref } from "effect"
+import { joinUrl } from "./backendClient.js"
+
+/** One request the in-memory backend accepted (answered 2xx). */
+export interface CallbackRequest {
+  /** Path relative to `CALLBACK_URL`, e.g. `/training/jobs/1/callback/progress`. */
+  readonly path: string
+  /** The decoded JSON body. */
+  readonly body: unknown
+}
+
+/** One attempt that reached the in-memory backend, with how it was answered. */
+export interface CallbackAttempt extends CallbackRequest {
+  /** The HTTP status answered, or `network` for a simulated connection failure. */
+  readonly outcome: number | "network"
+}
+
+/** A scripted failure: an HTTP status (with optional response text) or a network error. */
+export type CallbackFailure = { readonly status: number; readonly body?: string } | "network"
+
+/** The recorder's handle, as exposed by `CallbackTest`. */
+export interface CallbackRecorder {
+  /** Requests the backend accepted, decoded, in wire order. */
+  readonly requests: Effect.Effect<ReadonlyArray<CallbackRequest>>
+  /** Every attempt, failed ones included, in wire order. */
+  readonly attempts: Effect.Effect<ReadonlyArray<CallbackAttempt>>
+  /** Makes the next `times` attempts fail this way (after failures already scripted). */
+  readonly failNext: (times: number, failure: CallbackFailure) => Effect.Effect<void>
+  /** Forgets recorded requests, attempts and scripted failures. */
+  readonly clear: Effect.Effect<void>
+}
+
+interface ScriptStep {
+  readonly failure: CallbackFailure
+  readonly times: number
+}
+
+const decodeBody = (body: unknown): unknown => {
+  if (body instanceof Uint8Array) {
+    const text = new TextDecoder().decode(body)
+    try {
+      return JSON.parse(text)
+    } catch {
+      return text
+    }
+  }
+  return undefined
+}
+
+/** Builds the recorder and the `HttpClient` that talks to it, for the backend at `baseUrl`. */
+export const makeCallbackRecorder = (
+  baseUrl: string
+): Effect.Effect<{ readonly recorder: CallbackRecorder; readonly client: HttpClient.HttpClient }> =>
+  Effect.gen(function*() {
+    const requests = yield* Ref.make<ReadonlyArray<CallbackRequest>>([])
+    const attempts = yield* Ref.make<ReadonlyArray<CallbackAttempt>>([])
+    const script = yield* Ref.make<ReadonlyArray<ScriptStep>>([])
+    const prefix = joinUrl(baseUrl, "")
+
+    const nextFailure = Ref.modify(script, (steps): readonly [CallbackFailure | undefined, ReadonlyArray<ScriptStep>] => {
+      const [head, ...rest] = steps
+      if (head === undefined) return [undefined, steps]
+      return [head.failure, head.times > 1 ? [{ failure: head.failure, times: head.times - 1 }, ...rest] : rest]
+    })
+
+    const client = HttpClient.make((request, url) =>
+      Effect.gen(function*() {
+        const href = url.toString()
+        const path = href.startsWith(prefix) ? `/${href.slice(prefix.length)}` : url.pathname
+        const body = decodeBody(request.body._tag === "Uint8Array" ? request.body.body : undefined)
+        const failure = yield* nextFailure
+        const outcome: CallbackAttempt["outcome"] = failure === undefined ? 200 : failure === "network" ? "network" : failure.status
+        yield* Ref.update(attempts, (all) => [...all, { path, body, outcome }])
+        if (failure === "network") {
+          return yield* new HttpClientError.RequestError({
+            request,
+            reason: "Transport",
+            cause: new Error("connect ECONNREFUSED (CallbackTest.failNext)")
+          })
+        }
+        if (failure !== undefined) {
+          return HttpClientResponse.fromWeb(request, new Response(failure.body ?? `simulated HTTP ${failure.status}`, { status: failure.status }))
+        }
+        yield* Ref.update(requests, (all) => [...all, { path, body }])
+        return HttpClientResponse.fromWeb(
+          request,
+          new Response(JSON.stringify({ success: true, message: "recorded", job_status: null }), {
+            status: 200,
+            headers: { "content-type": "application/json" }
+          })
+        )
+      })
+    )
+
+    const recorder: CallbackRecorder = {
+      requests: Ref.get(requests),
+      attempts: Ref.get(attempts),
+      failNext: (times, failure) =>
+        times > 0 ? Ref.update(script, (steps) => [...steps, { failure, times }]) : Effect.void,
+      clear: Effect.all([Ref.set(requests, []), Ref.set(attempts, []), Ref.set(script, [])], { discard: true })
+    }
+    return { recorder, client }
+  })
