@@ -1,0 +1,137 @@
+/**
+ * The normalized model → COCO instance documents MMDetection and pycocotools load as they
+ * are. Pure: no I/O.
+ */
+import type { DatasetSplit, DiceAnnotation, DiceDataset, DiceRle } from "./diceModel.js"
+import { countSkip, resolveClass, type SkipCounts } from "./yoloLabels.js"
+
+/** A COCO image entry. */
+export interface CocoImage {
+  readonly id: number
+  /** Relative to the image root given in the conversion report. */
+  readonly file_name: string
+  readonly width: number
+  readonly height: number
+}
+
+/** A COCO instance annotation. */
+export interface CocoAnnotation {
+  /** Starts at 1 (pycocotools treats a ground-truth id of 0 as unmatched). */
+  readonly id: number
+  readonly image_id: number
+  readonly category_id: number
+  readonly bbox: readonly [number, number, number, number]
+  readonly area: number
+  readonly iscrowd: 0 | 1
+  readonly segmentation?: ReadonlyArray<ReadonlyArray<number>> | DiceRle
+  readonly keypoints?: ReadonlyArray<number>
+  readonly num_keypoints?: number
+}
+
+/** A COCO category: source id kept, background dropped. */
+export interface CocoCategory {
+  readonly id: number
+  readonly name: string
+  readonly supercategory: string
+}
+
+/** One COCO instances file. */
+export interface CocoDocument {
+  readonly images: ReadonlyArray<CocoImage>
+  readonly annotations: ReadonlyArray<CocoAnnotation>
+  readonly categories: ReadonlyArray<CocoCategory>
+}
+
+/** The COCO output: everything, and one document per split present. */
+export interface CocoOutput {
+  readonly all: CocoDocument
+  readonly splits: Partial<Record<DatasetSplit, CocoDocument>>
+}
+
+/** Area of polygons by the shoelace formula (summed over parts). */
+export const polygonArea = (polygons: ReadonlyArray<ReadonlyArray<number>>): number => {
+  let total = 0
+  for (const p of polygons) {
+    let twice = 0
+    const n = Math.floor(p.length / 2)
+    for (let i = 0; i < n; i++) {
+      const j = (i + 1) % n
+      twice += p[2 * i]! * p[2 * j + 1]! - p[2 * j]! * p[2 * i + 1]!
+    }
+    total += Math.abs(twice) / 2
+  }
+  return total
+}
+
+const cocoAnnotation = (
+  a: DiceAnnotation,
+  id: number,
+  imageId: number,
+  bbox: readonly [number, number, number, number]
+): CocoAnnotation => {
+  const segmentation = a.polygons ?? a.rle
+  const area = a.area ?? (a.polygons && a.polygons.length > 0 ? polygonArea(a.polygons) : bbox[2] * bbox[3])
+  const base = { id, image_id: imageId, category_id: a.categoryId!, bbox, area, iscrowd: a.iscrowd ? 1 as const : 0 as const }
+  const withSeg = segmentation === undefined ? base : { ...base, segmentation }
+  if (a.keypoints === undefined) return withSeg
+  let visible = 0
+  for (let i = 2; i < a.keypoints.length; i += 3) if (a.keypoints[i]! > 0) visible++
+  return { ...withSeg, keypoints: a.keypoints, num_keypoints: a.numKeypoints ?? visible }
+}
+
+/**
+ * Builds the COCO documents. `fileNames[i]` is image `i`'s path relative to the image root.
+ * Annotations are numbered 1..N in dataset order (the same id in `all` and its split file);
+ * skipped and counted: no/unknown/background category, no bbox, zero or negative box size.
+ */
+export const cocoDocuments = (
+  dataset: DiceDataset,
+  splits: ReadonlyArray<DatasetSplit>,
+  fileNames: ReadonlyArray<string>,
+  skipped: SkipCounts
+): CocoOutput => {
+  const classIndex = new Map<number, number>()
+  dataset.categories.forEach((c, i) => classIndex.set(c.id, i))
+  const ctx = { classIndex, backgroundIds: new Set(dataset.backgroundIds) }
+  const categories: Array<CocoCategory> = dataset.categories.map((c) => ({
+    id: c.id,
+    name: c.name,
+    supercategory: c.supercategory ?? "none"
+  }))
+  const images: Array<CocoImage> = []
+  const annotations: Array<CocoAnnotation> = []
+  const bySplit = new Map<DatasetSplit, { images: Array<CocoImage>; annotations: Array<CocoAnnotation> }>()
+  let nextId = 1
+  dataset.images.forEach((image, i) => {
+    const entry: CocoImage = { id: image.id, file_name: fileNames[i]!, width: image.width, height: image.height }
+    const split = splits[i]!
+    let part = bySplit.get(split)
+    if (part === undefined) bySplit.set(split, part = { images: [], annotations: [] })
+    images.push(entry)
+    part.images.push(entry)
+    for (const a of image.annotations) {
+      const cls = resolveClass(a.categoryId, ctx)
+      if (typeof cls === "string") {
+        countSkip(skipped, cls)
+        continue
+      }
+      if (a.bbox === undefined) {
+        countSkip(skipped, "no_bbox")
+        continue
+      }
+      if (!(a.bbox[2] > 0 && a.bbox[3] > 0)) {
+        countSkip(skipped, "degenerate_box")
+        continue
+      }
+      const ann = cocoAnnotation(a, nextId++, image.id, a.bbox)
+      annotations.push(ann)
+      part.annotations.push(ann)
+    }
+  })
+  const out: Partial<Record<DatasetSplit, CocoDocument>> = {}
+  for (const s of ["train", "val", "test"] as const) {
+    const part = bySplit.get(s)
+    if (part) out[s] = { images: part.images, annotations: part.annotations, categories }
+  }
+  return { all: { images, annotations, categories }, splits: out }
+}

@@ -1,0 +1,359 @@
+/**
+ * The normalized dataset model every input shape decodes into, and the decoders of the two
+ * DICE JSON shapes (nested and flat COCO-style). Pure: no I/O.
+ */
+import { Either, ParseResult, Schema } from "effect"
+import { DatasetError } from "../Errors.js"
+
+/** One of the three dataset splits. */
+export type DatasetSplit = "train" | "val" | "test"
+
+/** A COCO run-length-encoded mask, kept as it is. */
+export interface DiceRle {
+  readonly counts: string | ReadonlyArray<number>
+  readonly size: ReadonlyArray<number>
+}
+
+/** One object annotation, whatever shape it came from. */
+export interface DiceAnnotation {
+  /** Source annotation id, when the source had one. */
+  readonly id: number | undefined
+  /** Category id (not the class index); `undefined` when the annotation names no category. */
+  readonly categoryId: number | undefined
+  /** `[x, y, w, h]` in pixels, top-left origin. */
+  readonly bbox: readonly [number, number, number, number] | undefined
+  readonly area: number | undefined
+  readonly iscrowd: boolean
+  /** Polygons as flat `[x1, y1, x2, y2, ...]` lists, in pixels. */
+  readonly polygons: ReadonlyArray<ReadonlyArray<number>> | undefined
+  readonly rle: DiceRle | undefined
+  /** Keypoints as a flat `[x, y, v, ...]` list, in pixels. */
+  readonly keypoints: ReadonlyArray<number> | undefined
+  readonly numKeypoints: number | undefined
+}
+
+/** One image with its annotations. */
+export interface DiceImage {
+  readonly id: number
+  /** The image path as written in the source, relative to the image root. */
+  readonly fileName: string
+  readonly width: number
+  readonly height: number
+  readonly split: DatasetSplit | undefined
+  readonly annotations: ReadonlyArray<DiceAnnotation>
+  /** Category id of the whole image (classification), when given. */
+  readonly imageCategoryId: number | undefined
+}
+
+/** One category of the source, in file order. */
+export interface DiceCategory {
+  readonly id: number
+  readonly name: string
+  readonly supercategory: string | undefined
+}
+
+/** A decoded dataset: categories without background, images, and what decoding skipped. */
+export interface DiceDataset {
+  /** Task type named by the file, when it names one. */
+  readonly taskType: string | undefined
+  /** `storage_info.image_root` as written in the source. */
+  readonly storageImageRoot: string | undefined
+  /** Categories in file order, background dropped: the class index is the position here. */
+  readonly categories: ReadonlyArray<DiceCategory>
+  /** Ids of the dropped background categories. */
+  readonly backgroundIds: ReadonlyArray<number>
+  readonly images: ReadonlyArray<DiceImage>
+  /** Annotations dropped while decoding, by reason (e.g. `unknown_image`). */
+  readonly skipped: Readonly<Record<string, number>>
+}
+
+/** Whether a category name is the background pseudo-class. */
+export const isBackgroundName = (name: string): boolean => name === "__background__" || name === "_background_"
+
+/** Reads a split field: `train`, `val`/`valid`/`validation`, `test`; anything else is no split. */
+export const parseSplit = (raw: string | null | undefined): DatasetSplit | undefined => {
+  switch (raw?.trim().toLowerCase()) {
+    case "train":
+      return "train"
+    case "val":
+    case "valid":
+    case "validation":
+      return "val"
+    case "test":
+      return "test"
+    default:
+      return undefined
+  }
+}
+
+/** Formats a Schema parse error path as `images[3].width`. */
+export const formatJsonPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>(
+    (acc, key) =>
+      typeof key === "number"
+        ? `${acc}[${key}]`
+        : /^[A-Za-z_$][\w$]*$/.test(String(key))
+        ? `${acc}${acc === "" ? "" : "."}${String(key)}`
+        : `${acc}[${JSON.stringify(String(key))}]`,
+    ""
+  )
+
+/** Turns a Schema parse error into a `DatasetError` naming the file and the first JSON path. */
+export const parseErrorToDatasetError = (file: string, error: ParseResult.ParseError): DatasetError => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  return new DatasetError({
+    reason: "InvalidShape",
+    file,
+    jsonPath: issue ? formatJsonPath(issue.path) : "",
+    detail: issue ? issue.message : "invalid dataset shape"
+  })
+}
+
+/** Parses JSON text, failing with a `DatasetError` that names the file and the parser's message. */
+export const parseJsonText = (file: string, text: string): Either.Either<unknown, DatasetError> => {
+  try {
+    return Either.right(JSON.parse(text) as unknown)
+  } catch (error) {
+    return Either.left(
+      new DatasetError({
+        reason: "InvalidJson",
+        file,
+        detail: `malformed JSON: ${error instanceof Error ? error.message : String(error)}`
+      })
+    )
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas (lean: filters only, no transformations, so decoding is one walk over the input)
+
+const Num = Schema.Number
+const optionalNullable = <S extends Schema.Schema.Any>(s: S) => Schema.optional(Schema.NullOr(s))
+
+/** An image side in pixels: a number greater than 0. */
+export const ImageSide = Schema.Number.pipe(Schema.greaterThan(0, { message: () => "expected a number greater than 0" }))
+const Bbox = Schema.Tuple(Num, Num, Num, Num).annotations({
+  message: () => "expected a bbox of 4 numbers [x, y, w, h]"
+})
+const Rle = Schema.Struct({
+  counts: Schema.Union(Schema.String, Schema.Array(Num)),
+  size: Schema.Array(Num)
+})
+const Polygons = Schema.Array(Schema.Array(Num))
+const Segmentation = Schema.Union(Polygons, Rle)
+const Keypoints = Schema.Union(Schema.Array(Num), Schema.Array(Schema.Array(Num)))
+const IsCrowd = Schema.Union(Num, Schema.Boolean)
+const StorageInfo = Schema.Struct({ image_root: optionalNullable(Schema.String) })
+
+/** A category entry: `{id, name, supercategory?}`. */
+export const Category = Schema.Struct({
+  id: Num,
+  name: Schema.String,
+  supercategory: optionalNullable(Schema.String)
+})
+
+const annotationFields = {
+  id: optionalNullable(Num),
+  bbox: optionalNullable(Bbox),
+  area: optionalNullable(Num),
+  iscrowd: optionalNullable(IsCrowd),
+  segmentation: optionalNullable(Segmentation),
+  keypoints: optionalNullable(Keypoints),
+  num_keypoints: optionalNullable(Num)
+}
+
+const NestedAnnotation = Schema.Struct({
+  ...annotationFields,
+  class_id: optionalNullable(Num),
+  class_name: optionalNullable(Schema.String)
+})
+
+const NestedImage = Schema.Struct({
+  id: Num,
+  file_name: Schema.String,
+  width: ImageSide,
+  height: ImageSide,
+  split: optionalNullable(Schema.String),
+  annotations: optionalNullable(Schema.Array(NestedAnnotation)),
+  annotation: optionalNullable(Schema.Struct({ class_id: optionalNullable(Num), class_name: optionalNullable(Schema.String) }))
+})
+
+/** The nested DICE (v1/v2) document. */
+export const NestedDice = Schema.Struct({
+  task_type: optionalNullable(Schema.String),
+  classes: Schema.Array(Category),
+  storage_info: optionalNullable(StorageInfo),
+  images: Schema.Array(NestedImage)
+})
+
+const FlatAnnotation = Schema.Struct({
+  ...annotationFields,
+  image_id: Num,
+  category_id: optionalNullable(Num)
+})
+
+const FlatImage = Schema.Struct({
+  id: Num,
+  file_name: Schema.String,
+  width: ImageSide,
+  height: ImageSide,
+  split: optionalNullable(Schema.String)
+})
+
+/** The flat COCO-style DICE document. */
+export const FlatDice = Schema.Struct({
+  task_type: optionalNullable(Schema.String),
+  categories: Schema.Array(Category),
+  storage_info: optionalNullable(StorageInfo),
+  images: Schema.Array(FlatImage),
+  annotations: optionalNullable(Schema.Array(FlatAnnotation))
+})
+
+const decodeNested = Schema.decodeUnknownEither(NestedDice)
+const decodeFlat = Schema.decodeUnknownEither(FlatDice)
+
+type RawAnnotation = typeof FlatAnnotation.Type | typeof NestedAnnotation.Type
+
+const flattenKeypoints = (k: typeof Keypoints.Type | null | undefined): ReadonlyArray<number> | undefined => {
+  if (k === null || k === undefined) return undefined
+  if (k.length === 0) return []
+  return typeof k[0] === "number" ? (k as ReadonlyArray<number>) : (k as ReadonlyArray<ReadonlyArray<number>>).flat()
+}
+
+const toAnnotation = (raw: RawAnnotation, categoryId: number | undefined): DiceAnnotation => {
+  const seg = raw.segmentation
+  const isRle = seg !== null && seg !== undefined && !Array.isArray(seg)
+  return {
+    id: raw.id ?? undefined,
+    categoryId,
+    bbox: raw.bbox ?? undefined,
+    area: raw.area ?? undefined,
+    iscrowd: raw.iscrowd === true || raw.iscrowd === 1,
+    polygons: isRle || seg === null || seg === undefined ? undefined : (seg as ReadonlyArray<ReadonlyArray<number>>),
+    rle: isRle ? (seg as DiceRle) : undefined,
+    keypoints: flattenKeypoints(raw.keypoints),
+    numKeypoints: raw.num_keypoints ?? undefined
+  }
+}
+
+/** Splits categories into the real ones (file order) and the background ids. */
+export const splitCategories = (all: ReadonlyArray<typeof Category.Type>) => {
+  const categories: Array<DiceCategory> = []
+  const backgroundIds: Array<number> = []
+  for (const c of all) {
+    if (isBackgroundName(c.name)) backgroundIds.push(c.id)
+    else categories.push({ id: c.id, name: c.name, supercategory: c.supercategory ?? undefined })
+  }
+  return { categories, backgroundIds }
+}
+
+/** Whether a parsed DICE document has the flat COCO-style shape (top-level annotations/categories). */
+export const isFlatDice = (doc: unknown): boolean => {
+  if (typeof doc !== "object" || doc === null) return false
+  const record = doc as Record<string, unknown>
+  return Array.isArray(record["annotations"]) || (record["categories"] !== undefined && record["classes"] === undefined)
+}
+
+/** Decodes a parsed nested DICE document into the normalized model. */
+export const decodeNestedDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
+  Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), (raw): DiceDataset => {
+    const { backgroundIds, categories } = splitCategories(raw.classes)
+    const idByName = new Map<string, number>()
+    for (const c of raw.classes) if (!idByName.has(c.name)) idByName.set(c.name, c.id)
+    const resolve = (id: number | null | undefined, name: string | null | undefined) =>
+      id ?? (name === null || name === undefined ? undefined : idByName.get(name) ?? Number.NaN)
+    const images = raw.images.map((img): DiceImage => ({
+      id: img.id,
+      fileName: img.file_name,
+      width: img.width,
+      height: img.height,
+      split: parseSplit(img.split),
+      annotations: (img.annotations ?? []).map((a) => toAnnotation(a, resolve(a.class_id, a.class_name))),
+      imageCategoryId: img.annotation ? resolve(img.annotation.class_id, img.annotation.class_name) : undefined
+    }))
+    return {
+      taskType: raw.task_type ?? undefined,
+      storageImageRoot: raw.storage_info?.image_root ?? undefined,
+      categories,
+      backgroundIds,
+      images,
+      skipped: {}
+    }
+  })
+
+/** Decodes a parsed flat (COCO-style) DICE document into the normalized model. */
+export const decodeFlatDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
+  Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), (raw): DiceDataset => {
+    const { backgroundIds, categories } = splitCategories(raw.categories)
+    const byImage = new Map<number, Array<DiceAnnotation>>()
+    for (const img of raw.images) byImage.set(img.id, [])
+    let orphans = 0
+    for (const a of raw.annotations ?? []) {
+      const list = byImage.get(a.image_id)
+      if (list === undefined) orphans++
+      else list.push(toAnnotation(a, a.category_id ?? undefined))
+    }
+    const images = raw.images.map((img): DiceImage => ({
+      id: img.id,
+      fileName: img.file_name,
+      width: img.width,
+      height: img.height,
+      split: parseSplit(img.split),
+      annotations: byImage.get(img.id)!,
+      imageCategoryId: undefined
+    }))
+    return {
+      taskType: raw.task_type ?? undefined,
+      storageImageRoot: raw.storage_info?.image_root ?? undefined,
+      categories,
+      backgroundIds,
+      images,
+      skipped: orphans > 0 ? { unknown_image: orphans } : {}
+    }
+  })
+
+/** Decodes a parsed DICE document of either JSON shape. */
+export const decodeDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
+  isFlatDice(doc) ? decodeFlatDice(file, doc) : decodeNestedDice(file, doc)
+
+/**
+ * The annotation file names looked for in `dataset_dir` for a task type, in order (every
+ * task's file when no task type is known), ending with the `annotations.json` fallback.
+ */
+export const diceAnnotationFileNames = (taskType: string | undefined): ReadonlyArray<string> => {
+  const t = taskType?.trim().toLowerCase().replace(/-/g, "_")
+  const named = (() => {
+    switch (t) {
+      case undefined:
+      case "":
+        return [
+          "annotations_detection.json",
+          "annotations_segmentation.json",
+          "annotations_pose.json",
+          "annotations_classification.json"
+        ]
+      case "detection":
+      case "object_detection":
+      case "det":
+      case "detect":
+        return ["annotations_detection.json"]
+      case "classification":
+      case "image_classification":
+      case "cls":
+      case "classify":
+        return ["annotations_classification.json"]
+      case "segmentation":
+      case "instance_segmentation":
+      case "seg":
+      case "segment":
+        return ["annotations_segmentation.json"]
+      case "pose":
+      case "pose_estimation":
+      case "keypoints":
+        return ["annotations_pose.json"]
+      default:
+        return [`annotations_${t}.json`]
+    }
+  })()
+  return [...named, "annotations.json"]
+}
