@@ -1,0 +1,246 @@
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Ref, Scope } from "effect"
+import { DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
+import { JobContext, type JobContextInput } from "../src/JobContext.js"
+import type { MemoryObjectStore } from "../src/ObjectStore.js"
+import { MemoryStorage, Storage } from "../src/Storage.js"
+
+const hashA = "aaaaaaaaaaaaaaaa-version-a"
+const hashB = "bbbbbbbbbbbbbbbb-version-b"
+const hashC = "cccccccccccccccc-version-c"
+const keyA = "aaaaaaaaaaaaaaaa"
+const keyB = "bbbbbbbbbbbbbbbb"
+const keyC = "cccccccccccccccc"
+
+/** Seeds a COCO dataset: the primary annotation file, a second annotation file and the images. */
+const seedDataset = (store: MemoryObjectStore, datasetId: string, images: Record<string, string>) => {
+  const names = Object.keys(images)
+  store.seed(
+    `datasets/${datasetId}/annotations_detection.json`,
+    JSON.stringify({ images: names.map((file_name, id) => ({ id, file_name })), annotations: [], categories: [] })
+  )
+  store.seed(`datasets/${datasetId}/annotations_extra.json`, JSON.stringify({ images: [] }))
+  for (const name of names) store.seed(`datasets/${datasetId}/images/${name}`, images[name]!)
+}
+
+const annotationKey = (datasetId: string) => `datasets/${datasetId}/annotations_detection.json`
+
+/** A temp cache dir over one in-memory storage, and a way to run with a fresh cache layer (its own lease scope). */
+const harness = Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const root = yield* fs.makeTempDirectoryScoped()
+  const cacheDir = path.join(root, "cache")
+  const storage = yield* Layer.build(Storage.layerMemory)
+  const memory = Context.get(storage, MemoryStorage).external
+  const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
+    DatasetCache.layerWith({ cacheDir, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis", ...options })
+      .pipe(Layer.provide(Layer.merge(
+        Layer.succeedContext(storage),
+        JobContext.layerTest({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hashA, ...job })
+      )))
+  const withCache = <A, E>(
+    f: (cache: DatasetCacheService) => Effect.Effect<A, E>,
+    options: Partial<DatasetCacheOptions> = {},
+    job: JobContextInput = {}
+  ) => Effect.flatMap(DatasetCache, f).pipe(Effect.provide(cacheLayer(options, job)))
+  return { fs, path, root, cacheDir, memory, cacheLayer, withCache }
+})
+
+describe("DatasetCache", () => {
+  it.scopedLive("a miss downloads once, a hit materializes a fresh view without downloading", () =>
+    Effect.gen(function*() {
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "AAAA", "sub/b.jpg": "BB" })
+      const progress = yield* Ref.make(0)
+      const [first, second, entries] = yield* withCache((cache) =>
+        Effect.gen(function*() {
+          const first = yield* cache.ensure({
+            destDir: path.join(root, "job1"),
+            onProgress: () => Ref.update(progress, (n) => n + 1)
+          })
+          const before = (yield* cache.entries)[0]!
+          yield* Effect.sleep("5 millis")
+          const second = yield* cache.ensure({ destDir: path.join(root, "job2") })
+          const after = (yield* cache.entries)[0]!
+          expect(after.lastAccessed.getTime()).toBeGreaterThan(before.lastAccessed.getTime())
+          return [first, second, yield* cache.entries] as const
+        })
+      )
+      expect(first).toBe(path.join(root, "job1", "dataset"))
+      expect(second).toBe(path.join(root, "job2", "dataset"))
+      expect(memory.getCount(annotationKey("ds1"))).toBe(1)
+      expect(memory.getCount("datasets/ds1/images/a.jpg")).toBe(1)
+      expect(yield* Ref.get(progress)).toBeGreaterThan(0)
+
+      for (const view of [first, second]) {
+        expect((yield* fs.readDirectory(view)).sort()).toEqual(["annotations_detection.json", "annotations_extra.json", "images"])
+        expect(yield* fs.readLink(path.join(view, "images"))).toBe(path.join(cacheDir, keyA, "images"))
+        expect(yield* fs.readFileString(path.join(view, "images", "sub", "b.jpg"))).toBe("BB")
+      }
+      // The annotation files are copies: a job editing its own leaves the entry and other jobs untouched.
+      yield* fs.writeFileString(path.join(first, "annotations_detection.json"), "{}")
+      expect(yield* fs.readFileString(path.join(second, "annotations_detection.json"))).toContain("sub/b.jpg")
+      expect(yield* fs.readFileString(path.join(cacheDir, keyA, "annotations_detection.json"))).toContain("sub/b.jpg")
+
+      expect(entries).toHaveLength(1)
+      const datasetBytes = ["annotations_detection.json", "annotations_extra.json", "images/a.jpg", "images/sub/b.jpg"]
+        .reduce((sum, name) => sum + memory.read(`datasets/ds1/${name}`)!.length, 0)
+      expect(entries[0]).toMatchObject({ key: keyA, snapshotId: "snap1", datasetId: "ds1", datasetVersionHash: hashA, sizeBytes: datasetBytes })
+      const metadata = JSON.parse(yield* fs.readFileString(path.join(cacheDir, ".cache_metadata.json")))
+      expect(Object.keys(metadata)).toEqual([keyA])
+      expect(Object.keys(metadata[keyA]).sort()).toEqual(
+        ["created_at", "dataset_id", "dataset_version_hash", "last_accessed", "size_bytes", "snapshot_id"]
+      )
+      expect(yield* fs.exists(path.join(cacheDir, keyA, ".complete"))).toBe(true)
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("a hit replaces an earlier view in the same job directory", () =>
+    Effect.gen(function*() {
+      const { fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      const view = yield* withCache((cache) =>
+        Effect.zipRight(
+          cache.ensure({ destDir: path.join(root, "job") }),
+          cache.ensure({ destDir: path.join(root, "job") })
+        )
+      )
+      expect((yield* fs.readDirectory(path.join(root, "job"))).sort()).toEqual(["dataset"])
+      expect(yield* fs.readFileString(path.join(view, "images", "a.jpg"))).toBe("AAAA")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("an empty or unsafe version hash is an InvalidKey error, not a cache key", () =>
+    Effect.gen(function*() {
+      const { memory, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "A" })
+      const empty = yield* withCache((cache) => Effect.flip(cache.ensure({ destDir: root })), {}, { datasetVersionHash: "" })
+      expect(empty._tag).toBe("CacheError")
+      assert(empty._tag === "CacheError")
+      expect(empty.reason).toBe("InvalidKey")
+      expect(empty.message).toContain("DATASET_VERSION_HASH")
+      const escape = yield* withCache((cache) => Effect.flip(cache.ensure({ destDir: root, datasetVersionHash: "../../etc" })))
+      assert(escape._tag === "CacheError")
+      expect(escape.message).toContain("../../etc")
+      expect(memory.getCount(annotationKey("ds1"))).toBe(0)
+      const removeBad = yield* withCache((cache) => Effect.flip(cache.remove("../x")))
+      expect(removeBad.reason).toBe("InvalidKey")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("eviction removes the least recently used entry, never the one returned nor a leased one", () =>
+    Effect.gen(function*() {
+      const { cacheDir, cacheLayer, fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "dsA", { "a.jpg": "x".repeat(100) })
+      seedDataset(memory, "dsB", { "b.jpg": "x".repeat(100) })
+      seedDataset(memory, "dsC", { "c.jpg": "x".repeat(100) })
+      const ensure = (datasetId: string, datasetVersionHash: string, job: string) => (cache: DatasetCacheService) =>
+        cache.ensure({ datasetId, datasetVersionHash, destDir: path.join(root, job) })
+      // Each entry is ~230 bytes; the limit keeps two.
+      const limit = { maxBytes: 500 }
+      yield* withCache(ensure("dsA", hashA, "j1"), limit)
+      yield* Effect.sleep("5 millis")
+      yield* withCache(ensure("dsB", hashB, "j2"), limit)
+      yield* Effect.sleep("5 millis")
+      yield* withCache(ensure("dsA", hashA, "j3"), limit) // A is now more recent than B
+      yield* Effect.sleep("5 millis")
+      yield* withCache(ensure("dsC", hashC, "j4"), limit)
+      expect((yield* withCache((cache) => cache.entries)).map((e) => e.key)).toEqual([keyA, keyC])
+      expect(yield* fs.exists(path.join(cacheDir, keyB))).toBe(false)
+
+      // A live lease (a still-open cache scope that used A) protects A although it is now the LRU entry.
+      const scope = yield* Scope.make()
+      const leased = yield* Layer.buildWithScope(cacheLayer(limit), scope)
+      yield* Effect.flatMap(DatasetCache, ensure("dsA", hashA, "j5")).pipe(Effect.provide(leased))
+      yield* Effect.sleep("5 millis")
+      const afterB = yield* withCache((cache) => Effect.zipRight(ensure("dsB", hashB, "j6")(cache), cache.entries), limit)
+      expect(afterB.map((e) => e.key)).toEqual([keyA, keyB])
+      expect(yield* withCache((cache) => cache.prune({ maxBytes: 0 }))).toEqual([keyB])
+      expect(yield* fs.exists(path.join(cacheDir, keyA, ".complete"))).toBe(true)
+      const busy = yield* withCache((cache) => Effect.flip(cache.remove(keyA)))
+      expect(busy.reason).toBe("Lock")
+      expect(busy.message).toContain("live process lease")
+
+      // Once the lease holder's scope closes, nothing protects A any more.
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* withCache((cache) => cache.prune({ maxBytes: 0 }))).toEqual([keyA])
+      expect(yield* withCache((cache) => cache.entries)).toEqual([])
+      expect((yield* fs.readDirectory(cacheDir)).filter((name) => !name.startsWith("."))).toEqual([])
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("a failed download leaves no complete entry, and the next call recovers", () =>
+    Effect.gen(function*() {
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "AAAA", "b.jpg": "BBBB" })
+      memory.failOn("datasets/ds1/images/b.jpg", "AccessDenied")
+      const failure = yield* withCache((cache) => Effect.flip(cache.ensure({ destDir: path.join(root, "job") })))
+      expect(failure._tag).not.toBe("CacheError")
+      const left = (yield* fs.readDirectory(cacheDir)).filter((name) => name !== ".locks" && name !== ".leases")
+      expect(left).toEqual([])
+      expect(yield* fs.exists(path.join(root, "job", "dataset"))).toBe(false)
+
+      memory.clearFailures()
+      const view = yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job") }))
+      expect(yield* fs.readFileString(path.join(view, "images", "b.jpg"))).toBe("BBBB")
+      expect(yield* fs.exists(path.join(cacheDir, keyA, ".complete"))).toBe(true)
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("garbage from an interrupted download (no .complete, temp dirs) is removed before downloading again", () =>
+    Effect.gen(function*() {
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      yield* fs.makeDirectory(path.join(cacheDir, keyA, "images"), { recursive: true })
+      yield* fs.writeFileString(path.join(cacheDir, keyA, "images", "stale.jpg"), "half")
+      yield* fs.makeDirectory(path.join(cacheDir, `.tmp-${keyA}-dead`), { recursive: true })
+      const view = yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job") }))
+      expect(yield* fs.readDirectory(path.join(view, "images"))).toEqual(["a.jpg"])
+      expect((yield* fs.readDirectory(cacheDir)).sort()).toEqual([".cache_metadata.json", ".leases", ".locks", keyA])
+      expect(memory.getCount(annotationKey("ds1"))).toBe(1)
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("an image listed but empty after download fails verification, naming it", () =>
+    Effect.gen(function*() {
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "AAAA", "empty.jpg": "" })
+      const failure = yield* withCache((cache) => Effect.flip(cache.ensure({ destDir: path.join(root, "job") })))
+      assert(failure._tag === "CacheError")
+      expect(failure.reason).toBe("Verify")
+      expect(failure.message).toContain("empty.jpg")
+      expect(failure.message).toContain("1 of 2")
+      expect(yield* fs.exists(path.join(cacheDir, keyA))).toBe(false)
+      expect(yield* withCache((cache) => cache.entries)).toEqual([])
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("lost or corrupt metadata is rebuilt from the entries' markers", () =>
+    Effect.gen(function*() {
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job") }))
+      const [entry] = yield* withCache((cache) => cache.entries)
+      yield* fs.writeFileString(path.join(cacheDir, ".cache_metadata.json"), "{ truncated")
+      const rebuilt = yield* withCache((cache) => cache.entries)
+      expect(rebuilt).toHaveLength(1)
+      expect(rebuilt[0]).toMatchObject({ key: keyA, datasetId: "ds1", sizeBytes: entry!.sizeBytes })
+      yield* fs.remove(path.join(cacheDir, ".cache_metadata.json"))
+      yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job2") }))
+      expect(memory.getCount(annotationKey("ds1"))).toBe(1)
+      const metadata = JSON.parse(yield* fs.readFileString(path.join(cacheDir, ".cache_metadata.json")))
+      expect(metadata[keyA].size_bytes).toBe(entry!.sizeBytes)
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("removing an entry removes a symlink inside it, not what the link points to", () =>
+    Effect.gen(function*() {
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      const outside = path.join(root, "precious")
+      yield* fs.makeDirectory(outside)
+      yield* fs.writeFileString(path.join(outside, "keep.txt"), "keep")
+      yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job") }))
+      yield* fs.symlink(outside, path.join(cacheDir, keyA, "images", "link"))
+      expect(yield* withCache((cache) => cache.remove(keyA))).toBe(true)
+      expect(yield* fs.exists(path.join(cacheDir, keyA))).toBe(false)
+      expect(yield* fs.readFileString(path.join(outside, "keep.txt"))).toBe("keep")
+      expect(yield* withCache((cache) => cache.entries)).toEqual([])
+      expect(yield* withCache((cache) => cache.remove(keyA))).toBe(false)
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
