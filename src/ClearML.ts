@@ -1,0 +1,410 @@
+/**
+ * Optional experiment tracking in ClearML: scalars, console text, hyper-parameters and the
+ * task's lifecycle, batched to the ClearML REST API. Enabled only when the three
+ * `CLEARML_API_*` variables are set; it never fails training (one warning, then silence).
+ *
+ * @since 0.1.0
+ */
+import { HttpClient } from "@effect/platform"
+import type { Console } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schedule } from "effect"
+import { hostname } from "node:os"
+import { failureMessage } from "./Errors.js"
+import { ClearMLCallError, makeClearMLApi } from "./internal/clearmlApi.js"
+import {
+  type ClearMLEvent,
+  clearmlMetricName,
+  type ClearMLTextLevel,
+  eventLine,
+  isSendableScalar,
+  splitIntoBatches
+} from "./internal/clearmlEvents.js"
+import { JobContext } from "./JobContext.js"
+
+export { clearmlMetricName, type ClearMLMetricName, type ClearMLTextLevel } from "./internal/clearmlEvents.js"
+
+/** One scalar as reported. */
+export interface ClearMLScalar {
+  readonly title: string
+  readonly series: string
+  readonly value: number
+  readonly iteration: number
+}
+
+/** Counters of the live service (zero for the no-op). */
+export interface ClearMLStats {
+  /** Events waiting for the next batch. */
+  readonly queued: number
+  /** Events the server accepted. */
+  readonly sent: number
+  /** Scalars skipped because the value was NaN/Infinity or the iteration not a whole number. */
+  readonly skipped: number
+  /** Events lost to failed requests, oversized lines or a full queue. */
+  readonly undelivered: number
+}
+
+/** The ClearML service. No method fails: problems are warned about once and tracking goes on. */
+export interface ClearMLService {
+  /** Queues one scalar: plot `title`, series `series`, at `iteration`. */
+  readonly reportScalar: (title: string, series: string, value: number, iteration: number) => Effect.Effect<void>
+  /** Queues each metric under the platform's naming rule (`val/mAP50` → series `val`, title `mAP50`). */
+  readonly reportMetrics: (metrics: Readonly<Record<string, number>>, iteration: number) => Effect.Effect<void>
+  /** Queues a console line (default level `info`). */
+  readonly reportText: (message: string, level?: ClearMLTextLevel) => Effect.Effect<void>
+  /** Records hyper-parameters in the task's `General` section (values as strings). */
+  readonly reportHyperParams: (params: Readonly<Record<string, unknown>>) => Effect.Effect<void>
+  /** Marks the task started. */
+  readonly started: Effect.Effect<void>
+  /** Flushes, then marks the task completed. */
+  readonly completed: Effect.Effect<void>
+  /** Flushes, then marks the task failed with the reason. */
+  readonly failed: (reason: string) => Effect.Effect<void>
+  /** Flushes, then marks the task stopped (SIGTERM/SIGINT) with the reason. */
+  readonly stopped: (reason: string) => Effect.Effect<void>
+  /** Sends every queued event now and waits for it. */
+  readonly flush: Effect.Effect<void>
+  /** The task's page when `CLEARML_WEB_HOST` is set (waits for the task to exist). */
+  readonly webLink: Effect.Effect<Option.Option<string>>
+  /** The service's counters. */
+  readonly stats: Effect.Effect<ClearMLStats>
+}
+
+/** Settings of the live service. */
+export interface ClearMLOptions {
+  /** The `X-ClearML-Worker` value. Default: the host name. */
+  readonly worker?: string
+  /** ClearML task type. Default `training`. */
+  readonly taskType?: "training" | "inference" | "data_processing" | "custom"
+  /** Interval of the background flush. Default 5 s. */
+  readonly flushEvery?: Duration.DurationInput
+  /** Queued events that trigger a flush. Default 100. */
+  readonly maxEvents?: number
+  /** Largest `events.add_batch` request body in bytes. Default 15 MiB. */
+  readonly maxRequestBytes?: number
+  /** Most events held while the server is slow (oldest dropped first). Default 10,000. */
+  readonly capacity?: number
+  /** `tasks.ping` after this long without any event sent. Default 30 s. */
+  readonly pingEvery?: Duration.DurationInput
+  /** Time the final flush and task end may take on scope close. Default 15 s. */
+  readonly closeTimeout?: Duration.DurationInput
+  /** Time allowed for one request. Default 30 s. */
+  readonly attemptTimeout?: Duration.DurationInput
+  /** Retries of 429/502/503/504, network errors and timeouts. Default 4, exponential from 500 ms, jittered. */
+  readonly retrySchedule?: Schedule.Schedule<unknown, unknown>
+  /** Log in again this long before the token expires. Default 5 minutes. */
+  readonly refreshMargin?: Duration.DurationInput
+}
+
+const hyperParamValue = (value: unknown): string => typeof value === "string" ? value : JSON.stringify(value) ?? String(value)
+
+/** The user-facing methods built on queueing primitives, shared by the live and test services. */
+const fromPrimitives = (p: {
+  readonly enqueue: (event: ClearMLEvent) => Effect.Effect<void>
+  readonly skip: Effect.Effect<void>
+}) => {
+  const reportScalar = (title: string, series: string, value: number, iteration: number) =>
+    isSendableScalar(value, iteration)
+      ? Effect.flatMap(Clock.currentTimeMillis, (timestamp) =>
+        p.enqueue({ type: "training_stats_scalar", iter: iteration, metric: title, variant: series, value, timestamp }))
+      : p.skip
+  return {
+    reportScalar,
+    reportMetrics: (metrics: Readonly<Record<string, number>>, iteration: number) =>
+      Effect.forEach(Object.entries(metrics), ([key, value]) => {
+        const { series, title } = clearmlMetricName(key)
+        return reportScalar(title, series, value, iteration)
+      }, { discard: true }),
+    reportText: (message: string, level: ClearMLTextLevel = "info") =>
+      Effect.flatMap(Clock.currentTimeMillis, (timestamp) => p.enqueue({ type: "log", level, msg: message, timestamp }))
+  }
+}
+
+const noop: ClearMLService = {
+  ...fromPrimitives({ enqueue: () => Effect.void, skip: Effect.void }),
+  reportHyperParams: () => Effect.void,
+  started: Effect.void,
+  completed: Effect.void,
+  failed: () => Effect.void,
+  stopped: () => Effect.void,
+  flush: Effect.void,
+  webLink: Effect.succeed(Option.none()),
+  stats: Effect.succeed({ queued: 0, sent: 0, skipped: 0, undelivered: 0 })
+}
+
+interface ClearMLTask {
+  readonly id: string
+  readonly project: string
+  readonly webLink: Option.Option<string>
+}
+
+const positiveInteger = (name: string, value: number): number => {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`ClearML option ${name} must be a positive integer, got ${value}`)
+  return value
+}
+
+const makeLive = (options: ClearMLOptions) =>
+  Effect.gen(function*() {
+    const ctx = yield* JobContext
+    if (!ctx.isPrimary || Option.isNone(ctx.clearml)) return noop
+    const settings = ctx.clearml.value
+    const worker = options.worker ?? hostname()
+    const flushEvery = Duration.decode(options.flushEvery ?? Duration.seconds(5))
+    const maxEvents = positiveInteger("maxEvents", options.maxEvents ?? 100)
+    const maxRequestBytes = positiveInteger("maxRequestBytes", options.maxRequestBytes ?? 15 * 1024 * 1024)
+    const capacity = positiveInteger("capacity", options.capacity ?? 10_000)
+    const pingEvery = Duration.decode(options.pingEvery ?? Duration.seconds(30))
+    const closeTimeout = Duration.decode(options.closeTimeout ?? Duration.seconds(15))
+    const api = yield* makeClearMLApi(settings, yield* HttpClient.HttpClient, {
+      worker,
+      attemptTimeout: Duration.decode(options.attemptTimeout ?? Duration.seconds(30)),
+      refreshMargin: Duration.decode(options.refreshMargin ?? Duration.minutes(5)),
+      retrySchedule: options.retrySchedule ??
+        Schedule.exponential("500 millis", 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(4)))
+    })
+    const stderr: Console.Console = yield* Effect.console
+    const warned = new Set<string>()
+    const warnOnce = (kind: string, text: string) =>
+      Effect.suspend(() => {
+        if (warned.has(kind)) return Effect.void
+        warned.add(kind)
+        return stderr.error(`[trainer-sdk] ${text}`)
+      })
+    const onCallFailure = (e: ClearMLCallError) =>
+      warnOnce("call", `${e.message}; training goes on, further ClearML failures are not reported`)
+
+    const state = {
+      queue: [] as Array<ClearMLEvent>,
+      phase: "created" as "created" | "started" | "ended",
+      sent: 0,
+      skipped: 0,
+      undelivered: 0,
+      lastSentAt: yield* Clock.currentTimeMillis
+    }
+    const wake = yield* Queue.dropping<void>(1)
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const task = yield* Deferred.make<Option.Option<ClearMLTask>>()
+    yield* Effect.gen(function*() {
+      const project = yield* api.projectId(settings.project)
+      const created = yield* api.call("tasks.create", { name: settings.taskName, type: options.taskType ?? "training", project })
+      const id = created["id"]
+      if (typeof id !== "string") {
+        return yield* new ClearMLCallError({ endpoint: "tasks.create", transient: false, detail: "no task id in the response" })
+      }
+      return Option.some<ClearMLTask>({
+        id,
+        project,
+        webLink: Option.map(settings.webHost, (web) => `${web.replace(/\/+$/, "")}/projects/${project}/experiments/${id}/output/log`)
+      })
+    }).pipe(
+      Effect.catchAll((e) => Effect.as(onCallFailure(e), Option.none<ClearMLTask>())),
+      Effect.flatMap((result) => Deferred.succeed(task, result)),
+      Effect.ensuring(Deferred.succeed(task, Option.none())),
+      Effect.forkScoped
+    )
+
+    const enqueue = (event: ClearMLEvent) =>
+      Effect.sync(() => {
+        if (state.phase === "ended") return
+        if (state.queue.length >= capacity) {
+          state.queue.shift()
+          state.undelivered++
+        }
+        state.queue.push(event)
+        if (state.queue.length >= maxEvents) Queue.unsafeOffer(wake, undefined)
+      })
+
+    const skip = Effect.suspend(() => {
+      state.skipped++
+      return warnOnce("skip", "ClearML cannot store NaN/Infinity or a fractional iteration: such scalars are skipped (see stats)")
+    })
+
+    const sendBatch = (id: string, body: string, count: number) =>
+      api.addBatch(body).pipe(
+        Effect.flatMap((data) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            const errors = typeof data["errors"] === "number" ? data["errors"] : 0
+            state.sent += count - errors
+            state.undelivered += errors
+            state.lastSentAt = now
+            return errors > 0
+              ? warnOnce("call", `ClearML rejected ${errors} event(s) of a batch for task ${id}: ${JSON.stringify(data["errors_info"] ?? {})}`)
+              : Effect.void
+          })
+        ),
+        Effect.catchAll((e) => {
+          state.undelivered += count
+          return onCallFailure(e)
+        })
+      )
+
+    const flush = lock.withPermits(1)(Effect.gen(function*() {
+      const current = yield* Deferred.await(task)
+      const events = state.queue.splice(0)
+      if (Option.isNone(current)) {
+        state.undelivered += events.length
+        return
+      }
+      if (events.length === 0) return
+      const batches = splitIntoBatches(events.map((e) => eventLine(e, current.value.id, worker)), maxRequestBytes)
+      if (batches.oversized > 0) {
+        state.undelivered += batches.oversized
+        yield* warnOnce("oversize", `ClearML event(s) larger than ${maxRequestBytes} bytes were skipped`)
+      }
+      for (let i = 0; i < batches.bodies.length; i++) {
+        yield* sendBatch(current.value.id, batches.bodies[i]!, batches.counts[i]!)
+      }
+    }))
+
+    const withTask = (f: (t: ClearMLTask) => Effect.Effect<void>) =>
+      Effect.flatMap(Deferred.await(task), Option.match({ onNone: () => Effect.void, onSome: f }))
+
+    const call = (endpoint: string, body: unknown) => Effect.catchAll(Effect.asVoid(api.call(endpoint, body)), onCallFailure)
+
+    const started = withTask((t) =>
+      Effect.suspend(() => {
+        if (state.phase !== "created") return Effect.void
+        state.phase = "started"
+        return call("tasks.started", { task: t.id })
+      })
+    )
+
+    const end = (action: "completed" | "failed" | "stopped", reason: string) =>
+      Effect.zipRight(
+        flush,
+        withTask((t) =>
+          Effect.suspend(() => {
+            if (state.phase === "ended") return Effect.void
+            state.phase = "ended"
+            return call(`tasks.${action}`, { task: t.id, force: true, status_reason: reason, status_message: reason })
+          })
+        )
+      )
+
+    yield* Effect.race(Queue.take(wake), Effect.sleep(flushEvery)).pipe(
+      Effect.zipRight(flush),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    yield* Effect.sleep(pingEvery).pipe(
+      Effect.zipRight(withTask((t) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          if (state.phase !== "started" || now - state.lastSentAt < Duration.toMillis(pingEvery)) return Effect.void
+          state.lastSentAt = now
+          return call("tasks.ping", { task: t.id })
+        })
+      )),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    // Runs before the background fibers are interrupted: ships what is queued and ends the
+    // task by the scope's outcome unless the program already did.
+    yield* Effect.addFinalizer((exit) => {
+      const [action, reason] = Exit.isSuccess(exit)
+        ? ["completed", "completed"] as const
+        : Cause.isInterruptedOnly(exit.cause)
+        ? ["stopped", "interrupted"] as const
+        : ["failed", failureMessage(exit.cause)] as const
+      return end(action, reason).pipe(Effect.timeout(closeTimeout), Effect.ignore)
+    })
+
+    return {
+      ...fromPrimitives({ enqueue, skip }),
+      reportHyperParams: (params) =>
+        withTask((t) =>
+          call("tasks.edit_hyper_params", {
+            task: t.id,
+            force: true,
+            hyperparams: Object.entries(params).map(([name, value]) => ({ section: "General", name, value: hyperParamValue(value) }))
+          })
+        ),
+      started,
+      completed: end("completed", "completed"),
+      failed: (reason) => end("failed", reason),
+      stopped: (reason) => end("stopped", reason),
+      flush,
+      webLink: Effect.map(Deferred.await(task), Option.flatMap((t) => t.webLink)),
+      stats: Effect.sync(() => ({
+        queued: state.queue.length,
+        sent: state.sent,
+        skipped: state.skipped,
+        undelivered: state.undelivered
+      }))
+    } satisfies ClearMLService
+  })
+
+/** A lifecycle step as `ClearML.layerTest` records it. */
+export interface ClearMLLifecycleStep {
+  readonly step: "started" | "completed" | "failed" | "stopped"
+  readonly reason?: string
+}
+
+/** Access to what `ClearML.layerTest` recorded. */
+export class ClearMLTest extends Context.Tag("trainer-sdk/ClearMLTest")<ClearMLTest, {
+  /** Scalars in report order (NaN/Infinity skipped, as the live service does). */
+  readonly scalars: Effect.Effect<ReadonlyArray<ClearMLScalar>>
+  /** Console lines in report order. */
+  readonly texts: Effect.Effect<ReadonlyArray<{ readonly message: string; readonly level: ClearMLTextLevel }>>
+  /** Lifecycle steps in order. */
+  readonly lifecycle: Effect.Effect<ReadonlyArray<ClearMLLifecycleStep>>
+  /** Hyper-parameters as strings, the last report of each name winning. */
+  readonly hyperParams: Effect.Effect<Readonly<Record<string, string>>>
+}>() {}
+
+/** Experiment tracking: `const clearml = yield* ClearML; yield* clearml.reportMetrics(metrics, epoch)`. */
+export class ClearML extends Context.Tag("trainer-sdk/ClearML")<ClearML, ClearMLService>() {
+  /**
+   * The live service with the given settings when `JobContext.clearml` is set and this is
+   * rank 0, else the no-op. Setting up the project and task runs in the background; on
+   * scope close it flushes and ends the task (completed, failed or stopped by the scope's
+   * outcome) unless the program already ended it.
+   */
+  static readonly layerWith = (
+    options: ClearMLOptions = {}
+  ): Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> => Layer.scoped(ClearML, makeLive(options))
+
+  /** The live service with the default settings. */
+  static readonly layer: Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> = ClearML.layerWith()
+
+  /** Tracking switched off. */
+  static readonly layerNoop: Layer.Layer<ClearML> = Layer.succeed(ClearML, noop)
+
+  /** An in-memory twin; read what was reported through `ClearMLTest`. */
+  static readonly layerTest: Layer.Layer<ClearML | ClearMLTest> = Layer.effectContext(Effect.sync(() => {
+    const scalars: Array<ClearMLScalar> = []
+    const texts: Array<{ message: string; level: ClearMLTextLevel }> = []
+    const lifecycle: Array<ClearMLLifecycleStep> = []
+    const hyperParams: Record<string, string> = {}
+    let skipped = 0
+    const step = (s: ClearMLLifecycleStep) => Effect.sync(() => void lifecycle.push(s))
+    const service: ClearMLService = {
+      ...fromPrimitives({
+        enqueue: (event) =>
+          Effect.sync(() => {
+            if (event.type === "log") texts.push({ message: event.msg, level: event.level })
+            else scalars.push({ title: event.metric, series: event.variant, value: event.value, iteration: event.iter })
+          }),
+        skip: Effect.sync(() => void skipped++)
+      }),
+      reportHyperParams: (params) =>
+        Effect.sync(() => {
+          for (const [name, value] of Object.entries(params)) hyperParams[name] = hyperParamValue(value)
+        }),
+      started: step({ step: "started" }),
+      completed: step({ step: "completed" }),
+      failed: (reason) => step({ step: "failed", reason }),
+      stopped: (reason) => step({ step: "stopped", reason }),
+      flush: Effect.void,
+      webLink: Effect.succeed(Option.none()),
+      stats: Effect.sync(() => ({ queued: 0, sent: scalars.length + texts.length, skipped, undelivered: 0 }))
+    }
+    return Context.make(ClearML, service).pipe(Context.add(ClearMLTest, {
+      scalars: Effect.sync(() => scalars.slice()),
+      texts: Effect.sync(() => texts.slice()),
+      lifecycle: Effect.sync(() => lifecycle.slice()),
+      hyperParams: Effect.sync(() => ({ ...hyperParams }))
+    }))
+  }))
+}

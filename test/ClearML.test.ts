@@ -1,0 +1,244 @@
+import { NodeHttpClient } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Option, Redacted, Schedule } from "effect"
+import { ClearML, type ClearMLOptions, ClearMLTest } from "../src/ClearML.js"
+import { TrainerError } from "../src/Errors.js"
+import { clearmlMetricName, escapeRegex, jwtExpiryMillis, splitIntoBatches } from "../src/internal/clearmlEvents.js"
+import { JobContext } from "../src/JobContext.js"
+import { type FakeClearmlState, startFakeClearml } from "./support/fakeClearml.js"
+
+const settings = (apiHost: string, project = "trainer-sdk") => ({
+  apiHost,
+  accessKey: "key",
+  secretKey: Redacted.make("secret"),
+  webHost: Option.some("http://web.example/"),
+  project,
+  taskName: "job-42"
+})
+
+const clearmlLayer = (apiHost: string, options: ClearMLOptions = {}, extra: { project?: string; rank?: number } = {}) =>
+  ClearML.layerWith({ worker: "test-host", flushEvery: "1 hour", retrySchedule: Schedule.recurs(1), ...options }).pipe(
+    Layer.provide(Layer.mergeAll(
+      JobContext.layerTest({ jobId: 42, rank: extra.rank ?? 0, clearml: Option.some(settings(apiHost, extra.project)) }),
+      NodeHttpClient.layerUndici
+    ))
+  )
+
+/** A console whose `error` lines are recorded. */
+const captureConsole = Effect.gen(function*() {
+  const base = yield* Effect.console
+  const lines: Array<string> = []
+  return { console: { ...base, error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" "))) }, lines }
+})
+
+const eventually = (check: () => boolean) =>
+  Effect.repeat(Effect.sync(check), { until: (ok) => ok, schedule: Schedule.spaced("20 millis") }).pipe(
+    Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("condition not reached in 5 s") })
+  )
+
+const scalars = (fake: FakeClearmlState) =>
+  fake.events.filter((e) => e["type"] === "training_stats_scalar").map((e) => [e["metric"], e["variant"], e["iter"], e["value"]])
+
+const onlyTask = (fake: FakeClearmlState) => {
+  assert.strictEqual(fake.tasks.size, 1)
+  const [id, task] = [...fake.tasks][0]!
+  return { id, task }
+}
+
+describe("ClearML naming and batching", () => {
+  it("splits metric keys at the first slash", () => {
+    assert.deepStrictEqual(clearmlMetricName("val/mAP50"), { series: "val", title: "mAP50" })
+    assert.deepStrictEqual(clearmlMetricName("val/box/loss"), { series: "val", title: "box/loss" })
+    assert.deepStrictEqual(clearmlMetricName("loss"), { series: "train", title: "loss" })
+  })
+
+  it.prop("escaped project names match only themselves", [FastCheck.string()], ([name]) => {
+    const pattern = new RegExp(`^${escapeRegex(name)}$`)
+    assert.isTrue(pattern.test(name))
+    assert.isFalse(pattern.test(`${name}x`))
+  })
+
+  it.prop(
+    "batches stay under the cap, keep order, and have no trailing newline",
+    [FastCheck.array(FastCheck.string({ minLength: 0, maxLength: 60 }), { maxLength: 80 }), FastCheck.integer({ min: 1, max: 200 })],
+    ([lines, cap]) => {
+      const { bodies, counts, oversized } = splitIntoBatches(lines, cap)
+      const fits = lines.filter((l) => new TextEncoder().encode(l).length <= cap)
+      assert.strictEqual(oversized, lines.length - fits.length)
+      assert.deepStrictEqual(counts.reduce((a, b) => a + b, 0), fits.length)
+      for (const body of bodies) assert.isAtMost(new TextEncoder().encode(body).length, cap)
+      assert.deepStrictEqual(bodies.flatMap((body, i) => counts[i] === 1 ? [body] : body.split("\n")), fits)
+    }
+  )
+
+  it("reads the JWT expiry", () => {
+    const payload = Buffer.from(JSON.stringify({ exp: 1_700_000_000 })).toString("base64url")
+    assert.strictEqual(jwtExpiryMillis(`h.${payload}.s`), 1_700_000_000_000)
+    assert.isUndefined(jwtExpiryMillis("not-a-jwt"))
+  })
+})
+
+describe("ClearML against a fake server", () => {
+  it.live("reports scalars and text, refreshes a revoked token, and completes the task", () =>
+    Effect.gen(function*() {
+      const fake = yield* startFakeClearml({ revokeFirstTokenAfter: 2 })
+      const { console, lines } = yield* captureConsole
+      const project = "vision (v2).*"
+      const result = yield* Effect.gen(function*() {
+        const clearml = yield* ClearML
+        yield* clearml.started
+        yield* clearml.reportMetrics({ loss: 0.25, "val/mAP50": 0.5, accuracy: 0 }, 3)
+        yield* clearml.reportScalar("loss", "train", Number.NaN, 4)
+        yield* clearml.reportScalar("loss", "train", Number.POSITIVE_INFINITY, 4)
+        yield* clearml.reportText("epoch 3 done")
+        yield* clearml.reportHyperParams({ lr: 0.001, optimizer: "SGD" })
+        yield* clearml.flush
+        return { link: yield* clearml.webLink, stats: yield* clearml.stats }
+      }).pipe(Effect.provide(clearmlLayer(fake.url, {}, { project })), Effect.withConsole(console))
+
+      assert.deepStrictEqual(fake.violations, [])
+      assert.strictEqual(fake.logins, 2)
+      assert.strictEqual(fake.unauthorized, 1)
+      assert.deepStrictEqual([...fake.workers], ["test-host"])
+      const projectId = fake.projects.get(project)!
+      const { id, task } = onlyTask(fake)
+      assert.strictEqual(task.project, projectId)
+      assert.strictEqual(task.name, "job-42")
+      assert.strictEqual(task.status, "completed")
+      assert.deepStrictEqual(task.hyperparams, [
+        { section: "General", name: "lr", value: "0.001" },
+        { section: "General", name: "optimizer", value: "SGD" }
+      ])
+      assert.deepStrictEqual(scalars(fake), [["loss", "train", 3, 0.25], ["mAP50", "val", 3, 0.5], ["accuracy", "train", 3, 0]])
+      const text = fake.events.find((e) => e["type"] === "log")!
+      assert.deepStrictEqual([text["msg"], text["level"], text["worker"], text["task"]], ["epoch 3 done", "info", "test-host", id])
+      assert.deepStrictEqual(result.link, Option.some(`http://web.example/projects/${projectId}/experiments/${id}/output/log`))
+      assert.deepStrictEqual(result.stats, { queued: 0, sent: 4, skipped: 2, undelivered: 0 })
+      assert.strictEqual(lines.length, 1)
+      assert.include(lines[0], "NaN/Infinity")
+    }).pipe(Effect.scoped))
+
+  it.live("ends the task failed with the classified reason when the program fails", () =>
+    Effect.gen(function*() {
+      const fake = yield* startFakeClearml()
+      const exit = yield* Effect.gen(function*() {
+        const clearml = yield* ClearML
+        yield* clearml.started
+        yield* clearml.reportMetrics({ loss: 1.5 }, 1)
+        return yield* new TrainerError({ errorType: "DatasetError", message: "annotations.json is missing" })
+      }).pipe(Effect.provide(clearmlLayer(fake.url)), Effect.exit)
+      assert.isTrue(Exit.isFailure(exit))
+      assert.deepStrictEqual(fake.violations, [])
+      const { task } = onlyTask(fake)
+      assert.strictEqual(task.status, "failed")
+      assert.strictEqual(task.statusReason, "[DatasetError] annotations.json is missing")
+      assert.deepStrictEqual(scalars(fake), [["loss", "train", 1, 1.5]])
+    }).pipe(Effect.scoped))
+
+  it.live("ends the task stopped when interrupted, and keeps an explicit outcome", () =>
+    Effect.gen(function*() {
+      const fake = yield* startFakeClearml()
+      const ready = yield* Deferred.make<void>()
+      const fiber = yield* Effect.gen(function*() {
+        yield* Effect.flatMap(ClearML, (c) => c.started)
+        yield* Deferred.succeed(ready, undefined)
+        return yield* Effect.never
+      }).pipe(Effect.provide(clearmlLayer(fake.url)), Effect.fork)
+      yield* Deferred.await(ready)
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(onlyTask(fake).task.status, "stopped")
+
+      const fake2 = yield* startFakeClearml()
+      yield* Effect.flatMap(ClearML, (c) => c.failed("CUDA out of memory")).pipe(Effect.provide(clearmlLayer(fake2.url)))
+      assert.strictEqual(onlyTask(fake2).task.status, "failed")
+      assert.strictEqual(onlyTask(fake2).task.statusReason, "CUDA out of memory")
+      assert.deepStrictEqual([...fake.violations, ...fake2.violations], [])
+    }).pipe(Effect.scoped))
+
+  it.live("flushes at 100 events and never sends a batch over the size cap", () =>
+    Effect.gen(function*() {
+      const cap = 2048
+      const fake = yield* startFakeClearml({ maxBatchBytes: cap })
+      yield* Effect.gen(function*() {
+        const clearml = yield* ClearML
+        for (let i = 0; i < 99; i++) yield* clearml.reportScalar("loss", "train", i / 10, i)
+        yield* Effect.sleep("300 millis")
+        assert.strictEqual(fake.events.length, 0)
+        yield* clearml.reportScalar("loss", "train", 9.9, 99)
+        yield* eventually(() => fake.events.length === 100)
+        for (let i = 100; i < 250; i++) yield* clearml.reportScalar("loss", "train", i / 10, i)
+        yield* clearml.flush
+      }).pipe(Effect.provide(clearmlLayer(fake.url, { maxRequestBytes: cap })))
+      assert.deepStrictEqual(fake.violations, [])
+      assert.deepStrictEqual(scalars(fake).map(([, , iter]) => iter), Array.from({ length: 250 }, (_, i) => i))
+      assert.isAbove(fake.batches.length, 2)
+      for (const batch of fake.batches) assert.isAtMost(batch.bytes, cap)
+    }).pipe(Effect.scoped))
+
+  it.live("looks the project up again when someone else created it meanwhile", () =>
+    Effect.gen(function*() {
+      const fake = yield* startFakeClearml({ projectCreateRace: true })
+      yield* Effect.flatMap(ClearML, (c) => c.started).pipe(Effect.provide(clearmlLayer(fake.url)))
+      assert.deepStrictEqual(fake.violations, [])
+      assert.strictEqual(onlyTask(fake).task.project, "project-by-someone-else")
+    }).pipe(Effect.scoped))
+
+  it.live("logs in again before the token expires, and pings a silent task", () =>
+    Effect.gen(function*() {
+      const fake = yield* startFakeClearml({ tokenLifetimeSeconds: 2 })
+      yield* Effect.gen(function*() {
+        const clearml = yield* ClearML
+        yield* clearml.started
+        assert.strictEqual(fake.logins, 1)
+        yield* Effect.sleep("1200 millis")
+        yield* clearml.reportText("later")
+        yield* clearml.flush
+      }).pipe(Effect.provide(clearmlLayer(fake.url, { pingEvery: "400 millis" })))
+      assert.deepStrictEqual(fake.violations, [])
+      assert.strictEqual(fake.logins, 2)
+      assert.strictEqual(fake.unauthorized, 0)
+      assert.isAtLeast(fake.pings, 1)
+      assert.strictEqual(onlyTask(fake).task.status, "completed")
+    }).pipe(Effect.scoped))
+
+  it.live("an unreachable server never fails training and warns once", () =>
+    Effect.gen(function*() {
+      const { console, lines } = yield* captureConsole
+      const stats = yield* Effect.gen(function*() {
+        const clearml = yield* ClearML
+        yield* clearml.started
+        yield* clearml.reportMetrics({ loss: 1 }, 1)
+        yield* clearml.flush
+        yield* clearml.completed
+        return yield* clearml.stats
+      }).pipe(Effect.provide(clearmlLayer("http://127.0.0.1:1")), Effect.withConsole(console))
+      assert.strictEqual(stats.undelivered, 1)
+      assert.strictEqual(lines.length, 1)
+      assert.include(lines[0], "ClearML")
+    }))
+
+  it.live("is a no-op without ClearML settings and on secondary ranks", () =>
+    Effect.gen(function*() {
+      const fake = yield* startFakeClearml()
+      const report = Effect.flatMap(ClearML, (c) => Effect.zipRight(c.reportMetrics({ loss: 1 }, 1), c.flush))
+      yield* report.pipe(Effect.provide(clearmlLayer(fake.url, {}, { rank: 1 })))
+      yield* report.pipe(Effect.provide(
+        ClearML.layer.pipe(Layer.provide(Layer.mergeAll(JobContext.layerTest({ clearml: Option.none() }), NodeHttpClient.layerUndici)))
+      ))
+      assert.deepStrictEqual(fake.calls, [])
+    }).pipe(Effect.scoped))
+
+  it.effect("layerTest records scalars, text and lifecycle", () =>
+    Effect.gen(function*() {
+      const clearml = yield* ClearML
+      yield* clearml.started
+      yield* clearml.reportMetrics({ "val/mAP50": 0.4, loss: Number.NaN }, 2)
+      yield* clearml.reportText("hello", "warning")
+      yield* clearml.failed("boom")
+      const recorded = yield* ClearMLTest
+      assert.deepStrictEqual(yield* recorded.scalars, [{ title: "mAP50", series: "val", value: 0.4, iteration: 2 }])
+      assert.deepStrictEqual(yield* recorded.texts, [{ message: "hello", level: "warning" }])
+      assert.deepStrictEqual(yield* recorded.lifecycle, [{ step: "started" }, { step: "failed", reason: "boom" }])
+      assert.strictEqual((yield* clearml.stats).skipped, 1)
+    }).pipe(Effect.provide(ClearML.layerTest)))
+})
