@@ -24,6 +24,7 @@ import {
 import { makeBackendClient } from "./internal/backendClient.js"
 import { BoundedLogQueue, type LogEntry, type LogLevelName } from "./internal/logBufferQueue.js"
 import { JobContext } from "./JobContext.js"
+import { CheckpointEvents } from "./Storage.js"
 
 export type { LogEntry, LogLevelName } from "./internal/logBufferQueue.js"
 
@@ -321,6 +322,21 @@ export class LogBuffer extends Context.Tag("trainer-sdk/LogBuffer")<LogBuffer, L
   static readonly logger: Effect.Effect<Logger.Logger<unknown, void>, never, LogBuffer> = Effect.map(
     LogBuffer,
     makeLogBufferLogger
+  )
+
+  /**
+   * Storage's checkpoint seam: each checkpoint saved with metrics becomes an entry with
+   * `event_type: "checkpoint"`, message `Saved {type} checkpoint`, data `{s3_uri, metrics}`.
+   */
+  static readonly checkpointEvents: Layer.Layer<CheckpointEvents, never, LogBuffer> = Layer.effect(
+    CheckpointEvents,
+    Effect.map(LogBuffer, (logs) => ({
+      checkpointSaved: (event) =>
+        logs.info(`Saved ${event.checkpointType} checkpoint`, {
+          source: "checkpoint",
+          data: { s3_uri: event.uri, metrics: event.metrics }
+        })
+    }))
   )
 
   /** Adds the bridge to the program's loggers, so `Effect.logInfo(...)` is shipped too. */

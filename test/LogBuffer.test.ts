@@ -3,6 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, LogLevel, Ref, Stream, SubscriptionRef, TestClock } from "effect"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import { LogBuffer, type LogBufferOptions, LogBufferTest } from "../src/LogBuffer.js"
+import { CheckpointEvents } from "../src/Storage.js"
 
 interface WireEntry {
   readonly job_id: number
@@ -248,4 +249,14 @@ describe("LogBuffer", () => {
       )
       assert.deepStrictEqual(yield* fake.messages, ["from the program"])
     }))
+
+  it.effect("records saved checkpoints as checkpoint entries", () =>
+    Effect.gen(function*() {
+      const events = yield* CheckpointEvents
+      yield* events.checkpointSaved({ checkpointType: "best", uri: "s3://ckpt/job-7/best.pt", metrics: { "mAP50-95": 0.5 } })
+      const entries = yield* Effect.flatMap(LogBufferTest, (t) => t.entries)
+      assert.deepStrictEqual(entries.map((e) => [e.level, e.source, e.message, e.data]), [
+        ["INFO", "checkpoint", "Saved best checkpoint", { s3_uri: "s3://ckpt/job-7/best.pt", metrics: { "mAP50-95": 0.5 } }]
+      ])
+    }).pipe(Effect.provide(Layer.provideMerge(LogBuffer.checkpointEvents, LogBuffer.layerTest))))
 })
