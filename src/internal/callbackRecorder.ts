@@ -59,8 +59,9 @@ export const makeCallbackRecorder = (
   baseUrl: string
 ): Effect.Effect<{ readonly recorder: CallbackRecorder; readonly client: HttpClient.HttpClient }> =>
   Effect.gen(function*() {
-    const requests = yield* Ref.make<ReadonlyArray<CallbackRequest>>([])
-    const attempts = yield* Ref.make<ReadonlyArray<CallbackAttempt>>([])
+    // Appended in place (a copy per request would make long runs quadratic); read as copies.
+    const requests: Array<CallbackRequest> = []
+    const attempts: Array<CallbackAttempt> = []
     const script = yield* Ref.make<ReadonlyArray<ScriptStep>>([])
     const prefix = joinUrl(baseUrl, "")
 
@@ -77,7 +78,7 @@ export const makeCallbackRecorder = (
         const body = decodeBody(request.body._tag === "Uint8Array" ? request.body.body : undefined)
         const failure = yield* nextFailure
         const outcome: CallbackAttempt["outcome"] = failure === undefined ? 200 : failure === "network" ? "network" : failure.status
-        yield* Ref.update(attempts, (all) => [...all, { path, body, outcome }])
+        attempts.push({ path, body, outcome })
         if (failure === "network") {
           return yield* new HttpClientError.RequestError({
             request,
@@ -88,7 +89,7 @@ export const makeCallbackRecorder = (
         if (failure !== undefined) {
           return HttpClientResponse.fromWeb(request, new Response(failure.body ?? `simulated HTTP ${failure.status}`, { status: failure.status }))
         }
-        yield* Ref.update(requests, (all) => [...all, { path, body }])
+        requests.push({ path, body })
         return HttpClientResponse.fromWeb(
           request,
           new Response(JSON.stringify({ success: true, message: "recorded", job_status: null }), {
@@ -100,11 +101,17 @@ export const makeCallbackRecorder = (
     )
 
     const recorder: CallbackRecorder = {
-      requests: Ref.get(requests),
-      attempts: Ref.get(attempts),
+      requests: Effect.sync(() => [...requests]),
+      attempts: Effect.sync(() => [...attempts]),
       failNext: (times, failure) =>
         times > 0 ? Ref.update(script, (steps) => [...steps, { failure, times }]) : Effect.void,
-      clear: Effect.all([Ref.set(requests, []), Ref.set(attempts, []), Ref.set(script, [])], { discard: true })
+      clear: Effect.zipRight(
+        Effect.sync(() => {
+          requests.length = 0
+          attempts.length = 0
+        }),
+        Ref.set(script, [])
+      )
     }
     return { recorder, client }
   })
