@@ -205,7 +205,6 @@ const makeLive = (options: ClearMLOptions) =>
 
     const enqueue = (event: ClearMLEvent) =>
       Effect.sync(() => {
-        if (state.phase === "ended") return
         if (state.queue.length >= capacity) {
           state.queue.shift()
           state.undelivered++

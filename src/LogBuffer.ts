@@ -22,14 +22,14 @@ import {
   Ref
 } from "effect"
 import { makeBackendClient } from "./internal/backendClient.js"
-import { BoundedLogQueue, type LogEntry, type LogLevelName } from "./internal/logBufferQueue.js"
+import { BoundedLogQueue, type LogBufferEntry, type LogBufferLevel } from "./internal/logBufferQueue.js"
 import { JobContext } from "./JobContext.js"
 import { CheckpointEvents } from "./Storage.js"
 
-export type { LogEntry, LogLevelName } from "./internal/logBufferQueue.js"
+export type { LogBufferEntry, LogBufferLevel } from "./internal/logBufferQueue.js"
 
 /** Where an entry comes from and what it carries besides its message. */
-export interface LogEntryOptions {
+export interface LogBufferEntryOptions {
   /** The backend's `event_type` (default `trainer`). */
   readonly source?: string
   /** Structured data; must be JSON-serializable (anything else is replaced by its text). */
@@ -51,15 +51,15 @@ export interface LogBufferStats {
 /** The log buffer service. No method ever fails: shipping problems are counted and reported. */
 export interface LogBufferService {
   /** Buffers one entry (an `ERROR` also wakes the shipper at once). */
-  readonly log: (level: LogLevelName, message: string, options?: LogEntryOptions) => Effect.Effect<void>
+  readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
   /** `log("DEBUG", ...)`. */
-  readonly debug: (message: string, options?: LogEntryOptions) => Effect.Effect<void>
+  readonly debug: (message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
   /** `log("INFO", ...)`. */
-  readonly info: (message: string, options?: LogEntryOptions) => Effect.Effect<void>
+  readonly info: (message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
   /** `log("WARNING", ...)`. */
-  readonly warning: (message: string, options?: LogEntryOptions) => Effect.Effect<void>
+  readonly warning: (message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
   /** `log("ERROR", ...)`. */
-  readonly error: (message: string, options?: LogEntryOptions) => Effect.Effect<void>
+  readonly error: (message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
   /** Ships everything buffered now and waits for it. */
   readonly flush: Effect.Effect<void>
   /** The buffer's counters. */
@@ -68,7 +68,7 @@ export interface LogBufferService {
    * Synchronous append with an explicit time, for code that cannot run an effect (an
    * Effect `Logger`). Prefer `log`.
    */
-  readonly unsafeLog: (level: LogLevelName, message: string, options: LogEntryOptions, date: Date) => void
+  readonly unsafeLog: (level: LogBufferLevel, message: string, options: LogBufferEntryOptions, date: Date) => void
 }
 
 /** Thresholds of the live buffer. */
@@ -100,7 +100,7 @@ const jsonSafe = (data: Readonly<Record<string, unknown>> | undefined): Record<s
   }
 }
 
-const makeEntry = (level: LogLevelName, message: string, options: LogEntryOptions, date: Date): LogEntry => ({
+const makeEntry = (level: LogBufferLevel, message: string, options: LogBufferEntryOptions, date: Date): LogBufferEntry => ({
   level,
   message,
   source: options.source ?? defaultSource,
@@ -109,7 +109,7 @@ const makeEntry = (level: LogLevelName, message: string, options: LogEntryOption
 })
 
 const fromUnsafe = (unsafeLog: LogBufferService["unsafeLog"]): LogBufferService => {
-  const log = (level: LogLevelName, message: string, options: LogEntryOptions = {}) =>
+  const log = (level: LogBufferLevel, message: string, options: LogBufferEntryOptions = {}) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => unsafeLog(level, message, options, new Date(now))))
   return {
     log,
@@ -133,7 +133,7 @@ const positiveInteger = (name: string, value: number): number => {
 /**
  * The wire body of one entry.
  */
-const entryBody = (jobId: number, entry: LogEntry) => ({
+const entryBody = (jobId: number, entry: LogBufferEntry) => ({
   job_id: jobId,
   event_type: entry.source,
   message: entry.message,
@@ -167,12 +167,12 @@ const makeLive = (options: LogBufferOptions) =>
     const counters = yield* Ref.make({ shipped: 0, failed: 0 })
     const warned = { failure: false, drop: false }
 
-    const unsafeLog = (level: LogLevelName, message: string, entryOptions: LogEntryOptions, date: Date): void => {
+    const unsafeLog = (level: LogBufferLevel, message: string, entryOptions: LogBufferEntryOptions, date: Date): void => {
       queue.offer(makeEntry(level, message, entryOptions, date))
       if (level === "ERROR" || queue.size >= maxBatch) Queue.unsafeOffer(wake, undefined)
     }
 
-    const ship = (entry: LogEntry) =>
+    const ship = (entry: LogBufferEntry) =>
       backend.post(path, entryBody(ctx.jobId, entry)).pipe(
         Effect.matchCauseEffect({
           onSuccess: () => Ref.update(counters, (c) => ({ ...c, shipped: c.shipped + 1 })),
@@ -244,7 +244,7 @@ const makeLive = (options: LogBufferOptions) =>
     return { ...fromUnsafe(unsafeLog), flush: flushNow, stats } satisfies LogBufferService
   })
 
-const effectLevel = (level: LogLevel.LogLevel): LogLevelName | undefined =>
+const effectLevel = (level: LogLevel.LogLevel): LogBufferLevel | undefined =>
   level.ordinal >= LogLevel.None.ordinal
     ? undefined
     : level.ordinal >= LogLevel.Error.ordinal
@@ -290,7 +290,7 @@ export const makeLogBufferLogger = (buffer: LogBufferService): Logger.Logger<unk
 /** Access to what `LogBuffer.layerTest` recorded. */
 export class LogBufferTest extends Context.Tag("trainer-sdk/LogBufferTest")<LogBufferTest, {
   /** Every entry logged so far, in order. */
-  readonly entries: Effect.Effect<ReadonlyArray<LogEntry>>
+  readonly entries: Effect.Effect<ReadonlyArray<LogBufferEntry>>
 }>() {}
 
 /** The log buffer: `const logs = yield* LogBuffer; yield* logs.info("epoch 3 done")`. */
@@ -312,7 +312,7 @@ export class LogBuffer extends Context.Tag("trainer-sdk/LogBuffer")<LogBuffer, L
 
   /** An in-memory buffer; read what was logged through `LogBufferTest`. */
   static readonly layerTest: Layer.Layer<LogBuffer | LogBufferTest> = Layer.effectContext(Effect.sync(() => {
-    const entries: Array<LogEntry> = []
+    const entries: Array<LogBufferEntry> = []
     return Context.make(LogBuffer, fromUnsafe((level, message, options, date) => {
       entries.push(makeEntry(level, message, options, date))
     })).pipe(Context.add(LogBufferTest, { entries: Effect.sync(() => entries.slice()) }))

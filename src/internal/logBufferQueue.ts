@@ -5,11 +5,11 @@
  */
 
 /** The four log levels of the backend's log entries. */
-export type LogLevelName = "DEBUG" | "INFO" | "WARNING" | "ERROR"
+export type LogBufferLevel = "DEBUG" | "INFO" | "WARNING" | "ERROR"
 
 /** One log entry as buffered and shipped (the body adds `job_id`). */
-export interface LogEntry {
-  readonly level: LogLevelName
+export interface LogBufferEntry {
+  readonly level: LogBufferLevel
   readonly message: string
   /** The backend's `event_type`: the entry's source or category (`trainer`, `checkpoint`, ...). */
   readonly source: string
@@ -20,7 +20,7 @@ export interface LogEntry {
 
 interface Sequenced {
   readonly seq: number
-  readonly entry: LogEntry
+  readonly entry: LogBufferEntry
 }
 
 /** A FIFO with O(1) amortized push/shift (an array with a moving head, compacted lazily). */
@@ -49,7 +49,7 @@ class Fifo<A> {
   }
 }
 
-const isLowPriority = (level: LogLevelName): boolean => level === "DEBUG" || level === "INFO"
+const isLowPriority = (level: LogBufferLevel): boolean => level === "DEBUG" || level === "INFO"
 
 /**
  * A bounded log queue. DEBUG/INFO and WARNING/ERROR entries sit in two FIFOs tagged with
@@ -79,7 +79,7 @@ export class BoundedLogQueue {
   }
 
   /** Appends an entry; returns how many entries were dropped to make room (0 or 1). */
-  offer(entry: LogEntry): number {
+  offer(entry: LogBufferEntry): number {
     let dropped = 0
     if (this.size >= this.capacity) {
       if (this.low.size > 0) this.low.shift()
@@ -94,8 +94,8 @@ export class BoundedLogQueue {
   }
 
   /** Removes and returns up to `max` entries, oldest first. */
-  take(max: number): Array<LogEntry> {
-    const out: Array<LogEntry> = []
+  take(max: number): Array<LogBufferEntry> {
+    const out: Array<LogBufferEntry> = []
     while (out.length < max) {
       const low = this.low.peek()
       const high = this.high.peek()
