@@ -316,8 +316,14 @@ export const make = (
           yield* fs.writeFileString(marker, `${JSON.stringify(record)}\n`).pipe(
             Effect.mapError(ioError(marker, "cannot write", key))
           )
-          yield* fs.rename(temp, entryDir(key)).pipe(Effect.mapError(ioError(entryDir(key), "cannot move into place", key)))
-          return record
+          // Only a holder whose lock was broken while it stalled can find the entry already in place.
+          return yield* fs.rename(temp, entryDir(key)).pipe(
+            Effect.as(record),
+            Effect.mapError(ioError(entryDir(key), "cannot move into place", key)),
+            Effect.catchAll((error) =>
+              Effect.flatMap(isComplete(key), (complete) => complete ? recordFromMarker(key) : Effect.fail(error))
+            )
+          )
         }).pipe(Effect.onExit(() => Effect.ignore(fs.remove(temp, { recursive: true }))))
       })
 
@@ -362,24 +368,27 @@ export const make = (
         hash
       }
       yield* Effect.annotateCurrentSpan({ key, datasetId: ids.datasetId })
-      yield* coordinator.withLock(
+      const hit = yield* coordinator.withLock(
         key,
         Effect.gen(function*() {
           if (yield* isComplete(key)) {
             yield* coordinator.takeLease(key)
-            return
+            return true
           }
           const record = yield* download(key, ids, request.onProgress)
           yield* coordinator.takeLease(key)
           yield* updateMetadata((metadata) => evict({ ...metadata, [key]: record }, maxBytes, new Set([key])))
+          return false
         })
       )
-      yield* updateMetadata((metadata) =>
-        Effect.gen(function*() {
-          const record = metadata[key] ?? (yield* recordFromMarker(key))
-          return [undefined, { ...metadata, [key]: { ...record, last_accessed: yield* nowIso } }] as const
-        })
-      )
+      if (hit) {
+        yield* updateMetadata((metadata) =>
+          Effect.gen(function*() {
+            const record = metadata[key] ?? (yield* recordFromMarker(key))
+            return [undefined, { ...metadata, [key]: { ...record, last_accessed: yield* nowIso } }] as const
+          })
+        )
+      }
       return yield* materialize(key, path.resolve(request.destDir))
     })
 

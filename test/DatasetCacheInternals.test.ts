@@ -203,6 +203,8 @@ describe("locks and leases", () => {
       const scope = yield* Scope.make()
       const coordinator = yield* coordinatorIn(dir).pipe(Scope.extend(scope))
       yield* coordinator.takeLease("k")
+      yield* coordinator.takeLease("k")
+      expect(yield* fs.readDirectory(path.join(dir, ".leases", "k"))).toHaveLength(1)
       yield* Effect.sleep("700 millis")
       expect(yield* coordinator.liveLeaseCount("k")).toBe(1)
 

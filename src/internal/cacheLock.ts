@@ -105,7 +105,7 @@ export interface CacheCoordinator {
     name: string,
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<Option.Option<A>, E | CacheError, R>
-  /** Records that this process uses entry `key` until the coordinator's scope closes. */
+  /** Records that this process uses entry `key` until the coordinator's scope closes (one lease per key). */
   readonly takeLease: (key: string) => Effect.Effect<void, CacheError>
   /** Live leases on `key` (of any process); stale lease files are removed on the way. */
   readonly liveLeaseCount: (key: string) => Effect.Effect<number, CacheError>
@@ -131,7 +131,8 @@ export const makeCacheCoordinator = (
 
     /** Files this process refreshes: held locks and leases. */
     const held = yield* Ref.make(new Set<string>())
-    const leases = yield* Ref.make(new Set<string>())
+    /** This process's lease file per entry key. */
+    const leases = yield* Ref.make(new Map<string, string>())
 
     const holderText = Effect.map(
       Effect.zip(newCacheToken, Clock.currentTimeMillis),
@@ -140,14 +141,14 @@ export const makeCacheCoordinator = (
 
     const refresh = Effect.gen(function*() {
       const now = new Date(yield* Clock.currentTimeMillis)
-      const paths = [...(yield* Ref.get(held)), ...(yield* Ref.get(leases))]
+      const paths = [...(yield* Ref.get(held)), ...(yield* Ref.get(leases)).values()]
       yield* Effect.forEach(paths, (p) => Effect.ignore(fs.utimes(p, now, now)), { concurrency: 8, discard: true })
     })
     yield* refresh.pipe(Effect.repeat(Schedule.spaced(timing.heartbeatEvery)), Effect.forkScoped)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        const mine = yield* Ref.getAndSet(leases, new Set())
-        yield* Effect.forEach(mine, (p) => Effect.ignore(fs.remove(p)), { concurrency: 8, discard: true })
+        const mine = yield* Ref.getAndSet(leases, new Map())
+        yield* Effect.forEach(mine.values(), (p) => Effect.ignore(fs.remove(p)), { concurrency: 8, discard: true })
       })
     )
 
@@ -274,6 +275,8 @@ export const makeCacheCoordinator = (
 
     const takeLease = (key: string) =>
       Effect.gen(function*() {
+        const current = (yield* Ref.get(leases)).get(key)
+        if (current !== undefined && (yield* fs.exists(current).pipe(Effect.orElseSucceed(() => false)))) return
         const dir = leaseDir(key)
         yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(ioError(dir, "cannot create")))
         const token = yield* newCacheToken
@@ -282,7 +285,7 @@ export const makeCacheCoordinator = (
         if (Option.isNone(holder)) {
           return yield* new CacheError({ reason: "Io", key, path: file, detail: "lease file name collision" })
         }
-        yield* Ref.update(leases, (s) => new Set(s).add(file))
+        yield* Ref.update(leases, (m) => new Map(m).set(key, file))
       }).pipe(Effect.uninterruptible)
 
     const liveLeaseCount = (key: string) =>
