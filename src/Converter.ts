@@ -185,6 +185,51 @@ const make = Effect.gen(function*() {
       return { file: mapFile, dataset: labelmeDataset(index, decoded) }
     })
 
+  /**
+   * For each candidate list, the first path that exists. Checked by listing each directory
+   * involved once (one `readDirectory` instead of a syscall per image), level by level so a
+   * later candidate's directory is read only for images not found earlier; a directory that
+   * cannot be listed falls back to per-path `exists`.
+   */
+  const findFirstExisting = (candidates: ReadonlyArray<ReadonlyArray<string>>) =>
+    Effect.gen(function*() {
+      const resolved = new Array<string | undefined>(candidates.length).fill(undefined)
+      const listings = new Map<string, ReadonlySet<string> | undefined>()
+      const depth = Math.max(0, ...candidates.map((c) => c.length))
+      for (let level = 0; level < depth; level++) {
+        const pending: Array<number> = []
+        candidates.forEach((c, i) => {
+          if (resolved[i] === undefined && level < c.length) pending.push(i)
+        })
+        const dirs = new Set(pending.map((i) => path.dirname(candidates[i]![level]!)))
+        yield* Effect.forEach([...dirs].filter((d) => !listings.has(d)), (d) =>
+          Effect.either(fs.readDirectory(d)).pipe(Effect.map((names) =>
+            listings.set(
+              d,
+              names._tag === "Right"
+                ? new Set(names.right)
+                : names.left._tag === "SystemError" && names.left.reason === "NotFound"
+                ? new Set()
+                : undefined
+            )
+          )), { concurrency: 16, discard: true })
+        const unlisted: Array<number> = []
+        for (const i of pending) {
+          const p = candidates[i]![level]!
+          const listing = listings.get(path.dirname(p))
+          if (listing === undefined) unlisted.push(i)
+          else if (listing.has(path.basename(p))) resolved[i] = p
+        }
+        yield* Effect.forEach(unlisted, (i) => {
+          const p = candidates[i]![level]!
+          return Effect.map(io(p, fs.exists(p)), (ok) => {
+            if (ok) resolved[i] = p
+          })
+        }, { concurrency: ioConcurrency, discard: true })
+      }
+      return resolved
+    })
+
   /** Finds every image (spec order of candidates); all missing ones in one error. */
   const resolveImages = (dir: string, file: string, dataset: DiceDataset) =>
     Effect.gen(function*() {
@@ -196,7 +241,7 @@ const make = Effect.gen(function*() {
         const names = [...(root ? [`${root}/${name}`] : []), `images/${name}`, name]
         return Effect.all(names.map((n) => inside(dir, n, `${file} at images[${i}].file_name`)))
       })
-      const resolved = yield* Effect.forEach(candidates, firstExisting, { concurrency: ioConcurrency })
+      const resolved = yield* findFirstExisting(candidates)
       const missing = resolved.flatMap((r, i) => (r === undefined ? candidates[i]! : []))
       if (missing.length > 0) {
         const count = resolved.filter((r) => r === undefined).length
@@ -415,7 +460,8 @@ const make = Effect.gen(function*() {
   const convert = Effect.fn("Converter.convert")(function*(options: ConvertOptions) {
     const dir = path.resolve(options.datasetDir)
     const { dataset, file } = options.from === "labelme" ? yield* loadLabelMe(dir) : yield* loadDice(dir, options.taskType)
-    const task = toTask(options.taskType ?? dataset.taskType)
+    const fromFileName = /annotations_(\w+)\.json$/.exec(file)?.[1]
+    const task = toTask(options.taskType ?? dataset.taskType ?? fromFileName)
     if (task === undefined) {
       return yield* new DatasetError({
         reason: "InvalidShape",

@@ -1,0 +1,99 @@
+/**
+ * DICE → YOLO end to end (read + decode + image existence checks + label files + split
+ * files + data.yaml) on a synthetic nested DICE detection dataset: 20,000 images with
+ * 200,000 boxes (placeholder image files). Each conversion runs in a fresh child process so
+ * its peak RSS is its own. `--large` adds a 100,000-image run to show linear growth.
+ *
+ * Usage: `npx tsx bench/convert.ts [--images 20000] [--large]`
+ */
+import { NodeContext } from "@effect/platform-node"
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Effect } from "effect"
+import { Converter } from "../src/Converter.js"
+import { numberFlag, report } from "./lib/report.js"
+
+const boxesPerImage = 10
+
+/** Writes the synthetic dataset: `annotations_detection.json` and empty image files. */
+const generate = (dir: string, images: number): void => {
+  fs.mkdirSync(path.join(dir, "images"), { recursive: true })
+  const classes = Array.from({ length: 20 }, (_, i) => ({ id: i, name: `class_${i}` }))
+  const parts: Array<string> = []
+  let annId = 1
+  for (let i = 0; i < images; i++) {
+    const file = `img_${String(i).padStart(6, "0")}.jpg`
+    fs.writeFileSync(path.join(dir, "images", file), "")
+    const anns: Array<string> = []
+    for (let b = 0; b < boxesPerImage; b++) {
+      const x = (i * 7 + b * 31) % 1800, y = (i * 13 + b * 17) % 1000
+      anns.push(JSON.stringify({ id: annId++, class_id: (i + b) % 20, class_name: `class_${(i + b) % 20}`, bbox: [x, y, 50 + b, 40 + b], area: (50 + b) * (40 + b), iscrowd: 0 }))
+    }
+    parts.push(`{"id":${i + 1},"file_name":"${file}","width":1920,"height":1080,"annotations":[${anns.join(",")}]}`)
+  }
+  const doc = `{"format_version":"1.0","task_type":"object_detection","classes":${JSON.stringify(classes)},` +
+    `"storage_info":{"image_root":"datasets/ds-bench/images/"},"images":[${parts.join(",")}]}`
+  fs.writeFileSync(path.join(dir, "annotations_detection.json"), doc)
+}
+
+/** Child mode: one conversion, timed, printing `{ms, rssMb, images, objects}` as JSON. */
+const convertOnce = (dir: string): Promise<void> => {
+  const started = performance.now()
+  return Effect.runPromise(
+    Effect.flatMap(Converter, (c) => c.convert({ datasetDir: dir, from: "dice", to: "yolo" })).pipe(
+      Effect.provide(Converter.layer),
+      Effect.provide(NodeContext.layer)
+    )
+  ).then((r) => {
+    const ms = performance.now() - started
+    console.log(JSON.stringify({ ms, rssMb: process.resourceUsage().maxRSS / 1024, images: r.images, objects: r.objects }))
+  })
+}
+
+interface Run {
+  readonly ms: number
+  readonly rssMb: number
+  readonly images: number
+  readonly objects: number
+}
+
+const measure = (images: number): Run => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "convert-bench-"))
+  try {
+    generate(dir, images)
+    const self = fileURLToPath(import.meta.url)
+    const child = spawnSync(process.execPath, ["--import", "tsx", self, "--child", dir], { encoding: "utf8" })
+    if (child.status !== 0) throw new Error(`conversion failed: ${child.stderr}`)
+    const run = JSON.parse(child.stdout.trim().split("\n").pop()!) as Run
+    console.log(`${images} images / ${run.objects} boxes: ${run.ms.toFixed(0)} ms wall, peak RSS ${run.rssMb.toFixed(0)} MB`)
+    return run
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const main = (): void => {
+  const images = numberFlag("images", 20_000)
+  const base = measure(images)
+  let growth = ""
+  if (process.argv.includes("--large")) {
+    const large = measure(100_000)
+    const ratio = (large.ms / large.images) / (base.ms / base.images)
+    growth = `; 100k images: ${large.ms.toFixed(0)} ms, ${large.rssMb.toFixed(0)} MB, per-image time ratio 100k/20k = ${ratio.toFixed(2)}`
+    console.log(`per-image time ratio (100k vs ${images}): ${ratio.toFixed(2)}`)
+  }
+  report({
+    name: "convert",
+    figure: `${base.ms.toFixed(0)} ms, peak RSS ${base.rssMb.toFixed(0)} MB for ${base.images} images / ${base.objects} boxes${growth}`,
+    comparison: "Python SDK: ~6 s, 240 MB (reference figure from the issue, not measured here)",
+    target: "< 1200 ms and < 240 MB for 20k images / 200k boxes",
+    met: base.ms < 1200 && base.rssMb < 240
+  })
+}
+
+const childAt = process.argv.indexOf("--child")
+if (childAt >= 0) void convertOnce(process.argv[childAt + 1]!)
+else main()
