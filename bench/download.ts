@@ -63,10 +63,16 @@ try {
       const storage = yield* Storage
       const dest = yield* Effect.promise(() => mkdtemp(path.join(os.tmpdir(), "bench-dl-")))
       const started = performance.now()
+      const cpuBefore = process.cpuUsage()
       const result = yield* storage.downloadDatasetSelective("bench", dest, concurrency === undefined ? {} : { concurrency })
       const seconds = (performance.now() - started) / 1000
       yield* Effect.promise(() => rm(dest, { recursive: true, force: true }))
       if (result.imageCount !== files) return yield* Effect.die(new Error(`expected ${files} images, got ${result.imageCount}`))
+      const cpu = process.cpuUsage(cpuBefore)
+      console.log(
+        `run concurrency=${concurrency ?? "default"}: ${(result.files / seconds).toFixed(0)} files/s, ` +
+          `${((cpu.user + cpu.system) / result.files).toFixed(0)} µs client CPU per file`
+      )
       return result.files / seconds
     })
 
@@ -116,7 +122,8 @@ try {
       : `${ratio!.toFixed(2)}x aws s3 cp --recursive (${awsFilesPerSecond.toFixed(0)} files/s); concurrency 8 is ${(at8 / awsFilesPerSecond).toFixed(2)}x; ${(atDefault / pythonFilesPerSecond).toFixed(2)}x the Python SDK's 175 files/s`,
     target: ">= 2.5x the Python SDK (437 files/s) and >= 1.9x aws s3 cp in the same run",
     met: atDefault >= target && (ratio === undefined || ratio >= 1.9),
-    notes: `s3rver in its own process (pid ${server.pid}), ${os.cpus().length} cores shared by server, client and aws CLI`
+    notes: `s3rver in its own process, ${os.cpus().length} cores shared by server, client and aws CLI; ` +
+      `load average ${os.loadavg().map((l) => l.toFixed(1)).join("/")} at the end (other processes compete for the cores)`
   })
 } finally {
   await server.stop()
