@@ -21,6 +21,15 @@ export interface PutObjectOptions {
   readonly contentType?: string
 }
 
+/** Options of `ObjectStore.list`. */
+export interface ListObjectsOptions {
+  /**
+   * `false` lists only the objects directly under the prefix (a `/`-delimited listing, one
+   * cheap request however many objects lie deeper). Default `true`.
+   */
+  readonly recursive?: boolean
+}
+
 /** One bucket on one S3-compatible endpoint. Every failure is a `StorageError` naming bucket and key. */
 export interface ObjectStore {
   /** The bucket this store reads and writes. */
@@ -37,7 +46,7 @@ export interface ObjectStore {
   /** Uploads the file at `path` as `key` and checks the stored size. */
   readonly putFile: (key: string, path: string, options?: PutObjectOptions) => Effect.Effect<ObjectInfo, StorageError>
   /** Every object under `prefix`, page after page (listings are paginated, never cut at 1,000). */
-  readonly list: (prefix: string) => Stream.Stream<ObjectInfo, StorageError>
+  readonly list: (prefix: string, options?: ListObjectsOptions) => Stream.Stream<ObjectInfo, StorageError>
   /** The same endpoint and credentials, another bucket (a URI names the bucket it means). */
   readonly withBucket: (bucket: string) => ObjectStore
 }

@@ -175,8 +175,12 @@ export const make = (config: StorageConfig): Effect.Effect<StorageService, never
       ...(options?.onProgress ? { onProgress: options.onProgress } : {})
     })
 
-    const listAll = (store: ObjectStore, prefix: string): Effect.Effect<ReadonlyArray<ObjectInfo>, StorageError> =>
-      Stream.runCollect(store.list(prefix)).pipe(Effect.map(Chunk.toReadonlyArray))
+    const listAll = (
+      store: ObjectStore,
+      prefix: string,
+      recursive = true
+    ): Effect.Effect<ReadonlyArray<ObjectInfo>, StorageError> =>
+      Stream.runCollect(store.list(prefix, { recursive })).pipe(Effect.map(Chunk.toReadonlyArray))
 
     const datasetPrefix = (datasetId: string): Effect.Effect<string, DatasetError> =>
       datasetIdPattern.test(datasetId) && !datasetId.includes("..")
@@ -285,7 +289,9 @@ export const make = (config: StorageConfig): Effect.Effect<StorageService, never
     const downloadDatasetSelective = Effect.fn("Storage.downloadDatasetSelective")(
       function*(datasetId: string, destDir: string, options?: DownloadOptions) {
         const prefix = yield* datasetPrefix(datasetId)
-        const objects = yield* listAll(external, prefix)
+        // Only the top level: the annotation files. Image sizes are learned as they arrive,
+        // so a dataset of 100,000 images costs no 100-page listing before the first byte.
+        const objects = yield* listAll(external, prefix, false)
         const annotationKeys = objects.map((o) => o.key).filter((key) => isAnnotationKey(prefix, key)).sort()
         const primaryKey = primaryAnnotation(annotationKeys)
         if (primaryKey === undefined) {
@@ -313,17 +319,10 @@ export const make = (config: StorageConfig): Effect.Effect<StorageService, never
           ? yield* parseS3UriEither(root)
           : { bucket: external.bucket, key: root }
         const store = rootLocation.bucket === external.bucket ? external : external.withBucket(rootLocation.bucket)
-        const rootSizes = rootLocation.bucket === external.bucket && rootLocation.key.startsWith(prefix)
-          ? sizes
-          : new Map((yield* listAll(store, rootLocation.key)).map((o) => [o.key, o.size]))
         const imageItems = yield* planItems(
           path.join(path.resolve(destDir), "images"),
           path,
-          names.map((name) => {
-            const key = `${rootLocation.key}${name}`
-            const size = rootSizes.get(key)
-            return { store, key, relative: name, ...(size === undefined ? {} : { size }) }
-          })
+          names.map((name) => ({ store, key: `${rootLocation.key}${name}`, relative: name }))
         )
         const second = yield* provide(runDownloads(imageItems, {
           ...base,

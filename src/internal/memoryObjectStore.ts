@@ -6,7 +6,7 @@
 import { FileSystem } from "@effect/platform"
 import { Chunk, Effect, Option, Stream } from "effect"
 import { StorageError, type StorageFailureReason } from "../Errors.js"
-import type { ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
+import type { ListObjectsOptions, ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
 
 /** An injected failure: the reason, and how many more GETs/PUTs it applies to. */
 interface InjectedFailure {
@@ -127,11 +127,14 @@ export const makeMemoryObjectStore = (
           )
         })
 
-      const list = (prefix: string): Stream.Stream<ObjectInfo, StorageError> =>
+      const list = (prefix: string, listing: ListObjectsOptions = {}): Stream.Stream<ObjectInfo, StorageError> =>
         Stream.paginateChunkEffect(undefined as string | undefined, (after) =>
           Effect.sync(() => {
             state.listPages += 1
-            const keys = [...state.objects.keys()].filter((k) => k.startsWith(prefix) && (after === undefined || k > after))
+            const keys = [...state.objects.keys()].filter((k) =>
+              k.startsWith(prefix) && (after === undefined || k > after) &&
+              (listing.recursive !== false || !k.slice(prefix.length).includes("/"))
+            )
               .sort()
             const page = keys.slice(0, pageSize)
             const infos = page.map((key) => ({ key, size: state.objects.get(key)!.bytes.length }))

@@ -20,7 +20,7 @@ import * as https from "node:https"
 import type { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { StorageError, type StorageFailureReason } from "../Errors.js"
-import type { ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
+import type { ListObjectsOptions, ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
 
 /** What an S3 client needs to reach one endpoint. */
 export interface S3EndpointSettings {
@@ -182,12 +182,17 @@ export const makeS3ObjectStore = (client: S3Client, bucket: string, options: S3O
       return stored
     })
 
-  const list = (prefix: string): Stream.Stream<ObjectInfo, StorageError> =>
+  const list = (prefix: string, listing: ListObjectsOptions = {}): Stream.Stream<ObjectInfo, StorageError> =>
     Stream.paginateChunkEffect(undefined as string | undefined, (token) =>
       Effect.tryPromise({
         try: (signal) =>
           client.send(
-            new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+            new ListObjectsV2Command({
+              Bucket: bucket,
+              Prefix: prefix,
+              ContinuationToken: token,
+              ...(listing.recursive === false ? { Delimiter: "/" } : {})
+            }),
             { abortSignal: signal }
           ),
         catch: failure(prefix)
