@@ -1,0 +1,183 @@
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, expect, it, layer } from "@effect/vitest"
+import { Effect, Either, FastCheck as fc, Layer } from "effect"
+import * as YAML from "yaml"
+import { Converter } from "../src/Converter.js"
+import { cocoDocuments } from "../src/internal/cocoExport.js"
+import { decodeDice, decodeDiceWithSchema, decodeFlatDice, type DiceDataset } from "../src/internal/diceModel.js"
+import { assignSplits } from "../src/internal/splits.js"
+import { mergeMultiSegment, yoloContext, yoloDataYaml, yoloImageLines } from "../src/internal/yoloLabels.js"
+
+// ---------------------------------------------------------------------------------------------
+// Generators: valid nested DICE documents whose boxes and polygons lie inside their images.
+
+const side = fc.integer({ min: 1, max: 5000 })
+const unit = fc.double({ min: 0, max: 1, noNaN: true })
+
+const polygon = (w: number, h: number) =>
+  fc.array(fc.tuple(unit, unit), { minLength: 3, maxLength: 8 }).map((ps) => ps.flatMap(([u, v]) => [u * w, v * h]))
+
+const annotation = (w: number, h: number, classIds: ReadonlyArray<number>) =>
+  fc.record({
+    class_id: fc.constantFrom(...classIds),
+    box: fc.tuple(unit, unit, unit, unit),
+    segmentation: fc.array(polygon(w, h), { minLength: 1, maxLength: 3 }),
+    keypoints: fc.array(fc.tuple(unit, unit, fc.constantFrom(0, 1, 2)), { minLength: 2, maxLength: 2 })
+  }).map(({ box: [a, b, c, d], class_id, keypoints, segmentation }) => {
+    const x = a * w * 0.99, y = b * h * 0.99
+    const bw = Math.max((w - x) * c, w * 1e-3), bh = Math.max((h - y) * d, h * 1e-3)
+    return {
+      class_id,
+      bbox: [x, y, Math.min(bw, w - x), Math.min(bh, h - y)],
+      segmentation,
+      keypoints: keypoints.map(([u, v, vis]) => [u * w, v * h, vis])
+    }
+  })
+
+const classNames = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }).filter((s) => !s.includes("background")), {
+  minLength: 1,
+  maxLength: 5
+})
+
+const nestedDoc = classNames.chain((names) => {
+  const classIds = names.map((_, i) => i * 3 + 1)
+  const image = fc.tuple(side, side, fc.option(fc.constantFrom("train", "val", "test"), { nil: undefined })).chain(
+    ([w, h, split]) =>
+      fc.array(annotation(w, h, classIds), { maxLength: 4 }).map((annotations) => ({ w, h, split, annotations }))
+  )
+  return fc.array(image, { minLength: 1, maxLength: 12 }).map((images) => ({
+    task_type: "object_detection",
+    classes: [{ id: 0, name: "__background__" }, ...names.map((name, i) => ({ id: classIds[i]!, name }))],
+    images: images.map((img, i) => ({
+      id: i + 1,
+      file_name: `img_${i + 1}.jpg`,
+      width: img.w,
+      height: img.h,
+      ...(img.split ? { split: img.split } : {}),
+      annotations: img.annotations.map((a, k) => ({ id: i * 10 + k + 1, ...a }))
+    }))
+  }))
+})
+
+const decoded = (doc: unknown): DiceDataset => Either.getOrThrow(decodeDice("gen.json", doc))
+
+describe("Converter properties (pure)", () => {
+  it.prop("fast decode agrees with the Schema decode", [nestedDoc], ([doc]) => {
+    expect(decodeDice("f", doc)).toEqual(decodeDiceWithSchema("f", doc))
+  }, { fastCheck: { numRuns: 60 } })
+
+  it.prop("a YOLO box de-normalizes to the original within 1e-6 of the image size", [nestedDoc], ([doc]) => {
+    const dataset = decoded(doc)
+    const ctx = yoloContext(dataset, "detection")
+    for (const image of dataset.images) {
+      const skipped: Record<string, number> = {}
+      const all = yoloImageLines(image, ctx, skipped)
+      assert.strictEqual(all.length + (skipped["duplicate"] ?? 0), image.annotations.length)
+      assert.strictEqual(new Set(all).size, all.length)
+      image.annotations.forEach((annotation) => {
+        const [line] = yoloImageLines({ ...image, annotations: [annotation] }, ctx, {}) as [string]
+        const [cls, cx, cy, w, h] = line.split(" ").map(Number) as [number, number, number, number, number]
+        const [x0, y0, w0, h0] = annotation.bbox!
+        assert.strictEqual(cls, ctx.classIndex.get(annotation.categoryId!))
+        const W = image.width, H = image.height
+        assert.isAtMost(Math.abs((cx - w / 2) * W - x0), 1e-6 * W)
+        assert.isAtMost(Math.abs((cy - h / 2) * H - y0), 1e-6 * H)
+        assert.isAtMost(Math.abs(w * W - w0), 1e-6 * W)
+        assert.isAtMost(Math.abs(h * H - h0), 1e-6 * H)
+      })
+    }
+  }, { fastCheck: { numRuns: 80 } })
+
+  it.prop("polygon point counts are preserved (merged parts add two bridge points per join)", [nestedDoc], ([doc]) => {
+    const dataset = decoded(doc)
+    const ctx = yoloContext(dataset, "segmentation")
+    for (const image of dataset.images) {
+      image.annotations.forEach((annotation) => {
+        const [line] = yoloImageLines({ ...image, annotations: [annotation] }, ctx, {}) as [string]
+        const polygons = annotation.polygons!
+        const points = polygons.reduce((n, p) => n + p.length / 2, 0)
+        assert.strictEqual(line.split(" ").length, 1 + 2 * (points + 2 * (polygons.length - 1)))
+      })
+    }
+  }, { fastCheck: { numRuns: 80 } })
+
+  it.prop("merging keeps every vertex of every part", [fc.array(polygon(100, 100), { minLength: 1, maxLength: 4 })], ([parts]) => {
+    const asPoints = parts.map((p) => Array.from({ length: p.length / 2 }, (_, i) => [p[2 * i]!, p[2 * i + 1]!] as const))
+    const merged = mergeMultiSegment(asPoints).map(([x, y]) => `${x},${y}`)
+    for (const part of asPoints) for (const [x, y] of part) assert.include(merged, `${x},${y}`)
+  }, { fastCheck: { numRuns: 100 } })
+
+  it.prop(
+    "every image lands in exactly one split; a seeded split is reproducible and follows the ratios",
+    [fc.integer({ min: 0, max: 300 }), fc.integer(), fc.tuple(fc.integer({ min: 1, max: 10 }), fc.integer({ min: 0, max: 10 }), fc.integer({ min: 0, max: 10 }))],
+    ([n, seed, [train, val, test]]) => {
+      const images = Array.from({ length: n }, (_, i) => ({ id: i + 1, split: undefined }))
+      const options = { seed, ratios: { train, val, test } }
+      const a = assignSplits(images, options)
+      expect(a).toEqual(assignSplits(images, options))
+      assert.strictEqual(a.length, n)
+      for (const s of a) assert.include(["train", "val", "test"], s)
+      const total = train + val + test
+      assert.strictEqual(a.filter((s) => s === "train").length, Math.floor(n * (train / total)))
+      if (test > 0) assert.strictEqual(a.filter((s) => s === "val").length, Math.floor(n * (val / total)))
+      else assert.strictEqual(a.filter((s) => s === "test").length, 0)
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
+
+  it.prop("explicit assignments win, then the images' own split field", [nestedDoc, fc.integer()], ([doc, seed]) => {
+    const dataset = decoded(doc)
+    const assignments = { [dataset.images[0]!.id]: "test" as const }
+    const splits = assignSplits(dataset.images, { assignments, seed })
+    assert.strictEqual(splits[0], "test")
+    dataset.images.forEach((image, i) => {
+      if (i > 0 && image.split !== undefined) assert.strictEqual(splits[i], image.split)
+    })
+  }, { fastCheck: { numRuns: 50 } })
+
+  it.prop("DICE → COCO → decode as flat DICE → COCO is a fixed point", [nestedDoc, fc.integer()], ([doc, seed]) => {
+    const dataset = decoded(doc)
+    const splits = assignSplits(dataset.images, { seed })
+    const names = dataset.images.map((i) => i.fileName)
+    const first = cocoDocuments(dataset, splits, names, {})
+    const again = Either.getOrThrow(decodeFlatDice("coco.json", JSON.parse(JSON.stringify(first.all))))
+    const second = cocoDocuments(again, splits, again.images.map((i) => i.fileName), {})
+    expect(JSON.parse(JSON.stringify(second))).toEqual(JSON.parse(JSON.stringify(first)))
+    assert.isTrue(first.all.annotations.every((a, i) => a.id === i + 1))
+  }, { fastCheck: { numRuns: 60 } })
+
+  it.prop(
+    "class names in data.yaml survive a YAML round trip whatever characters they contain",
+    [fc.array(fc.string({ unit: "binary", maxLength: 20 }), { maxLength: 8 })],
+    ([names]) => {
+      const parsed = YAML.parse(yoloDataYaml({ path: "/data/ds: \"x\"", names, hasTest: false }))
+      expect(parsed.names).toEqual(names)
+      expect(parsed.nc).toBe(names.length)
+      expect(parsed.path).toBe("/data/ds: \"x\"")
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
+})
+
+layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter properties (on disk)", (it) => {
+  it.scoped.prop("one label file per image, every image listed in exactly one split file", [nestedDoc], ([doc]) =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const dir = yield* fs.makeTempDirectoryScoped()
+      yield* fs.makeDirectory(path.join(dir, "images"))
+      yield* fs.writeFileString(path.join(dir, "annotations_detection.json"), JSON.stringify(doc))
+      for (const image of doc.images) yield* fs.writeFileString(path.join(dir, "images", image.file_name), "")
+      const report = yield* Effect.flatMap(Converter, (c) => c.convert({ datasetDir: dir, from: "dice", to: "yolo" }))
+      const labels = yield* fs.readDirectory(path.join(dir, "labels"))
+      assert.strictEqual(labels.filter((f) => f.endsWith(".txt")).length, doc.images.length)
+      assert.strictEqual(report.images, doc.images.length)
+      const listed: Array<string> = []
+      for (const s of ["train", "val", "test"]) {
+        const file = path.join(dir, `${s}.txt`)
+        if (yield* fs.exists(file)) listed.push(...(yield* fs.readFileString(file)).split("\n").filter((l) => l !== ""))
+      }
+      expect(listed.sort()).toEqual(doc.images.map((i) => path.join(dir, "images", i.file_name)).sort())
+    }), { fastCheck: { numRuns: 15 } })
+})
