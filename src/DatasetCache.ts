@@ -84,7 +84,7 @@ export interface DatasetCacheOptions {
   readonly maxBytes?: number
   /** A lock or lease not refreshed for this long belongs to a dead process (default 30 s). */
   readonly staleAfter?: Duration.DurationInput
-  /** How often held locks and leases are refreshed (default 5 s). */
+  /** How often held locks and leases are refreshed (default 5 s; at most a third of `staleAfter`). */
   readonly heartbeatEvery?: Duration.DurationInput
   /** How often a waiting process re-checks a busy lock (default 250 ms). */
   readonly pollEvery?: Duration.DurationInput
@@ -99,8 +99,8 @@ const ioError = (path: string, detail: string, key?: string) => (cause: Platform
 
 const isNotFound = (e: PlatformError): boolean => e._tag === "SystemError" && e.reason === "NotFound"
 
-/** Builds the cache service for the given settings. */
-export const make = (
+/** Builds the cache service for the given settings (scoped: leases and heartbeats live in the scope). */
+export const makeDatasetCache = (
   options: DatasetCacheOptions = {}
 ): Effect.Effect<
   DatasetCacheService,
@@ -115,9 +115,14 @@ export const make = (
     const cacheDir = path.resolve(options.cacheDir ?? ctx.cacheDir)
     const maxBytes = options.maxBytes ?? ctx.cacheMaxBytes
     const metadataFile = path.join(cacheDir, metadataFileName)
+    const staleAfter = Duration.decode(options.staleAfter ?? "30 seconds")
     const coordinator: CacheCoordinator = yield* makeCacheCoordinator(cacheDir, {
-      staleAfter: Duration.decode(options.staleAfter ?? "30 seconds"),
-      heartbeatEvery: Duration.decode(options.heartbeatEvery ?? "5 seconds"),
+      staleAfter,
+      // A heartbeat slower than a third of the threshold would let live holders look dead.
+      heartbeatEvery: Duration.min(
+        Duration.decode(options.heartbeatEvery ?? "5 seconds"),
+        Option.getOrElse(Duration.divide(staleAfter, 3), () => staleAfter)
+      ),
       pollEvery: Duration.decode(options.pollEvery ?? "250 millis"),
       lockTimeout: Duration.decode(options.lockTimeout ?? "6 hours")
     })
@@ -429,13 +434,16 @@ export const make = (
 
 /** The dataset cache: `const cache = yield* DatasetCache`. */
 export class DatasetCache extends Context.Tag("trainer-sdk/DatasetCache")<DatasetCache, DatasetCacheService>() {
+  /** Builds the service (see `makeDatasetCache`). */
+  static readonly make = makeDatasetCache
+
   /** The cache configured from the job context; leases this process holds are released when its scope closes. */
   static readonly layer: Layer.Layer<DatasetCache, never, JobContext | Storage | FileSystem.FileSystem | Path.Path> =
-    Layer.scoped(DatasetCache, make())
+    Layer.scoped(DatasetCache, makeDatasetCache())
 
   /** The cache with explicit settings (tests, tools): directory, size limit, lock timing. */
   static readonly layerWith = (
     options: DatasetCacheOptions
   ): Layer.Layer<DatasetCache, never, JobContext | Storage | FileSystem.FileSystem | Path.Path> =>
-    Layer.scoped(DatasetCache, make(options))
+    Layer.scoped(DatasetCache, makeDatasetCache(options))
 }
