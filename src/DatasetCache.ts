@@ -9,7 +9,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Clock, Context, Duration, Effect, Either, Layer, Option, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Either, Layer, Option, Ref, type Scope } from "effect"
 import { CacheError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext } from "./JobContext.js"
 import {
@@ -200,20 +200,33 @@ export const makeDatasetCache = (
         })
       )
 
-    /** Removes a directory in the cache: renamed aside first (so it vanishes at once), then deleted without following links. */
+    /** Directories renamed aside under a lock, deleted later by `emptyTrash` outside every lock. */
+    const trash = yield* Ref.make<ReadonlyArray<string>>([])
+
+    /**
+     * Takes a directory out of the cache at once (an atomic rename aside); the slow recursive
+     * delete, which never follows links, happens in `emptyTrash` after the locks are released.
+     */
     const removeDir = (dir: string, key: string) =>
       Effect.gen(function*() {
-        const trash = path.join(cacheDir, tempEntryName(key, yield* newCacheToken))
-        const moved = yield* fs.rename(dir, trash).pipe(
+        const aside = path.join(cacheDir, tempEntryName(key, yield* newCacheToken))
+        const moved = yield* fs.rename(dir, aside).pipe(
           Effect.as(true),
           Effect.catchIf(isNotFound, () => Effect.succeed(false)),
           Effect.mapError(ioError(dir, "cannot remove", key))
         )
-        if (moved) {
-          yield* fs.remove(trash, { recursive: true }).pipe(Effect.mapError(ioError(trash, "cannot remove", key)))
-        }
+        if (moved) yield* Ref.update(trash, (dirs) => [...dirs, aside])
         return moved
       })
+
+    const emptyTrash = Effect.gen(function*() {
+      const dirs = yield* Ref.getAndSet(trash, [])
+      yield* Effect.forEach(
+        dirs,
+        (dir) => fs.remove(dir, { recursive: true, force: true }).pipe(Effect.mapError(ioError(dir, "cannot remove"))),
+        { discard: true }
+      )
+    })
 
     /** Removes an entry unless a live process leases it; call holding the entry's lock. */
     const removeUnleased = (key: string) =>
@@ -295,7 +308,7 @@ export const makeDatasetCache = (
         const names = yield* fs.readDirectory(cacheDir).pipe(Effect.mapError(ioError(cacheDir, "cannot list")))
         yield* Effect.forEach(
           names.filter((name) => isTempEntryOf(key, name)),
-          (name) => fs.remove(path.join(cacheDir, name), { recursive: true }).pipe(
+          (name) => fs.remove(path.join(cacheDir, name), { recursive: true, force: true }).pipe(
             Effect.mapError(ioError(path.join(cacheDir, name), "cannot remove a leftover download", key))
           ),
           { discard: true }
@@ -394,6 +407,7 @@ export const makeDatasetCache = (
           })
         )
       }
+      yield* emptyTrash
       return yield* materialize(key, path.resolve(request.destDir))
     })
 
@@ -403,7 +417,9 @@ export const makeDatasetCache = (
     ).pipe(Effect.withSpan("DatasetCache.entries"))
 
     const prune = Effect.fn("DatasetCache.prune")(function*(pruneOptions?: { readonly maxBytes?: number }) {
-      return yield* updateMetadata((metadata) => evict(metadata, pruneOptions?.maxBytes ?? maxBytes, new Set()))
+      return yield* updateMetadata((metadata) => evict(metadata, pruneOptions?.maxBytes ?? maxBytes, new Set())).pipe(
+        Effect.zipLeft(emptyTrash)
+      )
     })
 
     const remove = Effect.fn("DatasetCache.remove")(function*(rawKey: string) {
@@ -426,7 +442,7 @@ export const makeDatasetCache = (
           })
           return outcome.right || recorded
         })
-      )
+      ).pipe(Effect.zipLeft(emptyTrash))
     })
 
     return { cacheDir, ensure, entries, prune, remove } satisfies DatasetCacheService
