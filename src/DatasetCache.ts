@@ -302,7 +302,11 @@ export const makeDatasetCache = (
       })
 
     /** The miss path (holding the entry's lock): clean leftovers, download, verify, mark, rename into place. */
-    const download = (key: string, ids: { snapshotId: string; datasetId: string; hash: string }, onProgress: EnsureDatasetOptions["onProgress"]) =>
+    const download = (
+      key: string,
+      ids: { readonly snapshotId: string; readonly datasetId: string; readonly hash: string },
+      onProgress: EnsureDatasetOptions["onProgress"]
+    ) =>
       Effect.gen(function*() {
         yield* removeDir(entryDir(key), key)
         const names = yield* fs.readDirectory(cacheDir).pipe(Effect.mapError(ioError(cacheDir, "cannot list")))
