@@ -3,5 +3,12 @@
  *
  * @since 0.1.0
  */
+export * from "./Callback.js"
+export * from "./ClearML.js"
+export * from "./Converter.js"
+export * from "./DatasetCache.js"
 export * from "./Errors.js"
 export * from "./JobContext.js"
+export * from "./LogBuffer.js"
+export * from "./ObjectStore.js"
+export * from "./Storage.js"
