@@ -29,24 +29,24 @@ import { type CallbackRecorder, makeCallbackRecorder } from "./internal/callback
 import {
   advanceTiming,
   type CallbackOperation,
-  type CompletionReport,
+  type CallbackCompletionReport,
   completionBody,
   encodeBody,
-  type ExportCompletedReport,
+  type CallbackExportCompletedReport,
   exportCompletedBody,
   failedBody,
-  type FailureReport,
-  type InferenceCompletedReport,
+  type CallbackFailureReport,
+  type CallbackInferenceCompletedReport,
   inferenceCompletedBody,
   isoTimestamp,
   operationStartedBody,
-  type ProgressReport,
+  type CallbackProgressReport,
   progressBody,
   type ProgressTiming,
-  type StartedReport,
+  type CallbackStartedReport,
   timingAtStart,
   trainingStartedBody,
-  type ValidationReport,
+  type CallbackValidationReport,
   validationBody
 } from "./internal/callbackReports.js"
 
@@ -54,16 +54,16 @@ export type { CallbackAttempt, CallbackFailure, CallbackRecorder, CallbackReques
 export {
   type CallbackMetrics,
   type CallbackOperation,
-  type CompletionReport,
-  type ExportCompletedReport,
+  type CallbackCompletionReport,
+  type CallbackExportCompletedReport,
   exportMetadata,
   type ExportMetadataInput,
-  type FailureReport,
-  type InferenceCompletedReport,
-  type ProgressReport,
-  type StartedReport,
-  type ValidationImageResult,
-  type ValidationReport
+  type CallbackFailureReport,
+  type CallbackInferenceCompletedReport,
+  type CallbackProgressReport,
+  type CallbackStartedReport,
+  type CallbackValidationImageResult,
+  type CallbackValidationReport
 } from "./internal/callbackReports.js"
 
 /** The callback service. Every method fails only with `CallbackError`. */
@@ -72,7 +72,7 @@ export interface CallbackService {
    * Announces the start of the job. `operation` (default `training`) decides where a later
    * `reportFailed` goes; for training, `totalEpochs` defaults to the resolved `epochs`.
    */
-  readonly reportStarted: (report?: StartedReport) => Effect.Effect<void, CallbackError>
+  readonly reportStarted: (report?: CallbackStartedReport) => Effect.Effect<void, CallbackError>
   /**
    * Queues the progress after `epoch` epochs and returns at once; it never waits on the
    * network and fails only with `reason: "Invalid"` for a report that breaks the contract
@@ -82,20 +82,20 @@ export interface CallbackService {
    * as `null` and the report still goes out. `epoch_duration_seconds` and
    * `estimated_time_remaining` are computed from the times between reports.
    */
-  readonly reportProgress: (report: ProgressReport) => Effect.Effect<void, CallbackError>
+  readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
   /** Sends one epoch's validation results (after pending progress). */
-  readonly reportValidation: (report: ValidationReport) => Effect.Effect<void, CallbackError>
+  readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
   /** Reports a successful training run (after pending progress). */
-  readonly reportCompleted: (report: CompletionReport) => Effect.Effect<void, CallbackError>
+  readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
   /**
    * Reports a failure to the completion endpoint of the operation started (training by
    * default), with `error_message` `[errorType] message`.
    */
-  readonly reportFailed: (report: FailureReport) => Effect.Effect<void, CallbackError>
+  readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
   /** Reports a finished inference run. */
-  readonly reportInferenceCompleted: (report: InferenceCompletedReport) => Effect.Effect<void, CallbackError>
+  readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
   /** Reports a finished export. */
-  readonly reportExportCompleted: (report: ExportCompletedReport) => Effect.Effect<void, CallbackError>
+  readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
   /** Delivers pending progress now (bounded by the retry policy); never fails. */
   readonly flushProgress: Effect.Effect<void>
 }
@@ -192,7 +192,7 @@ export const makeCallback = (
     const finishedEpochs = (s: LifecycleState): number => s.epochsCompleted ?? 0
 
     return {
-      reportStarted: Effect.fn("Callback.reportStarted")(function*(report: StartedReport = {}) {
+      reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
         const operation = report.operation ?? "training"
         const at = yield* now
         const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
@@ -212,7 +212,7 @@ export const makeCallback = (
           : send(callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
       }),
 
-      reportProgress: Effect.fn("Callback.reportProgress")(function*(report: ProgressReport) {
+      reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
         const at = yield* now
         const current = yield* Ref.get(state)
         const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, report.totalEpochs, at)
@@ -226,7 +226,7 @@ export const makeCallback = (
         yield* Queue.offer(wake, undefined)
       }),
 
-      reportValidation: Effect.fn("Callback.reportValidation")(function*(report: ValidationReport) {
+      reportValidation: Effect.fn("Callback.reportValidation")(function*(report: CallbackValidationReport) {
         const timestamp = isoTimestamp(yield* now)
         return yield* send(
           callbackPaths.validationResults(jobId),
@@ -235,7 +235,7 @@ export const makeCallback = (
         )
       }),
 
-      reportCompleted: Effect.fn("Callback.reportCompleted")(function*(report: CompletionReport) {
+      reportCompleted: Effect.fn("Callback.reportCompleted")(function*(report: CallbackCompletionReport) {
         const at = yield* now
         const s = yield* Ref.get(state)
         const epochs = report.totalEpochs ?? s.epochsCompleted ?? s.plannedEpochs ?? ctx.basicConfig.epochs
@@ -247,7 +247,7 @@ export const makeCallback = (
         )
       }),
 
-      reportFailed: Effect.fn("Callback.reportFailed")(function*(report: FailureReport) {
+      reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
         const s = yield* Ref.get(state)
         yield* Effect.annotateCurrentSpan("operation", s.operation)
         const path = s.operation === "inference"
@@ -258,7 +258,7 @@ export const makeCallback = (
         return yield* send(path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s)))
       }),
 
-      reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: InferenceCompletedReport) {
+      reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: CallbackInferenceCompletedReport) {
         const timestamp = isoTimestamp(yield* now)
         return yield* send(
           callbackPaths.inferenceCompletion(jobId),
@@ -267,7 +267,7 @@ export const makeCallback = (
         )
       }),
 
-      reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: ExportCompletedReport) {
+      reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: CallbackExportCompletedReport) {
         const timestamp = isoTimestamp(yield* now)
         return yield* send(
           callbackPaths.exportCompletion(jobId),

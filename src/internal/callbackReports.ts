@@ -23,7 +23,7 @@ export type CallbackMetrics = Readonly<Record<string, number | null>>
 export type CallbackOperation = "training" | "inference" | "export"
 
 /** Input of `reportStarted`. */
-export interface StartedReport {
+export interface CallbackStartedReport {
   /** Default `training`. */
   readonly operation?: CallbackOperation
   /** Training only; default the resolved `epochs` config. Must be > 0. */
@@ -31,7 +31,7 @@ export interface StartedReport {
 }
 
 /** Input of `reportProgress`: the state after `epoch` epochs (1-based count of epochs done). */
-export interface ProgressReport {
+export interface CallbackProgressReport {
   readonly epoch: number
   readonly totalEpochs: number
   readonly metrics: CallbackMetrics
@@ -42,7 +42,7 @@ export interface ProgressReport {
 }
 
 /** One per-image result of a validation report. */
-export interface ValidationImageResult {
+export interface CallbackValidationImageResult {
   readonly imageName: string
   readonly isCorrect: boolean
   readonly imageIndex?: number
@@ -59,7 +59,7 @@ export interface ValidationImageResult {
 }
 
 /** Input of `reportValidation`. */
-export interface ValidationReport {
+export interface CallbackValidationReport {
   readonly epoch: number
   /** Default: the job's task type. */
   readonly taskType?: string
@@ -75,11 +75,11 @@ export interface ValidationReport {
   readonly prCurves?: Readonly<Record<string, unknown>>
   readonly sampleCorrectImages?: ReadonlyArray<string>
   readonly sampleIncorrectImages?: ReadonlyArray<string>
-  readonly imageResults?: ReadonlyArray<ValidationImageResult>
+  readonly imageResults?: ReadonlyArray<CallbackValidationImageResult>
 }
 
 /** Input of `reportCompleted`. */
-export interface CompletionReport {
+export interface CallbackCompletionReport {
   readonly finalMetrics: CallbackMetrics
   readonly checkpoints?: { readonly best?: string; readonly last?: string }
   /** Epochs completed; default the highest epoch reported as progress, else the planned total. */
@@ -95,7 +95,7 @@ export interface CompletionReport {
 }
 
 /** Input of `reportFailed`. */
-export interface FailureReport {
+export interface CallbackFailureReport {
   readonly errorType: ErrorType
   readonly message: string
   readonly traceback?: string
@@ -104,7 +104,7 @@ export interface FailureReport {
 }
 
 /** Input of `reportInferenceCompleted`. */
-export interface InferenceCompletedReport {
+export interface CallbackInferenceCompletedReport {
   readonly totalImages: number
   readonly totalInferenceTimeMs: number
   readonly results: ReadonlyArray<unknown>
@@ -112,7 +112,7 @@ export interface InferenceCompletedReport {
 }
 
 /** Input of `reportExportCompleted`; `metadata` is usually built with `exportMetadata`. */
-export interface ExportCompletedReport {
+export interface CallbackExportCompletedReport {
   readonly exportFormat: string
   readonly outputS3Uri: string
   readonly fileSizeBytes: number
@@ -254,7 +254,7 @@ export const operationStartedBody = <Op extends "inference" | "export">(
 })
 
 /** The progress body for one report. */
-export const progressBody = (jobId: number, report: ProgressReport, timing: ProgressTimingFields): TrainingProgressBody =>
+export const progressBody = (jobId: number, report: CallbackProgressReport, timing: ProgressTimingFields): TrainingProgressBody =>
   defined({
     job_id: jobId,
     status: "running" as const,
@@ -270,7 +270,7 @@ export const progressBody = (jobId: number, report: ProgressReport, timing: Prog
     logs: report.logs
   })
 
-const imageResultBody = (r: ValidationImageResult): ValidationImageResultBody =>
+const imageResultBody = (r: CallbackValidationImageResult): ValidationImageResultBody =>
   defined({
     image_name: r.imageName,
     is_correct: r.isCorrect,
@@ -291,7 +291,7 @@ const imageResultBody = (r: ValidationImageResult): ValidationImageResultBody =>
 export const validationBody = (
   jobId: number,
   taskType: string,
-  report: ValidationReport,
+  report: CallbackValidationReport,
   timestamp: string
 ): ValidationBody =>
   defined({
@@ -320,7 +320,7 @@ export const validationBody = (
 /** The training-completed body, given the epochs completed and the run's duration if known. */
 export const completionBody = (
   jobId: number,
-  report: CompletionReport,
+  report: CallbackCompletionReport,
   epochsCompleted: number,
   totalDurationSeconds: number | undefined
 ): CompletionBody =>
@@ -346,7 +346,7 @@ export const failedErrorMessage = (errorType: ErrorType, message: string): strin
   message.startsWith(`[${errorType}]`) ? message : `[${errorType}] ${message}`
 
 /** The failure body, given the epochs completed. */
-export const failedBody = (jobId: number, report: FailureReport, epochsCompleted: number): FailedBody =>
+export const failedBody = (jobId: number, report: CallbackFailureReport, epochsCompleted: number): FailedBody =>
   defined({
     job_id: jobId,
     status: "failed" as const,
@@ -359,7 +359,7 @@ export const failedBody = (jobId: number, report: FailureReport, epochsCompleted
 /** The inference-completed body; the average is 0 when there are no images. */
 export const inferenceCompletedBody = (
   jobId: number,
-  report: InferenceCompletedReport,
+  report: CallbackInferenceCompletedReport,
   timestamp: string
 ): InferenceCompletedBody =>
   defined({
@@ -377,7 +377,7 @@ export const inferenceCompletedBody = (
 /** The export-completed body. */
 export const exportCompletedBody = (
   jobId: number,
-  report: ExportCompletedReport,
+  report: CallbackExportCompletedReport,
   timestamp: string
 ): ExportCompletedBody => ({
   type: "export_completed",
