@@ -7,7 +7,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Context, Effect, Either, Layer, Random } from "effect"
+import { Context, Effect, Layer, Random } from "effect"
 import * as YAML from "yaml"
 import { DatasetError } from "./Errors.js"
 import { cocoDocuments } from "./internal/cocoExport.js"
@@ -29,6 +29,7 @@ import {
   yoloImageLines,
   yoloLabelPath
 } from "./internal/yoloLabels.js"
+import { writeLabelFiles } from "./internal/yoloLabelWriter.js"
 import { checkYoloLabelText, type YoloValidation } from "./internal/yoloValidate.js"
 
 export type { DatasetSplit } from "./internal/diceModel.js"
@@ -94,7 +95,7 @@ const imageExtensions = new Set([".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif
 /** `storage_info.image_root` `datasets/{id}/images/` → the local root `images` (after two segments). */
 const localImageRoot = (storageRoot: string | undefined): string | undefined => {
   if (storageRoot === undefined) return undefined
-  const parts = storageRoot.split("/").filter((p) => p !== "")
+  const parts = storageRoot.replace(/\\/g, "/").split("/").filter((p) => p !== "" && p !== ".")
   return parts.length > 2 ? parts.slice(2).join("/") : undefined
 }
 
@@ -129,13 +130,8 @@ const make = Effect.gen(function*() {
       return undefined
     })
 
-  /** The path under `dir`, or a PathEscape error when a name climbs out of it. */
-  const inside = (dir: string, name: string, file: string) => {
-    const full = path.resolve(dir, name.replace(/\\/g, "/").replace(/^\/+/, ""))
-    return full === dir || full.startsWith(dir + path.sep)
-      ? Either.right(full)
-      : Either.left(new DatasetError({ reason: "PathEscape", file, detail: `"${name}" points outside the dataset directory` }))
-  }
+  /** Whether a relative name (normalized) climbs out of its directory or is absolute. */
+  const escapes = (name: string): boolean => name === ".." || name.startsWith("../") || path.isAbsolute(name)
 
   const loadDice = (dir: string, taskType: string | undefined) =>
     Effect.gen(function*() {
@@ -235,12 +231,24 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const root = localImageRoot(dataset.storageImageRoot)
       const prefix = dataset.storageImageRoot?.replace(/^\/+/, "")
-      const candidates = yield* Effect.forEach(dataset.images, (image, i) => {
-        let name = image.fileName.replace(/\\/g, "/").replace(/^\.\//, "")
+      if (root !== undefined && escapes(root)) {
+        return yield* new DatasetError({ reason: "PathEscape", file, jsonPath: "storage_info.image_root", detail: `"${root}" points outside the dataset directory` })
+      }
+      const candidates: Array<Array<string>> = new Array(dataset.images.length)
+      for (let i = 0; i < dataset.images.length; i++) {
+        let name = dataset.images[i]!.fileName.replace(/\\/g, "/")
         if (prefix && name.startsWith(prefix)) name = name.slice(prefix.length)
-        const names = [...(root ? [`${root}/${name}`] : []), `images/${name}`, name]
-        return Effect.all(names.map((n) => inside(dir, n, `${file} at images[${i}].file_name`)))
-      })
+        name = path.normalize(name)
+        if (escapes(name)) {
+          return yield* new DatasetError({
+            reason: "PathEscape",
+            file,
+            jsonPath: `images[${i}].file_name`,
+            detail: `"${dataset.images[i]!.fileName}" points outside the dataset directory`
+          })
+        }
+        candidates[i] = root ? [`${dir}/${root}/${name}`, `${dir}/images/${name}`, `${dir}/${name}`] : [`${dir}/images/${name}`, `${dir}/${name}`]
+      }
       const resolved = yield* findFirstExisting(candidates)
       const missing = resolved.flatMap((r, i) => (r === undefined ? candidates[i]! : []))
       if (missing.length > 0) {
@@ -255,15 +263,21 @@ const make = Effect.gen(function*() {
       return { paths: resolved as Array<string>, root }
     })
 
-  const removeCaches = (dir: string) =>
-    io(dir, fs.readDirectory(dir, { recursive: true })).pipe(
-      Effect.flatMap((entries) =>
-        Effect.forEach(entries.filter((e) => e.endsWith(".cache")), (e) => io(e, fs.remove(path.join(dir, e))), {
-          concurrency: ioConcurrency,
-          discard: true
-        })
-      )
-    )
+  /**
+   * Removes stale Ultralytics `*.cache` files where Ultralytics writes them: next to each
+   * label directory (`labels/a/x.txt` → `labels/a.cache`, `labels/x.txt` → `labels.cache`)
+   * and in the dataset directory itself. Listing just those directories instead of walking
+   * the whole tree keeps this cheap on datasets of many thousand images.
+   */
+  const removeCaches = (dirs: Iterable<string>) =>
+    Effect.forEach(new Set(dirs), (d) =>
+      Effect.option(fs.readDirectory(d)).pipe(Effect.flatMap((names) =>
+        Effect.forEach(
+          names._tag === "Some" ? names.value.filter((n) => n.endsWith(".cache")) : [],
+          (n) => io(path.join(d, n), fs.remove(path.join(d, n))),
+          { discard: true }
+        )
+      )), { concurrency: 16, discard: true })
 
   /** Symlink `target` → `source` (replacing an old link), falling back to a copy. */
   const linkImage = (source: string, target: string) =>
@@ -333,8 +347,8 @@ const make = Effect.gen(function*() {
       // Images outside an `images` folder are linked under dataset_dir/images/ for Ultralytics.
       const links: Array<readonly [string, string]> = []
       const imagePaths = images.map((p) => {
-        const rel = path.relative(dir, p)
-        if (rel.split(path.sep).slice(0, -1).includes("images")) return p
+        const rel = p.slice(dir.length + 1)
+        if (rel.startsWith("images/") || rel.lastIndexOf("/images/", rel.lastIndexOf("/")) >= 0) return p
         const target = path.join(dir, "images", rel)
         links.push([p, target])
         return target
@@ -362,10 +376,7 @@ const make = Effect.gen(function*() {
           const staged = path.join(staging, String(n++))
           const dirs = new Set(files.map(([f]) => path.dirname(path.join(staged, f))))
           yield* Effect.forEach(dirs, (d) => io(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
-          yield* Effect.forEach(files, ([f, text]) => io(f, fs.writeFileString(path.join(staged, f), text)), {
-            concurrency: ioConcurrency,
-            discard: true
-          })
+          yield* writeLabelFiles(files.map(([f, text]) => [path.join(staged, f), text] as const))
           yield* installTree(staged, root, files.map(([f]) => f))
         }
       }).pipe(Effect.ensuring(Effect.ignore(fs.remove(staging, { recursive: true }))))
@@ -379,7 +390,9 @@ const make = Effect.gen(function*() {
         kptShape: task === "pose" ? [ctx.keypointCount, 3] : undefined
       }))
       outputs.unshift(yamlFile)
-      yield* removeCaches(dir)
+      const labelDirs = new Set<string>()
+      for (const [root, files] of roots) for (const [f] of files) labelDirs.add(path.dirname(path.join(root, f)))
+      yield* removeCaches([dir, ...[...labelDirs].map((d) => path.dirname(d))])
       return { objects, negatives, skipped, outputs }
     })
 
@@ -423,7 +436,7 @@ const make = Effect.gen(function*() {
         folders: true
       }))
       const used = new Set(plan.map((l) => l.target.split("/")[0]!))
-      yield* removeCaches(dir)
+      yield* removeCaches([dir])
       return {
         objects: plan.length,
         negatives: 0,
