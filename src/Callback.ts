@@ -98,6 +98,20 @@ export interface CallbackService {
   readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
   /** Delivers pending progress now (bounded by the retry policy); never fails. */
   readonly flushProgress: Effect.Effect<void>
+  /** What the job has reported so far (for runners deciding what is left to report). */
+  readonly lifecycle: Effect.Effect<CallbackLifecycle>
+}
+
+/** The reporting state of a job, as `CallbackService.lifecycle` returns it. */
+export interface CallbackLifecycle {
+  /** The operation chosen by `reportStarted` (`training` before any start). */
+  readonly operation: CallbackOperation
+  /** Whether `reportStarted` was called (delivered or not). */
+  readonly started: boolean
+  /** The outcome the backend accepted (a completion or a failure report), if any. */
+  readonly outcome: "completed" | "failed" | undefined
+  /** Highest epoch reported as progress (0 when none). */
+  readonly epochsCompleted: number
 }
 
 /** Tuning of the live service. */
@@ -115,6 +129,7 @@ interface LifecycleState {
   /** Highest epoch reported as progress since the start. */
   readonly epochsCompleted: number | undefined
   readonly timing: ProgressTiming
+  readonly outcome: "completed" | "failed" | undefined
 }
 
 const initialState: LifecycleState = {
@@ -122,7 +137,8 @@ const initialState: LifecycleState = {
   startedAt: undefined,
   plannedEpochs: undefined,
   epochsCompleted: undefined,
-  timing: {}
+  timing: {},
+  outcome: undefined
 }
 
 /** The service of a secondary rank: every report is accepted and nothing is sent. */
@@ -134,7 +150,8 @@ export const callbackNoop: CallbackService = {
   reportFailed: () => Effect.void,
   reportInferenceCompleted: () => Effect.void,
   reportExportCompleted: () => Effect.void,
-  flushProgress: Effect.void
+  flushProgress: Effect.void,
+  lifecycle: Effect.succeed({ operation: "training", started: false, outcome: undefined, epochsCompleted: 0 })
 }
 
 /**
@@ -189,6 +206,8 @@ export const makeCallback = (
       })
 
     const now = Clock.currentTimeMillis
+    /** Records an outcome once the backend accepted it. */
+    const delivered = (outcome: "completed" | "failed") => Ref.update(state, (s) => ({ ...s, outcome }))
     const finishedEpochs = (s: LifecycleState): number => s.epochsCompleted ?? 0
 
     return {
@@ -201,7 +220,8 @@ export const makeCallback = (
           startedAt: at,
           plannedEpochs,
           epochsCompleted: undefined,
-          timing: operation === "training" ? timingAtStart(at) : {}
+          timing: operation === "training" ? timingAtStart(at) : {},
+          outcome: undefined
         })
         yield* Effect.annotateCurrentSpan("operation", operation)
         if (operation === "training") {
@@ -244,7 +264,7 @@ export const makeCallback = (
           callbackPaths.trainingCompletion(jobId),
           CompletionBody,
           completionBody(jobId, report, epochs, duration)
-        )
+        ).pipe(Effect.zipRight(delivered("completed")))
       }),
 
       reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
@@ -255,7 +275,9 @@ export const makeCallback = (
           : s.operation === "export"
           ? callbackPaths.exportCompletion(jobId)
           : callbackPaths.trainingCompletion(jobId)
-        return yield* send(path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s)))
+        return yield* send(path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s))).pipe(
+          Effect.zipRight(delivered("failed"))
+        )
       }),
 
       reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: CallbackInferenceCompletedReport) {
@@ -264,7 +286,7 @@ export const makeCallback = (
           callbackPaths.inferenceCompletion(jobId),
           InferenceCompletedBody,
           inferenceCompletedBody(jobId, report, timestamp)
-        )
+        ).pipe(Effect.zipRight(delivered("completed")))
       }),
 
       reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: CallbackExportCompletedReport) {
@@ -273,10 +295,17 @@ export const makeCallback = (
           callbackPaths.exportCompletion(jobId),
           ExportCompletedBody,
           exportCompletedBody(jobId, report, timestamp)
-        )
+        ).pipe(Effect.zipRight(delivered("completed")))
       }),
 
-      flushProgress
+      flushProgress,
+
+      lifecycle: Effect.map(Ref.get(state), (s): CallbackLifecycle => ({
+        operation: s.operation,
+        started: s.startedAt !== undefined,
+        outcome: s.outcome,
+        epochsCompleted: finishedEpochs(s)
+      }))
     } satisfies CallbackService
   })
 
