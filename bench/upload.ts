@@ -63,7 +63,7 @@ try {
   )
 
   const client = new S3Client(s3ClientConfig({ ...settings, region: "us-east-1", requestChecksumCalculation: "WHEN_REQUIRED" }))
-  const single = makeS3ObjectStore(client, bucket, { multipartThreshold: Number.POSITIVE_INFINITY })
+  const single = makeS3ObjectStore(() => client, bucket, { multipartThreshold: Number.POSITIVE_INFINITY })
   const singlePut = await measure(() =>
     Effect.runPromise(single.putFile("checkpoints/1/single.pt", file, { contentType: "application/x-pytorch" })).then(() => undefined)
   )

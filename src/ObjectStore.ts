@@ -59,6 +59,7 @@ export {
   type S3ObjectStoreOptions,
   makeS3ObjectStore,
   s3ClientConfig,
+  type S3ClientForBucket,
   type S3EndpointSettings,
-  s3ClientScoped
+  s3ClientsScoped
 } from "./internal/s3ObjectStore.js"

@@ -27,7 +27,7 @@ import {
   type S3Location
 } from "./internal/downloads.js"
 import { makeMemoryObjectStore, type MemoryObjectStore } from "./internal/memoryObjectStore.js"
-import { makeS3ObjectStore, s3ClientConfig, s3ClientScoped } from "./internal/s3ObjectStore.js"
+import { makeS3ObjectStore, s3ClientConfig, s3ClientsScoped } from "./internal/s3ObjectStore.js"
 
 export { type DownloadOptions, type DownloadProgress, type S3Location } from "./internal/downloads.js"
 
@@ -429,7 +429,7 @@ export interface MemoryStorageOptions {
 }
 
 const clientFor = (ctx: { readonly region: string; readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED" }, endpoint: StorageEndpoint) =>
-  s3ClientScoped(s3ClientConfig({ ...endpoint, region: ctx.region, requestChecksumCalculation: ctx.requestChecksumCalculation }))
+  s3ClientsScoped(s3ClientConfig({ ...endpoint, region: ctx.region, requestChecksumCalculation: ctx.requestChecksumCalculation }))
 
 /** The storage service: `const storage = yield* Storage`. */
 export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, StorageService>() {

@@ -12,7 +12,6 @@ import type { AddressInfo } from "node:net"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
-import { s3ClientConfig } from "../../src/ObjectStore.js"
 
 interface S3rverInstance {
   run(): Promise<AddressInfo>
@@ -36,7 +35,7 @@ export interface LocalS3 {
   readonly endpoint: string
   /** Where the server keeps its objects. */
   readonly directory: string
-  /** Client settings that work against it (key id `S3RVER`, path-style, `WHEN_REQUIRED`). */
+  /** Plain client settings that work against it (key id `S3RVER`, path-style, `WHEN_REQUIRED`). */
   readonly clientConfig: S3ClientConfig
   /** The same as endpoint settings for `JobContext` (`accessKey` `S3RVER`). */
   readonly accessKey: string
@@ -72,6 +71,12 @@ export const startS3rver = (buckets: ReadonlyArray<string>): Effect.Effect<Local
       directory,
       accessKey,
       secretKey,
-      clientConfig: s3ClientConfig({ endpoint, accessKey, secretKey, region: "us-east-1", requestChecksumCalculation: "WHEN_REQUIRED" })
+      clientConfig: {
+        endpoint,
+        region: "us-east-1",
+        forcePathStyle: true,
+        credentials: { accessKeyId: accessKey, secretAccessKey: Redacted.value(secretKey) },
+        requestChecksumCalculation: "WHEN_REQUIRED"
+      }
     }
   }))
