@@ -150,6 +150,18 @@ export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
   }
 }
 
+/** The local dev backend could not listen on its address (e.g. the port is already in use). */
+export class DevBackendError extends Schema.TaggedError<DevBackendError>()("DevBackendError", {
+  host: Schema.String,
+  port: Schema.Number,
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `Dev backend cannot listen on ${this.host}:${this.port}: ${this.detail}`
+  }
+}
+
 /** The eight error types the platform understands (the bracketed prefix of a failure report). */
 export const ErrorType = Schema.Literal(
   "DatasetError",

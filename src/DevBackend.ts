@@ -1,0 +1,188 @@
+/**
+ * A local stand-in for the platform backend, so a trainer can be dry-run without the
+ * platform: an HTTP server on 127.0.0.1 that accepts every callback endpoint of the spec,
+ * validates each body strictly with the contract's schemas (excess properties and a
+ * `job_id` differing from the path are errors), answers like the backend (200, 422 naming
+ * the field, 404) and records what it accepted, in order.
+ *
+ * Node-specific (it listens with `@effect/platform-node`'s `NodeHttpServer`).
+ *
+ * @since 0.1.0
+ */
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Clock, Context, Effect, Layer, Ref, type Scope } from "effect"
+import * as http from "node:http"
+import { DevBackendError } from "./Errors.js"
+import { callbackEndpoints } from "./internal/callbackBodies.js"
+import {
+  decodeDevBackendRequest,
+  type DevBackendEvent,
+  type DevBackendRejection,
+  type DevBackendSummary,
+  jobStatusAfter,
+  summarizeDevBackendEvents
+} from "./internal/devBackendEvents.js"
+
+export {
+  decodeDevBackendRequest,
+  type DevBackendDecoded,
+  type DevBackendEvent,
+  type DevBackendEventKind,
+  devBackendEventKinds,
+  type DevBackendFieldIssue,
+  type DevBackendJobSummary,
+  type DevBackendOperation,
+  type DevBackendPayload,
+  type DevBackendRejection,
+  type DevBackendSummary,
+  formatDevBackendEvent,
+  formatDevBackendRejection,
+  formatDevBackendSummary,
+  summarizeDevBackendEvents
+} from "./internal/devBackendEvents.js"
+
+/** Options of `DevBackend.start`. */
+export interface DevBackendOptions {
+  /** Port to listen on; 0 (the default) picks a free one. */
+  readonly port?: number
+  /** Interface to listen on. Default `127.0.0.1`. */
+  readonly host?: string
+  /** Path prefix of the API. Default `/api/v1`. */
+  readonly basePath?: string
+  /** Called with each accepted event, in order (the CLI prints it). */
+  readonly onEvent?: (event: DevBackendEvent) => Effect.Effect<void>
+  /** Called with each refused request (404 or 422). */
+  readonly onRejected?: (rejection: DevBackendRejection) => Effect.Effect<void>
+}
+
+/** A running dev backend. */
+export interface DevBackendHandle {
+  /** The base URL to use as `CALLBACK_URL`, e.g. `http://127.0.0.1:41234/api/v1`. */
+  readonly url: string
+  readonly port: number
+  /** Every accepted event, in arrival order. */
+  readonly events: Effect.Effect<ReadonlyArray<DevBackendEvent>>
+  /** Every refused request, in arrival order. */
+  readonly rejections: Effect.Effect<ReadonlyArray<DevBackendRejection>>
+  /** Counts per kind and the final state of each job. */
+  readonly summary: Effect.Effect<DevBackendSummary>
+}
+
+interface DevBackendState {
+  readonly events: ReadonlyArray<DevBackendEvent>
+  readonly rejections: ReadonlyArray<DevBackendRejection>
+  readonly jobStatus: ReadonlyMap<number, string | null>
+}
+
+const kindMessage = (event: DevBackendEvent): string =>
+  event.kind === "log" ? `log entry recorded for job ${event.jobId}` : `${event.operation} ${event.kind} recorded for job ${event.jobId}`
+
+/**
+ * Starts a dev backend in the current scope; it stops (dropping open connections) when the
+ * scope closes. Fails with `DevBackendError` when it cannot listen (port in use).
+ */
+export const startDevBackend = (
+  options: DevBackendOptions = {}
+): Effect.Effect<DevBackendHandle, DevBackendError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = options.host ?? "127.0.0.1"
+    const port = options.port ?? 0
+    const basePath = (options.basePath ?? "/api/v1").replace(/\/+$/, "")
+    const onEvent = options.onEvent ?? (() => Effect.void)
+    const onRejected = options.onRejected ?? (() => Effect.void)
+    const state = yield* Ref.make<DevBackendState>({ events: [], rejections: [], jobStatus: new Map() })
+    // Recording and reporting happen under one permit, so `onEvent` sees the recorded order.
+    const reporting = yield* Effect.makeSemaphore(1)
+
+    const nodeServer = http.createServer()
+    const server = yield* NodeHttpServer.make(() => nodeServer, { port, host }).pipe(
+      Effect.mapError((error) => {
+        const code = (error.cause as { readonly code?: unknown } | undefined)?.code
+        return new DevBackendError({
+          host,
+          port,
+          detail: code === "EADDRINUSE" ? "the port is already in use" : String(error.cause),
+          cause: error.cause
+        })
+      })
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer.closeAllConnections()))
+
+    const reject = (rejection: DevBackendRejection) =>
+      reporting.withPermits(1)(
+        Effect.zipRight(
+          Ref.update(state, (s) => ({ ...s, rejections: [...s.rejections, rejection] })),
+          onRejected(rejection)
+        )
+      )
+
+    const notFound = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const receivedAt = yield* Clock.currentTimeMillis
+      yield* reject({ receivedAt, method: request.method, path: request.url, status: 404, jobId: undefined, issues: [] })
+      return HttpServerResponse.unsafeJson({ success: false, message: `Not Found: ${request.method} ${request.url}` }, { status: 404 })
+    })
+
+    const handle = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const path = request.url.slice(basePath.length)
+      const text = yield* Effect.orElseSucceed(request.text, () => "")
+      const receivedAt = yield* Clock.currentTimeMillis
+      const decoded = decodeDevBackendRequest(path, text)
+      switch (decoded._tag) {
+        case "NotFound":
+          return yield* notFound
+        case "Invalid": {
+          yield* reject({ receivedAt, method: request.method, path, status: 422, jobId: decoded.jobId, issues: decoded.issues })
+          const message = decoded.issues.map((i) => `${i.field === "" ? "body" : i.field}: ${i.problem}`).join("; ")
+          return HttpServerResponse.unsafeJson({ success: false, message, errors: decoded.issues }, { status: 422 })
+        }
+        case "Accepted": {
+          const record = Ref.modify(state, (s): readonly [DevBackendEvent, DevBackendState] => {
+                const event = {
+                  ...decoded.payload,
+                  sequence: s.events.length + 1,
+                  receivedAt,
+                  path,
+                  endpoint: decoded.endpoint,
+                  jobId: decoded.jobId
+                } as DevBackendEvent
+                const jobStatus = new Map(s.jobStatus)
+                jobStatus.set(event.jobId, jobStatusAfter(event, s.jobStatus.get(event.jobId) ?? null))
+                return [event, { ...s, events: [...s.events, event], jobStatus }]
+              })
+          const event = yield* reporting.withPermits(1)(Effect.tap(record, (e) => onEvent(e)))
+          const jobStatus = (yield* Ref.get(state)).jobStatus.get(event.jobId) ?? null
+          return HttpServerResponse.unsafeJson({ success: true, message: kindMessage(event), job_status: jobStatus })
+        }
+      }
+    })
+
+    let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
+    for (const endpoint of callbackEndpoints) {
+      router = HttpRouter.post(router, `${basePath}${endpoint.template.replace("{id}", ":id")}` as HttpRouter.PathInput, handle)
+    }
+    yield* server.serve(Effect.catchTag(router, "RouteNotFound", () => notFound))
+
+    const address = server.address
+    if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("dev backend is not on TCP")
+    const urlHost = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname
+    return {
+      url: `http://${urlHost}:${address.port}${basePath}`,
+      port: address.port,
+      events: Effect.map(Ref.get(state), (s) => s.events),
+      rejections: Effect.map(Ref.get(state), (s) => s.rejections),
+      summary: Effect.map(Ref.get(state), (s) => summarizeDevBackendEvents(s.events, s.rejections))
+    } satisfies DevBackendHandle
+  })
+
+/** The dev backend as a service: `const backend = yield* DevBackend` once its layer is provided. */
+export class DevBackend extends Context.Tag("trainer-sdk/DevBackend")<DevBackend, DevBackendHandle>() {
+  /** Starts a dev backend in the current scope (see `startDevBackend`). */
+  static readonly start = startDevBackend
+
+  /** A dev backend living as long as the layer. */
+  static readonly layer = (options: DevBackendOptions = {}): Layer.Layer<DevBackend, DevBackendError> =>
+    Layer.scoped(DevBackend, startDevBackend(options))
+}
