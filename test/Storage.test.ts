@@ -443,5 +443,23 @@ describe("Storage (in memory)", () => {
       const keys = yield* Stream.runCollect(memory.list("p/"))
       expect([...keys].map((o) => o.key)).toEqual(memory.keys())
       expect(memory.listPageCount()).toBe(3)
+      memory.seed("p/deeper/x", "x")
+      const top = yield* Stream.runCollect(memory.list("p/", { recursive: false }))
+      expect(top.length).toBe(25)
     }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("two objects aiming at one local path are rejected, nothing written", () =>
+    run(Effect.gen(function*() {
+      const storage = yield* Storage
+      const { external } = yield* MemoryStorage
+      const { dest } = yield* sandbox
+      external.seed("a/x.jpg", "a")
+      external.seed("b/x.jpg", "b")
+      const data = { images: [{ file_name: "s3://training-datasets/a/x.jpg" }, { file_name: "s3://training-datasets/b/x.jpg" }] }
+      const error = yield* Effect.flip(storage.downloadFromAnnotation(data, dest, "coco"))
+      assert(error instanceof DatasetError)
+      expect(error.reason).toBe("InvalidShape")
+      expect(error.message).toContain("s3://training-datasets/b/x.jpg")
+      expect(yield* filesUnder(dest)).toEqual([])
+    })))
 })

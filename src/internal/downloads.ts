@@ -174,22 +174,26 @@ export const planItems = (
   pairs: ReadonlyArray<{ readonly store: ObjectStore; readonly key: string; readonly relative: string; readonly size?: number }>
 ): Either.Either<ReadonlyArray<DownloadItem>, DatasetError> => {
   const root = path.resolve(destDir)
-  const rejected: Array<RejectedName> = []
+  const rejected: Array<RejectedName & { readonly collision: boolean }> = []
   const byDest = new Map<string, DownloadItem>()
   for (const pair of pairs) {
     const safe = safeRelativePath(pair.relative)
     if (Either.isLeft(safe)) {
-      rejected.push({ name: pair.relative, why: safe.left })
+      rejected.push({ name: pair.relative, why: safe.left, collision: false })
       continue
     }
     const dest = path.resolve(root, ...safe.right.split("/"))
     if (!dest.startsWith(root + path.sep)) {
-      rejected.push({ name: pair.relative, why: "resolves outside the destination" })
+      rejected.push({ name: pair.relative, why: "resolves outside the destination", collision: false })
       continue
     }
     const previous = byDest.get(dest)
     if (previous && (previous.key !== pair.key || previous.store.bucket !== pair.store.bucket)) {
-      rejected.push({ name: pair.relative, why: `both s3://${previous.store.bucket}/${previous.key} and s3://${pair.store.bucket}/${pair.key} map to it` })
+      rejected.push({
+        name: pair.relative,
+        why: `both s3://${previous.store.bucket}/${previous.key} and s3://${pair.store.bucket}/${pair.key} map to it`,
+        collision: true
+      })
       continue
     }
     byDest.set(dest, { store: pair.store, key: pair.key, dest, ...(pair.size === undefined ? {} : { size: pair.size }) })
@@ -197,7 +201,7 @@ export const planItems = (
   if (rejected.length > 0) {
     return Either.left(
       new DatasetError({
-        reason: "PathEscape",
+        reason: rejected.every((r) => r.collision) ? "InvalidShape" : "PathEscape",
         file: root,
         paths: rejected.map((r) => `${r.name} (${r.why})`),
         detail: `${rejected.length} file name(s) rejected, nothing was written`
@@ -207,7 +211,10 @@ export const planItems = (
   return Either.right([...byDest.values()])
 }
 
-/** Progress of a batch download. */
+/**
+ * Progress of a download flow. Totals can grow while a flow runs: the selective flow learns
+ * its image list from the annotation file it fetched first.
+ */
 export interface DownloadProgress {
   /** Files completed. */
   readonly files: number
