@@ -10,13 +10,13 @@
  * The healthy backend runs in a child process (as the real backend does), so its own work
  * and garbage do not land in the measured process.
  *
- * Usage: `npx tsx bench/callback-overhead.ts [--n 2000] [--gap-ms 1] [--warmup 200] [--control-us 30]`
+ * Usage: `npx tsx bench/callback-overhead.ts [--n 2000] [--gap-ms 1] [--warmup 200] [--control-us 100]`
  */
 import { NodeHttpClient } from "@effect/platform-node"
 import { Duration, Effect, Layer, Logger, LogLevel } from "effect"
 import { spawn } from "node:child_process"
 import * as net from "node:net"
-import { performance } from "node:perf_hooks"
+import { performance, PerformanceObserver } from "node:perf_hooks"
 import * as os from "node:os"
 import { type CallbackService, makeCallback } from "../src/Callback.js"
 import { JobContext } from "../src/JobContext.js"
@@ -26,18 +26,34 @@ import { numberFlag, percentile, report } from "./lib/report.js"
 const n = numberFlag("n", 2000)
 const gapMs = numberFlag("gap-ms", 1)
 const warmup = numberFlag("warmup", 200)
-const controlUs = numberFlag("control-us", 30)
+const controlUs = numberFlag("control-us", 100)
 
 interface Timing {
   readonly mean: number
   readonly p99: number
   readonly max: number
+  /** Samples over 1 ms. */
+  readonly over1ms: number
+}
+
+/** Garbage-collection pauses of this process, to attribute slow calls. */
+const gcPauses: Array<{ readonly start: number; readonly end: number }> = []
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gcPauses.push({ start: entry.startTime, end: entry.startTime + entry.duration })
+}).observe({ entryTypes: ["gc"] })
+
+/** Calls slower than 1 ms, and how many of them overlapped a GC pause. */
+const attributeSlowCalls = (windows: ReadonlyArray<{ readonly start: number; readonly end: number }>) => {
+  const slow = windows.filter((w) => w.end - w.start > 1)
+  const withGc = slow.filter((w) => gcPauses.some((gc) => gc.start < w.end && gc.end > w.start))
+  return { slow: slow.length, withGc: withGc.length }
 }
 
 const summarize = (samples: ReadonlyArray<number>): Timing => ({
   mean: samples.reduce((a, b) => a + b, 0) / samples.length,
   p99: percentile(samples, 99),
-  max: Math.max(...samples)
+  max: Math.max(...samples),
+  over1ms: samples.filter((s) => s > 1).length
 })
 
 const ms = (value: number): string => value < 1 ? `${(value * 1000).toFixed(1)} µs` : `${value.toFixed(2)} ms`
@@ -58,6 +74,7 @@ const timeProgress = (callback: CallbackService, calls: number, flush: boolean) 
   Effect.gen(function*() {
     const samples: Array<number> = []
     const control: Array<number> = []
+    const windows: Array<{ readonly start: number; readonly end: number }> = []
     for (let i = 0; i < warmup + calls; i++) {
       const epoch = (i % 100) + 1
       const start = performance.now()
@@ -72,10 +89,13 @@ const timeProgress = (callback: CallbackService, calls: number, flush: boolean) 
       if (i >= warmup) {
         samples.push(elapsed)
         control.push(controlElapsed)
+        windows.push({ start, end: start + elapsed })
       }
       if (gapMs > 0) yield* Effect.sleep(Duration.millis(gapMs))
     }
-    return { ...summarize(samples), control: summarize(control) }
+    // Let the observer deliver the last GC entries before attributing.
+    yield* Effect.sleep(Duration.millis(50))
+    return { ...summarize(samples), control: summarize(control), slow: attributeSlowCalls(windows) }
   })
 
 const withCallback = <A, E>(callbackUrl: string, use: (callback: CallbackService) => Effect.Effect<A, E>) =>
@@ -164,8 +184,10 @@ const program = Effect.gen(function*() {
       `Python client blocks up to ~14 s per call (2 s + 4 s + 8 s backoff, plus connect timeouts)`,
     target: "< 1 ms p99 in both cases",
     met,
-    notes: `noise floor (a ${controlUs} µs computation timed the same way): p99 ${ms(healthy.timing.control.p99)} ` +
-      `healthy run, ${ms(down.control.p99)} down run; load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} ` +
+    notes: `calls over 1 ms: ${healthy.timing.slow.slow} healthy (${healthy.timing.slow.withGc} during a GC pause), ` +
+      `${down.slow.slow} down (${down.slow.withGc} during a GC pause); noise floor (a ${controlUs} µs busy loop timed the same way, ` +
+      `right after each call): p99 ${ms(healthy.timing.control.p99)} with ${healthy.timing.control.over1ms} over 1 ms ` +
+      `in the healthy run, p99 ${ms(down.control.p99)} with ${down.control.over1ms} over 1 ms in the down run; load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} ` +
       `cores at the end; max caller time healthy ${ms(healthy.timing.max)}, down ${ms(down.max)}; ` +
       `${healthy.delivered} of ${warmup + n} healthy progress reports reached the backend (the rest were superseded ` +
       `while a send was in flight); ${warmup} warm-up calls per case not counted`
