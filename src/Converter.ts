@@ -87,6 +87,9 @@ export interface ConverterService {
   ) => Effect.Effect<YoloValidation, DatasetError>
 }
 
+/** Issues listed by `validateYolo` before the rest are only counted. */
+const maxIssues = 200
+
 /** Files touched at once (existence checks, label writes, links). */
 const ioConcurrency = 64
 
@@ -374,9 +377,14 @@ const make = Effect.gen(function*() {
         let n = 0
         for (const [root, files] of roots) {
           const staged = path.join(staging, String(n++))
-          const dirs = new Set(files.map(([f]) => path.dirname(path.join(staged, f))))
+          // Label names are plain `a/b.txt` paths built above, so string joins are enough here.
+          const dirs = new Set<string>([staged])
+          for (const [f] of files) {
+            const slash = f.lastIndexOf("/")
+            if (slash > 0) dirs.add(`${staged}/${f.slice(0, slash)}`)
+          }
           yield* Effect.forEach(dirs, (d) => io(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
-          yield* writeLabelFiles(files.map(([f, text]) => [path.join(staged, f), text] as const))
+          yield* writeLabelFiles(files.map(([f, text]) => [`${staged}/${f}`, text] as const))
           yield* installTree(staged, root, files.map(([f]) => f))
         }
       }).pipe(Effect.ensuring(Effect.ignore(fs.remove(staging, { recursive: true }))))
@@ -581,9 +589,12 @@ const make = Effect.gen(function*() {
       }))
     }, { concurrency: ioConcurrency, discard: true })
     if (unlabelled > 20) issues.push(`${unlabelled - 20} more image(s) without label file`)
+    const shown = issues.length > maxIssues
+      ? [...issues.slice(0, maxIssues), `and ${issues.length - maxIssues} more issue(s)`]
+      : issues
     return {
       valid: issues.length === 0,
-      issues,
+      issues: shown,
       stats: { total_images: images.size, total_labels: totalLabels, classes: nc, class_distribution: distribution }
     } satisfies YoloValidation
   })
