@@ -422,6 +422,20 @@ describe("Callback delivery (in-memory backend)", () => {
       assert.isAtLeast((yield* test.attempts).length, 5)
     }).pipe(withCallback({ callbackRetryDelay: Duration.seconds(2) })))
 
+  it.effect("lifecycle: operation, start, epochs, and an outcome only once the backend accepted it", () =>
+    Effect.gen(function*() {
+      const callback = yield* Callback
+      const test = yield* CallbackTest
+      assert.deepStrictEqual(yield* callback.lifecycle, { operation: "training", started: false, outcome: undefined, epochsCompleted: 0 })
+      yield* callback.reportStarted({ operation: "export" })
+      yield* callback.reportProgress({ epoch: 3, totalEpochs: 5, metrics: {} })
+      yield* test.failNext(1, { status: 409 })
+      yield* Effect.flip(callback.reportFailed({ errorType: "UnknownError", message: "x" }))
+      assert.deepStrictEqual(yield* callback.lifecycle, { operation: "export", started: true, outcome: undefined, epochsCompleted: 3 })
+      yield* callback.reportFailed({ errorType: "UnknownError", message: "x" })
+      assert.strictEqual((yield* callback.lifecycle).outcome, "failed")
+    }).pipe(withCallback()))
+
   it.effect("pending progress is flushed when the layer's scope closes", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
