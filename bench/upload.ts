@@ -81,7 +81,7 @@ try {
     met: growth < limitMiB,
     notes: `parts of 8 MiB, 4 at a time; s3rver in its own process writing to the same disk. Against s3rver ` +
       `multipart is slower than one PUT: the server concatenates all parts on CompleteMultipartUpload ` +
-      `(about 3 s per 512 MiB measured) and the cores are shared; load average ` +
+      `(about 3 s per 512 MiB measured) and the cores are shared; ` +
       `load average ${os.loadavg().map((l) => l.toFixed(1)).join("/")}`
   })
 } finally {
