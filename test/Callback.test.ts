@@ -429,6 +429,7 @@ describe("Callback delivery (in-memory backend)", () => {
       assert.deepStrictEqual(yield* callback.lifecycle, { operation: "training", started: false, outcome: undefined, epochsCompleted: 0 })
       yield* callback.reportStarted({ operation: "export" })
       yield* callback.reportProgress({ epoch: 3, totalEpochs: 5, metrics: {} })
+      yield* callback.flushProgress
       yield* test.failNext(1, { status: 409 })
       yield* Effect.flip(callback.reportFailed({ errorType: "UnknownError", message: "x" }))
       assert.deepStrictEqual(yield* callback.lifecycle, { operation: "export", started: true, outcome: undefined, epochsCompleted: 3 })
