@@ -246,7 +246,8 @@ export const classifyError = (error: unknown): ErrorType => {
     case "ConfigError":
       return "ConfigError"
     case "CallbackError":
-      return "NetworkError"
+      // An `Invalid` report is the trainer's own bug (nothing was sent), not a network fault.
+      return (error as CallbackError).reason === "Invalid" ? "UnknownError" : "NetworkError"
     case "StorageError": {
       const reason = (error as StorageError).reason
       return reason === "Transport" || reason === "Timeout" ? "NetworkError" :

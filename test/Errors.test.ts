@@ -20,6 +20,7 @@ describe("classifyError", () => {
   it("maps SDK errors by domain", () => {
     assert.strictEqual(classifyError(new ConfigError({ reason: "Missing", variable: "JOB_ID", detail: "" })), "ConfigError")
     assert.strictEqual(classifyError(new CallbackError({ reason: "Transient", path: "/x", detail: "down" })), "NetworkError")
+    assert.strictEqual(classifyError(new CallbackError({ reason: "Invalid", path: "/x", detail: "total_epochs" })), "UnknownError")
     assert.strictEqual(classifyError(new StorageError({ reason: "Transport", bucket: "b", key: "k", detail: "reset" })), "NetworkError")
     assert.strictEqual(classifyError(new StorageError({ reason: "NotFound", bucket: "b", key: "k", detail: "" })), "DatasetError")
     assert.strictEqual(classifyError(new DownloadError({ failures: [], succeeded: 0 })), "DatasetError")
