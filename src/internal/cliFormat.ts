@@ -1,0 +1,115 @@
+/**
+ * What the `trainer-sdk` CLI prints, as pure functions of the services' results: the
+ * conversion report, a validation outcome, the cache listing, the download progress bar
+ * and the one-line error.
+ */
+import type { DownloadProgress } from "./downloads.js"
+import type { DatasetCacheEntry } from "./cacheMetadata.js"
+import type { YoloValidation } from "./yoloValidate.js"
+
+/** A byte count for humans: `512 B`, `3.1 KiB`, `7.0 MiB`, `1.25 GiB`. */
+export const formatBytes = (bytes: number): string => {
+  if (bytes < 1024) return `${bytes} B`
+  const units = ["KiB", "MiB", "GiB", "TiB"]
+  let value = bytes / 1024
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`
+}
+
+/** Paths relative to `root` when inside it, with `/` separators. */
+const relativeTo = (root: string, path: string): string => {
+  const base = root.endsWith("/") ? root : `${root}/`
+  return path.startsWith(base) ? path.slice(base.length) : path
+}
+
+/** The shape of a conversion report the CLI prints (the `Converter`'s `ConversionReport`). */
+export interface CliConversionReport {
+  readonly to: string
+  readonly taskType: string
+  readonly images: number
+  readonly objects: number
+  readonly negatives: number
+  readonly classes: ReadonlyArray<string>
+  readonly skipped: Readonly<Record<string, number>>
+  readonly splits: Readonly<Record<string, number>>
+  readonly outputs: ReadonlyArray<string>
+}
+
+/** The conversion report as a few aligned lines. */
+export const formatConversionReport = (datasetDir: string, from: string, report: CliConversionReport): string => {
+  const skipped = Object.entries(report.skipped).filter(([, n]) => n > 0)
+  const splits = Object.entries(report.splits).map(([split, n]) => `${split} ${n}`).join(", ")
+  const shown = report.outputs.slice(0, 8).map((path) => relativeTo(datasetDir, path))
+  const more = report.outputs.length > shown.length ? `, and ${report.outputs.length - shown.length} more` : ""
+  return [
+    `converted ${report.images} images (${from} -> ${report.to}, ${report.taskType}) in ${datasetDir}`,
+    `  objects  ${report.objects} (${report.negatives} images without objects)`,
+    `  classes  ${report.classes.length}: ${report.classes.join(", ")}`,
+    `  splits   ${splits}`,
+    `  skipped  ${skipped.length === 0 ? "none" : skipped.map(([reason, n]) => `${reason} ${n}`).join(", ")}`,
+    `  written  ${shown.join(", ")}${more}`
+  ].join("\n")
+}
+
+/** A validation outcome: a summary line, then the class distribution or every issue. */
+export const formatValidation = (datasetDir: string, validation: YoloValidation): string => {
+  const { stats } = validation
+  const counts = `${stats.total_images} images, ${stats.total_labels} labels, ${stats.classes} classes`
+  if (!validation.valid) {
+    return [
+      `${datasetDir} is not a valid YOLO dataset (${counts}); ${validation.issues.length} issue(s):`,
+      ...validation.issues.map((issue) => `  - ${issue}`)
+    ].join("\n")
+  }
+  const distribution = Object.entries(stats.class_distribution).map(([name, n]) => `${name} ${n}`).join(", ")
+  return [`${datasetDir} is a valid YOLO dataset (${counts})`, `  labels per class: ${distribution || "none"}`].join("\n")
+}
+
+/** The cache listing as a table (key, dataset, size, last accessed), newest access first. */
+export const formatCacheEntries = (cacheDir: string, entries: ReadonlyArray<DatasetCacheEntry>): string => {
+  if (entries.length === 0) return `dataset cache ${cacheDir} is empty`
+  const sorted = [...entries].sort((a, b) => b.lastAccessed.getTime() - a.lastAccessed.getTime())
+  const rows = [
+    ["KEY", "DATASET", "SNAPSHOT", "SIZE", "LAST ACCESSED"],
+    ...sorted.map((e) => [
+      e.key,
+      e.datasetId || "-",
+      e.snapshotId || "-",
+      formatBytes(e.sizeBytes),
+      e.lastAccessed.toISOString()
+    ])
+  ]
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+  const lines = rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd())
+  const total = entries.reduce((sum, e) => sum + e.sizeBytes, 0)
+  return [...lines, `${entries.length} entries, ${formatBytes(total)} in ${cacheDir}`].join("\n")
+}
+
+/** A download progress bar: `[########------------]  40%  4/10 files  1.20 MiB / 3.00 MiB`. */
+export const formatDownloadProgress = (progress: DownloadProgress, width = 24): string => {
+  const ratio = progress.totalFiles === 0
+    ? 1
+    : progress.totalBytes > 0 && progress.bytes <= progress.totalBytes
+    ? progress.bytes / progress.totalBytes
+    : progress.files / progress.totalFiles
+  const clamped = Math.min(1, Math.max(0, ratio))
+  const filled = Math.round(clamped * width)
+  const bar = `[${"#".repeat(filled)}${"-".repeat(width - filled)}]`
+  const percent = `${Math.floor(clamped * 100)}%`.padStart(4)
+  return `${bar} ${percent}  ${progress.files}/${progress.totalFiles} files  ${formatBytes(progress.bytes)} / ${
+    formatBytes(progress.totalBytes)
+  }`
+}
+
+// eslint-disable-next-line no-control-regex
+const ansi = /\u001b\[[0-9;]*[A-Za-z]/g
+
+/** Any message as one line: ANSI codes removed, whitespace runs (newlines included) collapsed. */
+export const oneLine = (text: string): string => text.replace(ansi, "").replace(/\s+/g, " ").trim()
+
+/** The CLI's error line. */
+export const formatCliError = (message: string): string => `error: ${oneLine(message) || "unknown failure"}`
