@@ -159,7 +159,7 @@ export const checkpointContentType = (fileName: string): string =>
   /\.(pt|pth)$/i.test(fileName) ? "application/x-pytorch" : "application/octet-stream"
 
 /** Builds the service over two stores. */
-export const make = (config: StorageConfig): Effect.Effect<StorageService, never, FileSystem.FileSystem | Path.Path> =>
+export const makeStorage = (config: StorageConfig): Effect.Effect<StorageService, never, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -434,7 +434,7 @@ const clientFor = (ctx: { readonly region: string; readonly requestChecksumCalcu
 /** The storage service: `const storage = yield* Storage`. */
 export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, StorageService>() {
   /** Builds the service over two stores (see `StorageConfig`). */
-  static readonly make = make
+  static readonly make = makeStorage
 
   /** Two S3 stores from the job context (external = datasets, internal = checkpoints); clients closed with the scope. */
   static readonly layer: Layer.Layer<Storage, never, JobContext | FileSystem.FileSystem | Path.Path> = Layer.scoped(
@@ -443,7 +443,7 @@ export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, Storage
       const ctx = yield* JobContext
       const external = makeS3ObjectStore(yield* clientFor(ctx, ctx.externalStorage), ctx.externalStorage.bucket)
       const internal = makeS3ObjectStore(yield* clientFor(ctx, ctx.internalStorage), ctx.internalStorage.bucket)
-      return yield* make({ external, internal, jobId: ctx.jobId })
+      return yield* makeStorage({ external, internal, jobId: ctx.jobId })
     })
   )
 
@@ -455,7 +455,7 @@ export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, Storage
       const pageSize = options.pageSize === undefined ? {} : { pageSize: options.pageSize }
       const external = yield* makeMemoryObjectStore(options.externalBucket ?? "training-datasets", pageSize)
       const internal = yield* makeMemoryObjectStore(options.internalBucket ?? "training-checkpoints", pageSize)
-      const service = yield* make({
+      const service = yield* makeStorage({
         external,
         internal,
         jobId: options.jobId ?? 1,
