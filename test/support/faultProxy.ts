@@ -25,6 +25,12 @@ export interface FaultProxyOptions {
   readonly stallMs?: number
   /** Which requests may be faulted (default: all). */
   readonly eligible?: (request: { readonly method: string; readonly url: string }) => boolean
+  /**
+   * At most this many faults in a row for one request (same method and URL); the next one is
+   * forwarded. Bounds the attempts a client needs, so a retry budget cannot run out by
+   * chance while the overall fault rate stays as chosen. Default: unbounded.
+   */
+  readonly maxConsecutiveFaults?: number
   /** The body of an injected 500 (default: an S3-style XML `InternalError`). */
   readonly errorBody?: { readonly contentType: string; readonly body: string }
 }
@@ -72,7 +78,10 @@ export const startFaultProxy = (options: FaultProxyOptions): Effect.Effect<Fault
       const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
       const errorBody = options.errorBody ?? s3InternalError
 
-      const draw = (): Fault | undefined => {
+      const consecutive = new Map<string, number>()
+      const maxConsecutive = options.maxConsecutiveFaults ?? Number.POSITIVE_INFINITY
+
+      const pick = (): Fault | undefined => {
         let roll = random()
         for (const fault of ["error500", "reset", "stall", "truncate"] as const) {
           const rate = rates[fault] ?? 0
@@ -80,6 +89,15 @@ export const startFaultProxy = (options: FaultProxyOptions): Effect.Effect<Fault
           roll -= rate
         }
         return undefined
+      }
+
+      /** A fault for one request (`METHOD url`), honouring `maxConsecutiveFaults`. */
+      const draw = (request: string): Fault | undefined => {
+        const streak = consecutive.get(request) ?? 0
+        const fault = streak < maxConsecutive ? pick() : undefined
+        if (fault === undefined) consecutive.delete(request)
+        else consecutive.set(request, streak + 1)
+        return fault
       }
 
       const forward = (req: http.IncomingMessage, res: http.ServerResponse, truncate: boolean) => {
@@ -110,7 +128,7 @@ export const startFaultProxy = (options: FaultProxyOptions): Effect.Effect<Fault
 
       const server = http.createServer((req, res) => {
         const eligible = options.eligible?.({ method: req.method ?? "GET", url: req.url ?? "/" }) ?? true
-        const fault = eligible ? draw() : undefined
+        const fault = eligible ? draw(`${req.method} ${req.url}`) : undefined
         switch (fault) {
           case "error500":
             stats.error500++
