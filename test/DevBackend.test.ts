@@ -1,0 +1,282 @@
+import { NodeHttpClient } from "@effect/platform-node"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Layer, Ref } from "effect"
+import { Callback } from "../src/Callback.js"
+import {
+  decodeDevBackendRequest,
+  DevBackend,
+  type DevBackendEvent,
+  type DevBackendHandle,
+  formatDevBackendEvent,
+  formatDevBackendRejection,
+  formatDevBackendSummary,
+  summarizeDevBackendEvents
+} from "../src/DevBackend.js"
+import { type JobContextInput, JobContext } from "../src/JobContext.js"
+import { LogBuffer } from "../src/LogBuffer.js"
+
+/** A dev backend plus the live Callback and LogBuffer layers (undici) pointed at it. */
+const withDevBackend = <A, E>(
+  input: JobContextInput,
+  body: (backend: DevBackendHandle, printed: Ref.Ref<ReadonlyArray<string>>) => Effect.Effect<A, E, Callback | LogBuffer>
+) =>
+  Effect.scoped(Effect.gen(function*() {
+    const printed = yield* Ref.make<ReadonlyArray<string>>([])
+    const backend = yield* DevBackend.start({
+      onEvent: (event) => Ref.update(printed, (lines) => [...lines, formatDevBackendEvent(event)])
+    })
+    const dependencies = Layer.mergeAll(
+      JobContext.layerTest({ jobId: 7, callbackUrl: backend.url, callbackRetryDelay: Duration.millis(5), ...input }),
+      NodeHttpClient.layerUndici
+    )
+    return yield* body(backend, printed).pipe(
+      Effect.provide(Layer.merge(Callback.layer, LogBuffer.layer).pipe(Layer.provide(dependencies)))
+    )
+  }))
+
+/** POSTs raw JSON text with fetch; status and parsed answer. */
+const post = (url: string, body: unknown) =>
+  Effect.promise(async () => {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body)
+    })
+    return { status: response.status, body: await response.json() as Record<string, unknown> }
+  })
+
+const metrics = { loss: 0.412, accuracy: 0.31, learning_rate: null, extra_metrics: { loss: 0.412, "mAP50-95": 0.31 } }
+const progressBody = { job_id: 7, status: "running", current_epoch: 3, total_epochs: 10, progress_percent: 30, metrics }
+
+describe("DevBackend", () => {
+  it.live("a whole training run over the live Callback layer is accepted and recorded in order", () =>
+    withDevBackend({}, (backend, printed) =>
+      Effect.gen(function*() {
+        const callback = yield* Callback
+        const logs = yield* LogBuffer
+        yield* callback.reportStarted({ totalEpochs: 2 })
+        yield* callback.reportProgress({ epoch: 1, totalEpochs: 2, metrics: { loss: 0.9, "mAP50-95": 0.1 } })
+        yield* callback.flushProgress
+        yield* callback.reportValidation({ epoch: 1, primaryMetric: ["mAP50-95", 0.1], allMetrics: { "mAP50-95": 0.1 }, isBest: true })
+        yield* logs.info("epoch 1 done", { data: { epoch: 1 } })
+        yield* logs.flush
+        yield* callback.reportProgress({ epoch: 2, totalEpochs: 2, metrics: { loss: 0.5, "mAP50-95": 0.3 } })
+        yield* callback.reportCompleted({ finalMetrics: { loss: 0.5, "mAP50-95": 0.3 }, checkpoints: { best: "s3://ckpt/best.pt" } })
+
+        const events = yield* backend.events
+        assert.deepStrictEqual(events.map((e) => `${e.operation}:${e.kind}`), [
+          "training:started",
+          "training:progress",
+          "training:validation",
+          "training:log",
+          "training:progress",
+          "training:completed"
+        ])
+        assert.deepStrictEqual(events.map((e) => e.sequence), [1, 2, 3, 4, 5, 6])
+        assert.isTrue(events.every((e) => e.jobId === 7))
+        assert.strictEqual(events[0]!.path, "/training/jobs/7/callback/progress")
+        assert.strictEqual(events[3]!.endpoint, "trainingLogs")
+        const last = events[5]!
+        assert(last.kind === "completed" && last.operation === "training")
+        assert.strictEqual(last.body.best_checkpoint_path, "s3://ckpt/best.pt")
+        assert.strictEqual(last.body.total_epochs_completed, 2)
+        assert.deepStrictEqual(yield* backend.rejections, [])
+        // onEvent saw every event, in the recorded order
+        assert.deepStrictEqual(yield* Ref.get(printed), events.map(formatDevBackendEvent))
+
+        const summary = yield* backend.summary
+        assert.deepStrictEqual(summary.counts, { started: 1, progress: 2, validation: 1, log: 1, completed: 1, failed: 0 })
+        assert.deepStrictEqual(summary.jobs, [
+          { jobId: 7, operation: "training", status: "completed", lastEpoch: 2, totalEpochs: 2, errorMessage: undefined }
+        ])
+      })))
+
+  it.live("inference and export: started, completed and failed reach their own endpoints", () =>
+    Effect.gen(function*() {
+      const inference = yield* withDevBackend({}, (backend) =>
+        Effect.gen(function*() {
+          const callback = yield* Callback
+          yield* callback.reportStarted({ operation: "inference" })
+          yield* callback.reportInferenceCompleted({ totalImages: 2, totalInferenceTimeMs: 50, results: [{ label: "cat" }] })
+          yield* callback.reportFailed({ errorType: "FrameworkError", message: "CUDA error" })
+          return yield* backend.events
+        }))
+      assert.deepStrictEqual(inference.map((e) => [e.endpoint, e.kind]), [
+        ["inferenceStarted", "started"],
+        ["inferenceCompletion", "completed"],
+        ["inferenceCompletion", "failed"]
+      ])
+      assert.include(formatDevBackendEvent(inference[1]!), "2 images")
+      assert.strictEqual(formatDevBackendEvent(inference[2]!), "[job 7] failed      inference  after 0 epochs  [FrameworkError] CUDA error")
+
+      const exported = yield* withDevBackend({ jobId: 12 }, (backend) =>
+        Effect.gen(function*() {
+          const callback = yield* Callback
+          yield* callback.reportStarted({ operation: "export" })
+          yield* callback.reportExportCompleted({ exportFormat: "onnx", outputS3Uri: "s3://out/model.onnx", fileSizeBytes: 1234, metadata: { opset: 17 } })
+          yield* callback.reportFailed({ errorType: "ResourceError", message: "disk full" })
+          return yield* backend.summary
+        }))
+      assert.deepStrictEqual(exported.counts, { started: 1, progress: 0, validation: 0, log: 0, completed: 1, failed: 1 })
+      assert.strictEqual(exported.jobs[0]!.operation, "export")
+      assert.strictEqual(exported.jobs[0]!.status, "failed")
+      assert.strictEqual(exported.jobs[0]!.errorMessage, "[ResourceError] disk full")
+    }))
+
+  it.scoped("answers 200 with the job status, 422 naming the field, 404 for unknown paths", () =>
+    Effect.gen(function*() {
+      const rejected: Array<string> = []
+      const backend = yield* DevBackend.start({
+        onRejected: (rejection) => Effect.sync(() => rejected.push(formatDevBackendRejection(rejection)))
+      })
+      const progress = `${backend.url}/training/jobs/7/callback/progress`
+
+      const ok = yield* post(progress, progressBody)
+      expect(ok).toEqual({ status: 200, body: { success: true, message: "training progress recorded for job 7", job_status: "running" } })
+
+      const stringId = yield* post(progress, { ...progressBody, job_id: "7" })
+      assert.strictEqual(stringId.status, 422)
+      expect(stringId.body.errors).toEqual([{ field: "job_id", problem: "Expected number, actual \"7\"" }])
+
+      const { status: _, ...noStatus } = { ...progressBody }
+      const missing = yield* post(progress, noStatus)
+      assert.strictEqual(missing.status, 422)
+      expect(missing.body.errors).toEqual([{ field: "status", problem: "is missing" }])
+
+      const extra = yield* post(progress, { ...progressBody, learning_rate: 0.01 })
+      assert.strictEqual(extra.status, 422)
+      expect(extra.body.errors).toEqual([
+        { field: "learning_rate", problem: "is not a field of this callback (excess properties are rejected)" }
+      ])
+
+      const nested = yield* post(progress, { ...progressBody, metrics: { ...metrics, extra_metrics: { "mAP50-95": "high" } } })
+      assert.strictEqual(nested.status, 422)
+      assert.deepStrictEqual((nested.body.errors as Array<{ field: string }>).map((e) => e.field), ["metrics.extra_metrics[\"mAP50-95\"]"])
+      assert.include(String(nested.body.message), "metrics.extra_metrics[\"mAP50-95\"]")
+
+      const mismatch = yield* post(`${backend.url}/training/jobs/8/callback/progress`, progressBody)
+      assert.strictEqual(mismatch.status, 422)
+      expect(mismatch.body.errors).toEqual([{ field: "job_id", problem: "is 7 but the path addresses job 8" }])
+
+      const notJson = yield* post(progress, "{\"job_id\": 7,")
+      assert.strictEqual(notJson.status, 422)
+      assert.include(String(notJson.body.message), "not valid JSON")
+
+      const unknown = yield* post(`${backend.url}/training/jobs/7/callback/metrics`, progressBody)
+      assert.strictEqual(unknown.status, 404)
+      const outsideApi = yield* post(backend.url.replace("/api/v1", "/api/v2") + "/training/jobs/7/callback/progress", progressBody)
+      assert.strictEqual(outsideApi.status, 404)
+
+      assert.strictEqual((yield* backend.events).length, 1)
+      const rejections = yield* backend.rejections
+      assert.deepStrictEqual(rejections.map((r) => r.status), [422, 422, 422, 422, 422, 422, 404, 404])
+      assert.strictEqual(rejected.length, 8)
+      assert.strictEqual(
+        rejected[0],
+        "[job 7] REJECTED    422 POST /training/jobs/7/callback/progress: job_id: Expected number, actual \"7\""
+      )
+      assert.include(rejected[6], "404 POST /api/v1/training/jobs/7/callback/metrics: no such endpoint")
+    }))
+
+  it.scoped("a port already in use is a DevBackendError naming the address", () =>
+    Effect.gen(function*() {
+      const first = yield* DevBackend.start()
+      const error = yield* Effect.flip(DevBackend.start({ port: first.port }))
+      assert.strictEqual(error._tag, "DevBackendError")
+      assert.strictEqual(error.message, `Dev backend cannot listen on 127.0.0.1:${first.port}: the port is already in use`)
+    }))
+})
+
+describe("DevBackend decoding and formatting", () => {
+  it("the closest body's problems are reported: a failure report with a bad exit code names exit_code only", () => {
+    const decoded = decodeDevBackendRequest(
+      "/training/jobs/3/callback/completion",
+      JSON.stringify({ job_id: 3, status: "failed", total_epochs_completed: 1, error_message: "boom", exit_code: 0 })
+    )
+    assert(decoded._tag === "Invalid")
+    expect(decoded.issues).toEqual([{ field: "exit_code", problem: "Expected 1, actual 0" }])
+  })
+
+  it("validation image results: a wrong nested type is named by its index", () => {
+    const decoded = decodeDevBackendRequest("/validation/jobs/3/results", JSON.stringify({
+      type: "validation",
+      job_id: 3,
+      epoch: 1,
+      task_type: "classification",
+      primary_metric_name: "accuracy",
+      primary_metric_value: 0.5,
+      metrics: {},
+      is_best: false,
+      timestamp: "2026-01-02T03:04:05.678Z",
+      image_results: [{ image_name: "a.jpg", is_correct: true }, { image_name: "b.jpg", is_correct: "no" }]
+    }))
+    assert(decoded._tag === "Invalid")
+    expect(decoded.issues).toEqual([{ field: "image_results[1].is_correct", problem: "Expected boolean, actual \"no\"" }])
+  })
+
+  const event = (payload: Omit<DevBackendEvent, "sequence" | "receivedAt" | "path" | "endpoint" | "jobId">): DevBackendEvent => ({
+    ...payload,
+    sequence: 1,
+    receivedAt: 0,
+    path: "/",
+    endpoint: "trainingProgress",
+    jobId: 7
+  } as DevBackendEvent)
+
+  it("formats each kind readably", () => {
+    assert.strictEqual(
+      formatDevBackendEvent(event({ kind: "progress", operation: "training", body: { ...progressBody, status: "running" } as never })),
+      "[job 7] progress    epoch 3/10  30.0%  loss=0.412 mAP50-95=0.31"
+    )
+    assert.strictEqual(
+      formatDevBackendEvent(event({
+        kind: "started",
+        operation: "training",
+        body: { job_id: 7, status: "running", current_epoch: 0, total_epochs: 10, progress_percent: 0, metrics: null, checkpoint_path: null }
+      })),
+      "[job 7] started     training  10 epochs"
+    )
+    assert.strictEqual(
+      formatDevBackendEvent(event({
+        kind: "log",
+        operation: "training",
+        body: { job_id: 7, event_type: "trainer", message: "epoch 3 done", level: "INFO", data: {}, timestamp: "2026-01-02T03:04:05Z" }
+      })),
+      "[job 7] log         INFO     trainer: epoch 3 done"
+    )
+    assert.strictEqual(
+      formatDevBackendEvent(event({
+        kind: "completed",
+        operation: "export",
+        body: {
+          type: "export_completed",
+          job_id: 7,
+          status: "completed",
+          export_format: "onnx",
+          output_s3_uri: "s3://b/m.onnx",
+          file_size_bytes: 2048,
+          metadata: {},
+          timestamp: "2026-01-02T03:04:05Z"
+        }
+      })),
+      "[job 7] completed   export  onnx  2048 bytes  s3://b/m.onnx"
+    )
+  })
+
+  it("summarizes counts and the final state per job", () => {
+    const failed = event({
+      kind: "failed",
+      operation: "training",
+      body: { job_id: 7, status: "failed", total_epochs_completed: 3, error_message: "[DatasetError] no images", exit_code: 1 }
+    })
+    const summary = summarizeDevBackendEvents([
+      event({ kind: "progress", operation: "training", body: progressBody as never }),
+      failed
+    ], [{ receivedAt: 0, method: "POST", path: "/x", status: 404, jobId: undefined, issues: [] }])
+    assert.strictEqual(
+      formatDevBackendSummary(summary),
+      "2 callbacks accepted, 1 rejected  (started=0 progress=1 validation=0 log=0 completed=0 failed=1)\n" +
+        "job 7 (training): failed  epoch 3/10  [DatasetError] no images"
+    )
+  })
+})
