@@ -1,0 +1,89 @@
+/**
+ * An example trainer, written the way the platform's trainers use the SDK: report the
+ * start, fetch the dataset through the node cache, convert DICE to YOLO, train (simulated:
+ * no ML framework, a few short epochs), report progress and validation each epoch, upload
+ * the best and last checkpoints with their metrics, report completion.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { Duration, Effect } from "effect"
+import { TrainerError, TrainerSdk } from "../src/index.js"
+
+/** How the simulation behaves. */
+export interface ExampleTrainerOptions {
+  /** Time one simulated epoch takes. Default 100 ms. */
+  readonly epochDuration?: Duration.DurationInput
+  /** Fail with a `FrameworkError` during this epoch (1-based), as a diverging run would. */
+  readonly failAtEpoch?: number
+}
+
+/** Metrics of a run that converges: loss falls, mAP rises, the learning rate follows a cosine. */
+export const simulatedMetrics = (epoch: number, epochs: number, lr0: number) => {
+  const t = epoch / epochs
+  return {
+    loss: Number((1.2 * Math.exp(-2.5 * t) + 0.08).toFixed(4)),
+    "mAP50": Number((0.25 + 0.6 * (1 - Math.exp(-3 * t))).toFixed(4)),
+    "mAP50-95": Number((0.12 + 0.45 * (1 - Math.exp(-3 * t))).toFixed(4)),
+    lr: Number((lr0 * 0.5 * (1 + Math.cos(Math.PI * t))).toFixed(6))
+  }
+}
+
+/** The trainer program: everything it needs comes from `TrainerSdk.layer` (or `layerTest`). */
+export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
+  Effect.gen(function*() {
+    const sdk = yield* TrainerSdk
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const { basicConfig: config, modelName } = sdk.context
+    const epochs = config.epochs
+
+    yield* sdk.reportStarted({ totalEpochs: epochs })
+    yield* Effect.logInfo(`Training ${modelName || "a simulated detector"} for ${epochs} epochs (imgsz ${config.imgsz})`)
+
+    const datasetDir = yield* sdk.downloadDatasetWithCache()
+    const dataset = yield* sdk.convertDataset({ datasetDir, from: "dice", to: "yolo" })
+    yield* sdk.log("INFO", `Dataset ready: ${dataset.images} images, classes ${dataset.classes.join(", ")}`, {
+      source: "training",
+      data: { splits: dataset.splits, objects: dataset.objects }
+    })
+
+    const checkpointDir = path.join(sdk.workDir, "weights")
+    yield* fs.makeDirectory(checkpointDir, { recursive: true })
+    const saveCheckpoint = (name: string, epoch: number, metrics: Record<string, number>) =>
+      Effect.gen(function*() {
+        const file = path.join(checkpointDir, `${name}.pt`)
+        yield* fs.writeFileString(file, JSON.stringify({ model: modelName || "simulated", epoch, metrics }))
+        return yield* sdk.uploadCheckpoint(file, name, metrics)
+      })
+
+    let best = { epoch: 0, score: -1, uri: "", metrics: {} as Record<string, number> }
+    let last = simulatedMetrics(0, epochs, config.lr0)
+    for (let epoch = 1; epoch <= epochs; epoch++) {
+      yield* Effect.sleep(options.epochDuration ?? Duration.millis(100))
+      if (epoch === options.failAtEpoch) {
+        return yield* new TrainerError({
+          errorType: "FrameworkError",
+          message: `loss became NaN at epoch ${epoch} (simulated divergence)`
+        })
+      }
+      last = simulatedMetrics(epoch, epochs, config.lr0)
+      yield* sdk.reportProgress({ epoch, totalEpochs: epochs, metrics: last })
+      const isBest = last["mAP50-95"] > best.score
+      yield* sdk.reportValidation({
+        epoch,
+        primaryMetric: ["mAP50-95", last["mAP50-95"]],
+        allMetrics: { "mAP50": last["mAP50"], "mAP50-95": last["mAP50-95"] },
+        classNames: dataset.classes,
+        isBest
+      })
+      if (isBest) best = { epoch, score: last["mAP50-95"], uri: yield* saveCheckpoint("best", epoch, last), metrics: last }
+    }
+
+    const lastUri = yield* saveCheckpoint("last", epochs, last)
+    yield* sdk.reportCompleted({
+      finalMetrics: last,
+      bestMetrics: best.metrics,
+      bestEpoch: best.epoch,
+      checkpoints: { best: best.uri, last: lastUri }
+    })
+    yield* Effect.logInfo(`Training done: best mAP50-95 ${best.score} at epoch ${best.epoch}`)
+  })

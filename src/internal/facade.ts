@@ -1,0 +1,75 @@
+/**
+ * The Promise facade over one `ManagedRuntime` of the trainer layer: async methods that
+ * resolve with the service's result or reject with the SDK's own error instance (never a
+ * `FiberFailure` wrapper).
+ */
+import { Cause, type Context, Effect, Exit, type Layer, ManagedRuntime } from "effect"
+import type {
+  CallbackCompletionReport,
+  CallbackFailureReport,
+  CallbackProgressReport,
+  CallbackStartedReport,
+  CallbackValidationReport
+} from "../Callback.js"
+import type { ConversionReport, ConvertOptions } from "../Converter.js"
+import type { ConfigError } from "../Errors.js"
+import type { JobContextShape } from "../JobContext.js"
+import type { LogBufferEntryOptions, LogBufferLevel } from "../LogBuffer.js"
+import type { TrainerDatasetOptions, TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
+
+/** The trainer SDK for Promise-based code (`await TrainerSdk.create()`). */
+export interface TrainerClient {
+  /** The job context read from the environment. */
+  readonly context: JobContextShape
+  /** The job's working directory. */
+  readonly workDir: string
+  readonly reportStarted: (report?: CallbackStartedReport) => Promise<void>
+  /** Queues progress and returns at once (see `Callback.reportProgress`). */
+  readonly reportProgress: (report: CallbackProgressReport) => Promise<void>
+  readonly reportValidation: (report: CallbackValidationReport) => Promise<void>
+  readonly reportCompleted: (report: CallbackCompletionReport) => Promise<void>
+  readonly reportFailed: (report: CallbackFailureReport) => Promise<void>
+  /** Returns the `s3://` URI of the uploaded checkpoint. */
+  readonly uploadCheckpoint: (localPath: string, checkpointType: string, metrics?: Record<string, number>) => Promise<string>
+  /** Returns the local dataset directory (`destDir/dataset`). */
+  readonly downloadDatasetWithCache: (options?: TrainerDatasetOptions) => Promise<string>
+  readonly convertDataset: (options: ConvertOptions) => Promise<ConversionReport>
+  readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => Promise<void>
+  /** Flushes progress and logs, ends ClearML, releases everything. Call it once, at the end. */
+  readonly close: () => Promise<void>
+}
+
+/** Builds the runtime (rejecting with e.g. `ConfigError` when the environment is invalid) and the client over it. */
+export const makeTrainerClient = async (
+  sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
+  layer: Layer.Layer<TrainerServices, ConfigError>
+): Promise<TrainerClient> => {
+  const runtime = ManagedRuntime.make(layer)
+  const run = async <A, E>(f: (sdk: TrainerSdkService) => Effect.Effect<A, E>): Promise<A> => {
+    const exit = await runtime.runPromiseExit(Effect.flatMap(sdkTag, f))
+    if (Exit.isSuccess(exit)) return exit.value
+    throw Cause.squash(exit.cause)
+  }
+  let sdk: TrainerSdkService
+  try {
+    sdk = await run(Effect.succeed)
+  } catch (error) {
+    await runtime.dispose()
+    throw error
+  }
+  return {
+    context: sdk.context,
+    workDir: sdk.workDir,
+    reportStarted: (report) => run((s) => s.reportStarted(report)),
+    reportProgress: (report) => run((s) => s.reportProgress(report)),
+    reportValidation: (report) => run((s) => s.reportValidation(report)),
+    reportCompleted: (report) => run((s) => s.reportCompleted(report)),
+    reportFailed: (report) => run((s) => s.reportFailed(report)),
+    uploadCheckpoint: (localPath, checkpointType, metrics) =>
+      run((s) => s.uploadCheckpoint(localPath, checkpointType, metrics)),
+    downloadDatasetWithCache: (options) => run((s) => s.downloadDatasetWithCache(options)),
+    convertDataset: (options) => run((s) => s.convertDataset(options)),
+    log: (level, message, options) => run((s) => s.log(level, message, options)),
+    close: () => runtime.dispose()
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The core of `runTrainer`: build the SDK layer, run the program, and whatever happened
+ * (success, failure, interruption by a signal) settle the job's outcome with the backend
+ * before the layer closes (which flushes logs and ends ClearML by the same outcome).
+ */
+import type { HttpClient } from "@effect/platform"
+import { Cause, Config, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Callback, type CallbackOperation } from "../Callback.js"
+import { ClearML } from "../ClearML.js"
+import { type CallbackError, classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
+import { JobContext } from "../JobContext.js"
+import { LogBuffer } from "../LogBuffer.js"
+import type { TrainerServices } from "../TrainerSdk.js"
+
+/** Options of `runTrainer` / `runTrainerEffect`. */
+export interface TrainerRunOptions {
+  /**
+   * The job's operation, used when the runner has to report the start itself (the program
+   * never called `reportStarted`) and to route a failure raised before the start. Default
+   * `training`.
+   */
+  readonly operation?: CallbackOperation
+  /** `totalEpochs` of a start report the runner sends itself (default: the `epochs` config). */
+  readonly totalEpochs?: number
+  /** Called with the outcome once it is settled and the layer closed (logs flushed). */
+  readonly onOutcome?: (outcome: TrainerOutcome) => void
+}
+
+/** How a trainer run ended. */
+export interface TrainerOutcome {
+  /** 0 success, 1 failure reported to the backend, 2 outcome not delivered to the backend. */
+  readonly exitCode: 0 | 1 | 2
+  /** `completed`; `failed` (the program failed); `stopped` (interrupted, e.g. SIGTERM). */
+  readonly status: "completed" | "failed" | "stopped"
+  /** The platform error type of a failure. */
+  readonly errorType: ErrorType | undefined
+  /** The failure's one-line description. */
+  readonly message: string | undefined
+  /** Whether the backend accepted the job's outcome (from the program or the runner). */
+  readonly delivered: boolean
+}
+
+const outcome = (
+  status: TrainerOutcome["status"],
+  delivered: boolean,
+  failure?: { readonly errorType: ErrorType; readonly message: string }
+): TrainerOutcome => ({
+  exitCode: !delivered ? 2 : status === "completed" ? 0 : 1,
+  status,
+  errorType: failure?.errorType,
+  message: failure?.message,
+  delivered
+})
+
+const isTransientCallbackError = (error: CallbackError) => error.reason === "Transient"
+
+/**
+ * Settles the outcome with the services of the built layer: fills in the start report when
+ * the program never sent it, reports a failure (classified, with the pretty cause as the
+ * traceback) or, for training that succeeded without reporting, a completion; then flushes.
+ */
+const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
+  Effect.gen(function*() {
+    const callback = yield* Callback
+    const logs = yield* LogBuffer
+    const clearml = yield* ClearML
+    const state = yield* callback.lifecycle
+
+    /** The start report the backend expects before an outcome; `false` when the backend is unreachable. */
+    const ensureStarted = state.started ? Effect.succeed(true) : callback.reportStarted({
+      operation: options.operation ?? "training",
+      ...(options.totalEpochs === undefined ? {} : { totalEpochs: options.totalEpochs })
+    }).pipe(
+      Effect.as(true),
+      Effect.catchAll((error) =>
+        Effect.as(Effect.logWarning("Start report not delivered", error.message), !isTransientCallbackError(error))
+      )
+    )
+
+    const result: TrainerOutcome = yield* Exit.matchEffect(exit, {
+      onSuccess: () => {
+        if (state.outcome !== undefined) return Effect.succeed(outcome(state.outcome, true))
+        if (state.operation !== "training" || (!state.started && (options.operation ?? "training") !== "training")) {
+          return Effect.as(
+            Effect.logWarning(`The ${state.operation} program ended without reporting its outcome`),
+            outcome("completed", true)
+          )
+        }
+        return Effect.gen(function*() {
+          if (!(yield* ensureStarted)) return outcome("completed", false)
+          return yield* callback.reportCompleted({ finalMetrics: {} }).pipe(
+            Effect.as(outcome("completed", true)),
+            Effect.catchAll((error) =>
+              Effect.as(Effect.logError("Completion report not delivered", error.message), outcome("completed", false))
+            )
+          )
+        })
+      },
+      onFailure: (cause) =>
+        Effect.gen(function*() {
+          const stopped = Cause.isInterruptedOnly(cause)
+          const failure = { errorType: classifyCause(cause), message: describeCause(cause) }
+          const status = stopped ? "stopped" as const : "failed" as const
+          const line = `[${failure.errorType}] ${failure.message}`
+          yield* Effect.logError(`Trainer ${status}: ${line}`, cause).pipe(
+            Effect.annotateLogs({ event_type: "error", error_type: failure.errorType })
+          )
+          if (stopped) yield* clearml.stopped(line)
+          else yield* clearml.failed(line)
+          if (state.outcome !== undefined) {
+            yield* Effect.logWarning(`The program failed after reporting "${state.outcome}"; no second outcome is sent`)
+            return outcome(status, true, failure)
+          }
+          if (!(yield* ensureStarted)) return outcome(status, false, failure)
+          return yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) }).pipe(
+            Effect.as(outcome(status, true, failure)),
+            Effect.catchAll((error) =>
+              Effect.as(Effect.logError("Failure report not delivered", error.message), outcome(status, false, failure))
+            )
+          )
+        })
+    })
+    yield* logs.flush
+    return result
+  })
+
+/**
+ * A layer that could not be built (the environment is invalid): report the failure with
+ * just `CALLBACK_URL` and `JOB_ID` when those two are usable, so the platform hears of it.
+ */
+const settleSetupFailure = (cause: Cause.Cause<unknown>, options: TrainerRunOptions) =>
+  Effect.gen(function*() {
+    const failure = { errorType: classifyCause(cause), message: describeCause(cause) }
+    yield* Effect.logError(`Trainer setup failed: [${failure.errorType}] ${failure.message}`)
+    const lenient = <A>(config: Config.Config<A>) => Effect.option(Effect.orElseFail(config, () => undefined))
+    const callbackUrl = yield* lenient(Config.string("CALLBACK_URL"))
+    const jobId = yield* lenient(Config.integer("JOB_ID"))
+    if (Option.isNone(callbackUrl) || Option.isNone(jobId)) return outcome("failed", false, failure)
+    const retries = yield* lenient(Config.integer("CALLBACK_MAX_RETRIES"))
+    const delay = yield* lenient(Config.number("CALLBACK_RETRY_DELAY"))
+    const job = JobContext.layerTest({
+      callbackUrl: callbackUrl.value,
+      jobId: jobId.value,
+      ...Option.match(retries, { onNone: () => ({}), onSome: (n) => ({ callbackMaxRetries: Math.max(0, n) }) }),
+      ...Option.match(delay, {
+        onNone: () => ({}),
+        onSome: (s) => ({ callbackRetryDelay: Duration.millis(Math.max(0, s) * 1000) })
+      })
+    })
+    return yield* Effect.gen(function*() {
+      const callback = yield* Callback
+      yield* callback.reportStarted({ operation: options.operation ?? "training" }).pipe(Effect.ignore)
+      return yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) })
+    }).pipe(
+      Effect.as(outcome("failed", true, failure)),
+      Effect.catchAllCause((reportCause) =>
+        Effect.as(
+          Effect.logError("Failure report not delivered", Cause.pretty(reportCause).split("\n")[0]),
+          outcome("failed", false, failure)
+        )
+      ),
+      Effect.provide(Callback.layer.pipe(Layer.provide(job)))
+    )
+  })
+
+/**
+ * Runs `program` over `layer`, settles the outcome (see `settle`) even when the program is
+ * interrupted, then closes the layer with the program's exit (so ClearML and the log
+ * shipper see the same outcome). Never fails; the returned outcome carries the exit code.
+ */
+export const runTrainerWith = <A, E>(
+  layer: Layer.Layer<TrainerServices, ConfigError>,
+  program: Effect.Effect<A, E, TrainerServices>,
+  options: TrainerRunOptions = {}
+): Effect.Effect<TrainerOutcome, never, HttpClient.HttpClient> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const built = yield* Effect.exit(restore(Layer.buildWithScope(layer, scope)))
+      let result: TrainerOutcome
+      if (Exit.isFailure(built)) {
+        yield* Scope.close(scope, built)
+        result = yield* settleSetupFailure(built.cause, options)
+      } else {
+        const exit = yield* Effect.exit(restore(Effect.provide(program, built.value)))
+        result = yield* Effect.provide(settle(exit, options), built.value)
+        yield* Scope.close(scope, exit)
+      }
+      options.onOutcome?.(result)
+      return result
+    })
+  )

@@ -1,0 +1,197 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Duration, Effect, Layer } from "effect"
+import { exampleTrainer, simulatedMetrics } from "../examples/trainer.js"
+import { sampleDiceDataset } from "../examples/sampleDataset.js"
+import {
+  CallbackTest,
+  ClearMLTest,
+  LogBufferTest,
+  MemoryStorage,
+  runTrainerEffect,
+  TrainerSdk,
+  type TrainerTestServices
+} from "../src/index.js"
+
+const epochs = 3
+const job = {
+  jobId: 42,
+  datasetId: "sample-ds",
+  datasetVersionHash: "v1sample",
+  modelName: "yolo11n",
+  basicConfig: { epochs }
+}
+
+/** `TrainerSdk.layerTest` with the sample dataset seeded into the in-memory external store. */
+const testLayer = Layer.tap(TrainerSdk.layerTest({ job }), (context) =>
+  Effect.sync(() => {
+    const { external } = Context.get(context, MemoryStorage)
+    for (const file of sampleDiceDataset()) external.seed(`datasets/sample-ds/${file.key}`, file.bytes, file.contentType)
+  }))
+
+/** Builds the test layer in the test's scope, so its recorders outlive a run over it. */
+const builtTestLayer = Effect.map(Layer.build(testLayer), (context) => ({
+  context,
+  layer: Layer.succeedContext(context) as Layer.Layer<TrainerTestServices>
+}))
+
+const bodyOf = (request: { readonly body: unknown }) => request.body as Record<string, unknown>
+
+describe("TrainerSdk.layerTest", () => {
+  it.live("runs the example trainer: the exact callback sequence, logs, ClearML scalars and checkpoints", () =>
+    Effect.gen(function*() {
+      yield* exampleTrainer({ epochDuration: Duration.zero })
+
+      const callback = yield* CallbackTest
+      const requests = yield* callback.requests
+      const progressPath = "/training/jobs/42/callback/progress"
+      const expectedPaths = [
+        progressPath,
+        ...Array.from({ length: epochs }, () => [progressPath, "/validation/jobs/42/results"]).flat(),
+        "/training/jobs/42/callback/completion"
+      ]
+      expect(requests.map((r) => r.path)).toEqual(expectedPaths)
+
+      const [started, ...rest] = requests.map(bodyOf)
+      expect(started).toMatchObject({ job_id: 42, status: "running", current_epoch: 0, total_epochs: epochs, progress_percent: 0 })
+      const progress = rest.filter((_, i) => i % 2 === 0).slice(0, epochs)
+      const validation = rest.filter((_, i) => i % 2 === 1)
+      progress.forEach((body, i) => {
+        const metrics = simulatedMetrics(i + 1, epochs, 0.01)
+        expect(body).toMatchObject({
+          job_id: 42,
+          status: "running",
+          current_epoch: i + 1,
+          total_epochs: epochs,
+          metrics: { loss: metrics.loss, accuracy: metrics["mAP50-95"], learning_rate: metrics.lr, extra_metrics: metrics }
+        })
+        expect(body["progress_percent"]).toBeCloseTo(((i + 1) / epochs) * 100)
+      })
+      validation.forEach((body, i) => {
+        expect(body).toMatchObject({
+          type: "validation",
+          epoch: i + 1,
+          task_type: "detection",
+          primary_metric_name: "mAP50-95",
+          is_best: true,
+          class_names: ["cat", "dog"]
+        })
+      })
+      const completion = bodyOf(requests.at(-1)!)
+      expect(completion).toMatchObject({
+        job_id: 42,
+        status: "completed",
+        total_epochs_completed: epochs,
+        exit_code: 0,
+        best_checkpoint_path: "s3://training-checkpoints/checkpoints/42/best.pt",
+        last_checkpoint_path: "s3://training-checkpoints/checkpoints/42/last.pt",
+        best_epoch: epochs
+      })
+
+      const storage = yield* MemoryStorage
+      expect(storage.internal.keys()).toEqual(["checkpoints/42/best.pt", "checkpoints/42/last.pt"])
+      const saved = JSON.parse(new TextDecoder().decode(storage.internal.read("checkpoints/42/last.pt")!))
+      expect(saved).toMatchObject({ model: "yolo11n", epoch: epochs })
+
+      const entries = yield* (yield* LogBufferTest).entries
+      const checkpointEntries = entries.filter((e) => e.source === "checkpoint")
+      expect(checkpointEntries.map((e) => e.message)).toEqual([
+        ...Array.from({ length: epochs }, () => "Saved best checkpoint"),
+        "Saved last checkpoint"
+      ])
+      expect(checkpointEntries.at(-1)!.data).toMatchObject({ s3_uri: "s3://training-checkpoints/checkpoints/42/last.pt" })
+      // `Effect.logInfo` reaches the backend's log too, through the Logger bridge.
+      expect(entries.some((e) => e.source === "trainer" && e.message.startsWith("Training yolo11n for 3 epochs"))).toBe(true)
+      expect(entries.some((e) => e.source === "training" && e.message.startsWith("Dataset ready: 6 images"))).toBe(true)
+
+      const clearml = yield* ClearMLTest
+      const scalars = yield* clearml.scalars
+      expect(scalars.filter((s) => s.title === "mAP50-95" && s.series === "train").map((s) => s.iteration)).toEqual([1, 2, 3])
+      expect(scalars.filter((s) => s.series === "val").map((s) => s.title)).toEqual(
+        Array.from({ length: epochs }, () => ["mAP50", "mAP50-95"]).flat()
+      )
+      expect((yield* clearml.lifecycle).map((s) => s.step)).toEqual(["started", "completed"])
+    }).pipe(Effect.provide(testLayer)))
+
+  it.scopedLive("runTrainerEffect: a failing trainer is reported failed with its error type and trace", () =>
+    Effect.gen(function*() {
+      const { context, layer } = yield* builtTestLayer
+      const outcome = yield* runTrainerEffect(exampleTrainer({ epochDuration: Duration.zero, failAtEpoch: 2 }), { layer })
+      expect(outcome).toMatchObject({ exitCode: 1, status: "failed", errorType: "FrameworkError", delivered: true })
+
+      const requests = yield* Context.get(context, CallbackTest).requests
+      expect(requests.map((r) => r.path)).toEqual([
+        "/training/jobs/42/callback/progress",
+        "/training/jobs/42/callback/progress",
+        "/validation/jobs/42/results",
+        "/training/jobs/42/callback/completion"
+      ])
+      const failed = bodyOf(requests.at(-1)!)
+      expect(failed).toMatchObject({
+        job_id: 42,
+        status: "failed",
+        total_epochs_completed: 1,
+        error_message: "[FrameworkError] loss became NaN at epoch 2 (simulated divergence)",
+        exit_code: 1
+      })
+      expect(failed["traceback"]).toContain("loss became NaN")
+
+      const entries = yield* Context.get(context, LogBufferTest).entries
+      const error = entries.find((e) => e.source === "error")
+      expect(error).toMatchObject({ level: "ERROR", data: { error_type: "FrameworkError" } })
+      expect((yield* Context.get(context, ClearMLTest).lifecycle).map((s) => s.step)).toEqual(["started", "failed"])
+    }))
+
+  it.scopedLive("runTrainerEffect: fills in the start and a completion for a training program that reported neither", () =>
+    Effect.gen(function*() {
+      const { context, layer } = yield* builtTestLayer
+      const outcome = yield* runTrainerEffect(Effect.void, { layer, totalEpochs: 7 })
+      expect(outcome).toMatchObject({ exitCode: 0, status: "completed", delivered: true })
+      const requests = yield* Context.get(context, CallbackTest).requests
+      expect(requests.map((r) => [r.path, bodyOf(r)["status"]])).toEqual([
+        ["/training/jobs/42/callback/progress", "running"],
+        ["/training/jobs/42/callback/completion", "completed"]
+      ])
+      expect(bodyOf(requests[0]!)["total_epochs"]).toBe(7)
+    }))
+
+  it.scopedLive("runTrainerEffect: exit code 2 when the failure report cannot be delivered", () =>
+    Effect.gen(function*() {
+      const { context, layer } = yield* builtTestLayer
+      const program = Effect.gen(function*() {
+        const sdk = yield* TrainerSdk
+        yield* sdk.reportStarted()
+        yield* Context.get(context, CallbackTest).failNext(10, "network")
+        return yield* Effect.fail(new Error("ENOSPC: no space left on device"))
+      })
+      const outcome = yield* runTrainerEffect(program, { layer })
+      expect(outcome).toMatchObject({ exitCode: 2, status: "failed", errorType: "ResourceError", delivered: false })
+    }))
+})
+
+describe("TrainerSdk.create (Promise facade)", () => {
+  it.live("mirrors the services and rejects with the SDK's own error instances", () =>
+    Effect.promise(async () => {
+      const sdk = await TrainerSdk.create({ layer: testLayer })
+      try {
+        expect(sdk.context.jobId).toBe(42)
+        await sdk.reportStarted({ totalEpochs: 2 })
+        await sdk.reportProgress({ epoch: 1, totalEpochs: 2, metrics: { loss: 0.5, "mAP50-95": Number.NaN } })
+        await sdk.log("INFO", "epoch 1 done")
+        const datasetDir = await sdk.downloadDatasetWithCache()
+        const report = await sdk.convertDataset({ datasetDir, from: "dice", to: "yolo" })
+        expect(report.classes).toEqual(["cat", "dog"])
+        const error = await sdk.reportProgress({ epoch: 1, totalEpochs: 0, metrics: {} }).then(() => undefined, (e) => e)
+        expect(error).toMatchObject({ _tag: "CallbackError", reason: "Invalid" })
+        expect(error).toBeInstanceOf(Error)
+        await sdk.reportFailed({ errorType: "DatasetError", message: "simulated" })
+      } finally {
+        await sdk.close()
+      }
+    }))
+
+  it.live("rejects creation with the ConfigError naming the variable", () =>
+    Effect.promise(async () => {
+      const error = await TrainerSdk.create().then(() => undefined, (e) => e)
+      expect(error).toMatchObject({ _tag: "ConfigError" })
+    }))
+})
