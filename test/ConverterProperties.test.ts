@@ -120,8 +120,10 @@ describe("Converter properties (pure)", () => {
       for (const s of a) assert.include(["train", "val", "test"], s)
       const total = train + val + test
       assert.strictEqual(a.filter((s) => s === "train").length, Math.floor(n * (train / total)))
-      if (test > 0) assert.strictEqual(a.filter((s) => s === "val").length, Math.floor(n * (val / total)))
-      else assert.strictEqual(a.filter((s) => s === "test").length, 0)
+      const nTrain = Math.floor(n * (train / total))
+      const nVal = Math.floor(n * (val / total))
+      assert.strictEqual(a.filter((s) => s === "val").length, nVal)
+      assert.strictEqual(a.filter((s) => s === "test").length, n - nTrain - nVal)
     },
     { fastCheck: { numRuns: 100 } }
   )

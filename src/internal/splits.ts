@@ -42,8 +42,9 @@ export const seededRandom = (seed: number): () => number => {
 /**
  * Assigns each image a split. Images named in `assignments` take that split; the others
  * keep their own `split` field; the rest are shuffled with the seed and cut by the normalized
- * ratios: `floor(n * train)` to train, `floor(n * val)` to val, the remainder to test (to val
- * when the test ratio is 0, so a 0.8/0.2 split never produces test images).
+ * ratios: `floor(n * train)` to train, `floor(n * val)` to val, the remainder to test — exactly
+ * the platform's rule, so splits match its existing trainers (a 0.8/0.2 split of 7 images
+ * puts 5 in train, 1 in val and 1 in test).
  */
 export const assignSplits = (
   images: ReadonlyArray<{ readonly id: number; readonly split: DatasetSplit | undefined }>,
@@ -74,8 +75,7 @@ export const assignSplits = (
   const n = rest.length
   const nTrain = Math.floor(n * trainRatio)
   const nVal = Math.floor(n * valRatio)
-  const remainder: DatasetSplit = test > 0 ? "test" : "val"
-  for (let k = 0; k < n; k++) out[rest[k]!] = k < nTrain ? "train" : k < nTrain + nVal ? "val" : remainder
+  for (let k = 0; k < n; k++) out[rest[k]!] = k < nTrain ? "train" : k < nTrain + nVal ? "val" : "test"
   return out
 }
 
