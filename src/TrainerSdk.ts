@@ -95,6 +95,12 @@ export type TrainerServices =
 /** `TrainerServices` plus the recorders of `TrainerSdk.layerTest`. */
 export type TrainerTestServices = TrainerServices | CallbackTest | MemoryStorage | LogBufferTest | ClearMLTest
 
+/** Options of `TrainerSdk.layerWith`. */
+export interface TrainerSdkLayerOptions {
+  /** The job's working directory (default `{tmpdir}/trainer-sdk/job-{JOB_ID}`). */
+  readonly workDir?: string
+}
+
 /** Options of `TrainerSdk.layerTest`. */
 export interface TrainerSdkTestOptions {
   /** Job context values (retry delay 0 unless given). */
@@ -199,16 +205,24 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
   static readonly make = makeTrainerSdk
 
   /**
-   * Every live service, composed once from the environment (through the current
+   * Every live service with the given options, composed once from the environment (through the current
    * `ConfigProvider`): job context, callbacks, storage (checkpoint events shipped as log
    * entries), dataset cache, converter, log shipping (with `Effect.log*` bridged into it,
    * the console logger kept), ClearML, over the Node HTTP client and file system. Closing
    * it flushes progress and logs and ends the ClearML task by the outcome.
    */
-  static readonly layer: Layer.Layer<TrainerServices | HttpClient.HttpClient, ConfigError> = serviceLayer(TrainerSdk, undefined).pipe(
-    Layer.provideMerge(LogBuffer.layerLogger.pipe(Layer.provideMerge(DatasetCache.layer.pipe(Layer.provideMerge(liveCapabilities))))),
-    Layer.provideMerge(Layer.mergeAll(JobContext.layer, NodeContext.layer, NodeHttpClient.layerUndici))
-  )
+  static readonly layerWith = (
+    options: TrainerSdkLayerOptions = {}
+  ): Layer.Layer<TrainerServices | HttpClient.HttpClient, ConfigError> =>
+    serviceLayer(TrainerSdk, options.workDir).pipe(
+      Layer.provideMerge(
+        LogBuffer.layerLogger.pipe(Layer.provideMerge(DatasetCache.layer.pipe(Layer.provideMerge(liveCapabilities))))
+      ),
+      Layer.provideMerge(Layer.mergeAll(JobContext.layer, NodeContext.layer, NodeHttpClient.layerUndici))
+    )
+
+  /** `layerWith()`: every live service with the default working directory. */
+  static readonly layer: Layer.Layer<TrainerServices | HttpClient.HttpClient, ConfigError> = TrainerSdk.layerWith()
 
   /**
    * The same composition over every in-memory twin, so a trainer's whole program runs in a

@@ -1,0 +1,151 @@
+/**
+ * Embedded mode of the example: everything the trainer talks to runs in this process on
+ * 127.0.0.1 — the SDK's dev backend (strict callback validation) and a local S3 server
+ * (`s3rver`, a dev dependency loaded only here) holding a generated sample dataset. The
+ * trainer runs against them through a `ConfigProvider` (the real environment is left
+ * alone), then a summary of what the backend received is printed.
+ */
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
+import { FileSystem } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { ConfigProvider, Console, Effect, type Scope } from "effect"
+import type { Server } from "node:http"
+import { createRequire } from "node:module"
+import type { AddressInfo } from "node:net"
+import {
+  DevBackend,
+  formatDevBackendEvent,
+  formatDevBackendRejection,
+  formatDevBackendSummary
+} from "../src/DevBackend.js"
+import { runTrainerEffect, TrainerSdk, type TrainerServices } from "../src/index.js"
+import { sampleDiceDataset } from "./sampleDataset.js"
+
+const datasetsBucket = "training-datasets"
+const checkpointsBucket = "training-checkpoints"
+const datasetId = "sample-detection"
+/** s3rver checks signatures against this fixed key pair. */
+const s3Key = "S3RVER"
+
+interface S3rverInstance {
+  run(): Promise<AddressInfo>
+  close(): Promise<void>
+  httpServer?: Server
+}
+type S3rverConstructor = new (options: {
+  address: string
+  port: number
+  silent: boolean
+  directory: string
+  configureBuckets: ReadonlyArray<{ name: string }>
+}) => S3rverInstance
+
+/** A local S3 server on 127.0.0.1 with both buckets, stopped with the scope. */
+const startLocalS3 = (directory: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const S3rver = createRequire(import.meta.url)("s3rver") as S3rverConstructor
+      const server = new S3rver({
+        address: "127.0.0.1",
+        port: 0,
+        silent: true,
+        directory,
+        configureBuckets: [{ name: datasetsBucket }, { name: checkpointsBucket }]
+      })
+      const address = await server.run()
+      return { server, endpoint: `http://127.0.0.1:${address.port}` }
+    }),
+    ({ server }) =>
+      Effect.promise(async () => {
+        server.httpServer?.closeAllConnections()
+        await server.close()
+      })
+  ).pipe(Effect.map(({ endpoint }) => endpoint))
+
+/** Uploads the generated sample dataset to `datasets/{datasetId}/` of the datasets bucket. */
+const seedSampleDataset = (endpoint: string) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() =>
+      new S3Client({
+        endpoint,
+        region: "us-east-1",
+        forcePathStyle: true,
+        credentials: { accessKeyId: s3Key, secretAccessKey: s3Key }
+      })
+    ),
+    (client) =>
+      Effect.forEach(
+        sampleDiceDataset(),
+        (file) =>
+          Effect.promise(() =>
+            client.send(
+              new PutObjectCommand({
+                Bucket: datasetsBucket,
+                Key: `datasets/${datasetId}/${file.key}`,
+                Body: file.bytes,
+                ContentType: file.contentType
+              })
+            )
+          ),
+        { concurrency: 4, discard: true }
+      ),
+    (client) => Effect.sync(() => client.destroy())
+  )
+
+/**
+ * Runs `program` against in-process stand-ins of the platform and returns the trainer's
+ * exit code. The connection settings are fixed; other variables (`EPOCHS`, `MODEL_NAME`,
+ * ...) may still come from the real environment, with small defaults otherwise.
+ */
+export const runEmbedded = <A, E>(program: Effect.Effect<A, E, TrainerServices>): Effect.Effect<number> =>
+  Effect.scoped(Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const root = yield* fs.makeTempDirectoryScoped({ prefix: "trainer-sdk-example-" })
+    yield* Effect.all([fs.makeDirectory(`${root}/s3`), fs.makeDirectory(`${root}/cache`), fs.makeDirectory(`${root}/work`)])
+
+    const backend = yield* DevBackend.start({
+      onEvent: (event) => Console.log(formatDevBackendEvent(event)),
+      onRejected: (rejection) => Console.error(formatDevBackendRejection(rejection))
+    })
+    const s3Endpoint = yield* startLocalS3(`${root}/s3`)
+    yield* seedSampleDataset(s3Endpoint)
+    yield* Console.log(`Embedded platform: backend ${backend.url}, S3 ${s3Endpoint}, dataset ${datasetId}\n`)
+
+    const connection = new Map([
+      ["CALLBACK_URL", backend.url],
+      ["JOB_ID", "1"],
+      ["EXTERNAL_STORAGE_ENDPOINT", s3Endpoint],
+      ["EXTERNAL_STORAGE_ACCESS_KEY", s3Key],
+      ["EXTERNAL_STORAGE_SECRET_KEY", s3Key],
+      ["EXTERNAL_BUCKET_DATASETS", datasetsBucket],
+      ["INTERNAL_STORAGE_ENDPOINT", s3Endpoint],
+      ["INTERNAL_STORAGE_ACCESS_KEY", s3Key],
+      ["INTERNAL_STORAGE_SECRET_KEY", s3Key],
+      ["INTERNAL_BUCKET_CHECKPOINTS", checkpointsBucket],
+      ["DATASET_ID", datasetId],
+      ["DATASET_VERSION_HASH", "sample0001"],
+      ["DATASET_CACHE_DIR", `${root}/cache`]
+    ])
+    const defaults = new Map([
+      ["EPOCHS", "5"],
+      ["MODEL_NAME", "yolo11n"],
+      ["FRAMEWORK", "simulated"],
+      ["CALLBACK_RETRY_DELAY", "0.2"]
+    ])
+    const provider = ConfigProvider.fromMap(connection).pipe(
+      ConfigProvider.orElse(() => ConfigProvider.fromEnv()),
+      ConfigProvider.orElse(() => ConfigProvider.fromMap(defaults))
+    )
+
+    const outcome = yield* runTrainerEffect(program, { layer: TrainerSdk.layerWith({ workDir: `${root}/work` }) }).pipe(
+      Effect.withConfigProvider(provider)
+    )
+    yield* Console.log(`\nWhat the backend received:\n${formatDevBackendSummary(yield* backend.summary)}`)
+    yield* Console.log(
+      `Trainer exit code ${outcome.exitCode} (${outcome.status}${outcome.message === undefined ? "" : `: ${outcome.message}`})`
+    )
+    return outcome.exitCode
+  })).pipe(
+    Effect.catchAll((error) => Effect.as(Console.error(`Embedded platform failed to start: ${error.message}`), 2)),
+    Effect.provide(NodeContext.layer)
+  )

@@ -1,0 +1,28 @@
+/**
+ * The example trainer's entry point (`npm run example`, or `node dist/examples/train.js`
+ * in an image). With `CALLBACK_URL` set it runs against the real platform through
+ * `runTrainer`; without it, against in-process stand-ins (see `embedded.ts`).
+ *
+ * Ask it to fail with `--fail` (at epoch 3) or `FAIL_AT_EPOCH=<n>`.
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect } from "effect"
+import { runTrainer } from "../src/index.js"
+import { exampleTrainer } from "./trainer.js"
+
+const failAtEpoch = process.argv.includes("--fail")
+  ? 3
+  : process.env["FAIL_AT_EPOCH"]
+  ? Number(process.env["FAIL_AT_EPOCH"])
+  : undefined
+const program = exampleTrainer(failAtEpoch === undefined ? {} : { failAtEpoch })
+
+if (process.env["CALLBACK_URL"]) {
+  runTrainer(program)
+} else {
+  const { runEmbedded } = await import("./embedded.js")
+  let exitCode = 2
+  NodeRuntime.runMain(runEmbedded(program).pipe(Effect.map((code) => (exitCode = code))), {
+    teardown: () => process.exit(exitCode)
+  })
+}
