@@ -7,7 +7,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Context, Effect, Layer, Random } from "effect"
+import { Context, Effect, Layer, Random, Ref } from "effect"
 import * as YAML from "yaml"
 import { DatasetError } from "./Errors.js"
 import { cocoDocuments } from "./internal/cocoExport.js"
@@ -602,8 +602,35 @@ const make = Effect.gen(function*() {
   return Converter.of({ convert, validateYolo })
 })
 
+/** One conversion seen by `Converter.layerTest`. */
+export interface ConverterRun {
+  readonly options: ConvertOptions
+  readonly report: ConversionReport
+}
+
+/** Test handle of `Converter.layerTest`: the successful conversions, in order. */
+export class ConverterTest extends Context.Tag("trainer-sdk/ConverterTest")<ConverterTest, {
+  readonly conversions: Effect.Effect<ReadonlyArray<ConverterRun>>
+}>() {}
+
 /** The converter service tag. */
 export class Converter extends Context.Tag("trainer-sdk/Converter")<Converter, ConverterService>() {
   /** The live converter on `@effect/platform`'s FileSystem. */
   static readonly layer: Layer.Layer<Converter, never, FileSystem.FileSystem | Path.Path> = Layer.effect(Converter, make)
+
+  /**
+   * The live converter plus a `ConverterTest` record of every successful conversion. A
+   * conversion is local file work only (no network), so tests run it for real on a temp
+   * dir; the record lets a trainer's test assert what it asked for and what came out.
+   */
+  static readonly layerTest: Layer.Layer<Converter | ConverterTest, never, FileSystem.FileSystem | Path.Path> = Layer
+    .effectContext(Effect.gen(function*() {
+      const live = yield* make
+      const runs = yield* Ref.make<ReadonlyArray<ConverterRun>>([])
+      return Context.make(Converter, {
+        ...live,
+        convert: (options) =>
+          Effect.tap(live.convert(options), (report) => Ref.update(runs, (all) => [...all, { options, report }]))
+      }).pipe(Context.add(ConverterTest, { conversions: Ref.get(runs) }))
+    }))
 }

@@ -4,7 +4,7 @@ import { assert, describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { fileURLToPath } from "node:url"
 import * as YAML from "yaml"
-import { Converter, type ConvertOptions } from "../src/Converter.js"
+import { Converter, type ConvertOptions, ConverterTest } from "../src/Converter.js"
 import type { DatasetError } from "../src/Errors.js"
 
 const fixtures = fileURLToPath(new URL("./fixtures/datasets", import.meta.url))
@@ -303,4 +303,16 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(error.reason).toBe("PathEscape")
       }))
   })
+})
+
+layer(Layer.provideMerge(Converter.layerTest, NodeContext.layer))("Converter.layerTest", (it) => {
+  it.scoped("records each successful conversion with its options and report", () =>
+    Effect.gen(function*() {
+      const dir = yield* copyFixture("nested-detection")
+      const report = yield* convert({ datasetDir: dir, from: "dice", to: "yolo" })
+      yield* convertError({ datasetDir: `${dir}/missing`, from: "dice", to: "yolo" })
+      const runs = yield* Effect.flatMap(ConverterTest, (t) => t.conversions)
+      expect(runs).toEqual([{ options: { datasetDir: dir, from: "dice", to: "yolo" }, report }])
+      assert.isTrue(yield* exists(`${dir}/data.yaml`))
+    }))
 })
