@@ -1,0 +1,245 @@
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { DatasetCache } from "../src/DatasetCache.js"
+import { JobContext } from "../src/JobContext.js"
+import { MemoryStorage, Storage } from "../src/Storage.js"
+import { formatCacheEntries, formatCliError, formatDownloadProgress } from "../src/internal/cliFormat.js"
+import { startS3rver } from "./support/s3rver.js"
+
+const repoRoot = fileURLToPath(new URL("..", import.meta.url))
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/datasets/${name}`, import.meta.url))
+
+interface CliRun {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const spawnCli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  spawn(process.execPath, ["--openssl-legacy-provider", "--import", "tsx", "src/cli.ts", ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, NO_COLOR: "1", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+
+/** Runs `trainer-sdk args` in a child process (as `node --import tsx src/cli.ts`). */
+const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  Effect.async<CliRun>((resume) => {
+    const child = spawnCli(args, env)
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+const stripAnsi = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "")
+const lines = (text: string) => text.split("\n").filter((line) => line.trim() !== "")
+
+/** A temp dir holding a copy of a dataset fixture. */
+const datasetCopy = (name: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const root = yield* fs.makeTempDirectoryScoped()
+    const dir = path.join(root, name)
+    yield* fs.copy(fixture(name), dir)
+    return { fs, path, root, dir }
+  })
+
+describe("trainer-sdk CLI", () => {
+  it.live("--help lists every command", () =>
+    Effect.gen(function*() {
+      const run = yield* runCli(["--help"])
+      assert.strictEqual(run.code, 0)
+      const help = stripAnsi(run.stdout)
+      for (const command of ["convert", "validate", "download", "cache list", "cache prune", "dev-backend"]) {
+        assert.include(help, `- ${command}`)
+      }
+    }))
+
+  it.scopedLive("convert DICE -> YOLO writes data.yaml and labels and prints the report; validate accepts it, rejects a broken copy", () =>
+    Effect.gen(function*() {
+      const { dir, fs, path, root } = yield* datasetCopy("nested-detection")
+      const converted = yield* runCli(["convert", "--from", "dice", "--to", "yolo", "--task", "detection", "--seed", "7", dir])
+      assert.strictEqual(converted.code, 0, converted.stderr)
+      assert.isTrue(yield* fs.exists(path.join(dir, "data.yaml")))
+      const labels = yield* fs.readDirectory(path.join(dir, "labels"), { recursive: true })
+      assert.isTrue(labels.some((file) => file.endsWith(".txt")))
+      const report = lines(converted.stdout)
+      assert.match(report[0]!, /^converted \d+ images \(dice -> yolo, detection\)/)
+      assert.isTrue(report.some((line) => line.trim().startsWith("classes") && line.includes("cat")))
+      assert.isTrue(report.some((line) => line.trim().startsWith("written") && line.includes("data.yaml")))
+
+      const broken = path.join(root, "broken")
+      yield* fs.copy(dir, broken)
+      // data.yaml and the split lists name their own directory: point the copy at itself, then break one label row.
+      for (const file of ["data.yaml", "train.txt", "val.txt", "test.txt"]) {
+        const text = yield* fs.readFileString(path.join(dir, file))
+        yield* fs.writeFileString(path.join(broken, file), text.replaceAll(dir, broken))
+      }
+      const someLabel = labels.find((file) => file.endsWith(".txt") && !file.endsWith("classes.txt"))!
+      yield* fs.writeFileString(path.join(broken, "labels", someLabel), "9 0.5 0.5 2.0 0.1\n")
+
+      const [valid, invalid] = yield* Effect.all([runCli(["validate", dir]), runCli(["validate", broken])], { concurrency: 2 })
+      assert.strictEqual(valid.code, 0, valid.stderr)
+      assert.include(valid.stdout, "is a valid YOLO dataset")
+      assert.strictEqual(invalid.code, 1)
+      assert.include(invalid.stdout, "is not a valid YOLO dataset")
+      assert.isTrue(lines(invalid.stdout).some((line) => line.startsWith("  - ")))
+      expect(lines(invalid.stderr)).toEqual([expect.stringMatching(/^error: .*broken is invalid: \d+ issue\(s\)$/)])
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.live("a bad argument is one error line naming the option and exit code 2", () =>
+    Effect.gen(function*() {
+      const run = yield* runCli(["convert", "--from", "dice", "--to", "yaml", repoRoot])
+      assert.strictEqual(run.code, 2)
+      assert.deepStrictEqual(lines(run.stderr), ["error: --to must be one of yolo, coco, got \"yaml\""])
+      assert.strictEqual(run.stdout, "")
+    }))
+
+  it.scopedLive("cache list shows the entries of DATASET_CACHE_DIR; cache prune --max-gb 0 evicts them", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const root = yield* fs.makeTempDirectoryScoped()
+      const cacheDir = path.join(root, "cache")
+      // Fill the cache in-process from in-memory storage, as a trainer would have.
+      const storage = yield* Layer.build(Storage.layerMemory)
+      const memory = Context.get(storage, MemoryStorage).external
+      memory.seed(
+        "datasets/ds-cats/annotations_detection.json",
+        JSON.stringify({ images: [{ id: 1, file_name: "a.jpg" }], annotations: [], categories: [] })
+      )
+      memory.seed("datasets/ds-cats/images/a.jpg", "x".repeat(3000))
+      yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir: path.join(root, "job") })).pipe(
+        Effect.provide(DatasetCache.layerWith({ cacheDir }).pipe(Layer.provide(Layer.merge(
+          Layer.succeedContext(storage),
+          JobContext.layerTest({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" })
+        ))))
+      ))
+
+      const env = { CALLBACK_URL: "http://127.0.0.1:9/api/v1", JOB_ID: "5", DATASET_CACHE_DIR: cacheDir }
+      const listed = yield* runCli(["cache", "list"], env)
+      assert.strictEqual(listed.code, 0, listed.stderr)
+      const table = lines(listed.stdout)
+      assert.match(table[0]!, /^KEY\s+DATASET\s+SNAPSHOT\s+SIZE\s+LAST ACCESSED$/)
+      assert.match(table[1]!, /^0123456789abcdef\s+ds-cats\s+snap-9\s+\d+(\.\d+)? KiB\s+\d{4}-\d{2}-\d{2}T/)
+      assert.include(table[2]!, `1 entries`)
+
+      const pruned = yield* runCli(["cache", "prune", "--max-gb", "0"], env)
+      assert.strictEqual(pruned.code, 0, pruned.stderr)
+      assert.include(pruned.stdout, "evicted 1 entries (0123456789abcdef); 0 left")
+      assert.isFalse(yield* fs.exists(path.join(cacheDir, "0123456789abcdef")))
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("download --annotation fetches the COCO images from S3 with progress, and a missing object fails with exit 1", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const s3 = yield* startS3rver(["training-datasets"])
+      const client = new S3Client(s3.clientConfig)
+      yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
+      yield* Effect.promise(() =>
+        Promise.all(["x/1.jpg", "y/2.jpg"].map((key) =>
+          client.send(new PutObjectCommand({ Bucket: "training-datasets", Key: `coco/${key}`, Body: `image ${key}` }))
+        ))
+      )
+      const root = yield* fs.makeTempDirectoryScoped()
+      const annotation = path.join(root, "coco.json")
+      yield* fs.writeFileString(annotation, JSON.stringify({
+        images: [{ id: 1, file_name: "s3://training-datasets/coco/x/1.jpg" }, { id: 2, file_name: "s3://training-datasets/coco/y/2.jpg" }],
+        annotations: [],
+        categories: [{ id: 1, name: "cat" }]
+      }))
+      const missing = path.join(root, "missing.json")
+      yield* fs.writeFileString(missing, JSON.stringify({ images: [{ id: 1, file_name: "s3://training-datasets/coco/none.jpg" }] }))
+      const env = {
+        CALLBACK_URL: "http://127.0.0.1:9/api/v1",
+        JOB_ID: "5",
+        EXTERNAL_STORAGE_ENDPOINT: s3.endpoint,
+        EXTERNAL_STORAGE_ACCESS_KEY: s3.accessKey,
+        EXTERNAL_STORAGE_SECRET_KEY: "S3RVER"
+      }
+      const dest = path.join(root, "out")
+      const [ok, failed] = yield* Effect.all([
+        runCli(["download", "--annotation", annotation, "--dest", dest, "--concurrency", "2"], env),
+        runCli(["download", "--annotation", missing, "--dest", path.join(root, "out2")], env)
+      ], { concurrency: 2 })
+
+      assert.strictEqual(ok.code, 0, ok.stderr)
+      assert.match(ok.stdout, /^downloaded 3 files \(.+\): 2 images to .+out; annotations: .+annotations\.json\n$/)
+      assert.include(ok.stderr, "[########################] 100%  2/2 files")
+      const images = yield* fs.readDirectory(dest, { recursive: true })
+      assert.includeMembers(images, ["annotations.json"])
+      assert.strictEqual(images.filter((file) => file.endsWith(".jpg")).length, 2)
+
+      assert.strictEqual(failed.code, 1)
+      const errorLines = lines(failed.stderr).filter((line) => line.startsWith("error: "))
+      assert.strictEqual(errorLines.length, 1)
+      assert.include(errorLines[0], "s3://training-datasets/coco/none.jpg")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("dev-backend accepts a valid callback, rejects an invalid body with a 422 naming the field, prints both", () =>
+    Effect.gen(function*() {
+      const child = spawnCli(["dev-backend", "--port", "0"], {})
+      let stdout = ""
+      const url = yield* Effect.async<string>((resume) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString()
+          const match = /listening on (http:\/\/127\.0\.0\.1:\d+\/api\/v1)/.exec(stdout)
+          if (match) resume(Effect.succeed(match[1]!))
+        })
+      }).pipe(Effect.timeout("20 seconds"), Effect.orDie)
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve))
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+
+      const post = (body: unknown) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${url}/training/jobs/4/callback/logs`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(body)
+          })
+          return { status: response.status, body: await response.json() as Record<string, unknown> }
+        })
+      const entry = { job_id: 4, event_type: "trainer", message: "hello", level: "INFO", data: {}, timestamp: "2026-01-02T03:04:05.678Z" }
+      const accepted = yield* post(entry)
+      assert.strictEqual(accepted.status, 200)
+      assert.strictEqual(accepted.body.success, true)
+      const rejected = yield* post({ ...entry, level: "LOUD" })
+      assert.strictEqual(rejected.status, 422)
+      assert.strictEqual(rejected.body.success, false)
+      assert.include(String(rejected.body.message), "level")
+      expect(rejected.body.errors).toEqual([{ field: "level", problem: expect.stringContaining("\"LOUD\"") }])
+
+      child.kill("SIGINT")
+      const code = yield* Effect.promise(() => exited)
+      assert.strictEqual(code, 0)
+      const printed = lines(stdout)
+      assert.include(printed, "[job 4] log         INFO     trainer: hello")
+      assert.isTrue(printed.some((line) => line.startsWith("[job 4] REJECTED") && line.includes("level")))
+      assert.isTrue(printed.some((line) => line.startsWith("1 callbacks accepted, 1 rejected")))
+    }))
+})
+
+describe("CLI output formatting", () => {
+  it("the progress bar fills with the bytes done", () => {
+    assert.strictEqual(
+      formatDownloadProgress({ files: 1, totalFiles: 4, bytes: 1024, totalBytes: 4096 }, 8),
+      "[##------]  25%  1/4 files  1.00 KiB / 4.00 KiB"
+    )
+    assert.strictEqual(formatDownloadProgress({ files: 0, totalFiles: 0, bytes: 0, totalBytes: 0 }, 4), "[####] 100%  0/0 files  0 B / 0 B")
+  })
+
+  it("an empty cache and a multi-line error", () => {
+    assert.strictEqual(formatCacheEntries("/tmp/c", []), "dataset cache /tmp/c is empty")
+    assert.strictEqual(formatCliError("\u001b[31mbad\u001b[0m\n  thing "), "error: bad thing")
+  })
+})
