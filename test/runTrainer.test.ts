@@ -1,0 +1,133 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { makeBackendServer, type ReceivedRequest } from "./support/backendServer.js"
+
+const repoRoot = fileURLToPath(new URL("..", import.meta.url))
+
+interface TrainerRun {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** The job's environment only (no ClearML or storage settings leak in from the host). */
+const jobEnv = (callbackUrl: string, cacheDir: string, extra: Record<string, string> = {}) => ({
+  PATH: process.env["PATH"] ?? "",
+  HOME: process.env["HOME"] ?? "",
+  NO_COLOR: "1",
+  CALLBACK_URL: callbackUrl,
+  JOB_ID: "7",
+  DATASET_CACHE_DIR: cacheDir,
+  CALLBACK_RETRY_DELAY: "0.05",
+  ...extra
+})
+
+/** Runs the trainer process; `onStdout` sees its output as it comes (e.g. to send a signal). */
+const runTrainerProcess = (
+  scenario: string,
+  env: Record<string, string>,
+  onStdout?: (text: string, kill: (signal: NodeJS.Signals) => void) => void
+) =>
+  Effect.async<TrainerRun>((resume) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "test/support/trainerProcess.ts", scenario], {
+      cwd: repoRoot,
+      env,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString()
+      onStdout?.(stdout, (signal) => child.kill(signal))
+    })
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+/** A temp cache directory removed with the scope. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(path.join(os.tmpdir(), "run-trainer-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A port on 127.0.0.1 with nothing listening (bound, then released). */
+const closedPort = Effect.async<number>((resume) => {
+  const server = net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const body = (request: ReceivedRequest) => request.body as Record<string, unknown>
+const completions = (requests: ReadonlyArray<ReceivedRequest>) =>
+  requests.filter((r) => r.path === "/training/jobs/7/callback/completion")
+
+describe("runTrainer (child processes)", () => {
+  it.scopedLive("success: started, progress and completion arrive; exit code 0", () =>
+    Effect.gen(function*() {
+      const backend = yield* makeBackendServer()
+      const run = yield* runTrainerProcess("success", jobEnv(backend.baseUrl, yield* tempDir))
+      expect(run.code, run.stderr).toBe(0)
+      const received = yield* backend.received
+      const done = completions(received)
+      expect(done.map((r) => body(r)["status"])).toEqual(["completed"])
+      expect(body(received[0]!)).toMatchObject({ job_id: 7, status: "running", current_epoch: 0, total_epochs: 2 })
+    }))
+
+  it.scopedLive("a failing program is reported failed with its error type and trace; exit code 1", () =>
+    Effect.gen(function*() {
+      const backend = yield* makeBackendServer()
+      const run = yield* runTrainerProcess("dataset-error", jobEnv(backend.baseUrl, yield* tempDir))
+      expect(run.code, run.stderr).toBe(1)
+      const [failed, ...others] = completions(yield* backend.received)
+      expect(others).toEqual([])
+      expect(body(failed!)).toMatchObject({ job_id: 7, status: "failed", exit_code: 1, total_epochs_completed: 0 })
+      expect(body(failed!)["error_message"]).toMatch(/^\[DatasetError\] /)
+      expect(body(failed!)["error_message"]).toContain("no-such-dataset")
+      expect(body(failed!)["traceback"]).toEqual(expect.any(String))
+      expect(run.stderr + run.stdout).toContain("[DatasetError]")
+    }))
+
+  it.scopedLive("backend unreachable: the outcome cannot be delivered; exit code 2", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const run = yield* runTrainerProcess(
+        "success",
+        jobEnv(`http://127.0.0.1:${port}/api/v1`, yield* tempDir, { CALLBACK_MAX_RETRIES: "0" })
+      )
+      expect(run.code, run.stderr).toBe(2)
+      expect(run.stderr + run.stdout).toContain("not delivered")
+    }))
+
+  it.scopedLive("SIGTERM mid-epoch: logs flushed and a failed report arrive before the process exits; exit code 1", () =>
+    Effect.gen(function*() {
+      const backend = yield* makeBackendServer()
+      let signalled = false
+      const run = yield* runTrainerProcess("slow", jobEnv(backend.baseUrl, yield* tempDir), (stdout, kill) => {
+        if (!signalled && stdout.includes("epoch 3\n")) {
+          signalled = true
+          kill("SIGTERM")
+        }
+      })
+      expect(signalled).toBe(true)
+      expect(run.code, run.stderr).toBe(1)
+      // Everything below was received while the process was still alive (it exits last).
+      const received = yield* backend.received
+      const logs = received.filter((r) => r.path === "/training/jobs/7/callback/logs").map((r) => body(r)["message"])
+      expect(logs).toEqual(expect.arrayContaining(["epoch 1 done", "epoch 2 done", "epoch 3 done"]))
+      expect(logs.some((m) => typeof m === "string" && m.includes("Trainer stopped"))).toBe(true)
+      const [failed, ...others] = completions(received)
+      expect(others).toEqual([])
+      expect(body(failed!)).toMatchObject({ status: "failed", exit_code: 1 })
+      expect(body(failed!)["error_message"]).toMatch(/^\[ResourceError\] Interrupted/)
+      expect(body(failed!)["total_epochs_completed"]).toBeGreaterThanOrEqual(3)
+    }))
+})

@@ -1,0 +1,40 @@
+/**
+ * A trainer process for `runTrainer` tests: `node --import tsx test/support/trainerProcess.ts
+ * <scenario>` with the job's environment set by the test.
+ * - `success`: started, two epochs of progress, completed.
+ * - `dataset-error`: started, then converting a dataset directory that does not exist.
+ * - `slow`: started, then one epoch every 200 ms (a log entry each) for a minute, so the
+ *   test can stop it with a signal mid-epoch; it prints `epoch N` on stdout per epoch.
+ */
+import { Effect } from "effect"
+import { runTrainer, TrainerSdk } from "../../src/index.js"
+
+const scenario = process.argv[2]
+
+const program = Effect.gen(function*() {
+  const sdk = yield* TrainerSdk
+  yield* sdk.reportStarted({ totalEpochs: scenario === "slow" ? 300 : 2 })
+  switch (scenario) {
+    case "success": {
+      for (const epoch of [1, 2]) yield* sdk.reportProgress({ epoch, totalEpochs: 2, metrics: { loss: 1 / epoch } })
+      return yield* sdk.reportCompleted({ finalMetrics: { loss: 0.5 } })
+    }
+    case "dataset-error": {
+      yield* sdk.convertDataset({ datasetDir: `${sdk.workDir}/no-such-dataset`, from: "dice", to: "yolo" })
+      return
+    }
+    case "slow": {
+      for (let epoch = 1; epoch <= 300; epoch++) {
+        yield* Effect.sleep("200 millis")
+        yield* sdk.log("INFO", `epoch ${epoch} done`, { source: "training" })
+        yield* sdk.reportProgress({ epoch, totalEpochs: 300, metrics: { loss: 1 / epoch } })
+        yield* Effect.sync(() => process.stdout.write(`epoch ${epoch}\n`))
+      }
+      return
+    }
+    default:
+      return yield* Effect.dieMessage(`unknown scenario ${scenario}`)
+  }
+})
+
+runTrainer(program)
