@@ -11,7 +11,7 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Clock, Context, Effect, Layer, Ref, type Scope } from "effect"
+import { Clock, Context, Effect, Layer, type Scope } from "effect"
 import * as http from "node:http"
 import { DevBackendError } from "./Errors.js"
 import { callbackEndpoints } from "./internal/callbackBodies.js"
@@ -69,12 +69,6 @@ export interface DevBackendHandle {
   readonly summary: Effect.Effect<DevBackendSummary>
 }
 
-interface DevBackendState {
-  readonly events: ReadonlyArray<DevBackendEvent>
-  readonly rejections: ReadonlyArray<DevBackendRejection>
-  readonly jobStatus: ReadonlyMap<number, string | null>
-}
-
 const kindMessage = (event: DevBackendEvent): string =>
   event.kind === "log" ? `log entry recorded for job ${event.jobId}` : `${event.operation} ${event.kind} recorded for job ${event.jobId}`
 
@@ -91,8 +85,11 @@ export const startDevBackend = (
     const basePath = (options.basePath ?? "/api/v1").replace(/\/+$/, "")
     const onEvent = options.onEvent ?? (() => Effect.void)
     const onRejected = options.onRejected ?? (() => Effect.void)
-    const state = yield* Ref.make<DevBackendState>({ events: [], rejections: [], jobStatus: new Map() })
-    // Recording and reporting happen under one permit, so `onEvent` sees the recorded order.
+    // Appended in place (a long dry run sends thousands of log entries) under `reporting`'s
+    // permit, so `onEvent` sees the recorded order; readers get copies.
+    const events: Array<DevBackendEvent> = []
+    const rejections: Array<DevBackendRejection> = []
+    const jobStatuses = new Map<number, string | null>()
     const reporting = yield* Effect.makeSemaphore(1)
 
     const nodeServer = http.createServer()
@@ -112,7 +109,7 @@ export const startDevBackend = (
     const reject = (rejection: DevBackendRejection) =>
       reporting.withPermits(1)(
         Effect.zipRight(
-          Ref.update(state, (s) => ({ ...s, rejections: [...s.rejections, rejection] })),
+          Effect.sync(() => rejections.push(rejection)),
           onRejected(rejection)
         )
       )
@@ -139,21 +136,25 @@ export const startDevBackend = (
           return HttpServerResponse.unsafeJson({ success: false, message, errors: decoded.issues }, { status: 422 })
         }
         case "Accepted": {
-          const record = Ref.modify(state, (s): readonly [DevBackendEvent, DevBackendState] => {
+          const [event, jobStatus] = yield* reporting.withPermits(1)(
+            Effect.tap(
+              Effect.sync(() => {
                 const event = {
                   ...decoded.payload,
-                  sequence: s.events.length + 1,
+                  sequence: events.length + 1,
                   receivedAt,
                   path,
                   endpoint: decoded.endpoint,
                   jobId: decoded.jobId
                 } as DevBackendEvent
-                const jobStatus = new Map(s.jobStatus)
-                jobStatus.set(event.jobId, jobStatusAfter(event, s.jobStatus.get(event.jobId) ?? null))
-                return [event, { ...s, events: [...s.events, event], jobStatus }]
-              })
-          const event = yield* reporting.withPermits(1)(Effect.tap(record, (e) => onEvent(e)))
-          const jobStatus = (yield* Ref.get(state)).jobStatus.get(event.jobId) ?? null
+                const status = jobStatusAfter(event, jobStatuses.get(event.jobId) ?? null)
+                events.push(event)
+                jobStatuses.set(event.jobId, status)
+                return [event, status] as const
+              }),
+              ([event]) => onEvent(event)
+            )
+          )
           return HttpServerResponse.unsafeJson({ success: true, message: kindMessage(event), job_status: jobStatus })
         }
       }
@@ -171,9 +172,9 @@ export const startDevBackend = (
     return {
       url: `http://${urlHost}:${address.port}${basePath}`,
       port: address.port,
-      events: Effect.map(Ref.get(state), (s) => s.events),
-      rejections: Effect.map(Ref.get(state), (s) => s.rejections),
-      summary: Effect.map(Ref.get(state), (s) => summarizeDevBackendEvents(s.events, s.rejections))
+      events: Effect.sync(() => events.slice()),
+      rejections: Effect.sync(() => rejections.slice()),
+      summary: Effect.sync(() => summarizeDevBackendEvents(events, rejections))
     } satisfies DevBackendHandle
   })
 
