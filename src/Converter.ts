@@ -16,7 +16,7 @@ import {
   decodeDice,
   type DiceDataset,
   diceAnnotationFileNames,
-  parseJsonText
+  parseJsonBytes
 } from "./internal/diceModel.js"
 import { normalizeTaskType } from "./internal/jobConfig.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./internal/labelmeDecode.js"
@@ -125,7 +125,7 @@ const make = Effect.gen(function*() {
     })
 
   const readJson = (file: string) =>
-    io(file, fs.readFileString(file)).pipe(Effect.flatMap((text) => parseJsonText(file, text)))
+    io(file, fs.readFile(file)).pipe(Effect.flatMap((bytes) => parseJsonBytes(file, bytes)))
 
   const firstExisting = (candidates: ReadonlyArray<string>) =>
     Effect.gen(function*() {

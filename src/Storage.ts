@@ -26,6 +26,7 @@ import {
   runDownloads,
   type S3Location
 } from "./internal/downloads.js"
+import { parseJsonBytes } from "./internal/diceModel.js"
 import { makeMemoryObjectStore, type MemoryObjectStore } from "./internal/memoryObjectStore.js"
 import { makeS3ObjectStore, s3ClientConfig, s3ClientsScoped } from "./internal/s3ObjectStore.js"
 
@@ -274,16 +275,11 @@ export const makeStorage = (config: StorageConfig): Effect.Effect<StorageService
       }
     )
 
+    /** Reads an annotation file: strict UTF-8, bounded nesting (see `parseJsonBytes`). */
     const readJson = (file: string): Effect.Effect<unknown, DatasetError> =>
-      fs.readFileString(file).pipe(
+      fs.readFile(file).pipe(
         Effect.mapError((cause) => new DatasetError({ reason: "Io", file, detail: `cannot read: ${cause.message}` })),
-        Effect.flatMap((text) =>
-          Effect.try({
-            try: (): unknown => JSON.parse(text),
-            catch: (cause) =>
-              new DatasetError({ reason: "InvalidJson", file, detail: `invalid JSON: ${cause instanceof Error ? cause.message : String(cause)}` })
-          })
-        )
+        Effect.flatMap((bytes) => parseJsonBytes(file, bytes))
       )
 
     const downloadDatasetSelective = Effect.fn("Storage.downloadDatasetSelective")(

@@ -109,19 +109,59 @@ export const parseErrorToDatasetError = (file: string, error: ParseResult.ParseE
   })
 }
 
-/** Parses JSON text, failing with a `DatasetError` that names the file and the parser's message. */
-export const parseJsonText = (file: string, text: string): Either.Either<unknown, DatasetError> => {
-  try {
-    return Either.right(JSON.parse(text) as unknown)
-  } catch (error) {
-    return Either.left(
-      new DatasetError({
-        reason: "InvalidJson",
-        file,
-        detail: `malformed JSON: ${error instanceof Error ? error.message : String(error)}`
-      })
-    )
+/**
+ * Deepest nesting of arrays and objects accepted in an annotation file. Real files nest a
+ * handful of levels; a hostile one nested thousands deep would overflow the stack of every
+ * recursive consumer (error formatting, `JSON.stringify`), so it is rejected up front.
+ */
+export const maxJsonDepth = 256
+
+/** Whether a parsed JSON value nests arrays/objects deeper than `limit` (iterative: no stack to overflow). */
+const nestsDeeperThan = (value: unknown, limit: number): boolean => {
+  const stack: Array<readonly [unknown, number]> = [[value, 1]]
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!
+    if (typeof current !== "object" || current === null) continue
+    if (depth > limit) return true
+    for (const child of Array.isArray(current) ? current : Object.values(current)) {
+      if (typeof child === "object" && child !== null) stack.push([child, depth + 1])
+    }
   }
+  return false
+}
+
+/**
+ * Parses JSON text, failing with a `DatasetError` that names the file and the parser's
+ * message; a document nested deeper than `maxJsonDepth` is rejected the same way.
+ */
+export const parseJsonText = (file: string, text: string): Either.Either<unknown, DatasetError> => {
+  const invalid = (detail: string) => Either.left(new DatasetError({ reason: "InvalidJson", file, detail }))
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (error) {
+    return invalid(`malformed JSON: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  return nestsDeeperThan(doc, maxJsonDepth)
+    ? invalid(`JSON nested deeper than ${maxJsonDepth} levels`)
+    : Either.right(doc)
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * Parses the bytes of a JSON file (see `parseJsonText`). The bytes must be UTF-8 (a BOM is
+ * dropped): invalid sequences are a `DatasetError` naming the file, never silently replaced,
+ * since a replaced character in a file name points at an image that does not exist.
+ */
+export const parseJsonBytes = (file: string, bytes: Uint8Array): Either.Either<unknown, DatasetError> => {
+  let text: string
+  try {
+    text = strictUtf8.decode(bytes)
+  } catch {
+    return Either.left(new DatasetError({ reason: "InvalidJson", file, detail: "not valid UTF-8 text" }))
+  }
+  return parseJsonText(file, text)
 }
 
 // ---------------------------------------------------------------------------------------------
