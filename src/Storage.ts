@@ -380,13 +380,24 @@ export const makeStorage = (config: StorageConfig): Effect.Effect<StorageService
           }
         }
         const items = yield* planItems(path.join(path.resolve(destDir), "images"), path, pairs)
-        const result = yield* provide(runDownloads(items, settings(options)))
         const annotationFile = path.join(path.resolve(destDir), "annotations.json")
         const rewritten = rewriteCocoFileNames(
           data as Record<string, unknown>,
           (uri) => `images/${baseName(Either.getOrThrow(parseS3UriEither(uri)).key)}`
         )
-        yield* writeAtomically(annotationFile, JSON.stringify(rewritten, null, 2))
+        // Caller-built data may be cyclic or nested too deep to serialize: a typed error before
+        // anything is downloaded, not a defect after.
+        const text = yield* Effect.try({
+          try: () => JSON.stringify(rewritten, null, 2),
+          catch: (cause) =>
+            new DatasetError({
+              reason: "InvalidShape",
+              file: annotationFile,
+              detail: `annotation data cannot be written as JSON: ${cause instanceof Error ? cause.message : String(cause)}`
+            })
+        })
+        const result = yield* provide(runDownloads(items, settings(options)))
+        yield* writeAtomically(annotationFile, text)
         return {
           ...result,
           files: result.files + 1,
