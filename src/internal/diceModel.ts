@@ -167,11 +167,12 @@ export const parseJsonBytes = (file: string, bytes: Uint8Array): Either.Either<u
 // ---------------------------------------------------------------------------------------------
 // Schemas (lean: filters only, no transformations, so decoding is one walk over the input)
 
-const Num = Schema.Number
+/** Every number of a DICE document is finite: JSON has no Infinity, but `1e309` parses to it. */
+const Num = Schema.Finite
 const optionalNullable = <S extends Schema.Schema.Any>(s: S) => Schema.optional(Schema.NullOr(s))
 
-/** An image side in pixels: a number greater than 0. */
-export const ImageSide = Schema.Number.pipe(Schema.greaterThan(0, { message: () => "expected a number greater than 0" }))
+/** An image side in pixels: a finite number greater than 0. */
+export const ImageSide = Schema.Finite.pipe(Schema.greaterThan(0, { message: () => "expected a finite number greater than 0" }))
 const Bbox = Schema.Tuple(Num, Num, Num, Num).annotations({
   message: () => "expected a bbox of 4 numbers [x, y, w, h]"
 })
@@ -355,12 +356,13 @@ const buildFlat = (raw: typeof FlatDice.Type): DiceDataset => {
 
 const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 const isAbsent = (u: unknown): boolean => u === undefined || u === null
-const optNum = (u: unknown): boolean => isAbsent(u) || typeof u === "number"
+const isNum = (u: unknown): boolean => typeof u === "number" && Number.isFinite(u)
+const optNum = (u: unknown): boolean => isAbsent(u) || isNum(u)
 const optStr = (u: unknown): boolean => isAbsent(u) || typeof u === "string"
-const isSide = (u: unknown): boolean => typeof u === "number" && u > 0
+const isSide = (u: unknown): boolean => isNum(u) && (u as number) > 0
 const isNumArray = (u: unknown): boolean => {
   if (!Array.isArray(u)) return false
-  for (const v of u) if (typeof v !== "number") return false
+  for (const v of u) if (!isNum(v)) return false
   return true
 }
 const isNumArrays = (u: unknown): boolean => Array.isArray(u) && u.every(isNumArray)
@@ -371,12 +373,12 @@ const optSegmentation = (u: unknown): boolean =>
 const optKeypoints = (u: unknown): boolean => isAbsent(u) || isNumArray(u) || isNumArrays(u)
 const isAnnotationBase = (a: Record<string, unknown>): boolean =>
   optNum(a["id"]) && optBbox(a["bbox"]) && optNum(a["area"]) &&
-  (isAbsent(a["iscrowd"]) || typeof a["iscrowd"] === "number" || typeof a["iscrowd"] === "boolean") &&
+  (isAbsent(a["iscrowd"]) || isNum(a["iscrowd"]) || typeof a["iscrowd"] === "boolean") &&
   optSegmentation(a["segmentation"]) && optKeypoints(a["keypoints"]) && optNum(a["num_keypoints"])
 const isCategories = (u: unknown): boolean =>
-  Array.isArray(u) && u.every((c) => isObject(c) && typeof c["id"] === "number" && typeof c["name"] === "string" && optStr(c["supercategory"]))
+  Array.isArray(u) && u.every((c) => isObject(c) && isNum(c["id"]) && typeof c["name"] === "string" && optStr(c["supercategory"]))
 const isImageBase = (i: Record<string, unknown>): boolean =>
-  typeof i["id"] === "number" && typeof i["file_name"] === "string" && isSide(i["width"]) && isSide(i["height"]) && optStr(i["split"])
+  isNum(i["id"]) && typeof i["file_name"] === "string" && isSide(i["width"]) && isSide(i["height"]) && optStr(i["split"])
 const isHeader = (d: Record<string, unknown>): boolean =>
   optStr(d["task_type"]) && (isAbsent(d["storage_info"]) || (isObject(d["storage_info"]) && optStr(d["storage_info"]["image_root"])))
 
@@ -404,7 +406,7 @@ const looksFlat = (u: unknown): u is typeof FlatDice.Type => {
   if (isAbsent(anns)) return true
   if (!Array.isArray(anns)) return false
   for (const a of anns) {
-    if (!isObject(a) || !isAnnotationBase(a) || typeof a["image_id"] !== "number" || !optNum(a["category_id"])) return false
+    if (!isObject(a) || !isAnnotationBase(a) || !isNum(a["image_id"]) || !optNum(a["category_id"])) return false
   }
   return true
 }

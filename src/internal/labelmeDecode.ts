@@ -21,7 +21,7 @@ const optionalNullable = <S extends Schema.Schema.Any>(s: S) => Schema.optional(
 export const LabelMap = Schema.Struct({
   task_type: optionalNullable(Schema.String),
   class_summary: Schema.Struct({
-    classes: Schema.Array(Schema.Struct({ name: Schema.String, idx: Schema.Number }))
+    classes: Schema.Array(Schema.Struct({ name: Schema.String, idx: Schema.Finite }))
   }),
   data_summary: Schema.Array(Schema.Struct({
     img_path: Schema.String,
@@ -34,7 +34,7 @@ export const LabelMap = Schema.Struct({
 export const LabelMeFile = Schema.Struct({
   shapes: Schema.Array(Schema.Struct({
     label: Schema.String,
-    points: Schema.Array(Schema.Tuple(Schema.Number, Schema.Number)),
+    points: Schema.Array(Schema.Tuple(Schema.Finite, Schema.Finite)),
     shape_type: optionalNullable(Schema.String)
   })),
   imageWidth: ImageSide,
