@@ -82,7 +82,8 @@ const cocoAnnotation = (
 /**
  * Builds the COCO documents. `fileNames[i]` is image `i`'s path relative to the image root.
  * Annotations are numbered 1..N in dataset order (the same id in `all` and its split file);
- * skipped and counted: no/unknown/background category, no bbox, zero or negative box size.
+ * skipped and counted: no/unknown/background category, no bbox, zero or negative box size, an
+ * area too large for a number.
  */
 export const cocoDocuments = (
   dataset: DiceDataset,
@@ -123,7 +124,14 @@ export const cocoDocuments = (
         countSkip(skipped, "degenerate_box")
         continue
       }
-      const ann = cocoAnnotation(a, nextId++, image.id, a.bbox)
+      const ann = cocoAnnotation(a, nextId, image.id, a.bbox)
+      if (!Number.isFinite(ann.area)) {
+        // A box like [0, 0, 1e308, 1e308] has an area beyond any number: JSON would carry it
+        // as null, where pycocotools needs a number.
+        countSkip(skipped, "non_finite_area")
+        continue
+      }
+      nextId++
       annotations.push(ann)
       part.annotations.push(ann)
     }
