@@ -167,11 +167,28 @@ export const makeCacheCoordinator = (
       )
 
     /**
+     * Fails when `dir` is a symbolic link: a link planted as `.locks`, `.leases` or a lease
+     * directory would make this process write its bookkeeping outside the cache directory.
+     */
+    const refuseLink = (dir: string) =>
+      Effect.matchEffect(fs.readLink(dir), {
+        onFailure: () => Effect.void,
+        onSuccess: (target) =>
+          Effect.fail(
+            new CacheError({
+              reason: "Corrupt",
+              path: dir,
+              detail: `is a symbolic link (to ${target}); the cache keeps its files inside its directory`
+            })
+          )
+      })
+
+    /**
      * Creates `file` exclusively with a fresh holder; `None` when it already exists. A missing
-     * parent directory (a fresh cache) is created on the way.
+     * parent directory (a fresh cache) is created on the way; a linked one is refused.
      */
     const createExclusive = (file: string) =>
-      Effect.flatMap(holderText, (holder) => {
+      Effect.flatMap(Effect.zipRight(refuseLink(path.dirname(file)), holderText), (holder) => {
         const write = fs.writeFileString(file, JSON.stringify(holder), { flag: "wx" })
         return write.pipe(
           Effect.catchIf(isNotFound, () =>
@@ -278,6 +295,8 @@ export const makeCacheCoordinator = (
         const current = (yield* Ref.get(leases)).get(key)
         if (current !== undefined && (yield* fs.exists(current).pipe(Effect.orElseSucceed(() => false)))) return
         const dir = leaseDir(key)
+        yield* refuseLink(leasesDir)
+        yield* refuseLink(dir)
         yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(ioError(dir, "cannot create")))
         const token = yield* newCacheToken
         const file = path.join(dir, `${token}.lease`)
