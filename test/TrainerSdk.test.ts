@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Duration, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Layer } from "effect"
 import { exampleTrainer, simulatedMetrics } from "../examples/trainer.js"
 import { sampleDiceDataset } from "../examples/sampleDataset.js"
 import {
@@ -11,6 +11,7 @@ import {
   TrainerSdk,
   type TrainerTestServices
 } from "../src/index.js"
+import { makeBackendServer } from "./support/backendServer.js"
 
 const epochs = 3
 const job = {
@@ -168,6 +169,31 @@ describe("TrainerSdk.layerTest", () => {
     }))
 })
 
+describe("runTrainerEffect over the live layer", () => {
+  it.scopedLive("an invalid environment is still reported failed when CALLBACK_URL and JOB_ID are usable", () =>
+    Effect.gen(function*() {
+      const backend = yield* makeBackendServer()
+      const environment = ConfigProvider.fromMap(
+        new Map([["CALLBACK_URL", backend.baseUrl], ["JOB_ID", "9"], ["EPOCHS", "many"], ["CALLBACK_MAX_RETRIES", "0"]])
+      )
+      const outcome = yield* runTrainerEffect(Effect.void).pipe(Effect.withConfigProvider(environment))
+      expect(outcome).toMatchObject({ exitCode: 1, status: "failed", errorType: "ConfigError", delivered: true })
+      const received = yield* backend.received
+      expect(received.map((r) => r.path)).toEqual(["/training/jobs/9/callback/progress", "/training/jobs/9/callback/completion"])
+      expect(bodyOf(received[1]!)).toMatchObject({ job_id: 9, status: "failed" })
+      expect(bodyOf(received[1]!)["error_message"]).toMatch(/^\[ConfigError\] EPOCHS is invalid/)
+    }))
+
+  it.live("an environment without CALLBACK_URL cannot be reported: exit code 2", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runTrainerEffect(Effect.void).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["JOB_ID", "9"]])))
+      )
+      expect(outcome).toMatchObject({ exitCode: 2, errorType: "ConfigError", delivered: false })
+      expect(outcome.message).toContain("CALLBACK_URL")
+    }))
+})
+
 describe("TrainerSdk.create (Promise facade)", () => {
   it.live("mirrors the services and rejects with the SDK's own error instances", () =>
     Effect.promise(async () => {
@@ -191,7 +217,10 @@ describe("TrainerSdk.create (Promise facade)", () => {
 
   it.live("rejects creation with the ConfigError naming the variable", () =>
     Effect.promise(async () => {
-      const error = await TrainerSdk.create().then(() => undefined, (e) => e)
-      expect(error).toMatchObject({ _tag: "ConfigError" })
+      const environment = ConfigProvider.fromMap(new Map([["CALLBACK_URL", "http://127.0.0.1:9/api/v1"], ["JOB_ID", "abc"]]))
+      const layer = TrainerSdk.layer.pipe(Layer.provide(Layer.setConfigProvider(environment)))
+      const error = await TrainerSdk.create({ layer }).then(() => undefined, (e) => e)
+      expect(error).toMatchObject({ _tag: "ConfigError", reason: "Invalid", variable: "JOB_ID" })
+      expect(error).toBeInstanceOf(Error)
     }))
 })

@@ -4,7 +4,7 @@
  * before the layer closes (which flushes logs and ends ClearML by the same outcome).
  */
 import type { HttpClient } from "@effect/platform"
-import { Cause, Config, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Callback, type CallbackOperation } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
 import { type CallbackError, classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
@@ -164,6 +164,14 @@ const settleSetupFailure = (cause: Cause.Cause<unknown>, options: TrainerRunOpti
   })
 
 /**
+ * Runs `effect` interruptibly in a child fiber and waits for it: the reporting keeps working
+ * timeouts and background fibers of its own, while the interruption that stopped the
+ * program (a signal) cannot cut it short.
+ */
+const shielded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.fork(Effect.interruptible(effect)), Fiber.join)
+
+/**
  * Runs `program` over `layer`, settles the outcome (see `settle`) even when the program is
  * interrupted, then closes the layer with the program's exit (so ClearML and the log
  * shipper see the same outcome). Never fails; the returned outcome carries the exit code.
@@ -180,10 +188,10 @@ export const runTrainerWith = <A, E>(
       let result: TrainerOutcome
       if (Exit.isFailure(built)) {
         yield* Scope.close(scope, built)
-        result = yield* settleSetupFailure(built.cause, options)
+        result = yield* shielded(settleSetupFailure(built.cause, options))
       } else {
         const exit = yield* Effect.exit(restore(Effect.provide(program, built.value)))
-        result = yield* Effect.provide(settle(exit, options), built.value)
+        result = yield* shielded(Effect.provide(settle(exit, options), built.value))
         yield* Scope.close(scope, exit)
       }
       options.onOutcome?.(result)
