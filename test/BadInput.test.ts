@@ -309,10 +309,12 @@ describe("bad input: path traversal in conversion", () => {
     it.scoped(`DICE ${shape} images[].file_name: hostile names are a PathEscape DatasetError`, () =>
       Effect.gen(function*() {
         const fs = yield* FileSystem.FileSystem
-        for (const name of hostileNames(yield* makeSandbox).filter((n) => !n.includes("\u0000"))) {
+        const count = hostileNames(yield* makeSandbox).length
+        for (let i = 0; i < count; i++) {
           const box = yield* makeSandbox
+          const name = hostileNames(box)[i]!
           yield* fs.writeFileString(`${box.outside}/x.jpg`, "BAIT")
-          yield* writeDiceDataset(`${box.dest}/ds`, diceDocument(shape, name.replace(/\/outside\//, "/outside/")))
+          yield* writeDiceDataset(`${box.dest}/ds`, diceDocument(shape, name))
           const converter = yield* Converter
           for (const to of ["yolo", "coco"] as const) {
             yield* expectOutcome(
