@@ -71,6 +71,9 @@ export interface CallbackService {
   /**
    * Announces the start of the job. `operation` (default `training`) decides where a later
    * `reportFailed` goes; for training, `totalEpochs` defaults to the resolved `epochs`.
+   * Idempotent: once the backend has accepted a start of the same operation, a repeat is
+   * not sent again (it would reset the job's progress), except to change the planned epochs
+   * before any progress was reported.
    */
   readonly reportStarted: (report?: CallbackStartedReport) => Effect.Effect<void, CallbackError>
   /**
@@ -106,7 +109,7 @@ export interface CallbackService {
 export interface CallbackLifecycle {
   /** The operation chosen by `reportStarted` (`training` before any start). */
   readonly operation: CallbackOperation
-  /** Whether `reportStarted` was called (delivered or not). */
+  /** Whether the backend accepted a start report. */
   readonly started: boolean
   /** The outcome the backend accepted (a completion or a failure report), if any. */
   readonly outcome: "completed" | "failed" | undefined
@@ -130,6 +133,8 @@ interface LifecycleState {
   readonly epochsCompleted: number | undefined
   readonly timing: ProgressTiming
   readonly outcome: "completed" | "failed" | undefined
+  /** Whether the backend accepted the start report. */
+  readonly startDelivered: boolean
 }
 
 const initialState: LifecycleState = {
@@ -138,7 +143,8 @@ const initialState: LifecycleState = {
   plannedEpochs: undefined,
   epochsCompleted: undefined,
   timing: {},
-  outcome: undefined
+  outcome: undefined,
+  startDelivered: false
 }
 
 /** The service of a secondary rank: every report is accepted and nothing is sent. */
@@ -215,21 +221,27 @@ export const makeCallback = (
         const operation = report.operation ?? "training"
         const at = yield* now
         const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
+        const previous = yield* Ref.get(state)
+        const repeat = previous.startDelivered && previous.operation === operation && previous.outcome === undefined
+        if (repeat && (previous.plannedEpochs === plannedEpochs || previous.epochsCompleted !== undefined)) {
+          return yield* Effect.logDebug(`Start of ${operation} already reported; not sent again`)
+        }
         yield* Ref.set(state, {
           operation,
-          startedAt: at,
+          startedAt: repeat ? previous.startedAt : at,
           plannedEpochs,
           epochsCompleted: undefined,
           timing: operation === "training" ? timingAtStart(at) : {},
-          outcome: undefined
+          outcome: undefined,
+          startDelivered: false
         })
         yield* Effect.annotateCurrentSpan("operation", operation)
-        if (operation === "training") {
-          return yield* send(progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
-        }
-        return yield* operation === "inference"
+        const sent = operation === "training"
+          ? send(progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
+          : operation === "inference"
           ? send(callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
           : send(callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+        return yield* Effect.zipRight(sent, Ref.update(state, (s) => ({ ...s, startDelivered: true })))
       }),
 
       reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
@@ -302,7 +314,7 @@ export const makeCallback = (
 
       lifecycle: Effect.map(Ref.get(state), (s): CallbackLifecycle => ({
         operation: s.operation,
-        started: s.startedAt !== undefined,
+        started: s.startDelivered,
         outcome: s.outcome,
         epochsCompleted: finishedEpochs(s)
       }))

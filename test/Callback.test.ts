@@ -49,6 +49,33 @@ describe("Callback contract", () => {
       assert.strictEqual((requests[1]!.body as { total_epochs: number }).total_epochs, 10)
     }).pipe(withCallback()))
 
+  it.effect("started is idempotent: a repeat is not sent, except to change the plan before any progress", () =>
+    Effect.gen(function*() {
+      const callback = yield* Callback
+      yield* callback.reportStarted({ totalEpochs: 10 })
+      yield* callback.reportStarted({ totalEpochs: 10 })
+      yield* callback.reportStarted({ totalEpochs: 20 })
+      yield* callback.reportProgress({ epoch: 1, totalEpochs: 20, metrics: {} })
+      yield* callback.flushProgress
+      yield* callback.reportStarted({ totalEpochs: 30 })
+      const totals = (yield* sent).map((r) => (r.body as { current_epoch: number; total_epochs: number }))
+      assert.deepStrictEqual(totals.map((b) => [b.current_epoch, b.total_epochs]), [[0, 10], [0, 20], [1, 20]])
+      assert.isTrue((yield* callback.lifecycle).started)
+    }).pipe(withCallback()))
+
+  it.effect("a start that was not delivered is not marked started, and is sent again", () =>
+    Effect.gen(function*() {
+      const callback = yield* Callback
+      const test = yield* CallbackTest
+      yield* test.failNext(1, { status: 422 })
+      const failed = yield* Effect.exit(callback.reportStarted())
+      assert.isTrue(Exit.isFailure(failed))
+      assert.isFalse((yield* callback.lifecycle).started)
+      yield* callback.reportStarted()
+      assert.strictEqual((yield* sent).length, 1)
+      assert.isTrue((yield* callback.lifecycle).started)
+    }).pipe(withCallback()))
+
   it.effect("progress: metrics block keeps accuracy 0, falls back to lr, percent and timing from the Clock", () =>
     Effect.gen(function*() {
       const callback = yield* Callback

@@ -80,6 +80,7 @@ describe("runTrainer (child processes)", () => {
       const done = completions(received)
       expect(done.map((r) => body(r)["status"])).toEqual(["completed"])
       expect(body(received[0]!)).toMatchObject({ job_id: 7, status: "running", current_epoch: 0, total_epochs: 2 })
+      expect(received.filter((r) => body(r)["current_epoch"] === 0 && body(r)["status"] === "running")).toHaveLength(1)
     }))
 
   it.scopedLive("a failing program is reported failed with its error type and trace; exit code 1", () =>

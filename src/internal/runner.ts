@@ -15,13 +15,19 @@ import type { TrainerServices } from "../TrainerSdk.js"
 /** Options of `runTrainer` / `runTrainerEffect`. */
 export interface TrainerRunOptions {
   /**
-   * The job's operation, used when the runner has to report the start itself (the program
-   * never called `reportStarted`) and to route a failure raised before the start. Default
-   * `training`.
+   * The job's operation: what the runner's start report announces and where a failure
+   * raised before any start is routed. Default `training`.
    */
   readonly operation?: CallbackOperation
-  /** `totalEpochs` of a start report the runner sends itself (default: the `epochs` config). */
+  /** `totalEpochs` of the runner's start report (default: the `epochs` config). */
   readonly totalEpochs?: number
+  /**
+   * Whether the runner reports the start before running the program (default `true`).
+   * A program's own later `reportStarted` of the same operation is then not sent again
+   * (see `Callback.reportStarted`). With `false` the program reports it; if it never
+   * does, the runner still sends one before the outcome.
+   */
+  readonly reportStarted?: boolean
   /** Called with the outcome once it is settled and the layer closed (logs flushed). */
   readonly onOutcome?: (outcome: TrainerOutcome) => void
 }
@@ -53,6 +59,14 @@ const outcome = (
 })
 
 const isTransientCallbackError = (error: CallbackError) => error.reason === "Transient"
+
+/** The runner's own start report, before the program runs. */
+const startReport = (options: TrainerRunOptions) =>
+  options.reportStarted === false ? Effect.void : Effect.flatMap(Callback, (callback) =>
+    callback.reportStarted({
+      operation: options.operation ?? "training",
+      ...(options.totalEpochs === undefined ? {} : { totalEpochs: options.totalEpochs })
+    }))
 
 /**
  * Settles the outcome with the services of the built layer: fills in the start report when
@@ -190,7 +204,7 @@ export const runTrainerWith = <A, E>(
         yield* Scope.close(scope, built)
         result = yield* shielded(settleSetupFailure(built.cause, options))
       } else {
-        const exit = yield* Effect.exit(restore(Effect.provide(program, built.value)))
+        const exit = yield* Effect.exit(restore(Effect.provide(Effect.zipRight(startReport(options), program), built.value)))
         result = yield* shielded(Effect.provide(settle(exit, options), built.value))
         yield* Scope.close(scope, exit)
       }

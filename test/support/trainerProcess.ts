@@ -1,9 +1,10 @@
 /**
  * A trainer process for `runTrainer` tests: `node --import tsx test/support/trainerProcess.ts
  * <scenario>` with the job's environment set by the test.
- * - `success`: started, two epochs of progress, completed.
- * - `dataset-error`: started, then converting a dataset directory that does not exist.
- * - `slow`: started, then one epoch every 200 ms (a log entry each) for a minute, so the
+ * The runner reports the start (with the scenario's epoch count) before the program runs.
+ * - `success`: two epochs of progress, completed.
+ * - `dataset-error`: converting a dataset directory that does not exist.
+ * - `slow`: one epoch every 200 ms (a log entry each) for a minute, so the
  *   test can stop it with a signal mid-epoch; it prints `epoch N` on stdout per epoch.
  */
 import { Effect } from "effect"
@@ -13,7 +14,6 @@ const scenario = process.argv[2]
 
 const program = Effect.gen(function*() {
   const sdk = yield* TrainerSdk
-  yield* sdk.reportStarted({ totalEpochs: scenario === "slow" ? 300 : 2 })
   switch (scenario) {
     case "success": {
       for (const epoch of [1, 2]) yield* sdk.reportProgress({ epoch, totalEpochs: 2, metrics: { loss: 1 / epoch } })
@@ -37,4 +37,4 @@ const program = Effect.gen(function*() {
   }
 })
 
-runTrainer(program)
+runTrainer(program, { totalEpochs: scenario === "slow" ? 300 : 2 })
