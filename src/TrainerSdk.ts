@@ -264,9 +264,9 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
 
 /**
  * Runs a trainer program as an Effect over `layer` (default `TrainerSdk.layer`) and returns
- * how it ended, without exiting the process: on failure the error is classified and reported
- * (with message and trace), the started report is filled in if the program never sent it,
- * logs are flushed and ClearML is ended by the outcome. Exit code 0 / 1 / 2 (2: the outcome
+ * how it ended, without exiting the process: the start is reported before the program runs
+ * (unless `reportStarted: false`), on failure the error is classified and reported (with
+ * message and trace), logs are flushed and ClearML is ended by the outcome. Exit code 0 / 1 / 2 (2: the outcome
  * could not be delivered).
  */
 export const runTrainerEffect = <A, E>(
