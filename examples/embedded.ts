@@ -9,9 +9,6 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { ConfigProvider, Console, Effect, type Scope } from "effect"
-import type { Server } from "node:http"
-import { createRequire } from "node:module"
-import type { AddressInfo } from "node:net"
 import {
   DevBackend,
   formatDevBackendEvent,
@@ -19,48 +16,18 @@ import {
   formatDevBackendSummary
 } from "../src/DevBackend.js"
 import { runTrainerEffect, TrainerSdk, type TrainerServices } from "../src/index.js"
+import { s3rverAccessKey, startLocalS3Server } from "./localS3.js"
 import { sampleDiceDataset } from "./sampleDataset.js"
 
 const datasetsBucket = "training-datasets"
 const checkpointsBucket = "training-checkpoints"
 const datasetId = "sample-detection"
-/** s3rver checks signatures against this fixed key pair. */
-const s3Key = "S3RVER"
-
-interface S3rverInstance {
-  run(): Promise<AddressInfo>
-  close(): Promise<void>
-  httpServer?: Server
-}
-type S3rverConstructor = new (options: {
-  address: string
-  port: number
-  silent: boolean
-  directory: string
-  configureBuckets: ReadonlyArray<{ name: string }>
-}) => S3rverInstance
-
 /** A local S3 server on 127.0.0.1 with both buckets, stopped with the scope. */
 const startLocalS3 = (directory: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.promise(async () => {
-      const S3rver = createRequire(import.meta.url)("s3rver") as S3rverConstructor
-      const server = new S3rver({
-        address: "127.0.0.1",
-        port: 0,
-        silent: true,
-        directory,
-        configureBuckets: [{ name: datasetsBucket }, { name: checkpointsBucket }]
-      })
-      const address = await server.run()
-      return { server, endpoint: `http://127.0.0.1:${address.port}` }
-    }),
-    ({ server }) =>
-      Effect.promise(async () => {
-        server.httpServer?.closeAllConnections()
-        await server.close()
-      })
-  ).pipe(Effect.map(({ endpoint }) => endpoint))
+    Effect.promise(() => startLocalS3Server(directory, [datasetsBucket, checkpointsBucket])),
+    (server) => Effect.promise(server.close)
+  ).pipe(Effect.map((server) => server.endpoint))
 
 /** Uploads the generated sample dataset to `datasets/{datasetId}/` of the datasets bucket. */
 const seedSampleDataset = (endpoint: string) =>
@@ -70,7 +37,7 @@ const seedSampleDataset = (endpoint: string) =>
         endpoint,
         region: "us-east-1",
         forcePathStyle: true,
-        credentials: { accessKeyId: s3Key, secretAccessKey: s3Key }
+        credentials: { accessKeyId: s3rverAccessKey, secretAccessKey: s3rverAccessKey }
       })
     ),
     (client) =>
@@ -115,12 +82,12 @@ export const runEmbedded = <A, E>(program: Effect.Effect<A, E, TrainerServices>)
       ["CALLBACK_URL", backend.url],
       ["JOB_ID", "1"],
       ["EXTERNAL_STORAGE_ENDPOINT", s3Endpoint],
-      ["EXTERNAL_STORAGE_ACCESS_KEY", s3Key],
-      ["EXTERNAL_STORAGE_SECRET_KEY", s3Key],
+      ["EXTERNAL_STORAGE_ACCESS_KEY", s3rverAccessKey],
+      ["EXTERNAL_STORAGE_SECRET_KEY", s3rverAccessKey],
       ["EXTERNAL_BUCKET_DATASETS", datasetsBucket],
       ["INTERNAL_STORAGE_ENDPOINT", s3Endpoint],
-      ["INTERNAL_STORAGE_ACCESS_KEY", s3Key],
-      ["INTERNAL_STORAGE_SECRET_KEY", s3Key],
+      ["INTERNAL_STORAGE_ACCESS_KEY", s3rverAccessKey],
+      ["INTERNAL_STORAGE_SECRET_KEY", s3rverAccessKey],
       ["INTERNAL_BUCKET_CHECKPOINTS", checkpointsBucket],
       ["DATASET_ID", datasetId],
       ["DATASET_VERSION_HASH", "sample0001"],

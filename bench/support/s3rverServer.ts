@@ -4,26 +4,9 @@
  * `node --openssl-legacy-provider --import tsx bench/support/s3rverServer.ts <dir> <bucket>...`;
  * prints `{"port":N}` on one line once listening and runs until killed.
  */
-import type { AddressInfo } from "node:net"
-import { createRequire } from "node:module"
+import { startLocalS3Server } from "../../examples/localS3.js"
 
-type S3rverConstructor = new (options: {
-  address: string
-  port: number
-  silent: boolean
-  directory: string
-  configureBuckets: ReadonlyArray<{ name: string }>
-}) => { run(): Promise<AddressInfo> }
-
-const S3rver = createRequire(import.meta.url)("s3rver") as S3rverConstructor
 const [directory, ...buckets] = process.argv.slice(2)
 if (directory === undefined) throw new Error("usage: s3rverServer.ts <directory> <bucket>...")
-const server = new S3rver({
-  address: "127.0.0.1",
-  port: 0,
-  silent: true,
-  directory,
-  configureBuckets: buckets.map((name) => ({ name }))
-})
-const address = await server.run()
-process.stdout.write(`${JSON.stringify({ port: address.port })}\n`)
+const server = await startLocalS3Server(directory, buckets)
+process.stdout.write(`${JSON.stringify({ port: server.port })}\n`)

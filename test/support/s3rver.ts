@@ -7,27 +7,9 @@
 import type { S3ClientConfig } from "@aws-sdk/client-s3"
 import { Effect, Redacted, type Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
-import type { Server } from "node:http"
-import type { AddressInfo } from "node:net"
-import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
-
-interface S3rverInstance {
-  run(): Promise<AddressInfo>
-  close(): Promise<void>
-  httpServer?: Server
-}
-
-type S3rverConstructor = new (options: {
-  address: string
-  port: number
-  silent: boolean
-  directory: string
-  configureBuckets: ReadonlyArray<{ name: string }>
-}) => S3rverInstance
-
-const S3rver = createRequire(import.meta.url)("s3rver") as S3rverConstructor
+import { s3rverAccessKey, startLocalS3Server } from "../../examples/localS3.js"
 
 /** A running local S3 server. */
 export interface LocalS3 {
@@ -47,25 +29,17 @@ export const startS3rver = (buckets: ReadonlyArray<string>): Effect.Effect<Local
   Effect.acquireRelease(
     Effect.promise(async () => {
       const directory = await mkdtemp(path.join(os.tmpdir(), "s3rver-"))
-      const server = new S3rver({
-        address: "127.0.0.1",
-        port: 0,
-        silent: true,
-        directory,
-        configureBuckets: buckets.map((name) => ({ name }))
-      })
-      const address = await server.run()
-      return { server, directory, endpoint: `http://127.0.0.1:${address.port}` }
+      const server = await startLocalS3Server(directory, buckets)
+      return { server, directory, endpoint: server.endpoint }
     }),
     ({ directory, server }) =>
       Effect.promise(async () => {
-        server.httpServer?.closeAllConnections()
         await server.close()
         await rm(directory, { recursive: true, force: true })
       })
   ).pipe(Effect.map(({ directory, endpoint }) => {
-    const accessKey = "S3RVER"
-    const secretKey = Redacted.make("S3RVER")
+    const accessKey = s3rverAccessKey
+    const secretKey = Redacted.make(s3rverAccessKey)
     return {
       endpoint,
       directory,
