@@ -1,0 +1,249 @@
+/**
+ * The writing side of the converter: YOLO label trees and split lists, the classification
+ * ImageFolder tree, COCO instance files. Every output is staged (or written to a temporary
+ * name) and moved into place, so nothing is left half-written on failure.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { Effect, Random } from "effect"
+import { DatasetError } from "../Errors.js"
+import { cocoDocuments } from "./cocoExport.js"
+import { datasetIo, ioConcurrency } from "./converterRead.js"
+import type { DatasetSplit, DiceDataset } from "./diceModel.js"
+import { classifyPlan, type ConverterTask, yoloContext, yoloDataYaml, yoloImageLines, yoloLabelPath } from "./yoloLabels.js"
+import { writeLabelFiles } from "./yoloLabelWriter.js"
+
+/**
+ * The writer on `@effect/platform`'s FileSystem: `toYolo` (detect, segment, pose),
+ * `toClassifyFolders` and `toCoco` each write one output layout of a decoded dataset whose
+ * images were found at `images` (absolute paths, dataset order) and assigned `splits`.
+ */
+export const makeConverterWriter = Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+
+  const tmpName = (file: string) =>
+    Random.nextIntBetween(0, 2 ** 31).pipe(Effect.map((n) => `${file}.tmp-${n.toString(36)}`))
+
+  const writeAtomic = (file: string, text: string) =>
+    Effect.gen(function*() {
+      const tmp = yield* tmpName(file)
+      yield* datasetIo(file, fs.writeFileString(tmp, text)).pipe(
+        Effect.zipRight(datasetIo(file, fs.rename(tmp, file))),
+        Effect.tapError(() => Effect.ignore(fs.remove(tmp)))
+      )
+    })
+
+  /**
+   * Removes stale Ultralytics `*.cache` files where Ultralytics writes them: next to each
+   * label directory (`labels/a/x.txt` → `labels/a.cache`, `labels/x.txt` → `labels.cache`)
+   * and in the dataset directory itself. Listing just those directories instead of walking
+   * the whole tree keeps this cheap on datasets of many thousand images.
+   */
+  const removeCaches = (dirs: Iterable<string>) =>
+    Effect.forEach(new Set(dirs), (d) =>
+      Effect.option(fs.readDirectory(d)).pipe(Effect.flatMap((names) =>
+        Effect.forEach(
+          names._tag === "Some" ? names.value.filter((n) => n.endsWith(".cache")) : [],
+          (n) => datasetIo(path.join(d, n), fs.remove(path.join(d, n))),
+          { discard: true }
+        )
+      )), { concurrency: 16, discard: true })
+
+  /** Symlink `target` → `source` (replacing an old link), falling back to a copy. */
+  const linkImage = (source: string, target: string) =>
+    Effect.gen(function*() {
+      const existing = yield* Effect.option(fs.readLink(target))
+      if (existing._tag === "Some") {
+        if (existing.value === source) return
+        yield* datasetIo(target, fs.remove(target))
+      } else if (yield* datasetIo(target, fs.exists(target))) return
+      yield* fs.symlink(source, target).pipe(
+        Effect.orElse(() => fs.copyFile(source, target)),
+        (e) => datasetIo(target, e)
+      )
+    })
+
+  /**
+   * Moves a freshly written tree `staged` to `target`. A previous tree holding only label
+   * files is swapped out whole; a tree with other files (e.g. LabelMe JSON) keeps them: the
+   * new files are moved in one by one and stale `.txt` files removed.
+   */
+  const installTree = (staged: string, target: string, newFiles: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      if (!(yield* datasetIo(target, fs.exists(target)))) return yield* datasetIo(target, fs.rename(staged, target))
+      const old = yield* datasetIo(target, fs.readDirectory(target, { recursive: true }))
+      const foreign = yield* Effect.filter(old, (e) =>
+        e.endsWith(".txt") ? Effect.succeed(false) : datasetIo(e, fs.stat(path.join(target, e))).pipe(Effect.map((s) => s.type !== "Directory")))
+      if (foreign.length === 0) {
+        const aside = yield* tmpName(target)
+        yield* datasetIo(target, fs.rename(target, aside))
+        yield* datasetIo(target, fs.rename(staged, target))
+        return yield* datasetIo(aside, fs.remove(aside, { recursive: true }))
+      }
+      const keep = new Set(newFiles)
+      yield* Effect.forEach(old.filter((e) => e.endsWith(".txt") && !keep.has(e)), (e) =>
+        datasetIo(e, fs.remove(path.join(target, e))), { concurrency: ioConcurrency, discard: true })
+      const dirs = new Set(newFiles.map((f) => path.dirname(path.join(target, f))))
+      yield* Effect.forEach(dirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
+      yield* Effect.forEach(newFiles, (f) =>
+        datasetIo(f, fs.rename(path.join(staged, f), path.join(target, f))), { concurrency: ioConcurrency, discard: true })
+      yield* datasetIo(staged, fs.remove(staged, { recursive: true }))
+    })
+
+  const writeSplitLists = (dir: string, imagePaths: ReadonlyArray<string>, splits: ReadonlyArray<DatasetSplit>) =>
+    Effect.gen(function*() {
+      const lists: Record<DatasetSplit, Array<string>> = { train: [], val: [], test: [] }
+      splits.forEach((s, i) => lists[s].push(imagePaths[i]!))
+      const outputs: Array<string> = []
+      for (const s of ["train", "val", "test"] as const) {
+        const file = path.join(dir, `${s}.txt`)
+        if (s === "test" && lists.test.length === 0) {
+          yield* datasetIo(file, fs.remove(file, { force: true }))
+          continue
+        }
+        yield* writeAtomic(file, lists[s].length > 0 ? lists[s].join("\n") + "\n" : "")
+        outputs.push(file)
+      }
+      return outputs
+    })
+
+  const toYolo = (dir: string, dataset: DiceDataset, task: ConverterTask, splits: Array<DatasetSplit>, images: Array<string>) =>
+    Effect.gen(function*() {
+      const ctx = yoloContext(dataset, task)
+      if (task === "pose" && ctx.keypointCount === 0) {
+        return yield* new DatasetError({ reason: "InvalidShape", file: dir, detail: "task pose but no annotation has keypoints" })
+      }
+      const skipped: Record<string, number> = { ...dataset.skipped }
+      // Images outside an `images` folder are linked under dataset_dir/images/ for Ultralytics.
+      const links: Array<readonly [string, string]> = []
+      const imagePaths = images.map((p) => {
+        const rel = p.slice(dir.length + 1)
+        if (rel.startsWith("images/") || rel.lastIndexOf("/images/", rel.lastIndexOf("/")) >= 0) return p
+        const target = path.join(dir, "images", rel)
+        links.push([p, target])
+        return target
+      })
+      const roots = new Map<string, Array<readonly [string, string]>>()
+      let objects = 0, negatives = 0
+      dataset.images.forEach((image, i) => {
+        const lines = yoloImageLines(image, ctx, skipped)
+        objects += lines.length
+        if (lines.length === 0) negatives++
+        const label = yoloLabelPath(imagePaths[i]!)
+        const at = label.lastIndexOf("/labels/") + "/labels".length
+        const root = label.slice(0, at)
+        let files = roots.get(root)
+        if (files === undefined) roots.set(root, files = [])
+        files.push([label.slice(at + 1), lines.join("\n")])
+      })
+      const linkDirs = new Set(links.map(([, t]) => path.dirname(t)))
+      yield* Effect.forEach(linkDirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
+      yield* Effect.forEach(links, ([s, t]) => linkImage(s, t), { concurrency: ioConcurrency, discard: true })
+      const staging = yield* tmpName(path.join(dir, ".labels"))
+      yield* Effect.gen(function*() {
+        let n = 0
+        for (const [root, files] of roots) {
+          const staged = path.join(staging, String(n++))
+          // Label names are plain `a/b.txt` paths built above, so string joins are enough here.
+          const dirs = new Set<string>([staged])
+          for (const [f] of files) {
+            const slash = f.lastIndexOf("/")
+            if (slash > 0) dirs.add(`${staged}/${f.slice(0, slash)}`)
+          }
+          yield* Effect.forEach(dirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
+          yield* writeLabelFiles(files.map(([f, text]) => [`${staged}/${f}`, text] as const))
+          yield* installTree(staged, root, files.map(([f]) => f))
+        }
+      }).pipe(Effect.ensuring(Effect.ignore(fs.remove(staging, { recursive: true }))))
+      const outputs = [...roots.keys()]
+      outputs.push(...yield* writeSplitLists(dir, imagePaths, splits))
+      const yamlFile = path.join(dir, "data.yaml")
+      yield* writeAtomic(yamlFile, yoloDataYaml({
+        path: dir,
+        names: dataset.categories.map((c) => c.name),
+        hasTest: splits.includes("test"),
+        kptShape: task === "pose" ? [ctx.keypointCount, 3] : undefined
+      }))
+      outputs.unshift(yamlFile)
+      const labelDirs = new Set<string>()
+      for (const [root, files] of roots) for (const [f] of files) labelDirs.add(path.dirname(path.join(root, f)))
+      yield* removeCaches([dir, ...[...labelDirs].map((d) => path.dirname(d))])
+      return { objects, negatives, skipped, outputs }
+    })
+
+  const toClassifyFolders = (dir: string, dataset: DiceDataset, splits: Array<DatasetSplit>, images: Array<string>) =>
+    Effect.gen(function*() {
+      const ctx = yoloContext(dataset, "classification")
+      const skipped: Record<string, number> = { ...dataset.skipped }
+      const plan = classifyPlan(dataset, splits, ctx, skipped)
+      const splitDirs = (["train", "val", "test"] as const).map((s) => path.join(dir, s))
+      const clash = images.find((p) => splitDirs.some((d) => p.startsWith(d + path.sep)))
+      if (clash !== undefined) {
+        return yield* new DatasetError({
+          reason: "InvalidShape",
+          file: clash,
+          detail: "source images live under dataset_dir/train|val|test, which the classification tree replaces"
+        })
+      }
+      const staging = yield* tmpName(path.join(dir, ".classify"))
+      yield* Effect.gen(function*() {
+        const dirs = new Set(plan.map((l) => path.dirname(path.join(staging, l.target))))
+        yield* Effect.forEach(dirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
+        yield* Effect.forEach(plan, (l) => linkImage(images[l.image]!, path.join(staging, l.target)), {
+          concurrency: ioConcurrency,
+          discard: true
+        })
+        for (const s of ["train", "val", "test"] as const) {
+          const target = path.join(dir, s)
+          const staged = path.join(staging, s)
+          const aside = yield* tmpName(target)
+          const hadOld = yield* datasetIo(target, fs.exists(target))
+          if (hadOld) yield* datasetIo(target, fs.rename(target, aside))
+          if (yield* datasetIo(staged, fs.exists(staged))) yield* datasetIo(target, fs.rename(staged, target))
+          if (hadOld) yield* datasetIo(aside, fs.remove(aside, { recursive: true }))
+        }
+      }).pipe(Effect.ensuring(Effect.ignore(fs.remove(staging, { recursive: true }))))
+      const yamlFile = path.join(dir, "data.yaml")
+      yield* writeAtomic(yamlFile, yoloDataYaml({
+        path: dir,
+        names: dataset.categories.map((c) => c.name),
+        hasTest: plan.some((l) => l.target.startsWith("test/")),
+        folders: true
+      }))
+      const used = new Set(plan.map((l) => l.target.split("/")[0]!))
+      yield* removeCaches([dir])
+      return {
+        objects: plan.length,
+        negatives: 0,
+        skipped,
+        outputs: [yamlFile, ...splitDirs.filter((d) => used.has(path.basename(d)))]
+      }
+    })
+
+  const toCoco = (dir: string, dataset: DiceDataset, splits: Array<DatasetSplit>, images: Array<string>, root: string | undefined) =>
+    Effect.gen(function*() {
+      const roots = [...(root ? [path.join(dir, root)] : []), path.join(dir, "images"), dir]
+      const imageRoot = roots.find((r) => images.every((p) => p.startsWith(r + path.sep)))!
+      const skipped: Record<string, number> = { ...dataset.skipped }
+      const out = cocoDocuments(dataset, splits, images.map((p) => path.relative(imageRoot, p).split(path.sep).join("/")), skipped)
+      const annDir = path.join(dir, "annotations")
+      yield* datasetIo(annDir, fs.makeDirectory(annDir, { recursive: true }))
+      const outputs: Array<string> = []
+      for (const s of ["train", "val", "test"] as const) {
+        const file = path.join(annDir, `instances_${s}.json`)
+        const doc = out.splits[s]
+        if (doc === undefined) yield* datasetIo(file, fs.remove(file, { force: true }))
+        else {
+          yield* writeAtomic(file, JSON.stringify(doc))
+          outputs.push(file)
+        }
+      }
+      const allFile = path.join(annDir, "instances_all.json")
+      yield* writeAtomic(allFile, JSON.stringify(out.all))
+      outputs.push(allFile)
+      const negatives = out.all.images.length - new Set(out.all.annotations.map((a) => a.image_id)).size
+      return { objects: out.all.annotations.length, negatives, skipped, outputs, imageRoot }
+    })
+
+  return { toYolo, toClassifyFolders, toCoco }
+})
