@@ -3,7 +3,7 @@
  * are. Pure: no I/O.
  */
 import type { DatasetSplit, DiceAnnotation, DiceDataset, DiceRle } from "./diceModel.js"
-import { countSkip, resolveClass, type SkipCounts } from "./yoloLabels.js"
+import { classifiedBox, countSkip, type SkipCounts } from "./yoloLabels.js"
 
 /** A COCO image entry. */
 export interface CocoImage {
@@ -111,20 +111,14 @@ export const cocoDocuments = (
     images.push(entry)
     part.images.push(entry)
     for (const a of image.annotations) {
-      const cls = resolveClass(a.categoryId, ctx)
-      if (typeof cls === "string") {
-        countSkip(skipped, cls)
-        continue
-      }
-      if (a.bbox === undefined) {
-        countSkip(skipped, "no_bbox")
-        continue
-      }
-      if (!(a.bbox[2] > 0 && a.bbox[3] > 0)) {
+      const boxed = classifiedBox(a, ctx, skipped)
+      if (boxed === undefined) continue
+      const { bbox } = boxed
+      if (!(bbox[2] > 0 && bbox[3] > 0)) {
         countSkip(skipped, "degenerate_box")
         continue
       }
-      const ann = cocoAnnotation(a, nextId, image.id, a.bbox)
+      const ann = cocoAnnotation(a, nextId, image.id, bbox)
       if (!Number.isFinite(ann.area)) {
         // A box like [0, 0, 1e308, 1e308] has an area beyond any number: JSON would carry it
         // as null, where pycocotools needs a number.

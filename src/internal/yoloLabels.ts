@@ -62,6 +62,34 @@ export const resolveClass = (
   return ctx.classIndex.get(categoryId) ?? "unknown_category"
 }
 
+/** An annotation's class index and bbox, both present. */
+export interface ClassifiedBox {
+  readonly cls: number
+  readonly bbox: readonly [number, number, number, number]
+}
+
+/**
+ * The class index and bbox of an annotation, or `undefined` once the reason it cannot be
+ * written is counted: its category's (`no_category`, `background`, `unknown_category`) or
+ * `no_bbox`. YOLO labels and COCO annotations both start with this check.
+ */
+export const classifiedBox = (
+  a: DiceAnnotation,
+  ctx: Pick<YoloContext, "classIndex" | "backgroundIds">,
+  skipped: SkipCounts
+): ClassifiedBox | undefined => {
+  const cls = resolveClass(a.categoryId, ctx)
+  if (typeof cls === "string") {
+    countSkip(skipped, cls)
+    return undefined
+  }
+  if (a.bbox === undefined) {
+    countSkip(skipped, "no_bbox")
+    return undefined
+  }
+  return { cls, bbox: a.bbox }
+}
+
 const clamp = (v: number, lo: number, hi: number): number => (v < lo ? lo : v > hi ? hi : v)
 
 type Point = readonly [number, number]
@@ -177,20 +205,13 @@ export const yoloImageLines = (image: DiceImage, ctx: YoloContext, skipped: Skip
   const seen = new Set<string>()
   const W = image.width, H = image.height
   for (const a of image.annotations) {
-    const cls = resolveClass(a.categoryId, ctx)
-    if (typeof cls === "string") {
-      countSkip(skipped, cls)
-      continue
-    }
-    if (a.bbox === undefined) {
-      countSkip(skipped, "no_bbox")
-      continue
-    }
+    const boxed = classifiedBox(a, ctx, skipped)
+    if (boxed === undefined) continue
     if (a.iscrowd) {
       countSkip(skipped, "crowd")
       continue
     }
-    const [x, y, w, h] = a.bbox
+    const { bbox: [x, y, w, h], cls } = boxed
     if (!(w > 0 && h > 0)) {
       countSkip(skipped, "degenerate_box")
       continue
