@@ -296,58 +296,58 @@ export const isFlatDice = (doc: unknown): boolean => {
 }
 
 const buildNested = (raw: typeof NestedDice.Type): DiceDataset => {
-    const { backgroundIds, categories } = splitCategories(raw.classes)
-    const idByName = new Map<string, number>()
-    for (const c of raw.classes) if (!idByName.has(c.name)) idByName.set(c.name, c.id)
-    const resolve = (id: number | null | undefined, name: string | null | undefined) =>
-      id ?? (name === null || name === undefined ? undefined : idByName.get(name) ?? Number.NaN)
-    const images = raw.images.map((img): DiceImage => ({
-      id: img.id,
-      fileName: img.file_name,
-      width: img.width,
-      height: img.height,
-      split: parseSplit(img.split),
-      annotations: (img.annotations ?? []).map((a) => toAnnotation(a, resolve(a.class_id, a.class_name))),
-      imageCategoryId: img.annotation ? resolve(img.annotation.class_id, img.annotation.class_name) : undefined
-    }))
-    return {
-      taskType: raw.task_type ?? undefined,
-      storageImageRoot: raw.storage_info?.image_root ?? undefined,
-      categories,
-      backgroundIds,
-      images,
-      skipped: {}
-    }
+  const { backgroundIds, categories } = splitCategories(raw.classes)
+  const idByName = new Map<string, number>()
+  for (const c of raw.classes) if (!idByName.has(c.name)) idByName.set(c.name, c.id)
+  const resolve = (id: number | null | undefined, name: string | null | undefined) =>
+    id ?? (name === null || name === undefined ? undefined : idByName.get(name) ?? Number.NaN)
+  const images = raw.images.map((img): DiceImage => ({
+    id: img.id,
+    fileName: img.file_name,
+    width: img.width,
+    height: img.height,
+    split: parseSplit(img.split),
+    annotations: (img.annotations ?? []).map((a) => toAnnotation(a, resolve(a.class_id, a.class_name))),
+    imageCategoryId: img.annotation ? resolve(img.annotation.class_id, img.annotation.class_name) : undefined
+  }))
+  return {
+    taskType: raw.task_type ?? undefined,
+    storageImageRoot: raw.storage_info?.image_root ?? undefined,
+    categories,
+    backgroundIds,
+    images,
+    skipped: {}
   }
+}
 
 const buildFlat = (raw: typeof FlatDice.Type): DiceDataset => {
-    const { backgroundIds, categories } = splitCategories(raw.categories)
-    const byImage = new Map<number, Array<DiceAnnotation>>()
-    for (const img of raw.images) byImage.set(img.id, [])
-    let orphans = 0
-    for (const a of raw.annotations ?? []) {
-      const list = byImage.get(a.image_id)
-      if (list === undefined) orphans++
-      else list.push(toAnnotation(a, a.category_id ?? undefined))
-    }
-    const images = raw.images.map((img): DiceImage => ({
-      id: img.id,
-      fileName: img.file_name,
-      width: img.width,
-      height: img.height,
-      split: parseSplit(img.split),
-      annotations: byImage.get(img.id)!,
-      imageCategoryId: undefined
-    }))
-    return {
-      taskType: raw.task_type ?? undefined,
-      storageImageRoot: raw.storage_info?.image_root ?? undefined,
-      categories,
-      backgroundIds,
-      images,
-      skipped: orphans > 0 ? { unknown_image: orphans } : {}
-    }
+  const { backgroundIds, categories } = splitCategories(raw.categories)
+  const byImage = new Map<number, Array<DiceAnnotation>>()
+  for (const img of raw.images) byImage.set(img.id, [])
+  let orphans = 0
+  for (const a of raw.annotations ?? []) {
+    const list = byImage.get(a.image_id)
+    if (list === undefined) orphans++
+    else list.push(toAnnotation(a, a.category_id ?? undefined))
   }
+  const images = raw.images.map((img): DiceImage => ({
+    id: img.id,
+    fileName: img.file_name,
+    width: img.width,
+    height: img.height,
+    split: parseSplit(img.split),
+    annotations: byImage.get(img.id)!,
+    imageCategoryId: undefined
+  }))
+  return {
+    taskType: raw.task_type ?? undefined,
+    storageImageRoot: raw.storage_info?.image_root ?? undefined,
+    categories,
+    backgroundIds,
+    images,
+    skipped: orphans > 0 ? { unknown_image: orphans } : {}
+  }
+}
 
 // Fast structural guards. Each accepts a subset of what the matching Schema accepts, so a
 // document passing its guard decodes to exactly what the Schema would give; anything else goes
