@@ -295,33 +295,58 @@ export const isFlatDice = (doc: unknown): boolean => {
   return Array.isArray(record["annotations"]) || (record["categories"] !== undefined && record["classes"] === undefined)
 }
 
-const buildNested = (raw: typeof NestedDice.Type): DiceDataset => {
-  const { backgroundIds, categories } = splitCategories(raw.classes)
-  const idByName = new Map<string, number>()
-  for (const c of raw.classes) if (!idByName.has(c.name)) idByName.set(c.name, c.id)
-  const resolve = (id: number | null | undefined, name: string | null | undefined) =>
-    id ?? (name === null || name === undefined ? undefined : idByName.get(name) ?? Number.NaN)
-  const images = raw.images.map((img): DiceImage => ({
-    id: img.id,
-    fileName: img.file_name,
-    width: img.width,
-    height: img.height,
-    split: parseSplit(img.split),
-    annotations: (img.annotations ?? []).map((a) => toAnnotation(a, resolve(a.class_id, a.class_name))),
-    imageCategoryId: img.annotation ? resolve(img.annotation.class_id, img.annotation.class_name) : undefined
-  }))
+/** An image entry of either JSON shape (the fields both share). */
+type RawImage = typeof FlatImage.Type
+
+/** The normalized image of a source image entry, given its annotations and image-level class. */
+const toImage = (
+  img: RawImage,
+  annotations: ReadonlyArray<DiceAnnotation>,
+  imageCategoryId: number | undefined
+): DiceImage => ({
+  id: img.id,
+  fileName: img.file_name,
+  width: img.width,
+  height: img.height,
+  split: parseSplit(img.split),
+  annotations,
+  imageCategoryId
+})
+
+/** The normalized dataset of a document of either JSON shape, given its categories and images. */
+const toDataset = (
+  raw: Pick<typeof FlatDice.Type, "task_type" | "storage_info">,
+  allCategories: ReadonlyArray<typeof Category.Type>,
+  images: ReadonlyArray<DiceImage>,
+  skipped: Readonly<Record<string, number>>
+): DiceDataset => {
+  const { backgroundIds, categories } = splitCategories(allCategories)
   return {
     taskType: raw.task_type ?? undefined,
     storageImageRoot: raw.storage_info?.image_root ?? undefined,
     categories,
     backgroundIds,
     images,
-    skipped: {}
+    skipped
   }
 }
 
+const buildNested = (raw: typeof NestedDice.Type): DiceDataset => {
+  const idByName = new Map<string, number>()
+  for (const c of raw.classes) if (!idByName.has(c.name)) idByName.set(c.name, c.id)
+  const resolve = (id: number | null | undefined, name: string | null | undefined) =>
+    id ?? (name === null || name === undefined ? undefined : idByName.get(name) ?? Number.NaN)
+  const images = raw.images.map((img) =>
+    toImage(
+      img,
+      (img.annotations ?? []).map((a) => toAnnotation(a, resolve(a.class_id, a.class_name))),
+      img.annotation ? resolve(img.annotation.class_id, img.annotation.class_name) : undefined
+    )
+  )
+  return toDataset(raw, raw.classes, images, {})
+}
+
 const buildFlat = (raw: typeof FlatDice.Type): DiceDataset => {
-  const { backgroundIds, categories } = splitCategories(raw.categories)
   const byImage = new Map<number, Array<DiceAnnotation>>()
   for (const img of raw.images) byImage.set(img.id, [])
   let orphans = 0
@@ -330,23 +355,8 @@ const buildFlat = (raw: typeof FlatDice.Type): DiceDataset => {
     if (list === undefined) orphans++
     else list.push(toAnnotation(a, a.category_id ?? undefined))
   }
-  const images = raw.images.map((img): DiceImage => ({
-    id: img.id,
-    fileName: img.file_name,
-    width: img.width,
-    height: img.height,
-    split: parseSplit(img.split),
-    annotations: byImage.get(img.id)!,
-    imageCategoryId: undefined
-  }))
-  return {
-    taskType: raw.task_type ?? undefined,
-    storageImageRoot: raw.storage_info?.image_root ?? undefined,
-    categories,
-    backgroundIds,
-    images,
-    skipped: orphans > 0 ? { unknown_image: orphans } : {}
-  }
+  const images = raw.images.map((img) => toImage(img, byImage.get(img.id)!, undefined))
+  return toDataset(raw, raw.categories, images, orphans > 0 ? { unknown_image: orphans } : {})
 }
 
 // Fast structural guards. Each accepts a subset of what the matching Schema accepts, so a
