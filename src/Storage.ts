@@ -3,74 +3,41 @@
  * four dataset download flows from the external store, all with bounded concurrency,
  * per-object retry, temp file + rename, progress and path-traversal checks.
  *
+ * The flows themselves are in `internal/storageFlows.ts`; this module holds the service
+ * interface, the tags, `makeStorage` and the layers.
+ *
  * @since 0.1.0
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Chunk, Context, Effect, Either, Layer, Option, Random, Schedule, Stream } from "effect"
-import { CheckpointError, DatasetError, DownloadError, StorageError } from "./Errors.js"
+import { Context, Effect, type Either, Layer, Schedule } from "effect"
+import type { CheckpointError, DatasetError, DownloadError, StorageError } from "./Errors.js"
 import { JobContext, type StorageEndpoint } from "./JobContext.js"
-import type { ObjectInfo, ObjectStore } from "./ObjectStore.js"
-import {
-  annotationImageNames,
-  annotationImageRoot,
-  baseName,
-  cocoImageUris,
-  type DownloadOptions,
-  type ExecutorSettings,
-  isAnnotationKey,
-  labelMeEntries,
-  parseS3Uri as parseS3UriEither,
-  planItems,
-  primaryAnnotation,
-  rewriteCocoFileNames,
-  runDownloads,
-  type S3Location
-} from "./internal/downloads.js"
-import { parseJsonBytes } from "./internal/diceModel.js"
+import type { ObjectStore } from "./ObjectStore.js"
+import { type DownloadOptions, parseS3Uri as parseS3UriEither, type S3Location } from "./internal/downloads.js"
 import { makeMemoryObjectStore, type MemoryObjectStore } from "./internal/memoryObjectStore.js"
 import { makeS3ObjectStore, s3ClientConfig, s3ClientsScoped } from "./internal/s3ObjectStore.js"
+import {
+  type AnnotationDownloadReport,
+  type CheckpointEventsService,
+  type DatasetDownloadSummary,
+  type DownloadReport,
+  makeStorageFlows,
+  type UploadFileOptions
+} from "./internal/storageFlows.js"
 
 export { type DownloadOptions, type DownloadProgress, type S3Location } from "./internal/downloads.js"
+export {
+  type AnnotationDownloadReport,
+  type CheckpointSaved,
+  checkpointContentType,
+  checkpointKey,
+  type DatasetDownloadSummary,
+  type DownloadReport,
+  type UploadFileOptions
+} from "./internal/storageFlows.js"
 
 /** Parses `s3://bucket/key` strictly; `StorageError` with reason `InvalidUri` naming the URI otherwise. */
 export const parseS3Uri = (uri: string): Either.Either<S3Location, StorageError> => parseS3UriEither(uri)
-
-/** What a selective dataset download produced. */
-export interface DownloadReport {
-  /** Files written (annotation files and images). */
-  readonly files: number
-  readonly bytes: number
-  /** Local paths of the annotation files. */
-  readonly annotationFiles: ReadonlyArray<string>
-  /** Local path of the primary annotation file. */
-  readonly primaryAnnotationFile: string
-  /** Images downloaded (distinct `images[].file_name`). */
-  readonly imageCount: number
-}
-
-/** What a whole-prefix dataset download produced. */
-export interface DatasetDownloadSummary {
-  readonly files: number
-  readonly bytes: number
-}
-
-/** What a download from annotation data produced. */
-export interface AnnotationDownloadReport {
-  readonly files: number
-  readonly bytes: number
-  readonly imageCount: number
-  /** LabelMe label files downloaded (0 for COCO). */
-  readonly labelCount: number
-  /** COCO: the written `dest_dir/annotations.json` with local file names. */
-  readonly annotationFile: Option.Option<string>
-}
-
-/** Options of `uploadFile`. */
-export interface UploadFileOptions {
-  readonly contentType?: string
-  /** Which store receives the file (default `internal`). */
-  readonly store?: "internal" | "external"
-}
 
 /** The storage service. */
 export interface StorageService {
@@ -111,20 +78,13 @@ export interface StorageService {
   readonly parseS3Uri: (uri: string) => Effect.Effect<S3Location, StorageError>
 }
 
-/** A saved checkpoint, as the log shipper records it. */
-export interface CheckpointSaved {
-  readonly checkpointType: string
-  readonly uri: string
-  readonly metrics: Record<string, number>
-}
-
 /**
  * Where checkpoint events go (the log shipper provides it). Optional: `Storage` uses it
  * when present in the context it is built in, and records nothing otherwise.
  */
-export class CheckpointEvents extends Context.Tag("trainer-sdk/CheckpointEvents")<CheckpointEvents, {
-  readonly checkpointSaved: (event: CheckpointSaved) => Effect.Effect<void>
-}>() {}
+export class CheckpointEvents
+  extends Context.Tag("trainer-sdk/CheckpointEvents")<CheckpointEvents, CheckpointEventsService>()
+{}
 
 /** What `Storage.make` is built from. */
 export interface StorageConfig {
@@ -144,279 +104,20 @@ const defaultRetry: Schedule.Schedule<unknown, StorageError> = Schedule.exponent
   Schedule.intersect(Schedule.recurs(3))
 )
 
-const checkpointTypePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
-const datasetIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
-
-/** The object key of a checkpoint (see the storage spec's key table). */
-export const checkpointKey = (jobId: number, checkpointType: string, fileName: string): string => {
-  const dot = fileName.lastIndexOf(".")
-  const ext = dot > 0 ? fileName.slice(dot).toLowerCase() : ""
-  const suffix = ext === ".pt" || ext === ".pth" ? ".pt" : dot > 0 ? fileName.slice(dot) : ""
-  return `checkpoints/${jobId}/${checkpointType}${suffix}`
-}
-
-/** The content type of a checkpoint file. */
-export const checkpointContentType = (fileName: string): string =>
-  /\.(pt|pth)$/i.test(fileName) ? "application/x-pytorch" : "application/octet-stream"
-
 /** Builds the service over two stores. */
 export const makeStorage = (config: StorageConfig): Effect.Effect<StorageService, never, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const events = yield* Effect.serviceOption(CheckpointEvents)
-    const { external, internal, jobId } = config
-    const retry = config.retry ?? defaultRetry
-    const defaultConcurrency = config.concurrency ?? 32
-    const provide = Effect.provide(Context.make(FileSystem.FileSystem, fs).pipe(Context.add(Path.Path, path)))
-
-    const settings = (options: DownloadOptions | undefined): ExecutorSettings => ({
-      concurrency: Math.max(1, options?.concurrency ?? defaultConcurrency),
-      retry,
-      ...(options?.onProgress ? { onProgress: options.onProgress } : {})
+    const service: StorageService = makeStorageFlows({
+      fs: yield* FileSystem.FileSystem,
+      path: yield* Path.Path,
+      external: config.external,
+      internal: config.internal,
+      jobId: config.jobId,
+      defaultConcurrency: config.concurrency ?? 32,
+      retry: config.retry ?? defaultRetry,
+      events: yield* Effect.serviceOption(CheckpointEvents)
     })
-
-    const listAll = (
-      store: ObjectStore,
-      prefix: string,
-      recursive = true
-    ): Effect.Effect<ReadonlyArray<ObjectInfo>, StorageError> =>
-      Stream.runCollect(store.list(prefix, { recursive })).pipe(Effect.map(Chunk.toReadonlyArray))
-
-    const datasetPrefix = (datasetId: string): Effect.Effect<string, DatasetError> =>
-      datasetIdPattern.test(datasetId) && !datasetId.includes("..")
-        ? Effect.succeed(`datasets/${datasetId}/`)
-        : Effect.fail(new DatasetError({ reason: "InvalidShape", detail: `invalid dataset id "${datasetId}"` }))
-
-    const localIO = (file: string, detail: string) => (cause: unknown) =>
-      new StorageError({ reason: "LocalIO", bucket: "", key: file, detail, cause })
-
-    /** Writes `text` to `file` through a temp name and a rename. */
-    const writeAtomically = (file: string, text: string): Effect.Effect<void, StorageError> =>
-      Effect.flatMap(Random.nextInt, (n) => {
-        const tmp = `${file}.tmp-${(n >>> 0).toString(36)}`
-        return fs.writeFileString(tmp, text).pipe(
-          Effect.zipRight(fs.rename(tmp, file)),
-          Effect.mapError(localIO(file, "cannot write")),
-          Effect.onError(() => Effect.ignore(fs.remove(tmp, { force: true })))
-        )
-      })
-
-    const uploadCheckpoint = Effect.fn("Storage.uploadCheckpoint")(
-      function*(localPath: string, checkpointType: string, metrics?: Record<string, number>) {
-        if (!checkpointTypePattern.test(checkpointType)) {
-          return yield* new CheckpointError({
-            reason: "Upload",
-            path: localPath,
-            detail: `invalid checkpoint type "${checkpointType}" (letters, digits, '.', '_', '-')`
-          })
-        }
-        const info = yield* Effect.option(fs.stat(localPath))
-        if (Option.isNone(info) || info.value.type !== "File") {
-          return yield* new CheckpointError({ reason: "NotFound", path: localPath, detail: "no such file" })
-        }
-        const key = checkpointKey(jobId, checkpointType, path.basename(localPath))
-        yield* internal.putFile(key, localPath, { contentType: checkpointContentType(localPath) }).pipe(
-          Effect.mapError((error) =>
-            new CheckpointError({
-              reason: error.reason === "Integrity" ? "Integrity" : "Upload",
-              path: localPath,
-              detail: error.message,
-              cause: error
-            })
-          )
-        )
-        const uri = `s3://${internal.bucket}/${key}`
-        if (metrics !== undefined && Option.isSome(events)) {
-          yield* events.value.checkpointSaved({ checkpointType, uri, metrics })
-        }
-        return uri
-      }
-    )
-
-    const downloadCheckpoint = Effect.fn("Storage.downloadCheckpoint")(function*(uri: string, localPath: string) {
-      const location = yield* parseS3UriEither(uri)
-      const dest = path.resolve(localPath)
-      yield* runDownloads([{ store: internal.withBucket(location.bucket), key: location.key, dest }], settings(undefined))
-        .pipe(
-          provide,
-          Effect.mapError((error) => {
-            const reason = error._tag === "DownloadError" && error.failures.some((f) => f.reason === "NotFound")
-              ? "NotFound"
-              : "Download"
-            return new CheckpointError({ reason, path: uri, detail: error.message, cause: error })
-          })
-        )
-      return localPath
-    })
-
-    const uploadFile = Effect.fn("Storage.uploadFile")(function*(localPath: string, key: string, options?: UploadFileOptions) {
-      const store = options?.store === "external" ? external : internal
-      if (key === "" || key.startsWith("/")) {
-        return yield* new StorageError({ reason: "InvalidUri", bucket: store.bucket, key, detail: "a key must be non-empty and relative" })
-      }
-      yield* store.putFile(key, localPath, options?.contentType ? { contentType: options.contentType } : {})
-      return `s3://${store.bucket}/${key}`
-    })
-
-    const downloadDataset = Effect.fn("Storage.downloadDataset")(
-      function*(datasetId: string, destDir: string, options?: DownloadOptions) {
-        const prefix = yield* datasetPrefix(datasetId)
-        const objects = (yield* listAll(external, prefix)).filter((o) => !o.key.endsWith("/"))
-        if (objects.length === 0) {
-          return yield* new DatasetError({ reason: "Empty", detail: `no objects under s3://${external.bucket}/${prefix}` })
-        }
-        const items = yield* planItems(
-          destDir,
-          path,
-          objects.map((o) => ({ store: external, key: o.key, relative: o.key.slice(prefix.length), size: o.size }))
-        )
-        return yield* provide(runDownloads(items, settings(options)))
-      }
-    )
-
-    /** Reads an annotation file: strict UTF-8, bounded nesting (see `parseJsonBytes`). */
-    const readJson = (file: string): Effect.Effect<unknown, DatasetError> =>
-      fs.readFile(file).pipe(
-        Effect.mapError((cause) => new DatasetError({ reason: "Io", file, detail: `cannot read: ${cause.message}` })),
-        Effect.flatMap((bytes) => parseJsonBytes(file, bytes))
-      )
-
-    const downloadDatasetSelective = Effect.fn("Storage.downloadDatasetSelective")(
-      function*(datasetId: string, destDir: string, options?: DownloadOptions) {
-        const prefix = yield* datasetPrefix(datasetId)
-        // Only the top level: the annotation files. Image sizes are learned as they arrive,
-        // so a dataset of 100,000 images costs no 100-page listing before the first byte.
-        const objects = yield* listAll(external, prefix, false)
-        const annotationKeys = objects.map((o) => o.key).filter((key) => isAnnotationKey(prefix, key)).sort()
-        const primaryKey = primaryAnnotation(annotationKeys)
-        if (primaryKey === undefined) {
-          return yield* new DatasetError({
-            reason: "AnnotationsNotFound",
-            paths: [`s3://${external.bucket}/${prefix}annotations*.json`],
-            detail: "no annotation file in the dataset"
-          })
-        }
-        const sizes = new Map(objects.map((o) => [o.key, o.size]))
-        const annotationItems = yield* planItems(
-          destDir,
-          path,
-          annotationKeys.map((key) => ({ store: external, key, relative: baseName(key), size: sizes.get(key) ?? 0 }))
-        )
-        const base = settings(options)
-        const first = yield* provide(runDownloads(annotationItems, base))
-        const primaryFile = path.join(path.resolve(destDir), baseName(primaryKey))
-        const doc = yield* readJson(primaryFile)
-        const names = yield* annotationImageNames(doc, primaryFile)
-        const root = annotationImageRoot(doc)
-        const rootLocation = root === undefined
-          ? { bucket: external.bucket, key: `${prefix}images/` }
-          : root.startsWith("s3://")
-          ? yield* parseS3UriEither(root)
-          : { bucket: external.bucket, key: root }
-        const store = rootLocation.bucket === external.bucket ? external : external.withBucket(rootLocation.bucket)
-        const imageItems = yield* planItems(
-          path.join(path.resolve(destDir), "images"),
-          path,
-          names.map((name) => ({ store, key: `${rootLocation.key}${name}`, relative: name }))
-        )
-        const second = yield* provide(runDownloads(imageItems, {
-          ...base,
-          offset: {
-            files: first.files,
-            bytes: first.bytes,
-            totalFiles: annotationItems.length,
-            totalBytes: annotationItems.reduce((sum, item) => sum + (item.size ?? 0), 0)
-          }
-        }))
-        return {
-          files: first.files + second.files,
-          bytes: first.bytes + second.bytes,
-          annotationFiles: annotationItems.map((item) => item.dest),
-          primaryAnnotationFile: primaryFile,
-          imageCount: imageItems.length
-        } satisfies DownloadReport
-      }
-    )
-
-    const downloadFromAnnotation = Effect.fn("Storage.downloadFromAnnotation")(
-      function*(data: unknown, destDir: string, format: "labelme" | "coco", options?: DownloadOptions) {
-        const store = (location: S3Location) =>
-          location.bucket === external.bucket ? external : external.withBucket(location.bucket)
-        if (format === "labelme") {
-          const entries = yield* labelMeEntries(data)
-          const images = entries.map((e) => ({ store: store(e.image), key: e.image.key, relative: `images/${baseName(e.image.key)}` }))
-          const labels = entries.flatMap((e) =>
-            e.label === undefined ? [] : [{ store: store(e.label), key: e.label.key, relative: `labels/${baseName(e.label.key)}` }]
-          )
-          for (const pair of [...images, ...labels]) {
-            const name = baseName(pair.key)
-            if (name === "" || name === "." || name === ".." || name.includes("\\")) {
-              return yield* new DatasetError({
-                reason: "PathEscape",
-                paths: [`s3://${pair.store.bucket}/${pair.key}`],
-                detail: "object name cannot be used as a local file name, nothing was written"
-              })
-            }
-          }
-          const items = yield* planItems(destDir, path, [...images, ...labels])
-          const result = yield* provide(runDownloads(items, settings(options)))
-          return {
-            ...result,
-            imageCount: new Set(images.map((i) => i.relative)).size,
-            labelCount: new Set(labels.map((l) => l.relative)).size,
-            annotationFile: Option.none()
-          } satisfies AnnotationDownloadReport
-        }
-        const uris = yield* cocoImageUris(data)
-        const pairs = uris.map((u) => ({ store: store(u), key: u.key, relative: baseName(u.key) }))
-        for (const pair of pairs) {
-          if (pair.relative === "" || pair.relative === "." || pair.relative === ".." || pair.relative.includes("\\")) {
-            return yield* new DatasetError({
-              reason: "PathEscape",
-              paths: [`s3://${pair.store.bucket}/${pair.key}`],
-              detail: "object name cannot be used as a local file name, nothing was written"
-            })
-          }
-        }
-        const items = yield* planItems(path.join(path.resolve(destDir), "images"), path, pairs)
-        const annotationFile = path.join(path.resolve(destDir), "annotations.json")
-        const rewritten = rewriteCocoFileNames(
-          data as Record<string, unknown>,
-          (uri) => `images/${baseName(Either.getOrThrow(parseS3UriEither(uri)).key)}`
-        )
-        // Caller-built data may be cyclic or nested too deep to serialize: a typed error before
-        // anything is downloaded, not a defect after.
-        const text = yield* Effect.try({
-          try: () => JSON.stringify(rewritten, null, 2),
-          catch: (cause) =>
-            new DatasetError({
-              reason: "InvalidShape",
-              file: annotationFile,
-              detail: `annotation data cannot be written as JSON: ${cause instanceof Error ? cause.message : String(cause)}`
-            })
-        })
-        const result = yield* provide(runDownloads(items, settings(options)))
-        yield* writeAtomically(annotationFile, text)
-        return {
-          ...result,
-          files: result.files + 1,
-          imageCount: items.length,
-          labelCount: 0,
-          annotationFile: Option.some(annotationFile)
-        } satisfies AnnotationDownloadReport
-      }
-    )
-
-    return {
-      uploadCheckpoint,
-      downloadCheckpoint,
-      uploadFile,
-      downloadDataset,
-      downloadDatasetSelective,
-      downloadFromAnnotation,
-      parseS3Uri: (uri: string) => Effect.suspend(() => parseS3UriEither(uri))
-    } satisfies StorageService
+    return service
   })
 
 /** The in-memory stores behind `Storage.layerMemory`, for tests to seed, inspect and break. */

@@ -253,7 +253,8 @@ export interface BatchResult {
 export const isTransientStorageError = (error: StorageError): boolean =>
   error.reason === "Transport" || error.reason === "Timeout"
 
-const localIO = (path: string, detail: string) => (cause: unknown) =>
+/** Maps a local file-system failure on `path` to a `StorageError` with reason `LocalIO`. */
+export const localIO = (path: string, detail: string) => (cause: unknown) =>
   new StorageError({ reason: "LocalIO", bucket: "", key: path, detail, cause })
 
 /**

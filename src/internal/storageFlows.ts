@@ -1,0 +1,368 @@
+/**
+ * The flows behind `Storage`: checkpoint upload and download, result-file upload, and the
+ * three dataset downloads (whole prefix, selective, from annotation data). Each flow plans
+ * its objects with `downloads.ts` (every local path checked before anything is written) and
+ * runs the plan with its executor.
+ *
+ * The `CheckpointEvents` tag itself lives in `Storage.ts`; these flows receive the looked-up
+ * service as a plain `Option`, so this module never imports the public one.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { Chunk, Context, Effect, Either, Option, Random, type Schedule, Stream } from "effect"
+import { CheckpointError, DatasetError, StorageError } from "../Errors.js"
+import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
+import { parseJsonBytes } from "./diceModel.js"
+import {
+  annotationImageNames,
+  annotationImageRoot,
+  baseName,
+  cocoImageUris,
+  type DownloadOptions,
+  type ExecutorSettings,
+  isAnnotationKey,
+  labelMeEntries,
+  localIO,
+  parseS3Uri,
+  planItems,
+  primaryAnnotation,
+  rewriteCocoFileNames,
+  runDownloads,
+  type S3Location
+} from "./downloads.js"
+
+/** What a selective dataset download produced. */
+export interface DownloadReport {
+  /** Files written (annotation files and images). */
+  readonly files: number
+  readonly bytes: number
+  /** Local paths of the annotation files. */
+  readonly annotationFiles: ReadonlyArray<string>
+  /** Local path of the primary annotation file. */
+  readonly primaryAnnotationFile: string
+  /** Images downloaded (distinct `images[].file_name`). */
+  readonly imageCount: number
+}
+
+/** What a whole-prefix dataset download produced. */
+export interface DatasetDownloadSummary {
+  readonly files: number
+  readonly bytes: number
+}
+
+/** What a download from annotation data produced. */
+export interface AnnotationDownloadReport {
+  readonly files: number
+  readonly bytes: number
+  readonly imageCount: number
+  /** LabelMe label files downloaded (0 for COCO). */
+  readonly labelCount: number
+  /** COCO: the written `dest_dir/annotations.json` with local file names. */
+  readonly annotationFile: Option.Option<string>
+}
+
+/** Options of `uploadFile`. */
+export interface UploadFileOptions {
+  readonly contentType?: string
+  /** Which store receives the file (default `internal`). */
+  readonly store?: "internal" | "external"
+}
+
+/** A saved checkpoint, as the log shipper records it. */
+export interface CheckpointSaved {
+  readonly checkpointType: string
+  readonly uri: string
+  readonly metrics: Record<string, number>
+}
+
+/** The shape of the `CheckpointEvents` service (the tag is in `Storage.ts`). */
+export interface CheckpointEventsService {
+  readonly checkpointSaved: (event: CheckpointSaved) => Effect.Effect<void>
+}
+
+/** The object key of a checkpoint (see the storage spec's key table). */
+export const checkpointKey = (jobId: number, checkpointType: string, fileName: string): string => {
+  const dot = fileName.lastIndexOf(".")
+  const ext = dot > 0 ? fileName.slice(dot).toLowerCase() : ""
+  const suffix = ext === ".pt" || ext === ".pth" ? ".pt" : dot > 0 ? fileName.slice(dot) : ""
+  return `checkpoints/${jobId}/${checkpointType}${suffix}`
+}
+
+/** The content type of a checkpoint file. */
+export const checkpointContentType = (fileName: string): string =>
+  /\.(pt|pth)$/i.test(fileName) ? "application/x-pytorch" : "application/octet-stream"
+
+const checkpointTypePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+const datasetIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+/** Everything the flows run on, resolved once by `makeStorage`. */
+export interface StorageFlowsEnv {
+  readonly fs: FileSystem.FileSystem
+  readonly path: Path.Path
+  /** Datasets. */
+  readonly external: ObjectStore
+  /** Checkpoints and results. */
+  readonly internal: ObjectStore
+  readonly jobId: number
+  /** Download concurrency when a call sets none. */
+  readonly defaultConcurrency: number
+  /** Per-object retry on transient failures. */
+  readonly retry: Schedule.Schedule<unknown, StorageError>
+  /** The `CheckpointEvents` service of the context `Storage` was built in, if any. */
+  readonly events: Option.Option<CheckpointEventsService>
+}
+
+/** A name that cannot be a local file name, checked on the last segment of a key. */
+const isUnusableFileName = (name: string): boolean => name === "" || name === "." || name === ".." || name.includes("\\")
+
+/**
+ * `PathEscape` naming the first object whose last key segment cannot be a local file name
+ * (before anything is written), or the pairs unchanged.
+ */
+const rejectUnusableNames = <P extends { readonly store: ObjectStore; readonly key: string }>(
+  pairs: ReadonlyArray<P>
+): Either.Either<ReadonlyArray<P>, DatasetError> => {
+  const bad = pairs.find((pair) => isUnusableFileName(baseName(pair.key)))
+  return bad === undefined
+    ? Either.right(pairs)
+    : Either.left(
+      new DatasetError({
+        reason: "PathEscape",
+        paths: [`s3://${bad.store.bucket}/${bad.key}`],
+        detail: "object name cannot be used as a local file name, nothing was written"
+      })
+    )
+}
+
+/** The storage flows over `env`, each traced as `Storage.<method>`. */
+export const makeStorageFlows = (env: StorageFlowsEnv) => {
+  const { external, fs, internal, jobId, path } = env
+  const provide = Effect.provide(Context.make(FileSystem.FileSystem, fs).pipe(Context.add(Path.Path, path)))
+
+  const settings = (options: DownloadOptions | undefined): ExecutorSettings => ({
+    concurrency: Math.max(1, options?.concurrency ?? env.defaultConcurrency),
+    retry: env.retry,
+    ...(options?.onProgress ? { onProgress: options.onProgress } : {})
+  })
+
+  const listAll = (
+    store: ObjectStore,
+    prefix: string,
+    recursive = true
+  ): Effect.Effect<ReadonlyArray<ObjectInfo>, StorageError> =>
+    Stream.runCollect(store.list(prefix, { recursive })).pipe(Effect.map(Chunk.toReadonlyArray))
+
+  /** The external store, or the same endpoint on the bucket a location names. */
+  const externalFor = (bucket: string): ObjectStore => bucket === external.bucket ? external : external.withBucket(bucket)
+
+  const datasetPrefix = (datasetId: string): Effect.Effect<string, DatasetError> =>
+    datasetIdPattern.test(datasetId) && !datasetId.includes("..")
+      ? Effect.succeed(`datasets/${datasetId}/`)
+      : Effect.fail(new DatasetError({ reason: "InvalidShape", detail: `invalid dataset id "${datasetId}"` }))
+
+  /** Writes `text` to `file` through a temp name and a rename. */
+  const writeAtomically = (file: string, text: string): Effect.Effect<void, StorageError> =>
+    Effect.flatMap(Random.nextInt, (n) => {
+      const tmp = `${file}.tmp-${(n >>> 0).toString(36)}`
+      return fs.writeFileString(tmp, text).pipe(
+        Effect.zipRight(fs.rename(tmp, file)),
+        Effect.mapError(localIO(file, "cannot write")),
+        Effect.onError(() => Effect.ignore(fs.remove(tmp, { force: true })))
+      )
+    })
+
+  /** Reads an annotation file: strict UTF-8, bounded nesting (see `parseJsonBytes`). */
+  const readJson = (file: string): Effect.Effect<unknown, DatasetError> =>
+    fs.readFile(file).pipe(
+      Effect.mapError((cause) => new DatasetError({ reason: "Io", file, detail: `cannot read: ${cause.message}` })),
+      Effect.flatMap((bytes) => parseJsonBytes(file, bytes))
+    )
+
+  const uploadCheckpoint = Effect.fn("Storage.uploadCheckpoint")(
+    function*(localPath: string, checkpointType: string, metrics?: Record<string, number>) {
+      if (!checkpointTypePattern.test(checkpointType)) {
+        return yield* new CheckpointError({
+          reason: "Upload",
+          path: localPath,
+          detail: `invalid checkpoint type "${checkpointType}" (letters, digits, '.', '_', '-')`
+        })
+      }
+      const info = yield* Effect.option(fs.stat(localPath))
+      if (Option.isNone(info) || info.value.type !== "File") {
+        return yield* new CheckpointError({ reason: "NotFound", path: localPath, detail: "no such file" })
+      }
+      const key = checkpointKey(jobId, checkpointType, path.basename(localPath))
+      yield* internal.putFile(key, localPath, { contentType: checkpointContentType(localPath) }).pipe(
+        Effect.mapError((error) =>
+          new CheckpointError({
+            reason: error.reason === "Integrity" ? "Integrity" : "Upload",
+            path: localPath,
+            detail: error.message,
+            cause: error
+          })
+        )
+      )
+      const uri = `s3://${internal.bucket}/${key}`
+      if (metrics !== undefined && Option.isSome(env.events)) {
+        yield* env.events.value.checkpointSaved({ checkpointType, uri, metrics })
+      }
+      return uri
+    }
+  )
+
+  const downloadCheckpoint = Effect.fn("Storage.downloadCheckpoint")(function*(uri: string, localPath: string) {
+    const location = yield* parseS3Uri(uri)
+    const dest = path.resolve(localPath)
+    yield* runDownloads([{ store: internal.withBucket(location.bucket), key: location.key, dest }], settings(undefined))
+      .pipe(
+        provide,
+        Effect.mapError((error) => {
+          const reason = error._tag === "DownloadError" && error.failures.some((f) => f.reason === "NotFound")
+            ? "NotFound"
+            : "Download"
+          return new CheckpointError({ reason, path: uri, detail: error.message, cause: error })
+        })
+      )
+    return localPath
+  })
+
+  const uploadFile = Effect.fn("Storage.uploadFile")(function*(localPath: string, key: string, options?: UploadFileOptions) {
+    const store = options?.store === "external" ? external : internal
+    if (key === "" || key.startsWith("/")) {
+      return yield* new StorageError({ reason: "InvalidUri", bucket: store.bucket, key, detail: "a key must be non-empty and relative" })
+    }
+    yield* store.putFile(key, localPath, options?.contentType ? { contentType: options.contentType } : {})
+    return `s3://${store.bucket}/${key}`
+  })
+
+  const downloadDataset = Effect.fn("Storage.downloadDataset")(
+    function*(datasetId: string, destDir: string, options?: DownloadOptions) {
+      const prefix = yield* datasetPrefix(datasetId)
+      const objects = (yield* listAll(external, prefix)).filter((o) => !o.key.endsWith("/"))
+      if (objects.length === 0) {
+        return yield* new DatasetError({ reason: "Empty", detail: `no objects under s3://${external.bucket}/${prefix}` })
+      }
+      const items = yield* planItems(
+        destDir,
+        path,
+        objects.map((o) => ({ store: external, key: o.key, relative: o.key.slice(prefix.length), size: o.size }))
+      )
+      return (yield* provide(runDownloads(items, settings(options)))) satisfies DatasetDownloadSummary
+    }
+  )
+
+  const downloadDatasetSelective = Effect.fn("Storage.downloadDatasetSelective")(
+    function*(datasetId: string, destDir: string, options?: DownloadOptions) {
+      const prefix = yield* datasetPrefix(datasetId)
+      // Only the top level: the annotation files. Image sizes are learned as they arrive,
+      // so a dataset of 100,000 images costs no 100-page listing before the first byte.
+      const objects = yield* listAll(external, prefix, false)
+      const annotationKeys = objects.map((o) => o.key).filter((key) => isAnnotationKey(prefix, key)).sort()
+      const primaryKey = primaryAnnotation(annotationKeys)
+      if (primaryKey === undefined) {
+        return yield* new DatasetError({
+          reason: "AnnotationsNotFound",
+          paths: [`s3://${external.bucket}/${prefix}annotations*.json`],
+          detail: "no annotation file in the dataset"
+        })
+      }
+      const sizes = new Map(objects.map((o) => [o.key, o.size]))
+      const annotationItems = yield* planItems(
+        destDir,
+        path,
+        annotationKeys.map((key) => ({ store: external, key, relative: baseName(key), size: sizes.get(key) ?? 0 }))
+      )
+      const base = settings(options)
+      const first = yield* provide(runDownloads(annotationItems, base))
+      const primaryFile = path.join(path.resolve(destDir), baseName(primaryKey))
+      const doc = yield* readJson(primaryFile)
+      const names = yield* annotationImageNames(doc, primaryFile)
+      const root = annotationImageRoot(doc)
+      const rootLocation = root === undefined
+        ? { bucket: external.bucket, key: `${prefix}images/` }
+        : root.startsWith("s3://")
+        ? yield* parseS3Uri(root)
+        : { bucket: external.bucket, key: root }
+      const store = externalFor(rootLocation.bucket)
+      const imageItems = yield* planItems(
+        path.join(path.resolve(destDir), "images"),
+        path,
+        names.map((name) => ({ store, key: `${rootLocation.key}${name}`, relative: name }))
+      )
+      const second = yield* provide(runDownloads(imageItems, {
+        ...base,
+        offset: {
+          files: first.files,
+          bytes: first.bytes,
+          totalFiles: annotationItems.length,
+          totalBytes: annotationItems.reduce((sum, item) => sum + (item.size ?? 0), 0)
+        }
+      }))
+      return {
+        files: first.files + second.files,
+        bytes: first.bytes + second.bytes,
+        annotationFiles: annotationItems.map((item) => item.dest),
+        primaryAnnotationFile: primaryFile,
+        imageCount: imageItems.length
+      } satisfies DownloadReport
+    }
+  )
+
+  const downloadFromAnnotation = Effect.fn("Storage.downloadFromAnnotation")(
+    function*(data: unknown, destDir: string, format: "labelme" | "coco", options?: DownloadOptions) {
+      const store = (location: S3Location) => externalFor(location.bucket)
+      if (format === "labelme") {
+        const entries = yield* labelMeEntries(data)
+        const images = entries.map((e) => ({ store: store(e.image), key: e.image.key, relative: `images/${baseName(e.image.key)}` }))
+        const labels = entries.flatMap((e) =>
+          e.label === undefined ? [] : [{ store: store(e.label), key: e.label.key, relative: `labels/${baseName(e.label.key)}` }]
+        )
+        const items = yield* planItems(destDir, path, yield* rejectUnusableNames([...images, ...labels]))
+        const result = yield* provide(runDownloads(items, settings(options)))
+        return {
+          ...result,
+          imageCount: new Set(images.map((i) => i.relative)).size,
+          labelCount: new Set(labels.map((l) => l.relative)).size,
+          annotationFile: Option.none()
+        } satisfies AnnotationDownloadReport
+      }
+      const uris = yield* cocoImageUris(data)
+      const pairs = uris.map((u) => ({ store: store(u), key: u.key, relative: baseName(u.key) }))
+      const items = yield* planItems(path.join(path.resolve(destDir), "images"), path, yield* rejectUnusableNames(pairs))
+      const annotationFile = path.join(path.resolve(destDir), "annotations.json")
+      const rewritten = rewriteCocoFileNames(
+        data as Record<string, unknown>,
+        (uri) => `images/${baseName(Either.getOrThrow(parseS3Uri(uri)).key)}`
+      )
+      // Caller-built data may be cyclic or nested too deep to serialize: a typed error before
+      // anything is downloaded, not a defect after.
+      const text = yield* Effect.try({
+        try: () => JSON.stringify(rewritten, null, 2),
+        catch: (cause) =>
+          new DatasetError({
+            reason: "InvalidShape",
+            file: annotationFile,
+            detail: `annotation data cannot be written as JSON: ${cause instanceof Error ? cause.message : String(cause)}`
+          })
+      })
+      const result = yield* provide(runDownloads(items, settings(options)))
+      yield* writeAtomically(annotationFile, text)
+      return {
+        ...result,
+        files: result.files + 1,
+        imageCount: items.length,
+        labelCount: 0,
+        annotationFile: Option.some(annotationFile)
+      } satisfies AnnotationDownloadReport
+    }
+  )
+
+  return {
+    uploadCheckpoint,
+    downloadCheckpoint,
+    uploadFile,
+    downloadDataset,
+    downloadDatasetSelective,
+    downloadFromAnnotation,
+    parseS3Uri: (uri: string) => Effect.suspend(() => parseS3Uri(uri))
+  }
+}
