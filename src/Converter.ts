@@ -71,6 +71,7 @@ export interface ConverterService {
   ) => Effect.Effect<YoloValidation, DatasetError>
 }
 
+/** A task type or alias as a converter task (`undefined` means detection; an unknown name gives `undefined`). */
 const toTask = (raw: string | undefined): ConverterTask | undefined =>
   raw === undefined ? "detection" : normalizeTaskType(raw)
 

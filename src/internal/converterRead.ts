@@ -19,6 +19,7 @@ const maxIssues = 200
 /** Files touched at once (existence checks, label writes, links). */
 export const ioConcurrency = 64
 
+/** Extensions counted as images when a split entry of data.yaml is a folder. */
 const imageExtensions = new Set([".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".dng", ".mpo", ".pfm", ".heic"])
 
 /** `storage_info.image_root` `datasets/{id}/images/` → the local root `images` (after two segments). */
@@ -39,6 +40,7 @@ export const datasetIo = <A>(file: string, effect: Effect.Effect<A, PlatformErro
 export const makeConverterReader = Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
+
   const readJson = (file: string) =>
     datasetIo(file, fs.readFile(file)).pipe(Effect.flatMap((bytes) => parseJsonBytes(file, bytes)))
 
