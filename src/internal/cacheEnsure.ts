@@ -1,0 +1,198 @@
+/**
+ * The `ensure` path of the dataset cache: under the entry's cross-process lock, a hit takes
+ * a lease and records the access; a miss downloads into a temporary directory, verifies
+ * every listed image, writes the completion marker, renames the entry into place and
+ * evicts down to the size limit. Either way the job gets its own view of the entry.
+ */
+import type { FileSystem, Path } from "@effect/platform"
+import { Effect, Either } from "effect"
+import { CacheError } from "../Errors.js"
+import type { StorageService } from "../Storage.js"
+import { completeMarkerName, isAnnotationFileName, isTempEntryOf, tempEntryName } from "./cacheKey.js"
+import { type CacheCoordinator, newCacheToken } from "./cacheLock.js"
+import { annotationImageFileNames, type CacheEntryRecord, isContainedImageName } from "./cacheMetadata.js"
+import { cacheIoError, cacheNowIso, type CacheStore, isNotFound } from "./cacheStore.js"
+import type { DownloadOptions } from "./downloads.js"
+import type { DownloadReport } from "./storageFlows.js"
+
+/** The ids a cache entry records. */
+export interface CacheEntryIds {
+  readonly snapshotId: string
+  readonly datasetId: string
+  readonly hash: string
+}
+
+/** What `ensure` works on. */
+export interface CacheEnsureEnv {
+  readonly fs: FileSystem.FileSystem
+  readonly path: Path.Path
+  /** The cache directory (absolute). */
+  readonly cacheDir: string
+  readonly coordinator: CacheCoordinator
+  readonly store: CacheStore
+  /** The size limit a miss evicts down to. */
+  readonly maxBytes: number
+  /** Parallel object downloads on a miss (the storage's default when undefined). */
+  readonly downloadConcurrency: number | undefined
+  readonly downloadDatasetSelective: StorageService["downloadDatasetSelective"]
+}
+
+/**
+ * The `ensure` path over `env`: makes the entry `key` complete and leased by this process,
+ * then builds the job's view at `destDir/dataset` and returns its path.
+ */
+export const makeCacheEnsure = (env: CacheEnsureEnv) => {
+  const { cacheDir, coordinator, fs, path, store } = env
+
+  /** Every image the primary annotation file lists must exist under `images/` with a non-zero size. */
+  const verify = (key: string, dir: string, report: DownloadReport) =>
+    Effect.gen(function*() {
+      const annotationFile = path.resolve(dir, report.primaryAnnotationFile)
+      const text = yield* fs.readFileString(annotationFile).pipe(
+        Effect.mapError(cacheIoError(annotationFile, "cannot read the primary annotation file", key))
+      )
+      const names = yield* Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: (e) => new CacheError({ reason: "Verify", key, path: annotationFile, detail: `malformed JSON: ${String(e)}` })
+      }).pipe(
+        Effect.flatMap((json) =>
+          Either.mapLeft(annotationImageFileNames(json), (detail) =>
+            new CacheError({ reason: "Verify", key, path: annotationFile, detail }))
+        )
+      )
+      const missing: Array<string> = []
+      yield* Effect.forEach(names, (name) =>
+        isContainedImageName(name)
+          ? fs.stat(path.join(dir, "images", name)).pipe(
+            Effect.map((info) => info.type === "File" && info.size > 0n),
+            Effect.orElseSucceed(() => false),
+            Effect.map((ok) => {
+              if (!ok) missing.push(name)
+            })
+          )
+          : Effect.sync(() => missing.push(name)), { concurrency: 32, discard: true })
+      if (missing.length > 0) {
+        const shown = missing.slice(0, 10).join(", ")
+        return yield* new CacheError({
+          reason: "Verify",
+          key,
+          path: annotationFile,
+          detail: `${missing.length} of ${names.length} listed image(s) missing, empty or outside images/ after download: ${shown}${
+            missing.length > 10 ? ", ..." : ""
+          }`
+        })
+      }
+    })
+
+  /** The miss path (holding the entry's lock): clean leftovers, download, verify, mark, rename into place. */
+  const download = (
+    key: string,
+    ids: CacheEntryIds,
+    onProgress: DownloadOptions["onProgress"]
+  ) =>
+    Effect.gen(function*() {
+      yield* store.removeDir(store.entryDir(key), key)
+      const names = yield* fs.readDirectory(cacheDir).pipe(Effect.mapError(cacheIoError(cacheDir, "cannot list")))
+      yield* Effect.forEach(
+        names.filter((name) => isTempEntryOf(key, name)),
+        (name) => fs.remove(path.join(cacheDir, name), { recursive: true, force: true }).pipe(
+          Effect.mapError(cacheIoError(path.join(cacheDir, name), "cannot remove a leftover download", key))
+        ),
+        { discard: true }
+      )
+      const temp = path.join(cacheDir, tempEntryName(key, yield* newCacheToken))
+      return yield* Effect.gen(function*() {
+        yield* fs.makeDirectory(temp).pipe(Effect.mapError(cacheIoError(temp, "cannot create", key)))
+        const report = yield* env.downloadDatasetSelective(ids.datasetId, temp, {
+          ...(env.downloadConcurrency === undefined ? {} : { concurrency: env.downloadConcurrency }),
+          ...(onProgress === undefined ? {} : { onProgress })
+        })
+        yield* verify(key, temp, report)
+        const now = yield* cacheNowIso
+        const record: CacheEntryRecord = {
+          snapshot_id: ids.snapshotId,
+          dataset_id: ids.datasetId,
+          dataset_version_hash: ids.hash,
+          created_at: now,
+          last_accessed: now,
+          size_bytes: report.bytes
+        }
+        const marker = path.join(temp, completeMarkerName)
+        yield* fs.writeFileString(marker, `${JSON.stringify(record)}\n`).pipe(
+          Effect.mapError(cacheIoError(marker, "cannot write", key))
+        )
+        // Only a holder whose lock was broken while it stalled can find the entry already in place.
+        return yield* fs.rename(temp, store.entryDir(key)).pipe(
+          Effect.as(record),
+          Effect.mapError(cacheIoError(store.entryDir(key), "cannot move into place", key)),
+          Effect.catchAll((error) =>
+            Effect.flatMap(store.isComplete(key), (complete) => complete ? store.recordFromMarker(key) : Effect.fail(error))
+          )
+        )
+      }).pipe(Effect.onExit(() => Effect.ignore(fs.remove(temp, { recursive: true }))))
+    })
+
+  /** The job's view: copied annotation files and a link to the entry's images, swapped in atomically. */
+  const materialize = (key: string, destDir: string) =>
+    Effect.gen(function*() {
+      const source = store.entryDir(key)
+      const view = path.join(destDir, "dataset")
+      const staging = path.join(destDir, `.dataset-tmp-${yield* newCacheToken}`)
+      const build = Effect.gen(function*() {
+        yield* fs.makeDirectory(staging, { recursive: true })
+        const names = yield* fs.readDirectory(source)
+        yield* Effect.forEach(
+          names.filter(isAnnotationFileName),
+          (name) => fs.copyFile(path.join(source, name), path.join(staging, name)),
+          { concurrency: 4, discard: true }
+        )
+        const images = path.join(source, "images")
+        if (yield* fs.exists(images)) {
+          yield* fs.symlink(images, path.join(staging, "images")).pipe(
+            Effect.catchAll(() => fs.copy(images, path.join(staging, "images")))
+          )
+        } else {
+          yield* fs.makeDirectory(path.join(staging, "images"))
+        }
+        yield* fs.remove(view, { recursive: true }).pipe(Effect.catchIf(isNotFound, () => Effect.void))
+        yield* fs.rename(staging, view)
+      })
+      yield* build.pipe(
+        Effect.tapError(() => Effect.ignore(fs.remove(staging, { recursive: true }))),
+        Effect.mapError(cacheIoError(view, "cannot materialize the job's dataset view", key))
+      )
+      return view
+    })
+
+  return (
+    key: string,
+    ids: CacheEntryIds,
+    destDir: string,
+    onProgress: DownloadOptions["onProgress"]
+  ) =>
+    Effect.gen(function*() {
+      const hit = yield* coordinator.withLock(
+        key,
+        Effect.gen(function*() {
+          if (yield* store.isComplete(key)) {
+            yield* coordinator.takeLease(key)
+            return true
+          }
+          const record = yield* download(key, ids, onProgress)
+          yield* coordinator.takeLease(key)
+          yield* store.updateMetadata((metadata) => store.evict({ ...metadata, [key]: record }, env.maxBytes, new Set([key])))
+          return false
+        })
+      )
+      if (hit) {
+        yield* store.updateMetadata((metadata) =>
+          Effect.gen(function*() {
+            const record = metadata[key] ?? (yield* store.recordFromMarker(key))
+            return [undefined, { ...metadata, [key]: { ...record, last_accessed: yield* cacheNowIso } }] as const
+          })
+        )
+      }
+      yield* store.emptyTrash
+      return yield* materialize(key, path.resolve(destDir))
+    })
+}
