@@ -56,9 +56,9 @@ export interface TrainerSdkService {
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
   /** Sends validation results; numeric metrics go to ClearML under the `val` series. */
   readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
-  /** Reports completion and ends the ClearML task as completed. */
+  /** Flushes the buffered logs, then reports completion and ends the ClearML task as completed. */
   readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
-  /** Reports a failure and ends the ClearML task as failed. */
+  /** Ends the ClearML task as failed, flushes the buffered logs, then reports the failure. */
   readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
   /**
    * Makes the job's dataset available through the node-wide cache and returns the view's
@@ -115,6 +115,13 @@ export interface TrainerSdkTestOptions {
 export interface TrainerSdkCreateOptions {
   /** The layer behind the facade (default `TrainerSdk.layer`). */
   readonly layer?: Layer.Layer<TrainerServices, ConfigError>
+  /**
+   * Whether SIGTERM and SIGINT end the job as `runTrainer` does (default `true`): unless an
+   * outcome was already reported, the job is reported failed (`[ResourceError] Interrupted
+   * …`), the logs flushed and ClearML stopped, then the process exits 1 (2 when the report
+   * could not be delivered). `close()` removes the handlers.
+   */
+  readonly handleSignals?: boolean
 }
 
 const numericMetrics = (metrics: Readonly<Record<string, number | null>>, prefix = ""): Record<string, number> => {
@@ -170,11 +177,13 @@ export const makeTrainerSdk = (
         yield* clearml.reportMetrics(numericMetrics(report.allMetrics, "val/"), report.epoch)
       }),
       reportCompleted: Effect.fn("TrainerSdk.reportCompleted")(function*(report: CallbackCompletionReport) {
+        yield* logs.flush // the run's logs reach the backend before its terminal status
         yield* callback.reportCompleted(report)
         yield* clearml.completed
       }),
       reportFailed: Effect.fn("TrainerSdk.reportFailed")(function*(report: CallbackFailureReport) {
         yield* clearml.failed(`[${report.errorType}] ${report.message}`)
+        yield* logs.flush
         yield* callback.reportFailed(report)
       }),
       downloadDatasetWithCache: Effect.fn("TrainerSdk.downloadDatasetWithCache")(
@@ -259,7 +268,7 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
    * environment is invalid; call `close()` when done.
    */
   static readonly create = (options: TrainerSdkCreateOptions = {}): Promise<TrainerClient> =>
-    makeTrainerClient(TrainerSdk, options.layer ?? TrainerSdk.layer)
+    makeTrainerClient(TrainerSdk, options.layer ?? TrainerSdk.layer, { handleSignals: options.handleSignals ?? true })
 }
 
 /**

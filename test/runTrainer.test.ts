@@ -108,27 +108,32 @@ describe("runTrainer (child processes)", () => {
       expect(run.stderr + run.stdout).toContain("not delivered")
     }))
 
-  it.scopedLive("SIGTERM mid-epoch: logs flushed and a failed report arrive before the process exits; exit code 1", () =>
-    Effect.gen(function*() {
-      const backend = yield* makeBackendServer()
-      let signalled = false
-      const run = yield* runTrainerProcess("slow", jobEnv(backend.baseUrl, yield* tempDir), (stdout, kill) => {
-        if (!signalled && stdout.includes("epoch 3\n")) {
-          signalled = true
-          kill("SIGTERM")
-        }
-      })
-      expect(signalled).toBe(true)
-      expect(run.code, run.stderr).toBe(1)
-      // Everything below was received while the process was still alive (it exits last).
-      const received = yield* backend.received
-      const logs = received.filter((r) => r.path === "/training/jobs/7/callback/logs").map((r) => body(r)["message"])
-      expect(logs).toEqual(expect.arrayContaining(["epoch 1 done", "epoch 2 done", "epoch 3 done"]))
-      expect(logs.some((m) => typeof m === "string" && m.includes("Trainer stopped"))).toBe(true)
-      const [failed, ...others] = completions(received)
-      expect(others).toEqual([])
-      expect(body(failed!)).toMatchObject({ status: "failed", exit_code: 1 })
-      expect(body(failed!)["error_message"]).toMatch(/^\[ResourceError\] Interrupted/)
-      expect(body(failed!)["total_epochs_completed"]).toBeGreaterThanOrEqual(3)
-    }))
+  for (const scenario of ["slow", "facade-slow"]) {
+    it.scopedLive(`SIGTERM mid-epoch (${scenario}): logs flushed and a failed report arrive before the process exits; exit code 1`, () =>
+      Effect.gen(function*() {
+        const backend = yield* makeBackendServer()
+        let signalled = false
+        const run = yield* runTrainerProcess(scenario, jobEnv(backend.baseUrl, yield* tempDir), (stdout, kill) => {
+          if (!signalled && stdout.includes("epoch 3\n")) {
+            signalled = true
+            kill("SIGTERM")
+          }
+        })
+        expect(signalled).toBe(true)
+        expect(run.code, run.stderr).toBe(1)
+        // Everything below was received while the process was still alive (it exits last).
+        const received = yield* backend.received
+        const logs = received.filter((r) => r.path === "/training/jobs/7/callback/logs").map((r) => body(r)["message"])
+        expect(logs).toEqual(expect.arrayContaining(["epoch 1 done", "epoch 2 done", "epoch 3 done"]))
+        expect(logs.some((m) => typeof m === "string" && m.includes("Trainer stopped"))).toBe(true)
+        const [failed, ...others] = completions(received)
+        expect(others).toEqual([])
+        expect(body(failed!)).toMatchObject({ status: "failed", exit_code: 1 })
+        expect(body(failed!)["error_message"]).toMatch(/^\[ResourceError\] Interrupted/)
+        expect(body(failed!)["total_epochs_completed"]).toBeGreaterThanOrEqual(3)
+        // The run's logs reach the backend before its terminal status.
+        const lastLog = received.findLastIndex((r) => r.path === "/training/jobs/7/callback/logs")
+        expect(lastLog).toBeLessThan(received.indexOf(failed!))
+      }))
+  }
 })

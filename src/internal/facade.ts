@@ -39,10 +39,30 @@ export interface TrainerClient {
   readonly close: () => Promise<void>
 }
 
+/**
+ * On SIGTERM/SIGINT (Kubernetes stopping the pod): unless the job's outcome was already
+ * reported, end ClearML as stopped, flush the logs and report the job failed, as
+ * `runTrainer` does; then release everything and exit 1, or 2 when the failure report
+ * could not be delivered.
+ */
+const stopOnSignal = (sdk: TrainerSdkService, signal: NodeJS.Signals): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    if ((yield* sdk.callback.lifecycle).outcome !== undefined) return true
+    const message = `Interrupted (the job was stopped by ${signal})`
+    yield* sdk.clearml.stopped(`[ResourceError] ${message}`)
+    yield* sdk.logs.error(`Trainer stopped: [ResourceError] ${message}`, { source: "error" })
+    yield* sdk.logs.flush
+    return yield* sdk.callback.reportFailed({ errorType: "ResourceError", message }).pipe(
+      Effect.as(true),
+      Effect.catchAll(() => Effect.succeed(false))
+    )
+  })
+
 /** Builds the runtime (rejecting with e.g. `ConfigError` when the environment is invalid) and the client over it. */
 export const makeTrainerClient = async (
   sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
-  layer: Layer.Layer<TrainerServices, ConfigError>
+  layer: Layer.Layer<TrainerServices, ConfigError>,
+  options: { readonly handleSignals: boolean }
 ): Promise<TrainerClient> => {
   const runtime = ManagedRuntime.make(layer)
   const run = async <A, E>(f: (sdk: TrainerSdkService) => Effect.Effect<A, E>): Promise<A> => {
@@ -57,6 +77,24 @@ export const makeTrainerClient = async (
     await runtime.dispose()
     throw error
   }
+  const onSignal = (signal: NodeJS.Signals) => {
+    removeSignalHandlers()
+    void runtime.runPromise(stopOnSignal(sdk, signal)).then(
+      async (delivered) => {
+        await runtime.dispose()
+        process.exit(delivered ? 1 : 2)
+      },
+      () => process.exit(2)
+    )
+  }
+  const removeSignalHandlers = () => {
+    process.off("SIGTERM", onSignal)
+    process.off("SIGINT", onSignal)
+  }
+  if (options.handleSignals) {
+    process.once("SIGTERM", onSignal)
+    process.once("SIGINT", onSignal)
+  }
   return {
     context: sdk.context,
     workDir: sdk.workDir,
@@ -70,6 +108,9 @@ export const makeTrainerClient = async (
     downloadDatasetWithCache: (options) => run((s) => s.downloadDatasetWithCache(options)),
     convertDataset: (options) => run((s) => s.convertDataset(options)),
     log: (level, message, options) => run((s) => s.log(level, message, options)),
-    close: () => runtime.dispose()
+    close: () => {
+      removeSignalHandlers()
+      return runtime.dispose()
+    }
   }
 }

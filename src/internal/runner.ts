@@ -102,6 +102,7 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
         }
         return Effect.gen(function*() {
           if (!(yield* ensureStarted)) return outcome("completed", false)
+          yield* logs.flush // the run's logs reach the backend before its terminal status
           return yield* callback.reportCompleted({ finalMetrics: {} }).pipe(
             Effect.as(outcome("completed", true)),
             Effect.catchAll((error) =>
@@ -126,6 +127,7 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
             return outcome(status, true, failure)
           }
           if (!(yield* ensureStarted)) return outcome(status, false, failure)
+          yield* logs.flush
           return yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) }).pipe(
             Effect.as(outcome(status, true, failure)),
             Effect.catchAll((error) =>

@@ -4,6 +4,8 @@
  * The runner reports the start (with the scenario's epoch count) before the program runs.
  * - `success`: two epochs of progress, completed.
  * - `dataset-error`: converting a dataset directory that does not exist.
+ * - `facade-slow`: the same as `slow` through the Promise facade (`TrainerSdk.create()`),
+ *   without `runTrainer`.
  * - `slow`: one epoch every 200 ms (a log entry each) for a minute, so the
  *   test can stop it with a signal mid-epoch; it prints `epoch N` on stdout per epoch.
  */
@@ -37,4 +39,18 @@ const program = Effect.gen(function*() {
   }
 })
 
-runTrainer(program, { totalEpochs: scenario === "slow" ? 300 : 2 })
+/** The `slow` loop written against the Promise facade, as a trainer without Effect would. */
+const facadeSlow = async () => {
+  const sdk = await TrainerSdk.create()
+  await sdk.reportStarted({ totalEpochs: 300 })
+  for (let epoch = 1; epoch <= 300; epoch++) {
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await sdk.log("INFO", `epoch ${epoch} done`, { source: "training" })
+    await sdk.reportProgress({ epoch, totalEpochs: 300, metrics: { loss: 1 / epoch } })
+    process.stdout.write(`epoch ${epoch}\n`)
+  }
+  await sdk.close()
+}
+
+if (scenario === "facade-slow") void facadeSlow()
+else runTrainer(program, { totalEpochs: scenario === "slow" ? 300 : 2 })
