@@ -160,14 +160,19 @@ const optionalWith = <A>(
   return raw === undefined ? Either.right(fallback) : parse(variable, raw)
 }
 
+/** A URL as it may be shown in an error: any `user:password@` part masked. */
+const withoutCredentials = (raw: string): string => raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@\s]*@/i, "$1***@")
+
 const parseUrl = (variable: string, raw: string): Either.Either<string, ConfigError> => {
+  const invalid = () =>
+    Either.left(
+      new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${withoutCredentials(raw)}"` })
+    )
   try {
     const url = new URL(raw.trim())
-    return url.protocol === "http:" || url.protocol === "https:"
-      ? Either.right(raw.trim())
-      : Either.left(new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${raw}"` }))
+    return url.protocol === "http:" || url.protocol === "https:" ? Either.right(raw.trim()) : invalid()
   } catch {
-    return Either.left(new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${raw}"` }))
+    return invalid()
   }
 }
 

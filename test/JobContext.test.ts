@@ -246,20 +246,25 @@ describe("JobContext", () => {
         INTERNAL_STORAGE_SECRET_KEY: "int-SECRET-value-2",
         CLEARML_API_SECRET_KEY: "clearml-SECRET-value-3"
       }
+      const urlPassword = "url-SECRET-value-4"
       const lines: Array<string> = []
       const logger = Logger.make(({ message }) => lines.push(JSON.stringify(message)))
       const ctx = yield* resolveOk({ ...secrets, CLEARML_API_HOST: "http://c:8008", CLEARML_API_ACCESS_KEY: "k" })
       yield* Effect.log(ctx).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
       const error = yield* resolveErr({ ...secrets, JOB_ID: "oops", CALLBACK_URL: "http://b/api" })
+      const urlError = yield* resolveErr({ ...base, EXTERNAL_STORAGE_ENDPOINT: `ftp://minio:${urlPassword}@minio:9000` })
+      assert.strictEqual(urlError.variable, "EXTERNAL_STORAGE_ENDPOINT")
+      expect(urlError.message).toContain("ftp://***@minio:9000")
       const rendered = [
         JSON.stringify(ctx),
         String(ctx.externalStorage.secretKey),
         JSON.stringify(error),
         error.message,
+        urlError.message,
         String(error),
         ...lines
       ].join("\n")
-      for (const secret of Object.values(secrets)) {
+      for (const secret of [...Object.values(secrets), urlPassword]) {
         expect(rendered).not.toContain(secret)
       }
     }))
