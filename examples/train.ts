@@ -10,6 +10,10 @@ import { Effect } from "effect"
 import { runTrainer } from "../src/index.js"
 import { exampleTrainer } from "./trainer.js"
 
+// The AWS SDK prints a multi-line notice on Node 20 that its 2027 releases need Node 22;
+// it is for whoever upgrades the image, not for every job's log.
+process.env["AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED"] ??= "true"
+
 const failAtEpoch = process.argv.includes("--fail")
   ? 3
   : process.env["FAIL_AT_EPOCH"]

@@ -42,9 +42,10 @@ export const seededRandom = (seed: number): () => number => {
 /**
  * Assigns each image a split. Images named in `assignments` take that split; the others
  * keep their own `split` field; the rest are shuffled with the seed and cut by the normalized
- * ratios: `floor(n * train)` to train, `floor(n * val)` to val, the remainder to test — exactly
- * the platform's rule, so splits match its existing trainers (a 0.8/0.2 split of 7 images
- * puts 5 in train, 1 in val and 1 in test).
+ * ratios: `floor(n * train)` to train, `floor(n * val)` to val, the remainder to test — the
+ * spec's rule, so the split sizes match the platform's (a 0.8/0.2 split of 7 images puts 5
+ * in train, 1 in val and 1 in test). Which images land where depends on this module's
+ * seeded shuffle (mulberry32), not on the Python trainers' generator.
  */
 export const assignSplits = (
   images: ReadonlyArray<{ readonly id: number; readonly split: DatasetSplit | undefined }>,
