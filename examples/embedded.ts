@@ -13,9 +13,11 @@ import {
   DevBackend,
   formatDevBackendEvent,
   formatDevBackendRejection,
-  formatDevBackendSummary
-} from "../src/DevBackend.js"
-import { runTrainerEffect, TrainerSdk, type TrainerServices } from "../src/index.js"
+  formatDevBackendSummary,
+  runTrainerEffect,
+  TrainerSdk,
+  type TrainerServices
+} from "../src/index.js"
 import { s3rverAccessKey, startLocalS3Server } from "./localS3.js"
 import { sampleDiceDataset } from "./sampleDataset.js"
 
