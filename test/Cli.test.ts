@@ -104,6 +104,24 @@ describe("trainer-sdk CLI", () => {
       assert.strictEqual(run.stdout, "")
     }))
 
+  it.live("storage and cache commands: argument errors first, then one line naming a bad variable they read", () =>
+    Effect.gen(function*() {
+      const noJob = { CALLBACK_URL: "", JOB_ID: "" }
+      const [usage, badMax, badEndpoint] = yield* Effect.all([
+        runCli(["download", "--dest", "d"], { ...noJob, DATASET_CACHE_MAX_GB: "lots" }),
+        runCli(["cache", "list"], { ...noJob, DATASET_CACHE_MAX_GB: "lots" }),
+        runCli(["download", "ds-1", "--dest", repoRoot], { ...noJob, EXTERNAL_STORAGE_ENDPOINT: "ftp://store" })
+      ], { concurrency: 3 })
+      assert.strictEqual(usage.code, 2)
+      assert.deepStrictEqual(lines(usage.stderr), ["error: download needs either a DATASET_ID or --annotation FILE (exactly one)"])
+      assert.strictEqual(badMax.code, 1)
+      assert.deepStrictEqual(lines(badMax.stderr), ["error: DATASET_CACHE_MAX_GB is invalid: expected a number, got \"lots\""])
+      assert.strictEqual(badEndpoint.code, 1)
+      assert.deepStrictEqual(lines(badEndpoint.stderr), [
+        "error: EXTERNAL_STORAGE_ENDPOINT is invalid: expected an http(s) URL, got \"ftp://store\""
+      ])
+    }))
+
   it.scopedLive("cache list shows the entries of DATASET_CACHE_DIR; cache prune --max-gb 0 evicts them", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
@@ -125,7 +143,8 @@ describe("trainer-sdk CLI", () => {
         ))))
       ))
 
-      const env = { CALLBACK_URL: "http://127.0.0.1:9/api/v1", JOB_ID: "5", DATASET_CACHE_DIR: cacheDir }
+      // An operator on a node has no job: CALLBACK_URL unset and a stray JOB_ID do not matter.
+      const env = { CALLBACK_URL: "", JOB_ID: "not-a-job", DATASET_CACHE_DIR: cacheDir }
       const listed = yield* runCli(["cache", "list"], env)
       assert.strictEqual(listed.code, 0, listed.stderr)
       const table = lines(listed.stdout)
@@ -161,8 +180,6 @@ describe("trainer-sdk CLI", () => {
       const missing = path.join(root, "missing.json")
       yield* fs.writeFileString(missing, JSON.stringify({ images: [{ id: 1, file_name: "s3://training-datasets/coco/none.jpg" }] }))
       const env = {
-        CALLBACK_URL: "http://127.0.0.1:9/api/v1",
-        JOB_ID: "5",
         EXTERNAL_STORAGE_ENDPOINT: s3.endpoint,
         EXTERNAL_STORAGE_ACCESS_KEY: s3.accessKey,
         EXTERNAL_STORAGE_SECRET_KEY: "S3RVER"

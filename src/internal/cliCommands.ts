@@ -7,10 +7,10 @@
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import { FileSystem } from "@effect/platform"
-import { Cause, Console, Context, Data, Effect, Layer, Option } from "effect"
+import { Cause, Config, ConfigProvider, Console, Context, Data, Effect, Layer, Option } from "effect"
 import { Converter } from "../Converter.js"
 import { DatasetCache } from "../DatasetCache.js"
-import { DatasetError } from "../Errors.js"
+import { ConfigError, DatasetError } from "../Errors.js"
 import { JobContext } from "../JobContext.js"
 import { Storage } from "../Storage.js"
 import {
@@ -48,7 +48,46 @@ export class CliUsageError extends Data.TaggedError("CliUsageError")<{ readonly 
 /** A check that ran and failed, its details already printed (exit code 1). */
 export class CliCheckFailed extends Data.TaggedError("CliCheckFailed")<{ readonly message: string }> {}
 
-const trainerEnvironment = Layer.provideMerge(Storage.layer, JobContext.layer)
+/**
+ * The environment variables the storage and cache commands read. The rest of a trainer's
+ * environment (a job's `CALLBACK_URL`, `JOB_ID`, hyper-parameters...) is ignored: an operator
+ * inspecting a node's cache has no job.
+ */
+export const cliEnvironmentVariables = [
+  "EXTERNAL_STORAGE_ENDPOINT",
+  "EXTERNAL_STORAGE_ACCESS_KEY",
+  "EXTERNAL_STORAGE_SECRET_KEY",
+  "EXTERNAL_BUCKET_DATASETS",
+  "INTERNAL_STORAGE_ENDPOINT",
+  "INTERNAL_STORAGE_ACCESS_KEY",
+  "INTERNAL_STORAGE_SECRET_KEY",
+  "INTERNAL_BUCKET_CHECKPOINTS",
+  "AWS_REGION",
+  "AWS_REQUEST_CHECKSUM_CALCULATION",
+  "DATASET_CACHE_DIR",
+  "DATASET_CACHE_MAX_GB"
+] as const
+
+/** Stand-ins for the job variables `JobContext` requires and the CLI never uses. */
+const cliJobDefaults = [["CALLBACK_URL", "http://127.0.0.1:8000/api/v1"], ["JOB_ID", "0"]] as const
+
+/**
+ * `JobContext.layer` seeing only `cliEnvironmentVariables` from the current `ConfigProvider`
+ * (the process environment by default), with harmless job variables: an invalid value of a
+ * variable the CLI uses is still a `ConfigError` naming it.
+ */
+const cliJobContext = Layer.unwrapEffect(Effect.gen(function*() {
+  const values = new Map<string, string>(cliJobDefaults)
+  for (const name of cliEnvironmentVariables) {
+    const value = yield* Config.option(Config.string(name)).pipe(
+      Effect.mapError((error) => new ConfigError({ reason: "Invalid", variable: name, detail: String(error) }))
+    )
+    if (Option.isSome(value)) values.set(name, value.value)
+  }
+  return JobContext.layer.pipe(Layer.locallyEffect(Effect.withConfigProvider(ConfigProvider.fromMap(values))))
+}))
+
+const trainerEnvironment = Layer.provideMerge(Storage.layer, cliJobContext)
 
 const progressPrinter = (terminal: CliTerminalShape) => (progress: DownloadProgress) =>
   terminal.progress(formatDownloadProgress(progress))
@@ -188,6 +227,7 @@ const download = Command.make(
   ({ all, annotation, concurrency, datasetId, dest, format }) =>
     Effect.gen(function*() {
       const terminal = yield* CliTerminal
+      // The command line is checked before the environment is read: a usage error wins.
       if (Option.isSome(datasetId) === Option.isSome(annotation)) {
         return yield* new CliUsageError({ message: "download needs either a DATASET_ID or --annotation FILE (exactly one)" })
       }
@@ -198,31 +238,34 @@ const download = Command.make(
       if (Option.isSome(annotation)) {
         const data = yield* readAnnotationFile(annotation.value)
         const resolved = Option.isSome(format) ? format.value : yield* detectAnnotationFormat(annotation.value, data)
-        const storage = yield* Storage
-        yield* terminal.err(`downloading the objects named by ${annotation.value} (${resolved}) to ${dest}`)
-        const report = yield* storage.downloadFromAnnotation(data, dest, resolved, options).pipe(
-          Effect.ensuring(terminal.endProgress)
-        )
-        const labels = resolved === "labelme" ? `, ${report.labelCount} label files` : ""
-        const written = Option.match(report.annotationFile, { onNone: () => "", onSome: (file) => `; annotations: ${file}` })
-        yield* terminal.out(
-          `downloaded ${report.files} files (${formatBytes(report.bytes)}): ${report.imageCount} images${labels} to ${dest}${written}`
-        )
-        return
+        return yield* Effect.gen(function*() {
+          const storage = yield* Storage
+          yield* terminal.err(`downloading the objects named by ${annotation.value} (${resolved}) to ${dest}`)
+          const report = yield* storage.downloadFromAnnotation(data, dest, resolved, options).pipe(
+            Effect.ensuring(terminal.endProgress)
+          )
+          const labels = resolved === "labelme" ? `, ${report.labelCount} label files` : ""
+          const written = Option.match(report.annotationFile, { onNone: () => "", onSome: (file) => `; annotations: ${file}` })
+          yield* terminal.out(
+            `downloaded ${report.files} files (${formatBytes(report.bytes)}): ${report.imageCount} images${labels} to ${dest}${written}`
+          )
+        }).pipe(Effect.provide(trainerEnvironment))
       }
       const id = Option.getOrThrow(datasetId)
-      const storage = yield* Storage
-      yield* terminal.err(`downloading dataset ${id}${all ? " (every object)" : ""} to ${dest}`)
-      if (all) {
-        const summary = yield* storage.downloadDataset(id, dest, options).pipe(Effect.ensuring(terminal.endProgress))
-        yield* terminal.out(`downloaded ${summary.files} files (${formatBytes(summary.bytes)}) of dataset ${id} to ${dest}`)
-        return
-      }
-      const report = yield* storage.downloadDatasetSelective(id, dest, options).pipe(Effect.ensuring(terminal.endProgress))
-      yield* terminal.out(
-        `downloaded ${report.files} files (${formatBytes(report.bytes)}) of dataset ${id} to ${dest}: ${report.imageCount} images; annotations: ${report.primaryAnnotationFile}`
-      )
-    }).pipe(Effect.provide(trainerEnvironment))
+      yield* Effect.gen(function*() {
+        const storage = yield* Storage
+        yield* terminal.err(`downloading dataset ${id}${all ? " (every object)" : ""} to ${dest}`)
+        if (all) {
+          const summary = yield* storage.downloadDataset(id, dest, options).pipe(Effect.ensuring(terminal.endProgress))
+          yield* terminal.out(`downloaded ${summary.files} files (${formatBytes(summary.bytes)}) of dataset ${id} to ${dest}`)
+          return
+        }
+        const report = yield* storage.downloadDatasetSelective(id, dest, options).pipe(Effect.ensuring(terminal.endProgress))
+        yield* terminal.out(
+          `downloaded ${report.files} files (${formatBytes(report.bytes)}) of dataset ${id} to ${dest}: ${report.imageCount} images; annotations: ${report.primaryAnnotationFile}`
+        )
+      }).pipe(Effect.provide(trainerEnvironment))
+    })
 ).pipe(Command.withDescription("Download a dataset (by id) or the objects named by annotation data, with a progress bar"))
 
 // cache -----------------------------------------------------------------------------------
@@ -252,16 +295,18 @@ const cachePrune = Command.make(
       if (Option.isSome(maxGb) && !(maxGb.value >= 0)) {
         return yield* new CliUsageError({ message: `--max-gb must be a number >= 0, got ${maxGb.value}` })
       }
-      const cache = yield* DatasetCache
-      const removed = yield* cache.prune(Option.isSome(maxGb) ? { maxBytes: Math.floor(maxGb.value * 1024 ** 3) } : {})
-      const left = yield* cache.entries
-      const total = formatBytes(left.reduce((sum, e) => sum + e.sizeBytes, 0))
-      yield* terminal.out(
-        removed.length === 0
-          ? `nothing to evict; ${left.length} entries, ${total} in ${cache.cacheDir}`
-          : `evicted ${removed.length} entries (${removed.join(", ")}); ${left.length} left, ${total} in ${cache.cacheDir}`
-      )
-    }).pipe(Effect.provide(cacheEnvironment))
+      yield* Effect.gen(function*() {
+        const cache = yield* DatasetCache
+        const removed = yield* cache.prune(Option.isSome(maxGb) ? { maxBytes: Math.floor(maxGb.value * 1024 ** 3) } : {})
+        const left = yield* cache.entries
+        const total = formatBytes(left.reduce((sum, e) => sum + e.sizeBytes, 0))
+        yield* terminal.out(
+          removed.length === 0
+            ? `nothing to evict; ${left.length} entries, ${total} in ${cache.cacheDir}`
+            : `evicted ${removed.length} entries (${removed.join(", ")}); ${left.length} left, ${total} in ${cache.cacheDir}`
+        )
+      }).pipe(Effect.provide(cacheEnvironment))
+    })
 ).pipe(Command.withDescription("Evict least recently used, unleased cache entries down to a size"))
 
 const cache = Command.make("cache").pipe(
