@@ -4,6 +4,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
 import { DatasetError, DownloadError, StorageError } from "../src/Errors.js"
 import { safeRelativePath } from "../src/internal/downloads.js"
+import { boundedConcurrency } from "../src/internal/storageFlows.js"
 import { makeMemoryObjectStore, type ObjectStore } from "../src/ObjectStore.js"
 import { CheckpointEvents, type CheckpointSaved, type DownloadProgress, MemoryStorage, parseS3Uri, Storage } from "../src/Storage.js"
 
@@ -462,4 +463,16 @@ describe("Storage (in memory)", () => {
       expect(error.message).toContain("s3://training-datasets/b/x.jpg")
       expect(yield* filesUnder(dest)).toEqual([])
     })))
+})
+
+describe("boundedConcurrency", () => {
+  it("keeps I/O bounded whatever the caller passes", () => {
+    expect(boundedConcurrency(undefined, 32)).toBe(32)
+    expect(boundedConcurrency(8, 32)).toBe(8)
+    expect(boundedConcurrency(2.7, 32)).toBe(2)
+    expect(boundedConcurrency(0, 32)).toBe(1)
+    expect(boundedConcurrency(-5, 32)).toBe(1)
+    expect(boundedConcurrency(Number.POSITIVE_INFINITY, 32)).toBe(32)
+    expect(boundedConcurrency(Number.NaN, 32)).toBe(32)
+  })
 })

@@ -133,13 +133,17 @@ const rejectUnusableNames = <P extends { readonly store: ObjectStore; readonly k
     )
 }
 
+/** Downloads in flight at once: a whole number of at least 1; anything else (NaN, Infinity) gets the default, never unbounded I/O. */
+export const boundedConcurrency = (requested: number | undefined, fallback: number): number =>
+  requested !== undefined && Number.isFinite(requested) ? Math.max(1, Math.floor(requested)) : fallback
+
 /** The storage flows over `env`, each traced as `Storage.<method>`. */
 export const makeStorageFlows = (env: StorageFlowsEnv) => {
   const { external, fs, internal, jobId, path } = env
   const provide = Effect.provide(Context.make(FileSystem.FileSystem, fs).pipe(Context.add(Path.Path, path)))
 
   const settings = (options: DownloadOptions | undefined): ExecutorSettings => ({
-    concurrency: Math.max(1, options?.concurrency ?? env.defaultConcurrency),
+    concurrency: boundedConcurrency(options?.concurrency, env.defaultConcurrency),
     retry: env.retry,
     ...(options?.onProgress ? { onProgress: options.onProgress } : {})
   })
