@@ -197,6 +197,15 @@ describe("DevBackend decoding and formatting", () => {
     expect(decoded.issues).toEqual([{ field: "exit_code", problem: "Expected 1, actual 0" }])
   })
 
+  it("a training-started body without the optional checkpoint_path is accepted as the start", () => {
+    const started = { job_id: 3, status: "running", current_epoch: 0, total_epochs: 10, progress_percent: 0, metrics: null }
+    const decoded = decodeDevBackendRequest("/training/jobs/3/callback/progress", JSON.stringify(started))
+    assert(decoded._tag === "Accepted" && decoded.payload.kind === "started")
+    expect(decoded.payload.body).toEqual(started)
+    const withNull = decodeDevBackendRequest("/training/jobs/3/callback/progress", JSON.stringify({ ...started, checkpoint_path: null }))
+    assert(withNull._tag === "Accepted" && withNull.payload.kind === "started")
+  })
+
   it("validation image results: a wrong nested type is named by its index", () => {
     const decoded = decodeDevBackendRequest("/validation/jobs/3/results", JSON.stringify({
       type: "validation",

@@ -46,7 +46,11 @@ export const MetricsBlock = Schema.Struct({
 /** @see MetricsBlock */
 export type MetricsBlock = typeof MetricsBlock.Type
 
-/** `POST /training/jobs/{id}/callback/progress` announcing that training started. */
+/**
+ * `POST /training/jobs/{id}/callback/progress` announcing that training started. The SDK
+ * sends `checkpoint_path: null` as the spec's example does; the field is optional on the
+ * progress endpoint, so a body without it is valid too. `metrics` is required there.
+ */
 export const TrainingStartedBody = Schema.Struct({
   job_id: CallbackJobId,
   status: Schema.Literal("running"),
@@ -54,7 +58,7 @@ export const TrainingStartedBody = Schema.Struct({
   total_epochs: PositiveInt,
   progress_percent: Schema.Literal(0),
   metrics: Schema.Null,
-  checkpoint_path: Schema.Null
+  checkpoint_path: optional(Schema.Null)
 }).annotations({ identifier: "TrainingStartedBody" })
 /** @see TrainingStartedBody */
 export type TrainingStartedBody = typeof TrainingStartedBody.Type
