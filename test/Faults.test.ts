@@ -6,7 +6,7 @@
  * in order.
  */
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
-import { FileSystem, Path } from "@effect/platform"
+import { FileSystem } from "@effect/platform"
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
@@ -17,6 +17,7 @@ import { Storage } from "../src/Storage.js"
 import { type FaultProxy, startFaultProxy } from "./support/faultProxy.js"
 import { type ReceivedRequest, makeBackendServer } from "./support/backendServer.js"
 import { type LocalS3, startS3rver } from "./support/s3rver.js"
+import { filesUnder } from "./support/files.js"
 
 const datasets = "training-datasets"
 const checkpoints = "training-checkpoints"
@@ -49,18 +50,6 @@ const storageThrough = (s3: LocalS3, proxy: FaultProxy) => {
   )
 }
 
-/** Every file under `dir` (relative paths). */
-const listFiles = (dir: string) =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const entries = yield* fs.readDirectory(dir, { recursive: true })
-    const files: Array<string> = []
-    for (const entry of entries) {
-      if ((yield* fs.stat(path.join(dir, entry))).type === "File") files.push(entry)
-    }
-    return files.sort()
-  })
 
 describe("Storage behind a faulty S3 proxy", () => {
   it.scopedLive("20% of S3 requests failing: a 500-file selective download ends byte-identical, no stray temp files", () =>
@@ -98,7 +87,7 @@ describe("Storage behind a faulty S3 proxy", () => {
         const report = yield* storage.downloadDatasetSelective("ds-f", dest, { concurrency: 16 })
 
         assert.strictEqual(report.imageCount, 500)
-        const files = yield* listFiles(dest)
+        const files = yield* filesUnder(dest)
         assert.deepStrictEqual(files, ["annotations_detection.json", ...names.map((n) => `images/${n}`)].sort())
         for (const name of names) {
           const local = yield* fs.readFile(`${dest}/images/${name}`)
@@ -148,7 +137,7 @@ describe("Storage behind a faulty S3 proxy", () => {
           assert.strictEqual(error.reason, "Download")
           assert.strictEqual(error.path, uri)
           assert.include(error.message, `s3://${checkpoints}/checkpoints/7/best.pt`)
-          assert.deepStrictEqual(yield* listFiles(dir), [])
+          assert.deepStrictEqual(yield* filesUnder(dir), [])
         }).pipe(Effect.provide(storageThrough(s3, proxy)))
         // Every attempt of the default budget (4) was truncated.
         assert.strictEqual(proxy.stats().truncate, 4)
@@ -171,7 +160,7 @@ describe("Storage behind a faulty S3 proxy", () => {
             assert.strictEqual(failure.bucket, datasets)
             assert.include(error.message, `s3://${datasets}/${failure.key}`)
           }
-          assert.deepStrictEqual(yield* listFiles(dest), ["keep/previous.txt"])
+          assert.deepStrictEqual(yield* filesUnder(dest), ["keep/previous.txt"])
           assert.strictEqual(yield* fs.readFileString(`${dest}/keep/previous.txt`), "already here")
         }).pipe(Effect.provide(storageThrough(s3, proxy)))
         assert.strictEqual(proxy.stats().truncate, 8)
@@ -186,7 +175,7 @@ describe("Storage behind a faulty S3 proxy", () => {
           const dir = yield* fs.makeTempDirectoryScoped()
           const restored = yield* storage.downloadCheckpoint(`s3://${checkpoints}/checkpoints/7/best.pt`, `${dir}/best.pt`)
           assert.strictEqual(sha256(yield* fs.readFile(restored)), sha256(checkpoint))
-          assert.deepStrictEqual(yield* listFiles(dir), ["best.pt"])
+          assert.deepStrictEqual(yield* filesUnder(dir), ["best.pt"])
         }).pipe(Effect.provide(storageThrough(s3, proxy)))
         assert.strictEqual(proxy.stats().truncate, 3)
       }).pipe(Effect.provide(NodeContext.layer)))

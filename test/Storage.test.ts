@@ -7,25 +7,13 @@ import { safeRelativePath } from "../src/internal/downloads.js"
 import { boundedConcurrency } from "../src/internal/storageFlows.js"
 import { makeMemoryObjectStore, type ObjectStore } from "../src/ObjectStore.js"
 import { CheckpointEvents, type CheckpointSaved, type DownloadProgress, MemoryStorage, parseS3Uri, Storage } from "../src/Storage.js"
+import { filesUnder } from "./support/files.js"
 
 const TestLayer = Storage.layerMemory.pipe(Layer.provideMerge(NodeContext.layer))
 
 const run = <A, E>(effect: Effect.Effect<A, E, Storage | MemoryStorage | FileSystem.FileSystem | Path.Path | Scope.Scope>) =>
   Effect.provide(effect, TestLayer)
 
-/** Every file under `dir`, relative, sorted. */
-const filesUnder = (dir: string) =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const entries = yield* fs.readDirectory(dir, { recursive: true })
-    const files: Array<string> = []
-    for (const entry of entries) {
-      const info = yield* fs.stat(path.join(dir, entry))
-      if (info.type === "File") files.push(entry.split(path.sep).join("/"))
-    }
-    return files.sort()
-  })
 
 /** A temp dir holding `dest/`, so escapes would land in the parent and be seen. */
 const sandbox = Effect.gen(function*() {
