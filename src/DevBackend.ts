@@ -9,12 +9,12 @@
  *
  * @since 0.1.0
  */
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { FileSystem, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Clock, Context, Effect, Layer, type Scope } from "effect"
+import { Cause, Clock, Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import * as http from "node:http"
 import { DevBackendError } from "./Errors.js"
-import { callbackEndpoints } from "./internal/callbackBodies.js"
+import { callbackEndpoints, matchCallbackEndpoint } from "./internal/callbackBodies.js"
 import {
   decodeDevBackendRequest,
   type DevBackendEvent,
@@ -42,6 +42,9 @@ export {
   summarizeDevBackendEvents
 } from "./internal/devBackendEvents.js"
 
+/** The largest request body the dev backend reads (16 MiB); a larger one is answered 413. */
+export const devBackendMaxBodyBytes = 16 * 1024 * 1024
+
 /** Options of `DevBackend.start`. */
 export interface DevBackendOptions {
   /** Port to listen on; 0 (the default) picks a free one. */
@@ -52,8 +55,10 @@ export interface DevBackendOptions {
   readonly basePath?: string
   /** Called with each accepted event, in order (the CLI prints it). */
   readonly onEvent?: (event: DevBackendEvent) => Effect.Effect<void>
-  /** Called with each refused request (404 or 422). */
+  /** Called with each refused request (404, 413, 422 or 500). */
   readonly onRejected?: (rejection: DevBackendRejection) => Effect.Effect<void>
+  /** The largest body read, in bytes. Default `devBackendMaxBodyBytes`. */
+  readonly maxBodyBytes?: number
 }
 
 /** A running dev backend. */
@@ -85,6 +90,7 @@ export const startDevBackend = (
     const basePath = (options.basePath ?? "/api/v1").replace(/\/+$/, "")
     const onEvent = options.onEvent ?? (() => Effect.void)
     const onRejected = options.onRejected ?? (() => Effect.void)
+    const maxBodyBytes = options.maxBodyBytes ?? devBackendMaxBodyBytes
     // Appended in place (a long dry run sends thousands of log entries) under `reporting`'s
     // permit, so `onEvent` sees the recorded order; readers get copies.
     const events: Array<DevBackendEvent> = []
@@ -121,12 +127,32 @@ export const startDevBackend = (
       return HttpServerResponse.unsafeJson({ success: false, message: `Not Found: ${request.method} ${request.url}` }, { status: 404 })
     })
 
+    /** The request path relative to the API base, without its query string (routing ignores it). */
+    const apiPath = (url: string) => url.split("?")[0]!.slice(basePath.length)
+
+    /** Refuses a request with `status` and one problem about the body as a whole. */
+    const refuse = (status: 413 | 500, path: string, jobId: number | undefined, problem: string) =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const receivedAt = yield* Clock.currentTimeMillis
+        yield* reject({ receivedAt, method: request.method, path, status, jobId, issues: [{ field: "", problem }] })
+        return HttpServerResponse.unsafeJson({ success: false, message: problem }, { status })
+      })
+
     const handle = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
-      const path = request.url.slice(basePath.length)
-      const text = yield* Effect.orElseSucceed(request.text, () => "")
+      const path = apiPath(request.url)
+      const jobId = matchCallbackEndpoint(path)?.jobId
+      const tooLarge = `the body is larger than the dev backend's limit of ${maxBodyBytes} bytes`
+      if (Number(request.headers["content-length"] ?? 0) > maxBodyBytes) return yield* refuse(413, path, jobId, tooLarge)
+      const text = yield* request.text.pipe(
+        HttpServerRequest.withMaxBodySize(Option.some(FileSystem.Size(maxBodyBytes))),
+        Effect.either
+      )
+      // A body cut off by the size limit fails the read; any other read failure is an empty body.
+      if (Either.isLeft(text) && String(text.left.cause).includes("maxBytes")) return yield* refuse(413, path, jobId, tooLarge)
       const receivedAt = yield* Clock.currentTimeMillis
-      const decoded = decodeDevBackendRequest(path, text)
+      const decoded = decodeDevBackendRequest(path, Either.getOrElse(text, () => ""))
       switch (decoded._tag) {
         case "NotFound":
           return yield* notFound
@@ -158,7 +184,16 @@ export const startDevBackend = (
           return HttpServerResponse.unsafeJson({ success: true, message: kindMessage(event), job_status: jobStatus })
         }
       }
-    })
+    }).pipe(
+      // Anything unexpected is still an answer (a JSON 500) and a reported rejection, never an empty 500.
+      Effect.catchAllCause((cause) =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          const path = apiPath(request.url)
+          const first = Cause.pretty(cause).split("\n")[0] ?? "unknown failure"
+          return refuse(500, path, matchCallbackEndpoint(path)?.jobId, `the dev backend failed on this request: ${first}`)
+        })
+      )
+    )
 
     let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
     for (const endpoint of callbackEndpoints) {

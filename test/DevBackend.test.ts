@@ -178,6 +178,61 @@ describe("DevBackend", () => {
       assert.include(rejected[6], "404 POST /api/v1/training/jobs/7/callback/metrics: no such endpoint")
     }))
 
+  it.scoped("hostile requests get an answer and are reported: deep nesting 422, a huge body 413, a failing handler a JSON 500", () =>
+    Effect.gen(function*() {
+      const rejected: Array<string> = []
+      const backend = yield* DevBackend.start({
+        maxBodyBytes: 65536,
+        onEvent: (event) => event.kind === "log" ? Effect.dieMessage("printer broke") : Effect.void,
+        onRejected: (rejection) => Effect.sync(() => rejected.push(formatDevBackendRejection(rejection)))
+      })
+      const progress = `${backend.url}/training/jobs/7/callback/progress`
+      const deep = `${"{\"a\":".repeat(5000)}1${"}".repeat(5000)}`
+      const nested = yield* post(progress, `{"job_id":7,"metrics":${deep}}`)
+      expect(nested).toEqual({
+        status: 422,
+        body: {
+          success: false,
+          message: "metrics: nests arrays/objects deeper than 256 levels",
+          errors: [{ field: "metrics", problem: "nests arrays/objects deeper than 256 levels" }]
+        }
+      })
+      const deepRoot = yield* post(progress, `${"[".repeat(3000)}${"]".repeat(3000)}`)
+      assert.strictEqual(deepRoot.status, 422)
+      expect(deepRoot.body.errors).toEqual([{ field: "", problem: "nests arrays/objects deeper than 256 levels" }])
+
+      const huge = yield* post(progress, { ...progressBody, extra_data: { blob: "x".repeat(70_000) } })
+      expect(huge).toEqual({
+        status: 413,
+        body: { success: false, message: "the body is larger than the dev backend's limit of 65536 bytes" }
+      })
+
+      const entry = { job_id: 7, event_type: "trainer", message: "hi", level: "INFO", data: {}, timestamp: "2026-01-02T03:04:05.678Z" }
+      const failing = yield* post(`${backend.url}/training/jobs/7/callback/logs`, entry)
+      assert.strictEqual(failing.status, 500)
+      assert.strictEqual(failing.body.success, false)
+      assert.include(String(failing.body.message), "printer broke")
+
+      assert.deepStrictEqual((yield* backend.rejections).map((r) => r.status), [422, 422, 413, 500])
+      assert.strictEqual(rejected[0], "[job 7] REJECTED    422 POST /training/jobs/7/callback/progress: metrics: nests arrays/objects deeper than 256 levels")
+      assert.strictEqual(rejected[2], "[job 7] REJECTED    413 POST /training/jobs/7/callback/progress: body: the body is larger than the dev backend's limit of 65536 bytes")
+      assert.match(rejected[3]!, /^\[job 7\] REJECTED {4}500 POST \/training\/jobs\/7\/callback\/logs: body: the dev backend failed on this request: .*printer broke/)
+    }))
+
+  it.scoped("a query string does not change the route; a bad log level lists the accepted levels", () =>
+    Effect.gen(function*() {
+      const backend = yield* DevBackend.start()
+      const ok = yield* post(`${backend.url}/training/jobs/7/callback/progress?x=1`, progressBody)
+      assert.strictEqual(ok.status, 200)
+      const [event] = yield* backend.events
+      assert.strictEqual(event!.kind, "progress")
+      assert.strictEqual(event!.path, "/training/jobs/7/callback/progress")
+      const entry = { job_id: 7, event_type: "trainer", message: "hi", level: "LOUD", data: {}, timestamp: "2026-01-02T03:04:05.678Z" }
+      const loud = yield* post(`${backend.url}/training/jobs/7/callback/logs`, entry)
+      assert.strictEqual(loud.status, 422)
+      expect(loud.body.errors).toEqual([{ field: "level", problem: "expected one of DEBUG, INFO, WARNING, ERROR, got \"LOUD\"" }])
+    }))
+
   it.scoped("a port already in use is a DevBackendError naming the address", () =>
     Effect.gen(function*() {
       const first = yield* DevBackend.start()

@@ -4,6 +4,7 @@
  * rendering and a run summary.
  */
 import { Either, ParseResult, Schema } from "effect"
+import { maxJsonDepth } from "./diceModel.js"
 import {
   type CallbackEndpointName,
   CompletionBody,
@@ -72,11 +73,14 @@ export interface DevBackendRejection {
   readonly receivedAt: number
   readonly method: string
   readonly path: string
-  /** 404 (no such endpoint) or 422 (the body breaks the contract). */
-  readonly status: 404 | 422
+  /**
+   * 404 (no such endpoint), 413 (body too large), 422 (the body breaks the contract) or
+   * 500 (the dev backend itself failed on it; the problem is in `issues`).
+   */
+  readonly status: 404 | 413 | 422 | 500
   /** The job id of the path, when the path names an endpoint. */
   readonly jobId: number | undefined
-  /** Empty for a 404. */
+  /** Empty for a 404; the one problem with the body as a whole (field `""`) for a 413 or 500. */
   readonly issues: ReadonlyArray<DevBackendFieldIssue>
 }
 
@@ -126,7 +130,23 @@ export const formatJsonPath = (path: ReadonlyArray<PropertyKey>): string =>
     return `${acc}[${JSON.stringify(name)}]`
   }, "")
 
-/** One issue per field: the alternatives of a union (`number | null`) are merged into one line. */
+const literalMismatch = /^Expected ("(?:[^"\\]|\\.)*"|-?\d[\d.e+-]*|true|false|null), actual (.*)$/s
+
+/**
+ * The alternatives of a union merged into one problem: a union of literals (`"DEBUG" |
+ * "INFO" | ...`) as `expected one of DEBUG, INFO, got "LOUD"`, any other (`number | null`)
+ * as its messages joined by `; or `.
+ */
+export const mergeUnionProblems = (problems: ReadonlyArray<string>): string => {
+  const literals = problems.map((problem) => literalMismatch.exec(problem))
+  if (problems.length > 1 && literals.every((m) => m !== null && m[2] === literals[0]![2])) {
+    const choices = literals.map((m) => (m![1]!.startsWith("\"") ? JSON.parse(m![1]!) as string : m![1]!))
+    return `expected one of ${choices.join(", ")}, got ${literals[0]![2]}`
+  }
+  return problems.join("; or ")
+}
+
+/** One issue per field: the alternatives of a union are merged into one line (`mergeUnionProblems`). */
 const fieldIssues = (error: ParseResult.ParseError): ReadonlyArray<DevBackendFieldIssue> => {
   const byField = new Map<string, Array<string>>()
   for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
@@ -136,7 +156,30 @@ const fieldIssues = (error: ParseResult.ParseError): ReadonlyArray<DevBackendFie
     if (!problems.includes(problem)) problems.push(problem)
     byField.set(field, problems)
   }
-  return Array.from(byField, ([field, problems]) => ({ field, problem: problems.join("; or ") }))
+  return Array.from(byField, ([field, problems]) => ({ field, problem: mergeUnionProblems(problems) }))
+}
+
+/**
+ * Where a parsed body nests arrays/objects deeper than `maxJsonDepth`: the path of its
+ * top-level field (`[]` when the body itself is too deep an array), or `undefined` when it
+ * does not. Iterative, so a hostile body cannot overflow the stack here.
+ */
+export const tooDeepField = (value: unknown): ReadonlyArray<PropertyKey> | undefined => {
+  const stack: Array<readonly [unknown, number, ReadonlyArray<PropertyKey>]> = [[value, 1, []]]
+  while (stack.length > 0) {
+    const [current, depth, field] = stack.pop()!
+    if (typeof current !== "object" || current === null) continue
+    if (depth > maxJsonDepth) return field
+    const entries: Array<readonly [PropertyKey, unknown]> = Array.isArray(current)
+      ? current.map((child, index) => [index, child] as const)
+      : Object.entries(current)
+    for (const [key, child] of entries) {
+      if (typeof child === "object" && child !== null) {
+        stack.push([child, depth + 1, depth === 1 && !Array.isArray(current) ? [key] : field])
+      }
+    }
+  }
+  return undefined
 }
 
 /** The outcome of decoding one request: the event payload, or the problems with its body. */
@@ -161,6 +204,14 @@ export const decodeDevBackendRequest = (path: string, text: string): DevBackendD
   } catch (error) {
     const detail = error instanceof Error ? error.message : String(error)
     return { _tag: "Invalid", jobId, issues: [{ field: "", problem: `the body is not valid JSON (${detail})` }] }
+  }
+  const deep = tooDeepField(json)
+  if (deep !== undefined) {
+    return {
+      _tag: "Invalid",
+      jobId,
+      issues: [{ field: formatJsonPath(deep), problem: `nests arrays/objects deeper than ${maxJsonDepth} levels` }]
+    }
   }
   let closest: ReadonlyArray<DevBackendFieldIssue> | undefined
   for (const { payload, schema } of candidates[endpoint.name]) {
@@ -289,7 +340,7 @@ export const formatDevBackendRejection = (rejection: DevBackendRejection): strin
   const who = rejection.jobId === undefined ? "[backend]" : `[job ${rejection.jobId}]`
   if (rejection.status === 404) return `${who} ${label("REJECTED")}  404 ${rejection.method} ${rejection.path}: no such endpoint`
   const issues = rejection.issues.map((issue) => `${issue.field === "" ? "body" : issue.field}: ${issue.problem}`)
-  return `${who} ${label("REJECTED")}  422 ${rejection.method} ${rejection.path}: ${issues.join("; ")}`
+  return `${who} ${label("REJECTED")}  ${rejection.status} ${rejection.method} ${rejection.path}: ${issues.join("; ")}`
 }
 
 /** What the backend knows about one job at the end. */
