@@ -218,6 +218,39 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(bad.issues.join("\n")).toMatch(/fewer than the minimum 10/)
       }))
 
+    it.scoped("a converted classification tree is valid; an empty, an unknown class folder and a loose image are reported", () =>
+      Effect.gen(function*() {
+        const dir = yield* copyFixture("nested-classification")
+        const fs = yield* FileSystem.FileSystem
+        const converter = yield* Converter
+        yield* converter.convert({ datasetDir: dir, from: "dice", to: "yolo", taskType: "classification" })
+        const ok = yield* converter.validateYolo(dir)
+        expect(ok).toEqual({
+          valid: true,
+          issues: [],
+          stats: { total_images: 5, total_labels: 5, classes: 2, class_distribution: { cat: 2, dog: 3 } }
+        })
+
+        yield* fs.remove(`${dir}/val/cat`, { recursive: true })
+        yield* fs.makeDirectory(`${dir}/val/cat`)
+        yield* fs.makeDirectory(`${dir}/train/bird`)
+        yield* fs.copyFile(`${dir}/images/c6.jpg`, `${dir}/train/bird/c6.jpg`)
+        yield* fs.copyFile(`${dir}/images/c6.jpg`, `${dir}/val/c6.jpg`)
+        const bad = yield* converter.validateYolo(dir, { minImages: 10 })
+        expect(bad).toEqual({
+          valid: false,
+          issues: [
+            "train/bird: class folder not in data.yaml names",
+            `val: image outside a class folder: ${dir}/val/c6.jpg`,
+            "val/cat: empty class folder (no images)",
+            "only 5 image(s), fewer than the minimum 10"
+          ],
+          stats: { total_images: 5, total_labels: 4, classes: 2, class_distribution: { cat: 1, dog: 3 } }
+        })
+        yield* fs.remove(`${dir}/val`, { recursive: true })
+        expect((yield* converter.validateYolo(dir)).issues).toContain(`data.yaml: val points to missing directory ${dir}/val`)
+      }))
+
     it.scoped("missing data.yaml", () =>
       Effect.gen(function*() {
         const dir = yield* copyFixture("nested-detection")

@@ -10,11 +10,15 @@ import type { ValidateYoloOptions } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 import { decodeDice, type DiceDataset, diceAnnotationFileNames, parseJsonBytes } from "./diceModel.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
-import { yoloLabelPath } from "./yoloLabels.js"
-import { checkYoloLabelText, type YoloValidation } from "./yoloValidate.js"
+import { classFolderName, yoloLabelPath } from "./yoloLabels.js"
+import { checkClassifySplits, checkYoloLabelText, type ClassifySplitListing, type YoloValidation } from "./yoloValidate.js"
 
 /** Issues listed by `validateYolo` before the rest are only counted. */
 const maxIssues = 200
+
+/** The first `maxIssues` issues, and a count of the rest. */
+const capIssues = (issues: ReadonlyArray<string>): ReadonlyArray<string> =>
+  issues.length > maxIssues ? [...issues.slice(0, maxIssues), `and ${issues.length - maxIssues} more issue(s)`] : issues
 
 /** Files touched at once (existence checks, label writes, links). */
 export const ioConcurrency = 64
@@ -201,6 +205,63 @@ export const makeConverterReader = Effect.gen(function*() {
       }
     })
 
+  const isDirectory = (target: string) =>
+    Effect.map(Effect.option(fs.stat(target)), (info) => info._tag === "Some" && info.value.type === "Directory")
+
+  /**
+   * Whether data.yaml's `train` entry is a classification split: a directory (not a `.txt`
+   * list, no `images` segment, which would make it a detection image folder) holding class
+   * folders and no images of its own.
+   */
+  const isClassifyLayout = (base: string, doc: Record<string, unknown>) =>
+    Effect.gen(function*() {
+      const entry = doc["train"]
+      if (typeof entry !== "string" || entry.endsWith(".txt")) return false
+      const target = path.resolve(base, entry)
+      if (target.split(path.sep).includes("images") || !(yield* isDirectory(target))) return false
+      const children = yield* datasetIo(target, fs.readDirectory(target))
+      if (children.some((c) => imageExtensions.has(path.extname(c).toLowerCase()))) return false
+      return yield* Effect.exists(children, (c) => isDirectory(path.join(target, c)))
+    })
+
+  /** One split directory of a classification dataset: its class folders and any loose images. */
+  const listClassifySplit = (split: string, dir: string) =>
+    Effect.gen(function*() {
+      const children = (yield* datasetIo(dir, fs.readDirectory(dir))).sort()
+      const folders: Array<{ name: string; images: Array<string> }> = []
+      const looseImages: Array<string> = []
+      for (const child of children) {
+        const full = path.join(dir, child)
+        if (yield* isDirectory(full)) {
+          const inside = yield* datasetIo(full, fs.readDirectory(full, { recursive: true }))
+          folders.push({
+            name: child,
+            images: inside.filter((e) => imageExtensions.has(path.extname(e).toLowerCase())).map((e) => path.join(full, e))
+          })
+        } else if (imageExtensions.has(path.extname(child).toLowerCase())) looseImages.push(full)
+      }
+      return { split, dir, folders, looseImages } satisfies ClassifySplitListing
+    })
+
+  const validateClassify = (base: string, doc: Record<string, unknown>, names: ReadonlyArray<string>, nc: number, minImages: number, issues: Array<string>) =>
+    Effect.gen(function*() {
+      const splits: Array<ClassifySplitListing> = []
+      for (const key of ["train", "val", "test"] as const) {
+        const entry = doc[key]
+        if (typeof entry !== "string") {
+          if (key !== "test") issues.push(`data.yaml: no ${key} entry`)
+          continue
+        }
+        const target = path.resolve(base, entry)
+        if (!(yield* isDirectory(target))) {
+          issues.push(`data.yaml: ${key} points to missing directory ${target}`)
+          continue
+        }
+        splits.push(yield* listClassifySplit(key, target))
+      }
+      return checkClassifySplits(splits, names, nc, minImages, classFolderName, issues)
+    })
+
   const validateYolo = (datasetDir: string, options?: ValidateYoloOptions) =>
     Effect.gen(function*() {
       const dir = path.resolve(datasetDir)
@@ -227,6 +288,10 @@ export const makeConverterReader = Effect.gen(function*() {
       const kpt = doc["kpt_shape"]
       const kptShape = Array.isArray(kpt) && kpt.length === 2 ? [Number(kpt[0]), Number(kpt[1])] as const : undefined
       const base = typeof doc["path"] === "string" ? path.resolve(dir, doc["path"]) : dir
+      if (yield* isClassifyLayout(base, doc)) {
+        const result = yield* validateClassify(base, doc, names, nc, minImages, issues)
+        return { ...result, issues: capIssues(result.issues) } satisfies YoloValidation
+      }
       const images = new Set<string>()
       for (const key of ["train", "val", "test"] as const) {
         const entry = doc[key]
@@ -258,12 +323,9 @@ export const makeConverterReader = Effect.gen(function*() {
         }))
       }, { concurrency: ioConcurrency, discard: true })
       if (unlabelled > 20) issues.push(`${unlabelled - 20} more image(s) without label file`)
-      const shown = issues.length > maxIssues
-        ? [...issues.slice(0, maxIssues), `and ${issues.length - maxIssues} more issue(s)`]
-        : issues
       return {
         valid: issues.length === 0,
-        issues: shown,
+        issues: capIssues(issues),
         stats: { total_images: images.size, total_labels: totalLabels, classes: nc, class_distribution: distribution }
       } satisfies YoloValidation
     })

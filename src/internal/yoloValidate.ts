@@ -1,5 +1,6 @@
 /**
- * Checks of a converted YOLO dataset's label text. Pure: the service reads the files.
+ * Checks of a converted YOLO dataset: the label text of a detection/segmentation/pose
+ * dataset, the class folders of a classification one. Pure: the service reads the files.
  */
 
 /** The outcome of validating a YOLO dataset. */
@@ -8,10 +9,10 @@ export interface YoloValidation {
   readonly issues: ReadonlyArray<string>
   readonly stats: {
     readonly total_images: number
-    /** Label rows (objects) over all label files. */
+    /** Label rows (objects) over all label files; for classification, images with a class. */
     readonly total_labels: number
     readonly classes: number
-    /** Rows per class name. */
+    /** Rows (classification: images) per class name. */
     readonly class_distribution: Readonly<Record<string, number>>
   }
 }
@@ -63,4 +64,69 @@ export const checkYoloLabelText = (
     classes.push(cls)
   }
   return classes
+}
+
+/** One split of a classification (ImageFolder) dataset as found on disk. */
+export interface ClassifySplitListing {
+  /** `train`, `val` or `test`. */
+  readonly split: string
+  /** The split directory. */
+  readonly dir: string
+  /** Its class folders (folder name → image paths inside it, recursively). */
+  readonly folders: ReadonlyArray<{ readonly name: string; readonly images: ReadonlyArray<string> }>
+  /** Images lying directly in the split directory, outside any class folder. */
+  readonly looseImages: ReadonlyArray<string>
+}
+
+/**
+ * Checks a classification dataset (data.yaml's splits are directories of class folders, the
+ * layout `convert --task classification` writes): every class folder must be the folder of a
+ * `names` entry (as `folderOf` names it) when data.yaml has names, hold at least one image,
+ * and no image may lie outside a class folder. Stats count each image once, with one label
+ * (its class) per image. Problems are appended to `issues`; `nc` is data.yaml's class count.
+ */
+export const checkClassifySplits = (
+  splits: ReadonlyArray<ClassifySplitListing>,
+  names: ReadonlyArray<string>,
+  nc: number,
+  minImages: number,
+  folderOf: (name: string) => string,
+  issues: Array<string>
+): YoloValidation => {
+  const nameOfFolder = new Map(names.map((name) => [folderOf(name), name]))
+  const images = new Set<string>()
+  const folderNames = new Set<string>()
+  const distribution: Record<string, number> = {}
+  let labels = 0
+  for (const split of splits) {
+    if (split.folders.length === 0) issues.push(`${split.split}: no class folders in ${split.dir}`)
+    for (const image of split.looseImages.slice(0, 20)) issues.push(`${split.split}: image outside a class folder: ${image}`)
+    if (split.looseImages.length > 20) issues.push(`${split.split}: ${split.looseImages.length - 20} more image(s) outside a class folder`)
+    for (const folder of split.folders) {
+      folderNames.add(folder.name)
+      const name = names.length === 0 ? folder.name : nameOfFolder.get(folder.name)
+      if (name === undefined) {
+        issues.push(`${split.split}/${folder.name}: class folder not in data.yaml names`)
+        continue
+      }
+      if (folder.images.length === 0) issues.push(`${split.split}/${folder.name}: empty class folder (no images)`)
+      for (const image of folder.images) {
+        images.add(image)
+        labels++
+      }
+      if (folder.images.length > 0) distribution[name] = (distribution[name] ?? 0) + folder.images.length
+    }
+  }
+  for (const split of splits) for (const image of split.looseImages) images.add(image)
+  if (images.size < minImages) issues.push(`only ${images.size} image(s), fewer than the minimum ${minImages}`)
+  return {
+    valid: issues.length === 0,
+    issues,
+    stats: {
+      total_images: images.size,
+      total_labels: labels,
+      classes: names.length === 0 ? folderNames.size : nc,
+      class_distribution: distribution
+    }
+  }
 }
