@@ -45,7 +45,8 @@ const processTerminal = Layer.sync(CliTerminal, () => {
         shown = line
       }
     }),
-    endProgress: Effect.sync(endProgress)
+    endProgress: Effect.sync(endProgress),
+    colour: process.stdout.isTTY === true && (process.env.NO_COLOR ?? "") === ""
   }
 })
 

@@ -104,6 +104,27 @@ describe("trainer-sdk CLI", () => {
       assert.strictEqual(run.stdout, "")
     }))
 
+  it.live("usage errors name the option: an unknown task, a negative minimum, a non-integer; piped help has no colours", () =>
+    Effect.gen(function*() {
+      const [task, minImages, seed, help] = yield* Effect.all([
+        runCli(["convert", "--from", "dice", "--to", "yolo", "--task", "banana", repoRoot]),
+        runCli(["validate", "--min-images", "-3", repoRoot]),
+        runCli(["convert", "--from", "dice", "--to", "yolo", "--seed", "abc", repoRoot]),
+        runCli(["cache", "list", "--help"], { NO_COLOR: "" })
+      ], { concurrency: 4 })
+      assert.strictEqual(task.code, 2)
+      assert.deepStrictEqual(lines(task.stderr), [
+        "error: --task must be detection, classification, segmentation or pose (or an alias such as object_detection, cls), got \"banana\""
+      ])
+      assert.strictEqual(minImages.code, 2)
+      assert.deepStrictEqual(lines(minImages.stderr), ["error: --min-images must be 0 or more, got -3"])
+      assert.strictEqual(seed.code, 2)
+      assert.deepStrictEqual(lines(seed.stderr), ["error: --seed must be an integer, got \"abc\""])
+      assert.strictEqual(help.code, 0)
+      assert.notInclude(help.stdout, "\u001b[")
+      assert.include(lines(help.stdout), "$ trainer-sdk cache list")
+    }))
+
   it.live("storage and cache commands: argument errors first, then one line naming a bad variable they read", () =>
     Effect.gen(function*() {
       const noJob = { CALLBACK_URL: "", JOB_ID: "" }

@@ -11,7 +11,7 @@ import { Cause, Config, ConfigProvider, Console, Context, Data, Effect, Layer, O
 import { Converter } from "../Converter.js"
 import { DatasetCache } from "../DatasetCache.js"
 import { ConfigError, DatasetError } from "../Errors.js"
-import { JobContext } from "../JobContext.js"
+import { JobContext, normalizeTaskType } from "../JobContext.js"
 import { Storage } from "../Storage.js"
 import {
   formatDevBackendEvent,
@@ -37,6 +37,8 @@ export interface CliTerminalShape {
   readonly progress: (line: string) => Effect.Effect<void>
   /** Ends the progress line, leaving the last one visible. */
   readonly endProgress: Effect.Effect<void>
+  /** Whether output may carry ANSI colours (stdout is a terminal and `NO_COLOR` is unset). */
+  readonly colour: boolean
 }
 
 /** The CLI's output service (the program edge provides one over the process streams). */
@@ -111,6 +113,23 @@ const choiceOption = <const C extends ReadonlyArray<string>>(name: string, choic
     )
   )
 
+/**
+ * A whole-number option. A wrong value is a usage error naming the option (`@effect/cli`'s
+ * own message, `'abc' is not a integer`, does not).
+ */
+const integerOption = (name: string): Options.Options<number> =>
+  Options.text(name).pipe(
+    Options.withPseudoName("integer"),
+    Options.mapEffect((value) =>
+      /^[+-]?\d+$/.test(value.trim()) && Number.isSafeInteger(Number(value))
+        ? Effect.succeed(Number(value))
+        : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name} must be an integer, got "${value}"`)))
+    )
+  )
+
+/** The accepted `--task` values, as shown in help and errors. */
+const taskChoices = "detection, classification, segmentation or pose (or an alias such as object_detection, cls)"
+
 // convert ---------------------------------------------------------------------------------
 
 const convert = Command.make(
@@ -121,10 +140,17 @@ const convert = Command.make(
     ),
     to: choiceOption("to", ["yolo", "coco"]).pipe(Options.withDescription("Format to write")),
     task: Options.text("task").pipe(
-      Options.withDescription("detection, classification, segmentation, pose or an alias (default: the file's)"),
+      Options.withPseudoName("task"),
+      Options.mapEffect((value) => {
+        const task = normalizeTaskType(value)
+        return task === undefined
+          ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--task must be ${taskChoices}, got "${value}"`)))
+          : Effect.succeed(task)
+      }),
+      Options.withDescription(`${taskChoices} (default: the file's)`),
       Options.optional
     ),
-    seed: Options.integer("seed").pipe(Options.withDescription("Seed of the random train/val split (default 42)"), Options.optional),
+    seed: integerOption("seed").pipe(Options.withDescription("Seed of the random train/val split (default 42)"), Options.optional),
     valRatio: Options.float("val-ratio").pipe(
       Options.withDescription("Share of images in the validation split, in (0, 1) (default 0.2)"),
       Options.optional
@@ -158,7 +184,7 @@ const convert = Command.make(
 const validate = Command.make(
   "validate",
   {
-    minImages: Options.integer("min-images").pipe(
+    minImages: integerOption("min-images").pipe(
       Options.withDescription("Fewer images than this is an issue (default 1)"),
       Options.optional
     ),
@@ -167,6 +193,9 @@ const validate = Command.make(
   ({ dir, minImages }) =>
     Effect.gen(function*() {
       const terminal = yield* CliTerminal
+      if (Option.isSome(minImages) && minImages.value < 0) {
+        return yield* new CliUsageError({ message: `--min-images must be 0 or more, got ${minImages.value}` })
+      }
       const converter = yield* Converter
       const validation = yield* converter.validateYolo(dir, { minImages: Option.getOrUndefined(minImages) })
       yield* terminal.out(formatValidation(dir, validation))
@@ -219,7 +248,7 @@ const download = Command.make(
       Options.withDescription("With DATASET_ID: every object under the prefix, not only the images the annotations reference")
     ),
     dest: Options.directory("dest").pipe(Options.withDescription("Destination directory")),
-    concurrency: Options.integer("concurrency").pipe(
+    concurrency: integerOption("concurrency").pipe(
       Options.withDescription("Objects fetched at the same time (default 32)"),
       Options.optional
     )
@@ -319,7 +348,7 @@ const cache = Command.make("cache").pipe(
 const devBackend = Command.make(
   "dev-backend",
   {
-    port: Options.integer("port").pipe(
+    port: integerOption("port").pipe(
       Options.withDescription("Port on 127.0.0.1 (0 picks a free one)"),
       Options.withDefault(8000)
     )
@@ -366,6 +395,28 @@ const isUsageError = (error: unknown): boolean =>
   ValidationError.isValidationError(error) ||
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "CliUsageError"
 
+const commandNames = new Set(["convert", "validate", "download", "cache", "list", "prune", "dev-backend"])
+
+// eslint-disable-next-line no-control-regex
+const ansiCodes = /\u001b\[[0-9;]*[A-Za-z]/g
+
+/**
+ * `@effect/cli`'s help text as printed: a subcommand's usage line names the whole command
+ * (`$ trainer-sdk cache list`, not `$ list`), and ANSI colours are dropped unless `colour`.
+ */
+const helpText = (argv: ReadonlyArray<string>, text: string, colour: boolean): string => {
+  const path: Array<string> = []
+  for (const arg of argv.slice(2)) {
+    if (!commandNames.has(arg)) break
+    path.push(arg)
+  }
+  const last = path[path.length - 1]
+  const named = last === undefined
+    ? text
+    : text.replace(new RegExp(`^(\\$ )${last}(?=\\s|$)`, "gm"), `$1trainer-sdk ${path.join(" ")}`)
+  return colour ? named : named.replace(ansiCodes, "")
+}
+
 /**
  * Runs the CLI on `argv` (`process.argv`: runtime and script first) and returns the exit
  * code: 0 on success, 1 when the command failed, 2 for a usage error. Every failure is
@@ -376,9 +427,13 @@ export const runTrainerSdkCli = (argv: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const terminal = yield* CliTerminal
     const console = yield* Effect.console
-    const withoutParseReports: Console.Console = { ...console, error: () => Effect.void }
+    const helpOutput: Console.Console = {
+      ...console,
+      error: () => Effect.void,
+      log: (...args) => console.log(...args.map((arg) => typeof arg === "string" ? helpText(argv, arg, terminal.colour) : arg))
+    }
     return yield* cli(argv).pipe(
-      Effect.withConsole(withoutParseReports),
+      Effect.withConsole(helpOutput),
       Effect.as(0),
       Effect.catchAllCause((cause) => {
         const failure = Cause.failureOption(cause)
