@@ -12,7 +12,7 @@ import { makeConverterReader } from "./internal/converterRead.js"
 import { makeConverterWriter } from "./internal/converterWrite.js"
 import type { DatasetSplit } from "./internal/diceModel.js"
 import { normalizeTaskType } from "./internal/jobConfig.js"
-import { assignSplits, countSplits, type SplitOptions } from "./internal/splits.js"
+import { assignSplits, countSplits, type SplitOptions, splitWarnings } from "./internal/splits.js"
 import type { ConverterTask } from "./internal/yoloLabels.js"
 import type { YoloValidation } from "./internal/yoloValidate.js"
 
@@ -48,6 +48,8 @@ export interface ConversionReport {
   readonly skipped: Readonly<Record<string, number>>
   /** Images per split. */
   readonly splits: Readonly<Record<DatasetSplit, number>>
+  /** Things a trainer should know before training, e.g. an empty val split. */
+  readonly warnings: ReadonlyArray<string>
   /** Absolute paths written: data.yaml, split files, label trees, COCO files, class folders. */
   readonly outputs: ReadonlyArray<string>
   /** Absolute image root: COCO `file_name`s are relative to it (the data prefix). */
@@ -104,6 +106,7 @@ const make = Effect.gen(function*() {
     }
     const { paths, root } = yield* reader.resolveImages(dir, file, dataset)
     const splits = assignSplits(dataset.images, options.split)
+    const splitCounts = countSplits(splits)
     const result = options.to === "coco"
       ? yield* writer.toCoco(dir, dataset, splits, paths, root)
       : task === "classification"
@@ -117,7 +120,8 @@ const make = Effect.gen(function*() {
       negatives: result.negatives,
       classes: dataset.categories.map((c) => c.name),
       skipped: result.skipped,
-      splits: countSplits(splits),
+      splits: splitCounts,
+      warnings: splitWarnings(splitCounts),
       outputs: result.outputs,
       imageRoot: result.imageRoot
     } satisfies ConversionReport

@@ -38,6 +38,7 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(report.objects).toBe(3)
         expect(report.negatives).toBe(1)
         expect(report.splits).toEqual({ train: 1, val: 1, test: 1 })
+        expect(report.warnings).toEqual([])
         expect(report.skipped).toEqual({
           duplicate: 1,
           background: 1,
@@ -79,6 +80,7 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(report.skipped).toEqual({ unknown_image: 1 })
         // The spec's rule for 2 images at 0.8/0.2: floor(1.6) = 1 train, floor(0.4) = 0 val, the rest test.
         expect(report.splits).toEqual({ train: 1, val: 0, test: 1 })
+        expect(report.warnings).toEqual([expect.stringContaining("the val split is empty")])
         expect(yield* fs.readLink(`${dir}/images/JPEGImages/x.jpg`)).toBe(`${dir}/JPEGImages/x.jpg`)
         const x = (yield* read(`${dir}/labels/JPEGImages/x.txt`)).split("\n")
         expect(x[0]).toBe("0 0.100000 0.100000 0.400000 0.100000 0.400000 0.400000 0.100000 0.400000")

@@ -6,7 +6,7 @@ import * as YAML from "yaml"
 import { Converter } from "../src/Converter.js"
 import { cocoDocuments } from "../src/internal/cocoExport.js"
 import { decodeDice, decodeDiceWithSchema, decodeFlatDice, type DiceDataset } from "../src/internal/diceModel.js"
-import { assignSplits } from "../src/internal/splits.js"
+import { assignSplits, countSplits, splitWarnings } from "../src/internal/splits.js"
 import { mergeMultiSegment, yoloContext, yoloDataYaml, yoloImageLines } from "../src/internal/yoloLabels.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -159,6 +159,19 @@ describe("Converter properties (pure)", () => {
       expect(parsed.path).toBe("/data/ds: \"x\"")
     },
     { fastCheck: { numRuns: 100 } }
+  )
+})
+
+describe("splitWarnings", () => {
+  it.prop(
+    "warns exactly when train or val is empty",
+    [fc.array(fc.constantFrom("train" as const, "val" as const, "test" as const), { maxLength: 30 })],
+    ([assigned]) => {
+      const counts = countSplits(assigned)
+      const warnings = splitWarnings(counts)
+      expect(warnings.some((w) => w.startsWith("the train split is empty"))).toBe(counts.train === 0)
+      expect(warnings.some((w) => w.startsWith("the val split is empty"))).toBe(counts.val === 0)
+    }
   )
 })
 

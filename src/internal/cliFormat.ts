@@ -3,6 +3,7 @@
  * conversion report, a validation outcome, the cache listing, the download progress bar
  * and the one-line error.
  */
+import type { ConversionReport } from "../Converter.js"
 import type { DownloadProgress } from "./downloads.js"
 import type { DatasetCacheEntry } from "./cacheMetadata.js"
 import type { YoloValidation } from "./yoloValidate.js"
@@ -26,21 +27,8 @@ const relativeTo = (root: string, path: string): string => {
   return path.startsWith(base) ? path.slice(base.length) : path
 }
 
-/** The shape of a conversion report the CLI prints (the `Converter`'s `ConversionReport`). */
-export interface CliConversionReport {
-  readonly to: string
-  readonly taskType: string
-  readonly images: number
-  readonly objects: number
-  readonly negatives: number
-  readonly classes: ReadonlyArray<string>
-  readonly skipped: Readonly<Record<string, number>>
-  readonly splits: Readonly<Record<string, number>>
-  readonly outputs: ReadonlyArray<string>
-}
-
 /** The conversion report as a few aligned lines. */
-export const formatConversionReport = (datasetDir: string, from: string, report: CliConversionReport): string => {
+export const formatConversionReport = (datasetDir: string, from: string, report: ConversionReport): string => {
   const skipped = Object.entries(report.skipped).filter(([, n]) => n > 0)
   const splits = Object.entries(report.splits).map(([split, n]) => `${split} ${n}`).join(", ")
   const shown = report.outputs.slice(0, 8).map((path) => relativeTo(datasetDir, path))
@@ -51,7 +39,8 @@ export const formatConversionReport = (datasetDir: string, from: string, report:
     `  classes  ${report.classes.length}: ${report.classes.join(", ")}`,
     `  splits   ${splits}`,
     `  skipped  ${skipped.length === 0 ? "none" : skipped.map(([reason, n]) => `${reason} ${n}`).join(", ")}`,
-    `  written  ${shown.join(", ")}${more}`
+    `  written  ${shown.join(", ")}${more}`,
+    ...report.warnings.map((warning) => `  warning  ${warning}`)
   ].join("\n")
 }
 

@@ -86,3 +86,15 @@ export const countSplits = (splits: ReadonlyArray<DatasetSplit>): Record<Dataset
   for (const s of splits) counts[s]++
   return counts
 }
+
+/**
+ * Warnings a trainer should see about split sizes: an empty train or val split (the spec's
+ * rule can leave val empty for very small datasets, and Ultralytics then fails at its first
+ * validation).
+ */
+export const splitWarnings = (counts: Readonly<Record<DatasetSplit, number>>): Array<string> => [
+  ...(counts.train === 0 ? ["the train split is empty: give the images a split field or pass split ratios"] : []),
+  ...(counts.val === 0
+    ? ["the val split is empty (trainers such as Ultralytics need validation images): give the images a split field or pass split ratios"]
+    : [])
+]
