@@ -20,7 +20,13 @@ import {
   type CallbackValidationReport
 } from "./Callback.js"
 import { ClearML, type ClearMLService, ClearMLTest } from "./ClearML.js"
-import { type ConversionReport, type ConvertOptions, Converter, type ConverterService } from "./Converter.js"
+import {
+  type ConversionReport,
+  type ConvertOptions,
+  Converter,
+  type ConverterService,
+  ConverterTest
+} from "./Converter.js"
 import { DatasetCache, type DatasetCacheService, type EnsureDatasetOptions } from "./DatasetCache.js"
 import type { CacheError, CallbackError, CheckpointError, ConfigError, DatasetError, DownloadError, StorageError } from "./Errors.js"
 import { type TrainerClient, makeTrainerClient } from "./internal/facade.js"
@@ -93,7 +99,13 @@ export type TrainerServices =
   | Path.Path
 
 /** `TrainerServices` plus the recorders of `TrainerSdk.layerTest`. */
-export type TrainerTestServices = TrainerServices | CallbackTest | MemoryStorage | LogBufferTest | ClearMLTest
+export type TrainerTestServices =
+  | TrainerServices
+  | CallbackTest
+  | MemoryStorage
+  | LogBufferTest
+  | ClearMLTest
+  | ConverterTest
 
 /** Options of `TrainerSdk.layerWith`. */
 export interface TrainerSdkLayerOptions {
@@ -236,8 +248,8 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
   /**
    * The same composition over every in-memory twin, so a trainer's whole program runs in a
    * unit test: read what it did through `CallbackTest`, `MemoryStorage` (seed datasets
-   * there), `LogBufferTest` and `ClearMLTest`. The converter and cache use the real file
-   * system, under temp directories removed with the layer.
+   * there), `LogBufferTest`, `ClearMLTest` and `ConverterTest`. The converter and cache use
+   * the real file system, under temp directories removed with the layer.
    */
   static readonly layerTest = (options: TrainerSdkTestOptions = {}): Layer.Layer<TrainerTestServices> =>
     Layer.unwrapScoped(Effect.gen(function*() {
@@ -252,7 +264,7 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
           internalBucket: ctx.internalStorage.bucket
         })
       )).pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layerTest))
-      const capabilities = Layer.mergeAll(Callback.layerTest, LogBuffer.layerTest, ClearML.layerTest, Converter.layer).pipe(
+      const capabilities = Layer.mergeAll(Callback.layerTest, LogBuffer.layerTest, ClearML.layerTest, Converter.layerTest).pipe(
         Layer.provideMerge(storage)
       )
       const cache = DatasetCache.layerWith({ cacheDir: options.cacheDir ?? path.join(root, "cache") })

@@ -5,6 +5,7 @@ import { sampleDiceDataset } from "../examples/sampleDataset.js"
 import {
   CallbackTest,
   ClearMLTest,
+  ConverterTest,
   LogBufferTest,
   MemoryStorage,
   runTrainerEffect,
@@ -111,6 +112,11 @@ describe("TrainerSdk.layerTest", () => {
         Array.from({ length: epochs }, () => ["mAP50", "mAP50-95"]).flat()
       )
       expect((yield* clearml.lifecycle).map((s) => s.step)).toEqual(["started", "completed"])
+
+      const conversions = yield* (yield* ConverterTest).conversions
+      expect(conversions.map((c) => [c.options.from, c.options.to, c.options.taskType, c.report.images])).toEqual([
+        ["dice", "yolo", "detection", 6]
+      ])
     }).pipe(Effect.provide(testLayer)))
 
   it.scopedLive("runTrainerEffect: a failing trainer is reported failed with its error type and trace", () =>
