@@ -201,7 +201,8 @@ export const makeCallback = (
 
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(wake), flushProgress)))
     yield* Effect.addFinalizer(() =>
-      flushProgress.pipe(Effect.timeout(options.flushTimeout ?? Duration.seconds(10)), Effect.ignore)
+      // Finalizers are uninterruptible: without `interruptible` the timeout could not cut the flush short.
+      flushProgress.pipe(Effect.interruptible, Effect.timeout(options.flushTimeout ?? Duration.seconds(10)), Effect.ignore)
     )
 
     /** Encodes `body` and sends it after pending progress, holding the wire. */

@@ -306,7 +306,8 @@ const makeLive = (options: ClearMLOptions) =>
         : Cause.isInterruptedOnly(exit.cause)
         ? ["stopped", "interrupted"] as const
         : ["failed", failureMessage(exit.cause)] as const
-      return end(action, reason).pipe(Effect.timeout(closeTimeout), Effect.ignore)
+      // Finalizers are uninterruptible: without `interruptible` the timeout could not cut `end` short.
+      return end(action, reason).pipe(Effect.interruptible, Effect.timeout(closeTimeout), Effect.ignore)
     })
 
     return {

@@ -165,6 +165,8 @@ const makeLive = (options: LogBufferOptions) =>
     const wake = yield* Queue.dropping<void>(1)
     const lock = yield* Effect.makeSemaphore(1)
     const counters = yield* Ref.make({ shipped: 0, failed: 0 })
+    /** Entries taken from the buffer by a flush and not yet shipped or failed. */
+    let inFlight = 0
     const warned = { failure: false, drop: false }
 
     const unsafeLog = (level: LogBufferLevel, message: string, entryOptions: LogBufferEntryOptions, date: Date): void => {
@@ -205,8 +207,13 @@ const makeLive = (options: LogBufferOptions) =>
         const batch = queue.take(Math.min(maxBatch, remaining))
         if (batch.length === 0) return Effect.void
         remaining -= batch.length
+        inFlight += batch.length
         return Effect.zipRight(
-          Effect.forEach(batch, ship, { concurrency, discard: true }),
+          // `ship` settles every outcome itself; only an entry cut short (interrupted) stays in flight.
+          Effect.forEach(batch, (entry) => Effect.tap(ship(entry), () => Effect.sync(() => inFlight--)), {
+            concurrency,
+            discard: true
+          }),
           remaining > 0 ? round : Effect.void
         )
       })
@@ -224,11 +231,13 @@ const makeLive = (options: LogBufferOptions) =>
     // Added after the fork, so it runs first on close: it waits for a flush in progress
     // (through the lock), then ships the rest, before the background fiber is interrupted.
     yield* Effect.addFinalizer(() =>
+      // Finalizers are uninterruptible: without `interruptible` the timeout could not cut the flush short.
       flushNow.pipe(
+        Effect.interruptible,
         Effect.timeout(closeTimeout),
         Effect.ignore,
         Effect.zipRight(Effect.suspend(() => {
-          const left = queue.size
+          const left = queue.size + inFlight
           return Effect.flatMap(Ref.updateAndGet(counters, (c) => ({ ...c, failed: c.failed + left })), (c) =>
             c.failed === 0 && queue.dropped === 0
               ? Effect.void

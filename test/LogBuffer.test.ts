@@ -152,6 +152,25 @@ describe("LogBuffer", () => {
       assert.deepStrictEqual(yield* fake.messages, ["still running"])
     }))
 
+  it.effect("closing gives up after closeTimeout on a backend that never answers, and counts what was left", () =>
+    Effect.gen(function*() {
+      const fake = yield* makeFakeBackend(Effect.never)
+      const { console, lines } = yield* captureConsole
+      const closing = yield* Effect.gen(function*() {
+        for (const m of ["a", "b", "c"]) yield* info(m)
+      }).pipe(
+        Effect.provide(liveLayer(fake, { closeTimeout: "2 seconds", concurrency: 2, flushEvery: "1 hour" })),
+        Effect.withConsole(console),
+        Effect.fork
+      )
+      yield* fake.waitForAttempts(0)
+      yield* TestClock.adjust("2 seconds")
+      // Without the cut the close would wait out every attempt timeout and retry of all three.
+      const exit = yield* Fiber.await(closing)
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.isTrue(lines.some((l) => l.includes("0 shipped, 3 not delivered (3 left when closing timed out)")), lines.join("\n"))
+    }))
+
   it.effect("drops the oldest DEBUG/INFO entries first while the backend is down, and reports the count", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
