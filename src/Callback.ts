@@ -11,6 +11,7 @@
 import { HttpClient } from "@effect/platform"
 import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Ref, Schedule, type Schema, type Scope } from "effect"
 import { CallbackError } from "./Errors.js"
+import { bestEffortWithin } from "./internal/bestEffort.js"
 import { JobContext } from "./JobContext.js"
 import { callbackRetrySchedule, isTransient, makeBackendClient } from "./internal/backendClient.js"
 import {
@@ -201,8 +202,7 @@ export const makeCallback = (
 
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(wake), flushProgress)))
     yield* Effect.addFinalizer(() =>
-      // Finalizers are uninterruptible: without `interruptible` the timeout could not cut the flush short.
-      flushProgress.pipe(Effect.interruptible, Effect.timeout(options.flushTimeout ?? Duration.seconds(10)), Effect.ignore)
+      bestEffortWithin(options.flushTimeout ?? Duration.seconds(10))(flushProgress)
     )
 
     /** Encodes `body` and sends it after pending progress, holding the wire. */

@@ -10,6 +10,7 @@ import type { Console } from "effect"
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schedule } from "effect"
 import { hostname } from "node:os"
 import { failureMessage } from "./Errors.js"
+import { bestEffortWithin } from "./internal/bestEffort.js"
 import { ClearMLCallError, makeClearMLApi } from "./internal/clearmlApi.js"
 import {
   type ClearMLEvent,
@@ -306,8 +307,7 @@ const makeLive = (options: ClearMLOptions) =>
         : Cause.isInterruptedOnly(exit.cause)
         ? ["stopped", "interrupted"] as const
         : ["failed", failureMessage(exit.cause)] as const
-      // Finalizers are uninterruptible: without `interruptible` the timeout could not cut `end` short.
-      return end(action, reason).pipe(Effect.interruptible, Effect.timeout(closeTimeout), Effect.ignore)
+      return bestEffortWithin(closeTimeout)(end(action, reason))
     })
 
     return {
@@ -378,7 +378,14 @@ export class ClearML extends Context.Tag("trainer-sdk/ClearML")<ClearML, ClearML
     const lifecycle: Array<ClearMLLifecycleStep> = []
     const hyperParams: Record<string, string> = {}
     let skipped = 0
-    const step = (s: ClearMLLifecycleStep) => Effect.sync(() => void lifecycle.push(s))
+    // Like the live task: `started` counts once, and nothing after the task has ended.
+    let phase: "created" | "started" | "ended" = "created"
+    const step = (s: ClearMLLifecycleStep) =>
+      Effect.sync(() => {
+        if (phase === "ended" || (s.step === "started" && phase !== "created")) return
+        phase = s.step === "started" ? "started" : "ended"
+        lifecycle.push(s)
+      })
     const service: ClearMLService = {
       ...fromPrimitives({
         enqueue: (event) =>

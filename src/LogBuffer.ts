@@ -21,6 +21,7 @@ import {
   Queue,
   Ref
 } from "effect"
+import { bestEffortWithin } from "./internal/bestEffort.js"
 import { makeBackendClient } from "./internal/backendClient.js"
 import { BoundedLogQueue, type LogBufferEntry, type LogBufferLevel } from "./internal/logBufferQueue.js"
 import { JobContext } from "./JobContext.js"
@@ -231,11 +232,7 @@ const makeLive = (options: LogBufferOptions) =>
     // Added after the fork, so it runs first on close: it waits for a flush in progress
     // (through the lock), then ships the rest, before the background fiber is interrupted.
     yield* Effect.addFinalizer(() =>
-      // Finalizers are uninterruptible: without `interruptible` the timeout could not cut the flush short.
-      flushNow.pipe(
-        Effect.interruptible,
-        Effect.timeout(closeTimeout),
-        Effect.ignore,
+      bestEffortWithin(closeTimeout)(flushNow).pipe(
         Effect.zipRight(Effect.suspend(() => {
           const left = queue.size + inFlight
           return Effect.flatMap(Ref.updateAndGet(counters, (c) => ({ ...c, failed: c.failed + left })), (c) =>

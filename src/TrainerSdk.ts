@@ -29,6 +29,7 @@ import {
 } from "./Converter.js"
 import { DatasetCache, type DatasetCacheService, type EnsureDatasetOptions } from "./DatasetCache.js"
 import type { CacheError, CallbackError, CheckpointError, ConfigError, DatasetError, DownloadError, StorageError } from "./Errors.js"
+import { bestEffortWithin, outcomeSideWorkTimeout } from "./internal/bestEffort.js"
 import { type TrainerClient, makeTrainerClient } from "./internal/facade.js"
 import { runTrainerWith, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
@@ -62,9 +63,12 @@ export interface TrainerSdkService {
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
   /** Sends validation results; numeric metrics go to ClearML under the `val` series. */
   readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
-  /** Flushes the buffered logs, then reports completion and ends the ClearML task as completed. */
+  /**
+   * Flushes the buffered logs, then reports completion and ends the ClearML task as
+   * completed (the flush and ClearML each get at most 10 s: they never hold up the report).
+   */
   readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
-  /** Ends the ClearML task as failed, flushes the buffered logs, then reports the failure. */
+  /** Flushes the buffered logs, reports the failure, then ends the ClearML task as failed (bounded like `reportCompleted`). */
   readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
   /**
    * Makes the job's dataset available through the node-wide cache and returns the view's
@@ -129,9 +133,10 @@ export interface TrainerSdkCreateOptions {
   readonly layer?: Layer.Layer<TrainerServices, ConfigError>
   /**
    * Whether SIGTERM and SIGINT end the job as `runTrainer` does (default `true`): unless an
-   * outcome was already reported, the job is reported failed (`[ResourceError] Interrupted
-   * …`), the logs flushed and ClearML stopped, then the process exits 1 (2 when the report
-   * could not be delivered). `close()` removes the handlers.
+   * outcome was already reported, the logs are flushed, the job reported failed
+   * (`[ResourceError] Interrupted …`) and ClearML stopped, then the process exits 1 (2 when
+   * the report could not be delivered; 0 when the job had already reported its completion).
+   * Repeated signals are ignored while this runs. `close()` removes the handlers.
    */
   readonly handleSignals?: boolean
 }
@@ -145,6 +150,9 @@ const numericMetrics = (metrics: Readonly<Record<string, number | null>>, prefix
 }
 
 const clearmlLevel = { DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error" } as const
+
+/** Log flushes and ClearML updates around an outcome report, bounded so they never hold it up. */
+const sideWork = bestEffortWithin(outcomeSideWorkTimeout)
 
 /** Builds the trainer service over the capability services in context. */
 export const makeTrainerSdk = (
@@ -189,14 +197,15 @@ export const makeTrainerSdk = (
         yield* clearml.reportMetrics(numericMetrics(report.allMetrics, "val/"), report.epoch)
       }),
       reportCompleted: Effect.fn("TrainerSdk.reportCompleted")(function*(report: CallbackCompletionReport) {
-        yield* logs.flush // the run's logs reach the backend before its terminal status
+        yield* sideWork(logs.flush) // the run's logs reach the backend before its terminal status
         yield* callback.reportCompleted(report)
-        yield* clearml.completed
+        yield* sideWork(clearml.completed)
       }),
       reportFailed: Effect.fn("TrainerSdk.reportFailed")(function*(report: CallbackFailureReport) {
-        yield* clearml.failed(`[${report.errorType}] ${report.message}`)
-        yield* logs.flush
-        yield* callback.reportFailed(report)
+        yield* sideWork(logs.flush)
+        yield* callback.reportFailed(report).pipe(
+          Effect.ensuring(sideWork(clearml.failed(`[${report.errorType}] ${report.message}`)))
+        )
       }),
       downloadDatasetWithCache: Effect.fn("TrainerSdk.downloadDatasetWithCache")(
         function*(datasetOptions: TrainerDatasetOptions = {}) {
@@ -306,6 +315,12 @@ export const runTrainer = <A, E>(
   options: TrainerRunOptions & { readonly layer?: Layer.Layer<TrainerServices, ConfigError> } = {}
 ): void => {
   let outcome: TrainerOutcome | undefined
+  // `runMain` interrupts the program on the first SIGTERM/SIGINT and then removes its own
+  // listeners; these keep a repeated signal from killing the process while the outcome is
+  // being reported (Kubernetes sends SIGKILL after the grace period anyway).
+  const ignoreRepeatedSignal = () => {}
+  process.on("SIGTERM", ignoreRepeatedSignal)
+  process.on("SIGINT", ignoreRepeatedSignal)
   NodeRuntime.runMain(
     runTrainerEffect(program, {
       ...options,

@@ -159,6 +159,23 @@ describe("TrainerSdk.layerTest", () => {
         ["/training/jobs/42/callback/completion", "completed"]
       ])
       expect(bodyOf(requests[0]!)["total_epochs"]).toBe(7)
+      // The runner's start marks the ClearML task started too (in the background).
+      yield* Effect.sleep("50 millis")
+      expect((yield* Context.get(context, ClearMLTest).lifecycle).map((s) => s.step)[0]).toBe("started")
+    }))
+
+  it.scopedLive("runTrainerEffect: a job stopped after reporting its completion stays completed (exit 0)", () =>
+    Effect.gen(function*() {
+      const { context, layer } = yield* builtTestLayer
+      const program = Effect.gen(function*() {
+        const sdk = yield* TrainerSdk
+        yield* sdk.reportCompleted({ finalMetrics: { loss: 0.1 } })
+        return yield* Effect.interrupt
+      })
+      const outcome = yield* runTrainerEffect(program, { layer })
+      expect(outcome).toMatchObject({ exitCode: 0, status: "completed", delivered: true })
+      const requests = yield* Context.get(context, CallbackTest).requests
+      expect(requests.map((r) => bodyOf(r)["status"])).toEqual(["running", "completed"])
     }))
 
   it.scopedLive("runTrainerEffect: exit code 2 when the failure report cannot be delivered", () =>

@@ -117,6 +117,8 @@ describe("runTrainer (child processes)", () => {
           if (!signalled && stdout.includes("epoch 3\n")) {
             signalled = true
             kill("SIGTERM")
+            // A repeated signal must not cut the failure report short.
+            setTimeout(() => kill("SIGTERM"), 20)
           }
         })
         expect(signalled).toBe(true)

@@ -16,6 +16,7 @@ import type { ConfigError } from "../Errors.js"
 import type { JobContextShape } from "../JobContext.js"
 import type { LogBufferEntryOptions, LogBufferLevel } from "../LogBuffer.js"
 import type { TrainerDatasetOptions, TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
+import { bestEffortWithin, outcomeSideWorkTimeout } from "./bestEffort.js"
 
 /** The trainer SDK for Promise-based code (`await TrainerSdk.create()`). */
 export interface TrainerClient {
@@ -39,23 +40,29 @@ export interface TrainerClient {
   readonly close: () => Promise<void>
 }
 
+/** Log flushes and ClearML updates around the outcome report, bounded so they never hold it up. */
+const sideWork = bestEffortWithin(outcomeSideWorkTimeout)
+
 /**
- * On SIGTERM/SIGINT (Kubernetes stopping the pod): unless the job's outcome was already
- * reported, end ClearML as stopped, flush the logs and report the job failed, as
- * `runTrainer` does; then release everything and exit 1, or 2 when the failure report
- * could not be delivered.
+ * On SIGTERM/SIGINT (Kubernetes stopping the pod), as `runTrainer` does: a job whose outcome
+ * was already reported keeps it (exit 0 after a completion, 1 after a failure); otherwise
+ * the logs are flushed, the job reported failed (its start first if that never arrived) and
+ * ClearML stopped. Returns the exit code: 1, or 2 when the failure report was not delivered.
  */
-const stopOnSignal = (sdk: TrainerSdkService, signal: NodeJS.Signals): Effect.Effect<boolean> =>
+const stopOnSignal = (sdk: TrainerSdkService, signal: NodeJS.Signals): Effect.Effect<0 | 1 | 2> =>
   Effect.gen(function*() {
-    if ((yield* sdk.callback.lifecycle).outcome !== undefined) return true
+    const state = yield* sdk.callback.lifecycle
+    if (state.outcome !== undefined) return state.outcome === "completed" ? 0 : 1
     const message = `Interrupted (the job was stopped by ${signal})`
-    yield* sdk.clearml.stopped(`[ResourceError] ${message}`)
     yield* sdk.logs.error(`Trainer stopped: [ResourceError] ${message}`, { source: "error" })
-    yield* sdk.logs.flush
-    return yield* sdk.callback.reportFailed({ errorType: "ResourceError", message }).pipe(
+    yield* sideWork(sdk.logs.flush)
+    if (!state.started) yield* Effect.ignore(sdk.callback.reportStarted({ operation: state.operation }))
+    const delivered = yield* sdk.callback.reportFailed({ errorType: "ResourceError", message }).pipe(
       Effect.as(true),
       Effect.catchAll(() => Effect.succeed(false))
     )
+    yield* sideWork(sdk.clearml.stopped(`[ResourceError] ${message}`))
+    return delivered ? 1 : 2
   })
 
 /** Builds the runtime (rejecting with e.g. `ConfigError` when the environment is invalid) and the client over it. */
@@ -77,12 +84,16 @@ export const makeTrainerClient = async (
     await runtime.dispose()
     throw error
   }
+  // The handlers stay installed while stopping, so a repeated signal cannot kill the process
+  // in the middle of the failure report.
+  let stopping = false
   const onSignal = (signal: NodeJS.Signals) => {
-    removeSignalHandlers()
+    if (stopping) return
+    stopping = true
     void runtime.runPromise(stopOnSignal(sdk, signal)).then(
-      async (delivered) => {
+      async (code) => {
         await runtime.dispose()
-        process.exit(delivered ? 1 : 2)
+        process.exit(code)
       },
       () => process.exit(2)
     )
@@ -92,8 +103,8 @@ export const makeTrainerClient = async (
     process.off("SIGINT", onSignal)
   }
   if (options.handleSignals) {
-    process.once("SIGTERM", onSignal)
-    process.once("SIGINT", onSignal)
+    process.on("SIGTERM", onSignal)
+    process.on("SIGINT", onSignal)
   }
   return {
     context: sdk.context,

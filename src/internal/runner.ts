@@ -10,6 +10,7 @@ import { ClearML } from "../ClearML.js"
 import { type CallbackError, classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
 import { JobContext } from "../JobContext.js"
 import { LogBuffer } from "../LogBuffer.js"
+import { bestEffortWithin, outcomeSideWorkTimeout } from "./bestEffort.js"
 import type { TrainerServices } from "../TrainerSdk.js"
 
 /** Options of `runTrainer` / `runTrainerEffect`. */
@@ -60,18 +61,28 @@ const outcome = (
 
 const isTransientCallbackError = (error: CallbackError) => error.reason === "Transient"
 
-/** The runner's own start report, before the program runs. */
-const startReport = (options: TrainerRunOptions) =>
-  options.reportStarted === false ? Effect.void : Effect.flatMap(Callback, (callback) =>
-    callback.reportStarted({
+/** Side work around the outcome report (log flushes, ending ClearML) never holds it up for long. */
+const sideWork = bestEffortWithin(outcomeSideWorkTimeout)
+
+/** The runner's own start report, before the program runs; the ClearML task is marked started in the background. */
+const startReport = (options: TrainerRunOptions, scope: Scope.Scope) =>
+  options.reportStarted === false ? Effect.void : Effect.gen(function*() {
+    const callback = yield* Callback
+    const clearml = yield* ClearML
+    yield* callback.reportStarted({
       operation: options.operation ?? "training",
       ...(options.totalEpochs === undefined ? {} : { totalEpochs: options.totalEpochs })
-    }))
+    })
+    yield* Effect.forkIn(clearml.started, scope)
+  })
 
 /**
  * Settles the outcome with the services of the built layer: fills in the start report when
  * the program never sent it, reports a failure (classified, with the pretty cause as the
- * traceback) or, for training that succeeded without reporting, a completion; then flushes.
+ * traceback) or, for training that succeeded without reporting, a completion. The buffered
+ * logs are flushed first and ClearML is ended after, each for a bounded time, so neither can
+ * hold up the backend's report. A job whose completion was already reported stays completed
+ * (exit 0) whatever happens after it, e.g. a signal during clean-up.
  */
 const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
   Effect.gen(function*() {
@@ -102,7 +113,7 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
         }
         return Effect.gen(function*() {
           if (!(yield* ensureStarted)) return outcome("completed", false)
-          yield* logs.flush // the run's logs reach the backend before its terminal status
+          yield* sideWork(logs.flush) // the run's logs reach the backend before its terminal status
           return yield* callback.reportCompleted({ finalMetrics: {} }).pipe(
             Effect.as(outcome("completed", true)),
             Effect.catchAll((error) =>
@@ -117,26 +128,30 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
           const failure = { errorType: classifyCause(cause), message: describeCause(cause) }
           const status = stopped ? "stopped" as const : "failed" as const
           const line = `[${failure.errorType}] ${failure.message}`
+          if (state.outcome === "completed") {
+            yield* Effect.logWarning(`The program ${status === "stopped" ? "was stopped" : "failed"} after reporting completion; the job stays completed: ${line}`)
+            return outcome("completed", true)
+          }
           yield* Effect.logError(`Trainer ${status}: ${line}`, cause).pipe(
             Effect.annotateLogs({ event_type: "error", error_type: failure.errorType })
           )
-          if (stopped) yield* clearml.stopped(line)
-          else yield* clearml.failed(line)
-          if (state.outcome !== undefined) {
-            yield* Effect.logWarning(`The program failed after reporting "${state.outcome}"; no second outcome is sent`)
-            return outcome(status, true, failure)
+          const endClearML = sideWork(stopped ? clearml.stopped(line) : clearml.failed(line))
+          if (state.outcome === "failed") {
+            yield* Effect.logWarning("The program failed after reporting its failure; no second outcome is sent")
+            return yield* Effect.as(endClearML, outcome(status, true, failure))
           }
-          if (!(yield* ensureStarted)) return outcome(status, false, failure)
-          yield* logs.flush
-          return yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) }).pipe(
+          if (!(yield* ensureStarted)) return yield* Effect.as(endClearML, outcome(status, false, failure))
+          yield* sideWork(logs.flush)
+          const reported = yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) }).pipe(
             Effect.as(outcome(status, true, failure)),
             Effect.catchAll((error) =>
               Effect.as(Effect.logError("Failure report not delivered", error.message), outcome(status, false, failure))
             )
           )
+          return yield* Effect.as(endClearML, reported)
         })
     })
-    yield* logs.flush
+    yield* sideWork(logs.flush)
     return result
   })
 
@@ -206,7 +221,9 @@ export const runTrainerWith = <A, E>(
         yield* Scope.close(scope, built)
         result = yield* shielded(settleSetupFailure(built.cause, options))
       } else {
-        const exit = yield* Effect.exit(restore(Effect.provide(Effect.zipRight(startReport(options), program), built.value)))
+        const exit = yield* Effect.exit(
+          restore(Effect.provide(Effect.zipRight(startReport(options, scope), program), built.value))
+        )
         result = yield* shielded(Effect.provide(settle(exit, options), built.value))
         yield* Scope.close(scope, exit)
       }
