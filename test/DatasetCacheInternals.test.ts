@@ -134,6 +134,12 @@ describe("holder liveness", () => {
     expect(isHolderStale({ nowMs: 10_000, mtimeMs: 10_000, staleAfterMs: 5_000, holder: holder("node-a/pid:[2]", 300), local })).toBe(false)
   })
 
+  it("never trusts a PID when the PID namespace is unknown (only the heartbeat counts)", () => {
+    const unknown = { ...local, host: "node-a/" }
+    expect(isHolderStale({ nowMs: 10_000, mtimeMs: 10_000, staleAfterMs: 5_000, holder: holder("node-a/", 300), local: unknown })).toBe(false)
+    expect(isHolderStale({ nowMs: 10_000, mtimeMs: 4_000, staleAfterMs: 5_000, holder: holder("node-a/", 300), local: unknown })).toBe(true)
+  })
+
   it("parses holder files and ignores partial or foreign ones", () => {
     assert.deepStrictEqual(parseCacheHolder(JSON.stringify(holder("h", 3))), holder("h", 3))
     expect(parseCacheHolder("")).toBeUndefined()

@@ -192,7 +192,10 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
           })
         )
       }
-      yield* store.emptyTrash
+      // Deleting evicted entries is clean-up: a failure there must not fail a ready dataset.
+      yield* store.emptyTrash.pipe(
+        Effect.catchAll((error) => Effect.logWarning("Dataset cache: evicted entries not removed yet", error.message))
+      )
       return yield* materialize(key, path.resolve(destDir))
     })
 }

@@ -52,7 +52,9 @@ export const isHolderStale = (options: {
   readonly local: LocalProcess
 }): boolean =>
   options.nowMs - options.mtimeMs > options.staleAfterMs ||
-  (options.holder !== undefined && options.holder.host === options.local.host &&
+  // The PID fast path only when the PID namespace is known: pods sharing a host name (e.g.
+  // with hostNetwork) would otherwise compare each other's PIDs.
+  (options.holder !== undefined && !options.local.host.endsWith("/") && options.holder.host === options.local.host &&
     options.holder.pid !== options.local.pid && !options.local.isPidAlive(options.holder.pid))
 
 /** Parses a holder file's text; a file being written (empty) or foreign reads as `undefined`. */
