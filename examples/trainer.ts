@@ -79,11 +79,11 @@ export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
     }
 
     const lastUri = yield* saveCheckpoint("last", epochs, last)
+    yield* Effect.logInfo(`Training done: best mAP50-95 ${best.score} at epoch ${best.epoch}`)
     yield* sdk.reportCompleted({
       finalMetrics: last,
       bestMetrics: best.metrics,
       bestEpoch: best.epoch,
       checkpoints: { best: best.uri, last: lastUri }
     })
-    yield* Effect.logInfo(`Training done: best mAP50-95 ${best.score} at epoch ${best.epoch}`)
   })
