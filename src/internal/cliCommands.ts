@@ -27,6 +27,7 @@ import {
   formatDownloadProgress,
   formatValidation
 } from "./cliFormat.js"
+import { parseJsonBytes } from "./diceModel.js"
 import type { DownloadProgress } from "./downloads.js"
 
 /** Where the CLI writes: stdout lines, stderr lines and a progress line on stderr. */
@@ -211,13 +212,11 @@ const validate = Command.make(
 const readAnnotationFile = (file: string) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
-    const text = yield* fs.readFileString(file).pipe(
+    const bytes = yield* fs.readFile(file).pipe(
       Effect.mapError((cause) => new DatasetError({ reason: "AnnotationsNotFound", file, detail: `cannot read the annotation file: ${cause.message}` }))
     )
-    return yield* Effect.try({
-      try: () => JSON.parse(text) as unknown,
-      catch: (cause) => new DatasetError({ reason: "InvalidJson", file, detail: `not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}` })
-    })
+    // The converter's own parser: strict UTF-8 and a nesting limit, errors naming the file.
+    return yield* parseJsonBytes(file, bytes)
   })
 
 /** `labelme` for annotation data with `data_summary`, `coco` for data with `images`. */
