@@ -29,7 +29,7 @@ import {
 } from "./Converter.js"
 import { DatasetCache, type DatasetCacheService, type EnsureDatasetOptions } from "./DatasetCache.js"
 import type { CacheError, CallbackError, CheckpointError, ConfigError, DatasetError, DownloadError, StorageError } from "./Errors.js"
-import { bestEffortWithin, outcomeSideWorkTimeout } from "./internal/bestEffort.js"
+import { outcomeSideWork as sideWork } from "./internal/bestEffort.js"
 import { type TrainerClient, makeTrainerClient } from "./internal/facade.js"
 import { runTrainerWith, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
@@ -150,9 +150,6 @@ const numericMetrics = (metrics: Readonly<Record<string, number | null>>, prefix
 }
 
 const clearmlLevel = { DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error" } as const
-
-/** Log flushes and ClearML updates around an outcome report, bounded so they never hold it up. */
-const sideWork = bestEffortWithin(outcomeSideWorkTimeout)
 
 /** Builds the trainer service over the capability services in context. */
 export const makeTrainerSdk = (

@@ -13,5 +13,8 @@ export const bestEffortWithin = (timeout: Duration.DurationInput) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<void, never, R> =>
   effect.pipe(Effect.interruptible, Effect.timeout(timeout), Effect.ignore)
 
-/** The deadline of a log flush or ClearML update made just before or after the job's outcome report. */
-export const outcomeSideWorkTimeout = "10 seconds"
+/**
+ * A log flush or ClearML update made just before or after the job's outcome report: at most
+ * 10 s, so it never holds the report up.
+ */
+export const outcomeSideWork = bestEffortWithin("10 seconds")

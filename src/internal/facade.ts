@@ -16,7 +16,7 @@ import type { ConfigError } from "../Errors.js"
 import type { JobContextShape } from "../JobContext.js"
 import type { LogBufferEntryOptions, LogBufferLevel } from "../LogBuffer.js"
 import type { TrainerDatasetOptions, TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
-import { bestEffortWithin, outcomeSideWorkTimeout } from "./bestEffort.js"
+import { outcomeSideWork as sideWork } from "./bestEffort.js"
 
 /** The trainer SDK for Promise-based code (`await TrainerSdk.create()`). */
 export interface TrainerClient {
@@ -39,9 +39,6 @@ export interface TrainerClient {
   /** Flushes progress and logs, ends ClearML, releases everything. Call it once, at the end. */
   readonly close: () => Promise<void>
 }
-
-/** Log flushes and ClearML updates around the outcome report, bounded so they never hold it up. */
-const sideWork = bestEffortWithin(outcomeSideWorkTimeout)
 
 /**
  * On SIGTERM/SIGINT (Kubernetes stopping the pod), as `runTrainer` does: a job whose outcome

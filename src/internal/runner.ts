@@ -10,7 +10,7 @@ import { ClearML } from "../ClearML.js"
 import { type CallbackError, classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
 import { JobContext } from "../JobContext.js"
 import { LogBuffer } from "../LogBuffer.js"
-import { bestEffortWithin, outcomeSideWorkTimeout } from "./bestEffort.js"
+import { outcomeSideWork as sideWork } from "./bestEffort.js"
 import type { TrainerServices } from "../TrainerSdk.js"
 
 /** Options of `runTrainer` / `runTrainerEffect`. */
@@ -60,9 +60,6 @@ const outcome = (
 })
 
 const isTransientCallbackError = (error: CallbackError) => error.reason === "Transient"
-
-/** Side work around the outcome report (log flushes, ending ClearML) never holds it up for long. */
-const sideWork = bestEffortWithin(outcomeSideWorkTimeout)
 
 /** The runner's own start report, before the program runs; the ClearML task is marked started in the background. */
 const startReport = (options: TrainerRunOptions, scope: Scope.Scope) =>
