@@ -5,7 +5,7 @@
  */
 import type { HttpClient } from "@effect/platform"
 import { Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
-import { Callback, type CallbackOperation } from "../Callback.js"
+import { Callback, type CallbackOperation, type CallbackStartedReport } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
 import { type CallbackError, classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
 import { JobContext } from "../JobContext.js"
@@ -61,15 +61,18 @@ const outcome = (
 
 const isTransientCallbackError = (error: CallbackError) => error.reason === "Transient"
 
+/** The start report the runner sends (or fills in): the options' operation and planned epochs. */
+const startOf = (options: TrainerRunOptions): CallbackStartedReport => ({
+  operation: options.operation ?? "training",
+  ...(options.totalEpochs === undefined ? {} : { totalEpochs: options.totalEpochs })
+})
+
 /** The runner's own start report, before the program runs; the ClearML task is marked started in the background. */
 const startReport = (options: TrainerRunOptions, scope: Scope.Scope) =>
   options.reportStarted === false ? Effect.void : Effect.gen(function*() {
     const callback = yield* Callback
     const clearml = yield* ClearML
-    yield* callback.reportStarted({
-      operation: options.operation ?? "training",
-      ...(options.totalEpochs === undefined ? {} : { totalEpochs: options.totalEpochs })
-    })
+    yield* callback.reportStarted(startOf(options))
     yield* Effect.forkIn(clearml.started, scope)
   })
 
@@ -89,10 +92,7 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
     const state = yield* callback.lifecycle
 
     /** The start report the backend expects before an outcome; `false` when the backend is unreachable. */
-    const ensureStarted = state.started ? Effect.succeed(true) : callback.reportStarted({
-      operation: options.operation ?? "training",
-      ...(options.totalEpochs === undefined ? {} : { totalEpochs: options.totalEpochs })
-    }).pipe(
+    const ensureStarted = state.started ? Effect.succeed(true) : callback.reportStarted(startOf(options)).pipe(
       Effect.as(true),
       Effect.catchAll((error) =>
         Effect.as(Effect.logWarning("Start report not delivered", error.message), !isTransientCallbackError(error))
