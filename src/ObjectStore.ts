@@ -21,6 +21,15 @@ export interface PutObjectOptions {
   readonly contentType?: string
 }
 
+/** Options of `ObjectStore.getToFile`. */
+export interface GetObjectOptions {
+  /**
+   * The object's size as a listing or HEAD gave it: a body of any other length is a failed
+   * attempt, even when it matches the response's own `Content-Length`.
+   */
+  readonly size?: number
+}
+
 /** Options of `ObjectStore.list`. */
 export interface ListObjectsOptions {
   /**
@@ -37,15 +46,21 @@ export interface ObjectStore {
   /** Size of one object; `NotFound` when it does not exist. */
   readonly head: (key: string) => Effect.Effect<ObjectInfo, StorageError>
   /**
-   * Streams one object into the file at `path` (created or truncated; the parent must exist),
-   * never holding it whole in memory, and checks the bytes written against the object's
-   * length. Returns the number of bytes written. On failure the file may hold a prefix of the
-   * object: callers write to a temporary name.
+   * One attempt at streaming one object into the file at `path` (created or truncated; the
+   * parent must exist), never holding it whole in memory. The bytes written must match both
+   * the response's length and `options.size` (or a HEAD when the response has no length):
+   * a short body fails with `Transport`, a failure to write the file with `LocalIO` naming
+   * the path. Returns the number of bytes written. On failure the file may hold a prefix of
+   * the object: callers write to a temporary name and retry.
    */
-  readonly getToFile: (key: string, path: string) => Effect.Effect<number, StorageError>
+  readonly getToFile: (key: string, path: string, options?: GetObjectOptions) => Effect.Effect<number, StorageError>
   /** Uploads the file at `path` as `key` and checks the stored size. */
   readonly putFile: (key: string, path: string, options?: PutObjectOptions) => Effect.Effect<ObjectInfo, StorageError>
-  /** Every object under `prefix`, page after page (listings are paginated, never cut at 1,000). */
+  /**
+   * Every object under `prefix`, page after page (listings are paginated, never cut at
+   * 1,000); a page that says it is truncated but gives no continuation token fails with
+   * `Integrity` naming the prefix.
+   */
   readonly list: (prefix: string, options?: ListObjectsOptions) => Stream.Stream<ObjectInfo, StorageError>
   /** The same endpoint and credentials, another bucket (a URI names the bucket it means). */
   readonly withBucket: (bucket: string) => ObjectStore
@@ -56,10 +71,14 @@ export {
   makeMemoryObjectStore
 } from "./internal/memoryObjectStore.js"
 export {
-  type S3ObjectStoreOptions,
+  defaultS3Retry,
+  defaultS3Timeouts,
   makeS3ObjectStore,
-  s3ClientConfig,
   type S3ClientForBucket,
+  s3ClientConfig,
+  s3ClientsScoped,
   type S3EndpointSettings,
-  s3ClientsScoped
+  type S3ObjectStoreOptions,
+  type S3Timeouts,
+  s3TimeoutsConfig
 } from "./internal/s3ObjectStore.js"

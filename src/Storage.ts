@@ -10,12 +10,20 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import { Context, Effect, type Either, Layer, Schedule } from "effect"
-import type { CheckpointError, DatasetError, DownloadError, StorageError } from "./Errors.js"
+import type { ConfigError as EffectConfigError } from "effect/ConfigError"
+import { type CheckpointError, ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext, type StorageEndpoint } from "./JobContext.js"
 import type { ObjectStore } from "./ObjectStore.js"
 import { type DownloadOptions, parseS3Uri as parseS3UriEither, type S3Location } from "./internal/downloads.js"
 import { makeMemoryObjectStore, type MemoryObjectStore } from "./internal/memoryObjectStore.js"
-import { makeS3ObjectStore, s3ClientConfig, s3ClientsScoped } from "./internal/s3ObjectStore.js"
+import {
+  defaultS3Retry,
+  makeS3ObjectStore,
+  s3ClientConfig,
+  s3ClientsScoped,
+  type S3Timeouts,
+  s3TimeoutsConfig
+} from "./internal/s3ObjectStore.js"
 import {
   type AnnotationDownloadReport,
   type CheckpointEventsService,
@@ -99,10 +107,7 @@ export interface StorageConfig {
   readonly retry?: Schedule.Schedule<unknown, StorageError>
 }
 
-const defaultRetry: Schedule.Schedule<unknown, StorageError> = Schedule.exponential("200 millis").pipe(
-  Schedule.jittered,
-  Schedule.intersect(Schedule.recurs(3))
-)
+const defaultRetry: Schedule.Schedule<unknown, StorageError> = defaultS3Retry
 
 /** Builds the service over two stores. */
 export const makeStorage = (config: StorageConfig): Effect.Effect<StorageService, never, FileSystem.FileSystem | Path.Path> =>
@@ -136,24 +141,61 @@ export interface MemoryStorageOptions {
   readonly pageSize?: number
 }
 
-const clientFor = (ctx: { readonly region: string; readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED" }, endpoint: StorageEndpoint) =>
-  s3ClientsScoped(s3ClientConfig({ ...endpoint, region: ctx.region, requestChecksumCalculation: ctx.requestChecksumCalculation }))
+/** An unreadable or invalid timeout variable as the SDK's `ConfigError`, naming the variable. */
+const timeoutConfigError = (error: EffectConfigError): ConfigError => {
+  const first = (e: EffectConfigError): ConfigError =>
+    e._op === "And" || e._op === "Or"
+      ? first(e.left)
+      : new ConfigError({
+        reason: "Invalid",
+        variable: "path" in e ? e.path.join(".") : "S3 timeouts",
+        detail: "message" in e ? e.message : "unreadable"
+      })
+  return first(error)
+}
+
+/** The S3 store of one endpoint: clients closed with the scope, the timeouts on both client and store. */
+const s3Store = (
+  ctx: { readonly region: string; readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED" },
+  endpoint: StorageEndpoint,
+  timeouts: S3Timeouts
+) =>
+  Effect.map(
+    s3ClientsScoped(s3ClientConfig({
+      ...endpoint,
+      region: ctx.region,
+      requestChecksumCalculation: ctx.requestChecksumCalculation,
+      timeouts
+    })),
+    (clients) =>
+      makeS3ObjectStore(clients, endpoint.bucket, {
+        timeouts,
+        retry: defaultRetry,
+        requestChecksumCalculation: ctx.requestChecksumCalculation
+      })
+  )
 
 /** The storage service: `const storage = yield* Storage`. */
 export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, StorageService>() {
   /** Builds the service over two stores (see `StorageConfig`). */
   static readonly make = makeStorage
 
-  /** Two S3 stores from the job context (external = datasets, internal = checkpoints); clients closed with the scope. */
-  static readonly layer: Layer.Layer<Storage, never, JobContext | FileSystem.FileSystem | Path.Path> = Layer.scoped(
-    Storage,
-    Effect.gen(function*() {
-      const ctx = yield* JobContext
-      const external = makeS3ObjectStore(yield* clientFor(ctx, ctx.externalStorage), ctx.externalStorage.bucket)
-      const internal = makeS3ObjectStore(yield* clientFor(ctx, ctx.internalStorage), ctx.internalStorage.bucket)
-      return yield* makeStorage({ external, internal, jobId: ctx.jobId })
-    })
-  )
+  /**
+   * Two S3 stores from the job context (external = datasets, internal = checkpoints); clients
+   * closed with the scope. Request limits from `S3_CONNECT_TIMEOUT`, `S3_REQUEST_TIMEOUT` and
+   * `S3_IDLE_TIMEOUT` (seconds; see `s3TimeoutsConfig`); an invalid value is a `ConfigError`.
+   */
+  static readonly layer: Layer.Layer<Storage, ConfigError, JobContext | FileSystem.FileSystem | Path.Path> = Layer
+    .scoped(
+      Storage,
+      Effect.gen(function*() {
+        const ctx = yield* JobContext
+        const timeouts = yield* Effect.mapError(s3TimeoutsConfig, timeoutConfigError)
+        const external = yield* s3Store(ctx, ctx.externalStorage, timeouts)
+        const internal = yield* s3Store(ctx, ctx.internalStorage, timeouts)
+        return yield* makeStorage({ external, internal, jobId: ctx.jobId })
+      })
+    )
 
   /** In-memory stores with options; see `MemoryStorage` for the test controls. */
   static readonly layerMemoryWith = (

@@ -249,7 +249,7 @@ export interface BatchResult {
   readonly bytes: number
 }
 
-/** Whether a storage failure is worth another attempt. */
+/** Whether a storage failure is worth another attempt (a short body counts as `Transport`). */
 export const isTransientStorageError = (error: StorageError): boolean =>
   error.reason === "Transport" || error.reason === "Timeout"
 
@@ -261,7 +261,9 @@ export const localIO = (path: string, detail: string) => (cause: unknown) =>
  * Runs a plan: parent directories first, then every object into `dest.tmp-<random>` and
  * renamed into place, `concurrency` at a time, each retried on transient failures. Temp
  * files of failed or interrupted objects are removed. Fails with one `DownloadError`
- * listing every failed object, after all others have completed.
+ * listing every failed object, after all others have completed; except that a local write
+ * failure (`ENOSPC`, a read-only or unwritable directory) stops the batch at once with a
+ * `LocalIO` error naming the destination path: the next file would fail the same way.
  */
 export const runDownloads = (
   items: ReadonlyArray<DownloadItem>,
@@ -286,8 +288,19 @@ export const runDownloads = (
     const fetchOne = (item: DownloadItem): Effect.Effect<number, StorageError> =>
       Effect.flatMap(Random.nextInt, (n) => {
         const tmp = `${item.dest}.tmp-${(n >>> 0).toString(36)}`
-        return item.store.getToFile(item.key, tmp).pipe(
+        return item.store.getToFile(item.key, tmp, item.size === undefined ? {} : { size: item.size }).pipe(
           Effect.retry({ schedule: settings.retry, while: isTransientStorageError }),
+          Effect.mapError((error) =>
+            error.reason === "LocalIO"
+              ? new StorageError({
+                reason: "LocalIO",
+                bucket: "",
+                key: item.dest,
+                detail: `cannot write the download of s3://${item.store.bucket}/${item.key}: ${error.detail}`,
+                ...(error.cause === undefined ? {} : { cause: error.cause })
+              })
+              : error
+          ),
           Effect.tap(() => Effect.mapError(fs.rename(tmp, item.dest), localIO(item.dest, `cannot rename ${tmp}`))),
           Effect.onError(() => Effect.ignore(fs.remove(tmp, { force: true })))
         )
@@ -300,9 +313,15 @@ export const runDownloads = (
         })
       )
 
-    const outcomes = yield* Effect.forEach(items, (item) => Effect.either(fetchOne(item)), {
-      concurrency: settings.concurrency
-    })
+    const outcomes = yield* Effect.forEach(
+      items,
+      (item) =>
+        fetchOne(item).pipe(
+          Effect.map(Either.right),
+          Effect.catchIf((error) => error.reason !== "LocalIO", (error) => Effect.succeed(Either.left(error)))
+        ),
+      { concurrency: settings.concurrency }
+    )
     const failures: Array<FailedObject> = []
     let written = 0
     let succeeded = 0

@@ -6,7 +6,7 @@
 import { FileSystem } from "@effect/platform"
 import { Chunk, Effect, Option, Stream } from "effect"
 import { StorageError, type StorageFailureReason } from "../Errors.js"
-import type { ListObjectsOptions, ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
+import type { GetObjectOptions, ListObjectsOptions, ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
 
 /** An injected failure: the reason, and how many more GETs/PUTs it applies to. */
 interface InjectedFailure {
@@ -98,7 +98,7 @@ export const makeMemoryObjectStore = (
             : Effect.fail(fail(key, "NotFound", "no such key"))
         })
 
-      const getToFile = (key: string, path: string): Effect.Effect<number, StorageError> =>
+      const getToFile = (key: string, path: string, get: GetObjectOptions = {}): Effect.Effect<number, StorageError> =>
         Effect.suspend(() => {
           state.gets.set(key, (state.gets.get(key) ?? 0) + 1)
           const object = state.objects.get(key)
@@ -111,7 +111,16 @@ export const makeMemoryObjectStore = (
             )
           }
           if (!object) return Effect.fail(fail(key, "NotFound", "no such key"))
-          return fs.writeFile(path, object.bytes).pipe(Effect.mapError(localIO(key, path)), Effect.as(object.bytes.length))
+          return fs.writeFile(path, object.bytes).pipe(
+            Effect.mapError(localIO(key, path)),
+            Effect.zipRight(
+              get.size === undefined || get.size === object.bytes.length
+                ? Effect.succeed(object.bytes.length)
+                : Effect.fail(
+                  fail(key, "Transport", `short body: received ${object.bytes.length} bytes, the object has ${get.size} (listing)`)
+                )
+            )
+          )
         })
 
       const putFile = (key: string, path: string, put: PutObjectOptions = {}): Effect.Effect<ObjectInfo, StorageError> =>

@@ -9,7 +9,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import { Chunk, Context, Effect, Either, Option, Random, type Schedule, Stream } from "effect"
-import { CheckpointError, DatasetError, StorageError } from "../Errors.js"
+import { CheckpointError, DatasetError, type DownloadError, StorageError } from "../Errors.js"
 import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
 import { parseJsonBytes } from "./diceModel.js"
 import {
@@ -216,16 +216,22 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
   const downloadCheckpoint = Effect.fn("Storage.downloadCheckpoint")(function*(uri: string, localPath: string) {
     const location = yield* parseS3Uri(uri)
     const dest = path.resolve(localPath)
-    yield* runDownloads([{ store: internal.withBucket(location.bucket), key: location.key, dest }], settings(undefined))
-      .pipe(
-        provide,
-        Effect.mapError((error) => {
-          const reason = error._tag === "DownloadError" && error.failures.some((f) => f.reason === "NotFound")
-            ? "NotFound"
-            : "Download"
-          return new CheckpointError({ reason, path: uri, detail: error.message, cause: error })
-        })
-      )
+    const store = internal.withBucket(location.bucket)
+    const toCheckpointError = (error: StorageError | DownloadError) => {
+      const reason = error._tag === "DownloadError"
+        ? error.failures.some((f) => f.reason === "NotFound") ? "NotFound" : "Download"
+        : error.reason === "NotFound"
+        ? "NotFound"
+        : "Download"
+      return new CheckpointError({ reason, path: uri, detail: error.message, cause: error })
+    }
+    // The size from a HEAD: the body must match it as well as its own Content-Length.
+    const info = yield* Effect.mapError(store.head(location.key), toCheckpointError)
+    yield* runDownloads([{ store, key: location.key, dest, size: info.size }], settings(undefined)).pipe(
+      provide,
+      // A local write failure (e.g. ENOSPC) stays a `LocalIO` StorageError naming the path.
+      Effect.mapError((error) => error._tag === "StorageError" && error.reason === "LocalIO" ? error : toCheckpointError(error))
+    )
     return localPath
   })
 
