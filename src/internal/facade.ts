@@ -3,7 +3,7 @@
  * resolve with the service's result or reject with the SDK's own error instance (never a
  * `FiberFailure` wrapper).
  */
-import { Cause, type Context, Effect, Exit, type Layer, ManagedRuntime } from "effect"
+import { Cause, type Context, Duration, Effect, Exit, Fiber, type Layer, ManagedRuntime } from "effect"
 import type {
   CallbackCompletionReport,
   CallbackFailureReport,
@@ -41,7 +41,8 @@ export interface TrainerClient {
 }
 
 /**
- * On SIGTERM/SIGINT (Kubernetes stopping the pod), as `runTrainer` does: a job whose outcome
+ * On SIGTERM/SIGINT (Kubernetes stopping the pod), as `runTrainer` does (after the in-flight
+ * operations were interrupted, see `makeTrainerClient`): a job whose outcome
  * was already reported keeps it (exit 0 after a completion, 1 after a failure); otherwise
  * the logs are flushed, the job reported failed (its start first if that never arrived) and
  * ClearML stopped. Returns the exit code: 1, or 2 when the failure report was not delivered.
@@ -62,6 +63,12 @@ const stopOnSignal = (sdk: TrainerSdkService, signal: NodeJS.Signals): Effect.Ef
     return delivered ? 1 : 2
   })
 
+/**
+ * How long a signal waits for the in-flight operations to wind down (temp files removed,
+ * locks released, a multipart upload aborted) before the failure is reported anyway.
+ */
+const inFlightBudget = Duration.seconds(10)
+
 /** Builds the runtime (rejecting with e.g. `ConfigError` when the environment is invalid) and the client over it. */
 export const makeTrainerClient = async (
   sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
@@ -69,9 +76,22 @@ export const makeTrainerClient = async (
   options: { readonly handleSignals: boolean }
 ): Promise<TrainerClient> => {
   const runtime = ManagedRuntime.make(layer)
+  // The operations in flight, so that a signal interrupts them as `runTrainer` interrupts its
+  // program: their finalizers run (temp files, locks, multipart uploads) before the exit.
+  const inFlight = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+  // Set by the first SIGTERM/SIGINT; the handlers stay installed while stopping, so a
+  // repeated signal cannot kill the process in the middle of the failure report.
+  let stopping = false
   const run = async <A, E>(f: (sdk: TrainerSdkService) => Effect.Effect<A, E>): Promise<A> => {
-    const exit = await runtime.runPromiseExit(Effect.flatMap(sdkTag, f))
+    const fiber = runtime.runFork(Effect.flatMap(sdkTag, f))
+    inFlight.add(fiber)
+    const exit = await new Promise<Exit.Exit<A, E | ConfigError>>((resolve) => fiber.addObserver(resolve))
+    inFlight.delete(fiber)
     if (Exit.isSuccess(exit)) return exit.value
+    // Interrupted by the signal: the process is about to exit with the job's outcome; the
+    // caller's code does not resume (a rejection it does not handle would crash the process
+    // before the failure report).
+    if (stopping && Cause.isInterruptedOnly(exit.cause)) return new Promise<never>(() => {})
     throw Cause.squash(exit.cause)
   }
   let sdk: TrainerSdkService
@@ -81,13 +101,11 @@ export const makeTrainerClient = async (
     await runtime.dispose()
     throw error
   }
-  // The handlers stay installed while stopping, so a repeated signal cannot kill the process
-  // in the middle of the failure report.
-  let stopping = false
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return
     stopping = true
-    void runtime.runPromise(stopOnSignal(sdk, signal)).then(
+    const interruptInFlight = Effect.timeout(Fiber.interruptAll([...inFlight]), inFlightBudget).pipe(Effect.ignore)
+    void runtime.runPromise(Effect.zipRight(interruptInFlight, stopOnSignal(sdk, signal))).then(
       async (code) => {
         await runtime.dispose()
         process.exit(code)
