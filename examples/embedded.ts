@@ -3,14 +3,16 @@
  * 127.0.0.1 — the SDK's dev backend (strict callback validation) and a local S3 server
  * (`s3rver`, a dev dependency loaded only here) holding a generated sample dataset. The
  * trainer runs against them through a `ConfigProvider` (the real environment is left
- * alone), then a summary of what the backend received is printed.
+ * alone), then a summary of what the backend received is printed. The dev backend's
+ * dashboard (its root URL) shows the run live; it can stay up after the run (`linger`).
  */
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { ConfigProvider, Console, Effect, type Scope } from "effect"
+import { ConfigProvider, Console, Duration, Effect, type Scope } from "effect"
 import {
   DevBackend,
+  type DevBackendHandle,
   formatDevBackendEvent,
   formatDevBackendRejection,
   formatDevBackendSummary,
@@ -61,24 +63,40 @@ const seedSampleDataset = (endpoint: string) =>
     (client) => Effect.sync(() => client.destroy())
   )
 
+/** Options of `runEmbedded`. */
+export interface EmbeddedOptions {
+  /** Report to this dev backend instead of starting (and printing) one. */
+  readonly backend?: DevBackendHandle
+  /** Variables that win over the environment and the defaults, e.g. `EPOCHS`. */
+  readonly variables?: Readonly<Record<string, string>>
+  /** Keep the dev backend (and its dashboard) up this long after the run, or until interrupted. */
+  readonly linger?: Duration.DurationInput | "until-interrupted"
+  /** Called with the trainer's exit code as soon as it is known (before any linger). */
+  readonly onExitCode?: (exitCode: number) => void
+}
+
 /**
  * Runs `program` against in-process stand-ins of the platform and returns the trainer's
  * exit code. The connection settings are fixed; other variables (`EPOCHS`, `MODEL_NAME`,
  * ...) may still come from the real environment, with small defaults otherwise.
  */
-export const runEmbedded = <A, E>(program: Effect.Effect<A, E, TrainerServices>): Effect.Effect<number> =>
+export const runEmbedded = <A, E>(
+  program: Effect.Effect<A, E, TrainerServices>,
+  options: EmbeddedOptions = {}
+): Effect.Effect<number> =>
   Effect.scoped(Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const root = yield* fs.makeTempDirectoryScoped({ prefix: "trainer-sdk-example-" })
     yield* Effect.all([fs.makeDirectory(`${root}/s3`), fs.makeDirectory(`${root}/cache`), fs.makeDirectory(`${root}/work`)])
 
-    const backend = yield* DevBackend.start({
+    const backend = options.backend ?? (yield* DevBackend.start({
       onEvent: (event) => Console.log(formatDevBackendEvent(event)),
       onRejected: (rejection) => Console.error(formatDevBackendRejection(rejection))
-    })
+    }))
     const s3Endpoint = yield* startLocalS3(`${root}/s3`)
     yield* seedSampleDataset(s3Endpoint)
-    yield* Console.log(`Embedded platform: backend ${backend.url}, S3 ${s3Endpoint}, dataset ${datasetId}\n`)
+    yield* Console.log(`Embedded platform: backend ${backend.url}, S3 ${s3Endpoint}, dataset ${datasetId}`)
+    yield* Console.log(`Dashboard: ${backend.dashboardUrl}  (open it in a browser to watch the run)\n`)
 
     const connection = new Map([
       ["CALLBACK_URL", backend.url],
@@ -101,7 +119,7 @@ export const runEmbedded = <A, E>(program: Effect.Effect<A, E, TrainerServices>)
       ["FRAMEWORK", "simulated"],
       ["CALLBACK_RETRY_DELAY", "0.2"]
     ])
-    const provider = ConfigProvider.fromMap(connection).pipe(
+    const provider = ConfigProvider.fromMap(new Map([...connection, ...Object.entries(options.variables ?? {})])).pipe(
       ConfigProvider.orElse(() => ConfigProvider.fromEnv()),
       ConfigProvider.orElse(() => ConfigProvider.fromMap(defaults))
     )
@@ -113,6 +131,16 @@ export const runEmbedded = <A, E>(program: Effect.Effect<A, E, TrainerServices>)
     yield* Console.log(
       `Trainer exit code ${outcome.exitCode} (${outcome.status}${outcome.message === undefined ? "" : `: ${outcome.message}`})`
     )
+    options.onExitCode?.(outcome.exitCode)
+    if (options.linger === "until-interrupted") {
+      yield* Console.log(`\nDashboard stays up at ${backend.dashboardUrl} until Ctrl-C`)
+      yield* Effect.never
+    } else if (options.linger !== undefined && Duration.toMillis(options.linger) > 0) {
+      yield* Console.log(
+        `\nDashboard stays up at ${backend.dashboardUrl} for ${Duration.format(options.linger)} (--serve: until Ctrl-C; Ctrl-C ends it now)`
+      )
+      yield* Effect.sleep(options.linger)
+    }
     return outcome.exitCode
   })).pipe(
     Effect.catchAll((error) => Effect.as(Console.error(`Embedded platform failed to start: ${error.message}`), 2)),

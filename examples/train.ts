@@ -3,10 +3,12 @@
  * in an image). With `CALLBACK_URL` set it runs against the real platform through
  * `runTrainer`; without it, against in-process stand-ins (see `embedded.ts`).
  *
- * Ask it to fail with `--fail` (at epoch 3) or `FAIL_AT_EPOCH=<n>`.
+ * Ask it to fail with `--fail` (at epoch 3) or `FAIL_AT_EPOCH=<n>`. In embedded mode the
+ * dev backend's dashboard stays up 30 s after the run (`DASHBOARD_LINGER_SECONDS=<n>`), or
+ * with `--serve` until Ctrl-C.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Duration } from "effect"
 import { runTrainer } from "../src/index.js"
 import { exampleTrainer } from "./trainer.js"
 
@@ -25,8 +27,13 @@ if (process.env["CALLBACK_URL"]) {
   runTrainer(program)
 } else {
   const { runEmbedded } = await import("./embedded.js")
+  const lingerSeconds = Number(process.env["DASHBOARD_LINGER_SECONDS"] ?? 30)
+  const linger = process.argv.includes("--serve")
+    ? "until-interrupted" as const
+    : Duration.seconds(Number.isFinite(lingerSeconds) && lingerSeconds > 0 ? lingerSeconds : 0)
+  // Ctrl-C while the dashboard lingers still exits with the trainer's own code.
   let exitCode = 2
-  NodeRuntime.runMain(runEmbedded(program).pipe(Effect.map((code) => (exitCode = code))), {
+  NodeRuntime.runMain(runEmbedded(program, { linger, onExitCode: (code) => (exitCode = code) }), {
     teardown: () => process.exit(exitCode)
   })
 }

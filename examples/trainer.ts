@@ -27,6 +27,36 @@ export const simulatedMetrics = (epoch: number, epochs: number, lr0: number) => 
   }
 }
 
+/**
+ * A validation pass of the simulated run: per-class AP (each class a little off the mean)
+ * and a confusion matrix over `objectsPerClass` objects per class (rows true, columns
+ * predicted) whose diagonal follows mAP50.
+ */
+export const simulatedValidation = (
+  metrics: ReturnType<typeof simulatedMetrics>,
+  classNames: ReadonlyArray<string>,
+  objectsPerClass = 20
+) => {
+  const spread = (i: number) => (classNames.length <= 1 ? 0 : 0.1 * (i / (classNames.length - 1) - 0.5))
+  const clamp = (x: number) => Number(Math.min(1, Math.max(0, x)).toFixed(4))
+  const perClassMetrics = Object.fromEntries(classNames.map((name, i) => [name, {
+    "AP50": clamp(metrics["mAP50"] + spread(i)),
+    "AP50-95": clamp(metrics["mAP50-95"] + spread(i))
+  }]))
+  const confusionMatrix = classNames.map((_, row) => {
+    const correct = Math.round(objectsPerClass * clamp(metrics["mAP50"] + spread(row)))
+    // The misses spread evenly over the other classes, the first ones taking the remainder.
+    const others = Math.max(1, classNames.length - 1)
+    const missed = objectsPerClass - correct
+    return classNames.map((__, column) => {
+      if (column === row) return correct
+      const rank = column < row ? column : column - 1
+      return Math.floor(missed / others) + (rank < missed % others ? 1 : 0)
+    })
+  })
+  return { perClassMetrics, confusionMatrix }
+}
+
 /** The trainer program: everything it needs comes from `TrainerSdk.layer` (or `layerTest`). */
 export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
   Effect.gen(function*() {
@@ -73,6 +103,7 @@ export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
         primaryMetric: ["mAP50-95", last["mAP50-95"]],
         allMetrics: { "mAP50": last["mAP50"], "mAP50-95": last["mAP50-95"] },
         classNames: dataset.classes,
+        ...simulatedValidation(last, dataset.classes),
         isBest
       })
       if (isBest) best = { epoch, score: last["mAP50-95"], uri: yield* saveCheckpoint("best", epoch, last), metrics: last }

@@ -3,7 +3,8 @@
  * platform: an HTTP server on 127.0.0.1 that accepts every callback endpoint of the spec,
  * validates each body strictly with the contract's schemas (excess properties and a
  * `job_id` differing from the path are errors), answers like the backend (200, 422 naming
- * the field, 404) and records what it accepted, in order.
+ * the field, 404) and records what it accepted, in order. Its root URL serves a live
+ * dashboard of what it recorded (see `DevBackendHandle.dashboardUrl`).
  *
  * Node-specific (it listens with `@effect/platform-node`'s `NodeHttpServer`).
  *
@@ -11,7 +12,7 @@
  */
 import { FileSystem, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Clock, Context, Effect, Either, Layer, Option, type Scope } from "effect"
+import { Cause, Clock, Context, Effect, Either, Layer, Option, type Scope, SubscriptionRef } from "effect"
 import * as http from "node:http"
 import { DevBackendError } from "./Errors.js"
 import { callbackEndpoints, matchCallbackEndpoint } from "./internal/callbackBodies.js"
@@ -23,7 +24,20 @@ import {
   jobStatusAfter,
   summarizeDevBackendEvents
 } from "./internal/devBackendEvents.js"
+import { withDashboardRoutes } from "./internal/dashboardRoutes.js"
+import { type DashboardState, projectDashboardState } from "./internal/dashboardState.js"
 
+export {
+  type DashboardCheckpoint,
+  type DashboardEpochPoint,
+  type DashboardJob,
+  type DashboardLog,
+  type DashboardRejection,
+  type DashboardState,
+  type DashboardValidation,
+  type DashboardValidationPoint,
+  projectDashboardState
+} from "./internal/dashboardState.js"
 export {
   decodeDevBackendRequest,
   type DevBackendDecoded,
@@ -66,6 +80,15 @@ export interface DevBackendHandle {
   /** The base URL to use as `CALLBACK_URL`, e.g. `http://127.0.0.1:41234/api/v1`. */
   readonly url: string
   readonly port: number
+  /**
+   * The live dashboard: a page showing each job as the platform's UI would (status, epochs,
+   * charts, validation, logs, checkpoints, rejected requests), e.g. `http://127.0.0.1:41234/`.
+   * Its state is also served as JSON at `/dashboard/state` and as Server-Sent Events at
+   * `/dashboard/stream`.
+   */
+  readonly dashboardUrl: string
+  /** What the dashboard shows now. */
+  readonly dashboard: Effect.Effect<DashboardState>
   /** Every accepted event, in arrival order. */
   readonly events: Effect.Effect<ReadonlyArray<DevBackendEvent>>
   /** Every refused request, in arrival order. */
@@ -97,6 +120,9 @@ export const startDevBackend = (
     const rejections: Array<DevBackendRejection> = []
     const jobStatuses = new Map<number, string | null>()
     const reporting = yield* Effect.makeSemaphore(1)
+    // Bumped after each recorded event or rejection; the dashboard's stream follows it.
+    const revision = yield* SubscriptionRef.make(0)
+    const changed = SubscriptionRef.update(revision, (n) => n + 1)
 
     const nodeServer = http.createServer()
     const server = yield* NodeHttpServer.make(() => nodeServer, { port, host }).pipe(
@@ -116,7 +142,7 @@ export const startDevBackend = (
       reporting.withPermits(1)(
         Effect.zipRight(
           Effect.sync(() => rejections.push(rejection)),
-          onRejected(rejection)
+          Effect.zipRight(changed, onRejected(rejection))
         )
       )
 
@@ -178,7 +204,7 @@ export const startDevBackend = (
                 jobStatuses.set(event.jobId, status)
                 return [event, status] as const
               }),
-              ([event]) => onEvent(event)
+              ([event]) => Effect.zipRight(changed, onEvent(event))
             )
           )
           return HttpServerResponse.unsafeJson({ success: true, message: kindMessage(event), job_status: jobStatus })
@@ -195,18 +221,28 @@ export const startDevBackend = (
       )
     )
 
-    let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
+    const address = server.address
+    if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("dev backend is not on TCP")
+    const urlHost = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname
+    const origin = `http://${urlHost}:${address.port}`
+    const dashboard = Effect.map(Clock.currentTimeMillis, (now) => projectDashboardState(events, rejections, now))
+
+    let router: HttpRouter.HttpRouter<never, never> = withDashboardRoutes(HttpRouter.empty, {
+      callbackUrl: `${origin}${basePath}`,
+      state: dashboard,
+      changes: revision.changes,
+      notFound
+    })
     for (const endpoint of callbackEndpoints) {
       router = HttpRouter.post(router, `${basePath}${endpoint.template.replace("{id}", ":id")}` as HttpRouter.PathInput, handle)
     }
     yield* server.serve(Effect.catchTag(router, "RouteNotFound", () => notFound))
 
-    const address = server.address
-    if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("dev backend is not on TCP")
-    const urlHost = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname
     return {
-      url: `http://${urlHost}:${address.port}${basePath}`,
+      url: `${origin}${basePath}`,
       port: address.port,
+      dashboardUrl: `${origin}/`,
+      dashboard,
       events: Effect.sync(() => events.slice()),
       rejections: Effect.sync(() => rejections.slice()),
       summary: Effect.sync(() => summarizeDevBackendEvents(events, rejections))

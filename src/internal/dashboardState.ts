@@ -1,0 +1,423 @@
+/**
+ * The dev backend's dashboard model: a projection of the events and rejections the dev
+ * backend recorded into what the platform's UI shows per job (status, epochs, per-epoch
+ * metric series, validation with the best epoch, logs, checkpoints, refused requests).
+ * Pure: the same recorded events always give the same state. Served as JSON at
+ * `/dashboard/state` and pushed over Server-Sent Events at `/dashboard/stream`.
+ */
+import type { MetricsBlock } from "./callbackBodies.js"
+import type { DevBackendEvent, DevBackendFieldIssue, DevBackendOperation, DevBackendRejection } from "./devBackendEvents.js"
+
+/** How many log rows per job the platform keeps (platform-behaviour.md); older rows are gone there. */
+export const dashboardLogRowsKept = 2000
+
+/** The metric names that carry the learning rate (charted as "learning rate"). */
+export const learningRateMetricNames: ReadonlyArray<string> = ["learning_rate", "lr"]
+
+/** One epoch's progress report: every numeric metric it carried, by name. */
+export interface DashboardEpochPoint {
+  readonly epoch: number
+  /** When the report arrived (epoch milliseconds). */
+  readonly at: number
+  readonly metrics: Readonly<Record<string, number>>
+}
+
+/** One validation report's primary metric. */
+export interface DashboardValidationPoint {
+  readonly epoch: number
+  readonly value: number | null
+  /** What the trainer claimed (`is_best`); the platform ignores it and takes the highest value. */
+  readonly reportedBest: boolean
+}
+
+/** The latest validation result, as the platform's validation view shows it. */
+export interface DashboardValidation {
+  readonly epoch: number
+  readonly taskType: string
+  readonly primaryMetricName: string
+  readonly primaryMetricValue: number | null
+  readonly metrics: Readonly<Record<string, number | null>>
+  readonly overallLoss: number | null
+  readonly classNames: ReadonlyArray<string>
+  /** Per class, its metrics (the classes in `classNames` order first, then any others). */
+  readonly perClassMetrics: ReadonlyArray<{ readonly className: string; readonly metrics: Readonly<Record<string, number | null>> }>
+  /** Rows are true classes, columns predicted ones; absent when not sent. */
+  readonly confusionMatrix: ReadonlyArray<ReadonlyArray<number>> | null
+  readonly visualizationUrls: Readonly<Record<string, string>>
+}
+
+/** One log row, in the platform's order (arrival order). */
+export interface DashboardLog {
+  readonly sequence: number
+  readonly at: number
+  readonly level: string
+  readonly eventType: string
+  readonly message: string
+  readonly timestamp: string
+  readonly data: Readonly<Record<string, unknown>>
+  /** A `checkpoint` entry (a checkpoint upload with its metrics). */
+  readonly checkpoint: boolean
+}
+
+/** A checkpoint the trainer uploaded or named. */
+export interface DashboardCheckpoint {
+  readonly type: string
+  readonly uri: string
+  readonly metrics: Readonly<Record<string, number | null>>
+  readonly at: number
+  /** Where it was learned from: a checkpoint log entry, a progress or the completion report. */
+  readonly source: "log" | "progress" | "completion"
+}
+
+/** A request the dev backend refused, with the fields the backend would complain about. */
+export interface DashboardRejection {
+  readonly at: number
+  readonly method: string
+  readonly path: string
+  readonly status: number
+  readonly jobId: number | null
+  readonly issues: ReadonlyArray<DevBackendFieldIssue>
+}
+
+/** Everything the dashboard shows about one job. */
+export interface DashboardJob {
+  readonly jobId: number
+  /** The operation (job kind): `training`, `inference`, `export`; `null` until a report says. */
+  readonly kind: DevBackendOperation | null
+  /** `waiting` until a started or progress report arrives (only logs or validation so far). */
+  readonly status: "waiting" | "running" | "completed" | "failed"
+  readonly error: { readonly type: string | null; readonly message: string; readonly traceback: string | null } | null
+  readonly currentEpoch: number | null
+  readonly totalEpochs: number | null
+  readonly progressPercent: number | null
+  /** First report of the job (epoch milliseconds). */
+  readonly startedAt: number
+  /** Latest report of the job. */
+  readonly updatedAt: number
+  /** When the completed or failed report arrived. */
+  readonly endedAt: number | null
+  /**
+   * When the job should end, from the last progress report: its `estimated_time_remaining`
+   * when sent, else the mean epoch time so far times the epochs left. `null` once ended.
+   */
+  readonly etaAt: number | null
+  /** The chart order of the progress metric names (loss first, the learning rate last). */
+  readonly metricNames: ReadonlyArray<string>
+  /** One point per epoch (a repeated epoch keeps its latest report), in epoch order. */
+  readonly epochs: ReadonlyArray<DashboardEpochPoint>
+  readonly primaryMetricName: string | null
+  /** One point per epoch (the latest report of an epoch), in epoch order. */
+  readonly validations: ReadonlyArray<DashboardValidationPoint>
+  /** The epoch with the highest primary metric (the platform's rule; the earliest on a tie). */
+  readonly bestEpoch: { readonly epoch: number; readonly value: number } | null
+  readonly latestValidation: DashboardValidation | null
+  /** The newest `dashboardLogRowsKept` rows, in arrival order. */
+  readonly logs: ReadonlyArray<DashboardLog>
+  /** Rows older than those, which the platform would no longer keep. */
+  readonly logsDropped: number
+  readonly checkpoints: ReadonlyArray<DashboardCheckpoint>
+  /** What the completion report said, as label/value pairs (totals, format, output URI, ...). */
+  readonly result: ReadonlyArray<{ readonly label: string; readonly value: string }>
+  /** Refused requests whose path names this job. */
+  readonly rejections: ReadonlyArray<DashboardRejection>
+}
+
+/** The whole dashboard: every job seen (in order of first report) and every refused request. */
+export interface DashboardState {
+  /** The dev backend's clock when this state was taken (epoch milliseconds). */
+  readonly now: number
+  readonly accepted: number
+  readonly jobs: ReadonlyArray<DashboardJob>
+  /** Every refused request, in arrival order (also those naming no job). */
+  readonly rejections: ReadonlyArray<DashboardRejection>
+}
+
+interface JobDraft {
+  jobId: number
+  kind: DevBackendOperation | null
+  status: DashboardJob["status"]
+  error: DashboardJob["error"]
+  currentEpoch: number | null
+  totalEpochs: number | null
+  progressPercent: number | null
+  startedAt: number
+  updatedAt: number
+  endedAt: number | null
+  estimate: { readonly at: number; readonly seconds: number } | null
+  epochs: Map<number, DashboardEpochPoint>
+  metricNames: Array<string>
+  primaryMetricName: string | null
+  validations: Map<number, DashboardValidationPoint>
+  latestValidation: DashboardValidation | null
+  logs: Array<DashboardLog>
+  checkpoints: Array<DashboardCheckpoint>
+  completionCheckpoints: Array<DashboardCheckpoint>
+  result: Array<{ readonly label: string; readonly value: string }>
+}
+
+/** Every numeric metric of a block: all of `extra_metrics`, plus loss/accuracy/learning rate under their own names when not already there. */
+export const blockMetrics = (block: MetricsBlock): Record<string, number> => {
+  const out: Record<string, number> = {}
+  for (const [name, value] of Object.entries(block.extra_metrics)) if (value !== null) out[name] = value
+  const has = (...names: ReadonlyArray<string>) => names.some((name) => name in block.extra_metrics)
+  if (block.loss !== null && !has("loss")) out["loss"] = block.loss
+  if (block.accuracy !== null && !has("accuracy", "mAP50-95")) out["accuracy"] = block.accuracy
+  if (block.learning_rate !== null && !has(...learningRateMetricNames)) out["learning_rate"] = block.learning_rate
+  return out
+}
+
+/** Chart order: loss first, then the other metrics as first reported, the learning rate last. */
+const chartOrder = (names: ReadonlyArray<string>): Array<string> => {
+  const rank = (name: string) => (name === "loss" ? 0 : learningRateMetricNames.includes(name) ? 2 : 1)
+  return names.map((name, index) => ({ name, index })).sort((a, b) => rank(a.name) - rank(b.name) || a.index - b.index).map((
+    entry
+  ) => entry.name)
+}
+
+/** `[FrameworkError] loss diverged` → the bracketed error type, when there is one. */
+const errorTypeOf = (message: string): string | null => /^\[([A-Za-z]+)\]/.exec(message)?.[1] ?? null
+
+const rejectionView = (rejection: DevBackendRejection): DashboardRejection => ({
+  at: rejection.receivedAt,
+  method: rejection.method,
+  path: rejection.path,
+  status: rejection.status,
+  jobId: rejection.jobId ?? null,
+  issues: rejection.issues
+})
+
+const numericRecord = (value: unknown): Record<string, number | null> => {
+  const out: Record<string, number | null> = {}
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return out
+  for (const [name, entry] of Object.entries(value)) {
+    if (entry === null || (typeof entry === "number" && Number.isFinite(entry))) out[name] = entry
+  }
+  return out
+}
+
+const blockView = (block: MetricsBlock): Record<string, number | null> => ({ ...blockMetrics(block) })
+
+const applyEvent = (job: JobDraft, event: DevBackendEvent): void => {
+  job.updatedAt = event.receivedAt
+  if (event.kind !== "log" && event.kind !== "validation") job.kind = event.operation
+  switch (event.kind) {
+    case "started": {
+      job.status = "running"
+      job.startedAt = Math.min(job.startedAt, event.receivedAt)
+      if (event.operation === "training") {
+        job.totalEpochs = event.body.total_epochs
+        job.currentEpoch = 0
+        job.progressPercent = 0
+      }
+      return
+    }
+    case "progress": {
+      const body = event.body
+      job.status = "running"
+      job.currentEpoch = body.current_epoch
+      job.totalEpochs = body.total_epochs
+      job.progressPercent = body.progress_percent
+      const metrics = blockMetrics(body.metrics)
+      for (const name of Object.keys(metrics)) if (!job.metricNames.includes(name)) job.metricNames.push(name)
+      job.epochs.set(body.current_epoch, { epoch: body.current_epoch, at: event.receivedAt, metrics })
+      const left = body.total_epochs - body.current_epoch
+      const perEpoch = body.epoch_duration_seconds ??
+        (body.current_epoch > 0 ? (event.receivedAt - job.startedAt) / 1000 / body.current_epoch : undefined)
+      const seconds = body.estimated_time_remaining ?? (perEpoch === undefined ? undefined : perEpoch * Math.max(0, left))
+      job.estimate = seconds === undefined ? job.estimate : { at: event.receivedAt, seconds }
+      for (const [type, uri] of [["checkpoint", body.checkpoint_path], ["best", body.best_checkpoint_path]] as const) {
+        if (uri !== undefined) job.completionCheckpoints.push({ type, uri, metrics: blockView(body.metrics), at: event.receivedAt, source: "progress" })
+      }
+      return
+    }
+    case "validation": {
+      const body = event.body
+      job.primaryMetricName = body.primary_metric_name
+      job.validations.set(body.epoch, { epoch: body.epoch, value: body.primary_metric_value, reportedBest: body.is_best })
+      const perClass = body.per_class_metrics ?? {}
+      const classNames = body.class_names ?? []
+      const ordered = [...classNames.filter((name) => name in perClass), ...Object.keys(perClass).filter((name) => !classNames.includes(name))]
+      job.latestValidation = {
+        epoch: body.epoch,
+        taskType: body.task_type,
+        primaryMetricName: body.primary_metric_name,
+        primaryMetricValue: body.primary_metric_value,
+        metrics: body.metrics,
+        overallLoss: body.overall_loss ?? null,
+        classNames,
+        perClassMetrics: ordered.map((className) => ({ className, metrics: perClass[className]! })),
+        confusionMatrix: body.confusion_matrix ?? null,
+        visualizationUrls: body.visualization_urls ?? {}
+      }
+      return
+    }
+    case "log": {
+      const body = event.body
+      const checkpoint = body.event_type === "checkpoint"
+      job.logs.push({
+        sequence: event.sequence,
+        at: event.receivedAt,
+        level: body.level,
+        eventType: body.event_type,
+        message: body.message,
+        timestamp: body.timestamp,
+        data: body.data,
+        checkpoint
+      })
+      const uri = body.data["s3_uri"]
+      if (checkpoint && typeof uri === "string") {
+        const type = /^Saved (.+) checkpoint$/.exec(body.message)?.[1] ?? "checkpoint"
+        job.checkpoints.push({ type, uri, metrics: numericRecord(body.data["metrics"]), at: event.receivedAt, source: "log" })
+      }
+      return
+    }
+    case "completed": {
+      job.status = "completed"
+      job.endedAt = event.receivedAt
+      job.estimate = null
+      switch (event.operation) {
+        case "training": {
+          const body = event.body
+          job.result = [
+            { label: "epochs completed", value: String(body.total_epochs_completed) },
+            ...(body.best_epoch === undefined ? [] : [{ label: "best epoch", value: String(body.best_epoch) }]),
+            ...(body.total_duration_seconds === undefined
+              ? []
+              : [{ label: "duration", value: `${body.total_duration_seconds} s` }]),
+            ...(body.mlflow_run_id === undefined ? [] : [{ label: "MLflow run", value: body.mlflow_run_id }])
+          ]
+          const named: ReadonlyArray<readonly [string, string | undefined, MetricsBlock | undefined]> = [
+            ["best", body.best_checkpoint_path, body.best_metrics],
+            ["last", body.last_checkpoint_path, body.final_metrics],
+            ["final", body.final_checkpoint_path, body.final_metrics],
+            ["artifacts", body.model_artifacts_path, undefined]
+          ]
+          for (const [type, uri, block] of named) {
+            if (uri !== undefined) {
+              job.completionCheckpoints.push({ type, uri, metrics: block === undefined ? {} : blockView(block), at: event.receivedAt, source: "completion" })
+            }
+          }
+          return
+        }
+        case "inference": {
+          const body = event.body
+          job.result = [
+            { label: "images", value: String(body.total_images) },
+            { label: "total inference time", value: `${body.total_inference_time_ms} ms` },
+            { label: "average per image", value: `${body.avg_inference_time_ms} ms` },
+            { label: "results", value: String(body.results.length) }
+          ]
+          return
+        }
+        case "export": {
+          const body = event.body
+          job.result = [
+            { label: "format", value: body.export_format },
+            { label: "output", value: body.output_s3_uri },
+            { label: "size", value: `${body.file_size_bytes} bytes` }
+          ]
+          return
+        }
+      }
+      return
+    }
+    case "failed": {
+      job.status = "failed"
+      job.endedAt = event.receivedAt
+      job.estimate = null
+      job.error = {
+        type: errorTypeOf(event.body.error_message),
+        message: event.body.error_message,
+        traceback: event.body.traceback ?? null
+      }
+      job.result = [{ label: "epochs completed", value: String(event.body.total_epochs_completed) }]
+      return
+    }
+  }
+}
+
+const finish = (job: JobDraft, rejections: ReadonlyArray<DashboardRejection>): DashboardJob => {
+  const validations = Array.from(job.validations.values()).sort((a, b) => a.epoch - b.epoch)
+  let bestEpoch: DashboardJob["bestEpoch"] = null
+  for (const point of validations) {
+    if (point.value !== null && (bestEpoch === null || point.value > bestEpoch.value)) bestEpoch = { epoch: point.epoch, value: point.value }
+  }
+  // A checkpoint the completion or a progress report names is listed only when no upload
+  // entry already showed that URI.
+  const uploaded = new Set(job.checkpoints.map((checkpoint) => checkpoint.uri))
+  const named = new Map<string, DashboardCheckpoint>()
+  for (const checkpoint of job.completionCheckpoints) {
+    if (!uploaded.has(checkpoint.uri) && !named.has(checkpoint.uri)) named.set(checkpoint.uri, checkpoint)
+  }
+  return {
+    jobId: job.jobId,
+    kind: job.kind,
+    status: job.status,
+    error: job.error,
+    currentEpoch: job.currentEpoch,
+    totalEpochs: job.totalEpochs,
+    progressPercent: job.progressPercent,
+    startedAt: job.startedAt,
+    updatedAt: job.updatedAt,
+    endedAt: job.endedAt,
+    etaAt: job.status === "running" && job.estimate !== null ? job.estimate.at + job.estimate.seconds * 1000 : null,
+    metricNames: chartOrder(job.metricNames),
+    epochs: Array.from(job.epochs.values()).sort((a, b) => a.epoch - b.epoch),
+    primaryMetricName: job.primaryMetricName,
+    validations,
+    bestEpoch,
+    latestValidation: job.latestValidation,
+    logs: job.logs.slice(-dashboardLogRowsKept),
+    logsDropped: Math.max(0, job.logs.length - dashboardLogRowsKept),
+    checkpoints: [...job.checkpoints, ...named.values()],
+    result: job.result,
+    rejections: rejections.filter((rejection) => rejection.jobId === job.jobId)
+  }
+}
+
+/** Projects what a dev backend recorded into the dashboard's state, at time `now`. */
+export const projectDashboardState = (
+  events: ReadonlyArray<DevBackendEvent>,
+  rejections: ReadonlyArray<DevBackendRejection>,
+  now: number
+): DashboardState => {
+  const jobs = new Map<number, JobDraft>()
+  const draft = (jobId: number, at: number): JobDraft => {
+    const existing = jobs.get(jobId)
+    if (existing !== undefined) return existing
+    const job: JobDraft = {
+      jobId,
+      kind: null,
+      status: "waiting",
+      error: null,
+      currentEpoch: null,
+      totalEpochs: null,
+      progressPercent: null,
+      startedAt: at,
+      updatedAt: at,
+      endedAt: null,
+      estimate: null,
+      epochs: new Map(),
+      metricNames: [],
+      primaryMetricName: null,
+      validations: new Map(),
+      latestValidation: null,
+      logs: [],
+      checkpoints: [],
+      completionCheckpoints: [],
+      result: []
+    }
+    jobs.set(jobId, job)
+    return job
+  }
+  for (const event of events) applyEvent(draft(event.jobId, event.receivedAt), event)
+  // A job whose every request was refused still gets a view: showing why is the point of a dry run.
+  for (const rejection of rejections) if (rejection.jobId !== undefined) draft(rejection.jobId, rejection.receivedAt)
+  const refused = rejections.map(rejectionView)
+  return {
+    now,
+    accepted: events.length,
+    jobs: Array.from(jobs.values(), (job) => finish(job, refused)).sort((a, b) => a.startedAt - b.startedAt || a.jobId - b.jobId),
+    rejections: refused
+  }
+}
