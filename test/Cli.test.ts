@@ -256,6 +256,11 @@ describe("trainer-sdk CLI", () => {
       assert.strictEqual(rejected.body.success, false)
       assert.include(String(rejected.body.message), "level")
       expect(rejected.body.errors).toEqual([{ field: "level", problem: expect.stringContaining("\"LOUD\"") }])
+      // The dashboard it announces shows both.
+      const dashboard = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/) /.exec(stdout)?.[1]
+      assert.strictEqual(dashboard, url.replace(/api\/v1$/, ""))
+      const state = yield* Effect.promise(() => fetch(`${dashboard}dashboard/state`).then((r) => r.json()))
+      expect(state).toMatchObject({ accepted: 1, jobs: [{ jobId: 4, logs: [{ message: "hello" }] }], rejections: [{ status: 422 }] })
 
       child.kill("SIGINT")
       const code = yield* Effect.promise(() => exited)

@@ -364,11 +364,14 @@ const devBackend = Command.make(
         onRejected: (rejection) => terminal.out(formatDevBackendRejection(rejection))
       })
       yield* terminal.out(`dev backend listening on ${backend.url}  (CALLBACK_URL=${backend.url}; Ctrl-C to stop)`)
+      yield* terminal.out(`dashboard: ${backend.dashboardUrl}  (open it in a browser to watch the jobs live)`)
       return yield* Effect.never.pipe(
         Effect.onInterrupt(() => Effect.flatMap(backend.summary, (summary) => terminal.out(formatDevBackendSummary(summary))))
       )
     }))
-).pipe(Command.withDescription("Run a local backend that validates every callback strictly and prints each event"))
+).pipe(Command.withDescription(
+    "Run a local backend that validates every callback strictly, prints each event and serves a live dashboard"
+  ))
 
 // root ------------------------------------------------------------------------------------
 

@@ -112,7 +112,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .logs-wrap { max-height: 360px; overflow: auto; }
 .logs td.message { white-space: pre-wrap; word-break: break-word; }
 .logs tr.checkpoint td { background: #fff6d6; }
-.logs tr.checkpoint td.message::before { content: "\\1F4BE  "; }
+.logs tr.checkpoint td:first-child { box-shadow: inset 4px 0 0 var(--warn); }
+.logs td.time { white-space: nowrap; }
 .level { font-size: 11px; font-weight: 700; }
 .level-ERROR { color: var(--bad); } .level-WARNING { color: var(--warn); } .level-DEBUG { color: var(--muted); }
 .rejections td.status-code { color: var(--bad); font-weight: 700; }
@@ -184,7 +185,7 @@ export const dashboardScript = String.raw`"use strict";
       scales: { x: { time: false } },
       axes: [{ label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { size: 60 }],
       series: [{ label: "epoch" }, { label: title, stroke: color, width: 2, points: { show: true, size: 6, fill: color } }],
-      legend: { show: true }
+      legend: { show: false }
     }, [[], []], plot);
     return chart;
   }
@@ -320,7 +321,7 @@ export const dashboardScript = String.raw`"use strict";
     var max = 0;
     matrix.forEach(function (row) { row.forEach(function (v) { if (v > max) max = v; }); });
     var t = el("table", { className: "heatmap", "data-field": "confusion-matrix" });
-    var head = el("tr", null, [el("th", { text: "true ＼ predicted" })]);
+    var head = el("tr", null, [el("th", { text: "true ↓  predicted →" })]);
     (matrix[0] || []).forEach(function (_, j) { head.appendChild(el("th", { text: names[j] !== undefined ? names[j] : String(j) })); });
     t.appendChild(el("thead", null, [head]));
     var tb = el("tbody");
@@ -400,7 +401,7 @@ export const dashboardScript = String.raw`"use strict";
       if (!shownLevels[log.level]) return;
       var data = Object.keys(log.data).length > 0 ? "  " + JSON.stringify(log.data) : "";
       tb.appendChild(el("tr", { className: log.checkpoint ? "checkpoint" : "", "data-sequence": log.sequence, "data-level": log.level }, [
-        el("td", { className: "num", text: log.sequence }), el("td", { text: clock(log.at) }),
+        el("td", { className: "num", text: log.sequence }), el("td", { className: "time", text: clock(log.at) }),
         el("td", { className: "level level-" + log.level, text: log.level }), el("td", { text: log.eventType }),
         el("td", { className: "message", text: log.message + data })
       ]));

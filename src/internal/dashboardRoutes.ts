@@ -5,7 +5,7 @@
  * change, coalesced). All of them are GETs, so they never shadow a callback route (POSTs).
  */
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
-import { Duration, Effect, Stream } from "effect"
+import { Clock, Duration, Effect, Stream } from "effect"
 import {
   dashboardCss,
   dashboardHtml,
@@ -39,6 +39,7 @@ export interface DashboardSource {
   readonly pushInterval?: Duration.DurationInput
 }
 
+const liveClock = Clock.make()
 const noStore = { "cache-control": "no-store" }
 const encoder = new TextEncoder()
 
@@ -50,7 +51,7 @@ export const withDashboardRoutes = (
   const pushInterval = source.pushInterval ?? Duration.millis(150)
   const vendor = Effect.gen(function*() {
     const { name } = yield* HttpRouter.params
-    const asset = name === undefined ? undefined : dashboardVendorAssets[name]
+    const asset = name !== undefined && Object.hasOwn(dashboardVendorAssets, name) ? dashboardVendorAssets[name] : undefined
     if (asset === undefined) return yield* source.notFound
     return yield* readDashboardVendorAsset(asset).pipe(
       Effect.map((bytes) => HttpServerResponse.uint8Array(bytes, { contentType: asset.contentType })),
@@ -62,7 +63,9 @@ export const withDashboardRoutes = (
     Stream.buffer({ capacity: 1, strategy: "sliding" }),
     Stream.mapEffect(() => source.state),
     Stream.map((state) => encoder.encode(`event: state\ndata: ${JSON.stringify(state)}\n\n`)),
-    Stream.tap(() => Effect.sleep(pushInterval))
+    // Pacing is about wall time (how often a browser re-renders), so it uses the live clock
+    // even where the backend's own clock is a TestClock.
+    Stream.tap(() => Effect.withClock(Effect.sleep(pushInterval), liveClock))
   )
   return router.pipe(
     HttpRouter.get(dashboardPaths.page, Effect.succeed(HttpServerResponse.html(dashboardHtml(source.callbackUrl)))),
