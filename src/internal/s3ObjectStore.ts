@@ -276,8 +276,9 @@ export const makeS3ObjectStore = (
                 { name: "TimeoutError" }
               )), idleMillis)
             const timer = idle
+            const piped = pipeline(body, file, { signal })
             body.on("data", () => timer.refresh())
-            await pipeline(body, file, { signal })
+            await piped
           }
         } catch (error) {
           if (fileError !== undefined) {
@@ -370,7 +371,9 @@ export const makeS3ObjectStore = (
               return request(key, `UploadPart ${partNumber}`, async (signal): Promise<CompletedPart> => {
                 const data = Buffer.allocUnsafe(length)
                 const { bytesRead } = await handle.read(data, 0, length, offset)
-                if (bytesRead !== length) throw new Error(`${path} shrank while it was being uploaded`)
+                if (bytesRead !== length) {
+                  throw new StorageError({ reason: "LocalIO", bucket, key, detail: `${path} shrank while it was being uploaded` })
+                }
                 const out = await client.send(
                   new UploadPartCommand({
                     Bucket: bucket,
