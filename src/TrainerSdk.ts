@@ -134,10 +134,11 @@ export interface TrainerSdkCreateOptions {
   /**
    * Whether SIGTERM and SIGINT end the job as `runTrainer` does (default `true`): the
    * operations in flight are interrupted (their temp files removed, cache locks released, a
-   * multipart upload aborted on the server; their promises never settle), then, unless an
-   * outcome was already reported, the logs are flushed, the job reported failed
-   * (`[ResourceError] Interrupted …`) and ClearML stopped, then the process exits 1 (2 when
-   * the report could not be delivered; 0 when the job had already reported its completion).
+   * multipart upload aborted on the server; their promises, and those of calls made from
+   * then on, never settle), then, unless an outcome was already reported, the logs are
+   * flushed, the job reported failed (`[ResourceError] Interrupted …`) and ClearML stopped,
+   * then the process exits 1 (2 when the report could not be delivered; 0 when the job had
+   * already reported its completion).
    * Repeated signals are ignored while this runs. `close()` removes the handlers.
    */
   readonly handleSignals?: boolean

@@ -69,7 +69,7 @@ const jobEnv = (callbackUrl: string, double: S3Double, dir: string, extra: Recor
   JOB_ID: "7",
   CALLBACK_RETRY_DELAY: "0.05",
   DATASET_CACHE_DIR: path.join(dir, "cache"),
-  TRAINER_WORK_DIR: path.join(dir, "work"),
+  DEST_DIR: path.join(dir, "work"),
   EXTERNAL_STORAGE_ENDPOINT: double.endpoint,
   EXTERNAL_BUCKET_DATASETS: "b",
   INTERNAL_STORAGE_ENDPOINT: double.endpoint,

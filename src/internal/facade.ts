@@ -82,7 +82,12 @@ export const makeTrainerClient = async (
   // Set by the first SIGTERM/SIGINT; the handlers stay installed while stopping, so a
   // repeated signal cannot kill the process in the middle of the failure report.
   let stopping = false
+  /** What every call returns once a signal is being handled: the process exits before it settles. */
+  const never = () => new Promise<never>(() => {})
   const run = async <A, E>(f: (sdk: TrainerSdkService) => Effect.Effect<A, E>): Promise<A> => {
+    // Started after the signal (e.g. by a timer of the caller's): nothing more reaches the
+    // backend after the failure report.
+    if (stopping) return never()
     const fiber = runtime.runFork(Effect.flatMap(sdkTag, f))
     inFlight.add(fiber)
     const exit = await new Promise<Exit.Exit<A, E | ConfigError>>((resolve) => fiber.addObserver(resolve))
@@ -91,7 +96,7 @@ export const makeTrainerClient = async (
     // Interrupted by the signal: the process is about to exit with the job's outcome; the
     // caller's code does not resume (a rejection it does not handle would crash the process
     // before the failure report).
-    if (stopping && Cause.isInterruptedOnly(exit.cause)) return new Promise<never>(() => {})
+    if (stopping && Cause.isInterruptedOnly(exit.cause)) return never()
     throw Cause.squash(exit.cause)
   }
   let sdk: TrainerSdkService
@@ -135,6 +140,8 @@ export const makeTrainerClient = async (
     convertDataset: (options) => run((s) => s.convertDataset(options)),
     log: (level, message, options) => run((s) => s.log(level, message, options)),
     close: () => {
+      // While a signal is handled the runtime is disposed by the handler, after the report.
+      if (stopping) return never()
       removeSignalHandlers()
       return runtime.dispose()
     }

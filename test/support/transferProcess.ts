@@ -4,7 +4,7 @@
  * test. It prints `transferring` on stdout when the transfer starts.
  * - `runner-upload`: `runTrainer` uploading the checkpoint at `CHECKPOINT_FILE`.
  * - `facade-upload`: the same through the Promise facade.
- * - `facade-download`: the Promise facade's `downloadDatasetWithCache`.
+ * - `facade-download`: the Promise facade's `downloadDatasetWithCache` into `DEST_DIR`.
  */
 import { Effect } from "effect"
 import { runTrainer, TrainerSdk } from "../../src/index.js"
@@ -18,7 +18,7 @@ const facade = async () => {
   await sdk.reportStarted({ totalEpochs: 1 })
   started()
   if (scenario === "facade-upload") await sdk.uploadCheckpoint(checkpoint, "best")
-  else await sdk.downloadDatasetWithCache()
+  else await sdk.downloadDatasetWithCache({ destDir: process.env["DEST_DIR"] ?? "" })
   process.stdout.write("transfer finished\n")
   await sdk.close()
 }
