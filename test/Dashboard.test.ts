@@ -155,6 +155,24 @@ describe("projectDashboardState", () => {
     assert.isTrue(job!.logs.every((entry, i) => i === 0 || entry.sequence > job!.logs[i - 1]!.sequence))
   })
 
+  it("a log row whose timestamp is earlier than one that arrived before it is marked out of order", () => {
+    const { add, events } = recorder()
+    const at = (second: number) => ({ timestamp: `2026-01-02T03:04:0${second}.000Z` })
+    add(1, "/training/jobs/9/callback/logs", { ...log(9, "a"), ...at(1) })
+    add(2, "/training/jobs/9/callback/logs", { ...log(9, "c"), ...at(3) })
+    add(3, "/training/jobs/9/callback/logs", { ...log(9, "b"), ...at(2) })
+    add(4, "/training/jobs/9/callback/logs", { ...log(9, "d"), ...at(3) })
+    add(5, "/training/jobs/9/callback/logs", { ...log(9, "e"), ...at(4) })
+    const [job] = projectDashboardState(events, [], 6).jobs
+    assert.deepStrictEqual(job!.logs.map((entry) => [entry.message, entry.outOfOrder]), [
+      ["a", false],
+      ["c", false],
+      ["b", true],
+      ["d", false],
+      ["e", false]
+    ])
+  })
+
   it("rejections: listed globally in order, per job by path; a job with only rejected requests still has a view", () => {
     const { add, events } = recorder()
     add(1, progressPath(1), started(1, 2))

@@ -167,6 +167,16 @@ describe("dev backend dashboard in Chromium", () => {
             ),
             checkpointLogs.map((e) => e.sequence)
           )
+          // Rows that arrived after a row logged later are marked, as the platform would show them out of place.
+          const late = logEvents.filter((e, i) => logEvents.slice(0, i).some((before) => Date.parse(before.body.timestamp) > Date.parse(e.body.timestamp)))
+          assert.deepStrictEqual(
+            yield* Effect.promise(() =>
+              page.locator(`${job(1)} table.logs tbody tr.out-of-order`).evaluateAll((rows) => rows.map((row) => Number(row.getAttribute("data-sequence"))))
+            ),
+            late.map((e) => e.sequence)
+          )
+          const lateNote = yield* texts(page, `${job(1)} [data-field='late-logs']`)
+          assert.deepStrictEqual(lateNote.map((text) => parseInt(text, 10)), late.length === 0 ? [] : [late.length])
           // Filtering by level: without INFO only the other levels remain.
           yield* Effect.promise(() => page.locator(`${job(1)} input[data-level='INFO']`).uncheck())
           const levelsShown = yield* Effect.promise(() =>

@@ -114,6 +114,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .logs tr.checkpoint td { background: #fff6d6; }
 .logs tr.checkpoint td:first-child { box-shadow: inset 4px 0 0 var(--warn); }
 .logs td.time { white-space: nowrap; }
+.logs tr.out-of-order td.num::after { content: " late"; color: var(--bad); font-size: 10px; font-weight: 700; }
+.late-note { color: var(--bad); }
 .level { font-size: 11px; font-weight: 700; }
 .level-ERROR { color: var(--bad); } .level-WARNING { color: var(--warn); } .level-DEBUG { color: var(--muted); }
 .rejections td.status-code { color: var(--bad); font-weight: 700; }
@@ -229,7 +231,9 @@ export const dashboardScript = String.raw`"use strict";
       filters.appendChild(el("label", null, [box, document.createTextNode(" " + level)]));
     });
     view.logs.appendChild(filters);
+    view.logsNotes = el("div", { className: "logs-notes" });
     view.logsWrap = el("div", { className: "logs-wrap" });
+    view.logs.appendChild(view.logsNotes);
     view.logs.appendChild(view.logsWrap);
     [view.summary, view.chartsBox, view.validation, view.checkpoints, view.result, view.logs, view.rejections]
       .forEach(function (part) { root.appendChild(part); });
@@ -393,15 +397,20 @@ export const dashboardScript = String.raw`"use strict";
     var wrap = view.logsWrap;
     var atBottom = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 4;
     clear(wrap);
-    if (job.logsDropped > 0) wrap.appendChild(el("p", { className: "hint", text: job.logsDropped + " older rows not shown (the platform keeps about 2,000 per job)" }));
+    clear(view.logsNotes);
+    if (job.logsDropped > 0) view.logsNotes.appendChild(el("p", { className: "hint", text: job.logsDropped + " older rows not shown (the platform keeps about 2,000 per job)" }));
+    var late = job.logs.filter(function (log) { return log.outOfOrder; }).length;
+    if (late > 0) view.logsNotes.appendChild(el("p", { className: "hint late-note", "data-field": "late-logs",
+      text: late + (late === 1 ? " row" : " rows") + " arrived after a row logged later (marked late): the platform shows rows in arrival order" }));
     var t = el("table", { className: "logs" });
     t.appendChild(el("thead", null, [el("tr", null, ["#", "time", "level", "type", "message"].map(function (h) { return el("th", { text: h }); }))]));
     var tb = el("tbody");
     job.logs.forEach(function (log) {
       if (!shownLevels[log.level]) return;
       var data = Object.keys(log.data).length > 0 ? "  " + JSON.stringify(log.data) : "";
-      tb.appendChild(el("tr", { className: log.checkpoint ? "checkpoint" : "", "data-sequence": log.sequence, "data-level": log.level }, [
-        el("td", { className: "num", text: log.sequence }), el("td", { className: "time", text: clock(log.at) }),
+      var classes = (log.checkpoint ? "checkpoint" : "") + (log.outOfOrder ? " out-of-order" : "");
+      tb.appendChild(el("tr", { className: classes, "data-sequence": log.sequence, "data-level": log.level }, [
+        el("td", { className: "num", text: log.sequence }), el("td", { className: "time", text: clock(log.at), title: "received " + new Date(log.at).toISOString() + ", logged " + log.timestamp }),
         el("td", { className: "level level-" + log.level, text: log.level }), el("td", { text: log.eventType }),
         el("td", { className: "message", text: log.message + data })
       ]));

@@ -57,6 +57,11 @@ export interface DashboardLog {
   readonly data: Readonly<Record<string, unknown>>
   /** A `checkpoint` entry (a checkpoint upload with its metrics). */
   readonly checkpoint: boolean
+  /**
+   * Its `timestamp` is earlier than that of a row that arrived before it: the platform shows
+   * rows in arrival order, so this one appears out of place there.
+   */
+  readonly outOfOrder: boolean
 }
 
 /** A checkpoint the trainer uploaded or named. */
@@ -150,6 +155,7 @@ interface JobDraft {
   validations: Map<number, DashboardValidationPoint>
   latestValidation: DashboardValidation | null
   logs: Array<DashboardLog>
+  latestLogTime: number
   checkpoints: Array<DashboardCheckpoint>
   completionCheckpoints: Array<DashboardCheckpoint>
   result: Array<{ readonly label: string; readonly value: string }>
@@ -254,6 +260,9 @@ const applyEvent = (job: JobDraft, event: DevBackendEvent): void => {
     case "log": {
       const body = event.body
       const checkpoint = body.event_type === "checkpoint"
+      const time = Date.parse(body.timestamp)
+      const outOfOrder = time < job.latestLogTime
+      if (time > job.latestLogTime) job.latestLogTime = time
       job.logs.push({
         sequence: event.sequence,
         at: event.receivedAt,
@@ -262,7 +271,8 @@ const applyEvent = (job: JobDraft, event: DevBackendEvent): void => {
         message: body.message,
         timestamp: body.timestamp,
         data: body.data,
-        checkpoint
+        checkpoint,
+        outOfOrder
       })
       const uri = body.data["s3_uri"]
       if (checkpoint && typeof uri === "string") {
@@ -403,6 +413,7 @@ export const projectDashboardState = (
       validations: new Map(),
       latestValidation: null,
       logs: [],
+      latestLogTime: Number.NEGATIVE_INFINITY,
       checkpoints: [],
       completionCheckpoints: [],
       result: []
