@@ -113,7 +113,7 @@ describe("dev backend dashboard in Chromium", () => {
           assert.deepStrictEqual(yield* texts(page, `${job(1)} [data-field='kind']`), ["training"])
           assert.deepStrictEqual(yield* texts(page, `${job(1)} [data-field='epoch']`), [`epoch ${epochs} of ${epochs}`])
           assert.deepStrictEqual(yield* texts(page, `${job(1)} [data-field='eta']`), ["done"])
-          assert.match((yield* texts(page, `${job(1)} [data-field='elapsed']`))[0]!, /^\d+s$/)
+          assert.match((yield* texts(page, `${job(1)} [data-field='elapsed']`))[0]!, /^(\d+h )?(\d+m )?\d+s$/)
           assert.strictEqual(yield* attr(page, `${job(1)} .bar`, "aria-valuenow"), "100")
 
           // Charts: every progress metric and the primary validation metric, one point per epoch.
