@@ -16,7 +16,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { classifyError, StorageError } from "../src/Errors.js"
 import { JobContext } from "../src/JobContext.js"
-import { makeS3ObjectStore, type ObjectStore, s3ClientConfig, s3ClientsScoped } from "../src/ObjectStore.js"
+import { makeS3ObjectStore, type ObjectStore, s3ClientConfig, s3ClientsScoped, type S3Timeouts } from "../src/ObjectStore.js"
 import { Storage } from "../src/Storage.js"
 import { filesUnder } from "./support/files.js"
 import {
@@ -30,11 +30,13 @@ import {
   startS3Double
 } from "./support/s3Double.js"
 
-const timeouts = { connect: Duration.millis(500), request: Duration.millis(300), idle: Duration.millis(300) }
+// Short enough to keep each test near a second, long enough that a loaded machine does not
+// turn a healthy answer of the double into a timeout.
+const timeouts = { connect: Duration.millis(1000), request: Duration.millis(600), idle: Duration.millis(600) }
 const MiB = 1024 * 1024
 
-/** A store on the double with the short timeouts and 3 attempts per request. */
-const storeOn = (double: S3Double) =>
+/** A store on the double with the short timeouts (unless given) and 3 attempts per request. */
+const storeOn = (double: S3Double, limits: S3Timeouts = timeouts) =>
   Effect.map(
     s3ClientsScoped(s3ClientConfig({
       endpoint: double.endpoint,
@@ -42,10 +44,15 @@ const storeOn = (double: S3Double) =>
       secretKey: Redacted.make("secret"),
       region: "us-east-1",
       requestChecksumCalculation: "WHEN_REQUIRED",
-      timeouts
+      timeouts: limits
     })),
     (clients) =>
-      makeS3ObjectStore(clients, "b", { timeouts, retry: Schedule.recurs(2), multipartThreshold: 5 * MiB, partSize: 5 * MiB })
+      makeS3ObjectStore(clients, "b", {
+        timeouts: limits,
+        retry: Schedule.recurs(2),
+        multipartThreshold: 5 * MiB,
+        partSize: 5 * MiB
+      })
   )
 
 /** `Storage` over one store (both roles), 3 attempts per object. */
@@ -84,10 +91,10 @@ const closeDelimited = (req: http.IncomingMessage, bytes: Uint8Array) => {
   ]))
 }
 
-/** Waits (briefly, polling) until `condition` holds. */
+/** Waits (polling, at most 10 s on a loaded machine) until `condition` holds. */
 const eventually = (condition: () => boolean) =>
   Effect.suspend(() => condition() ? Effect.void : Effect.fail("not yet")).pipe(
-    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(100)))),
+    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(500)))),
     Effect.orDie
   )
 
@@ -110,7 +117,7 @@ describe("S3 requests always end", () => {
       assert.strictEqual(double.count("GET", "/b/datasets/d/a.bin"), 3)
       // The requests were really aborted: the server saw each connection close.
       yield* eventually(() => closed === 3)
-      assert.isBelow(performance.now() - started, 5000)
+      assert.isBelow(performance.now() - started, 10_000)
       assert.deepStrictEqual(yield* filesUnder(dest), [])
     }).pipe(Effect.provide(NodeContext.layer)))
 
@@ -289,7 +296,9 @@ describe("multipart uploads", () => {
         req.resume()
         req.on("close", () => partsClosed++)
       })
-      const storage = yield* storageOn(yield* storeOn(double))
+      // Limits far beyond the test: the parts hang until the interruption, never retried.
+      const patient = { connect: Duration.seconds(30), request: Duration.seconds(30), idle: Duration.seconds(30) }
+      const storage = yield* storageOn(yield* storeOn(double, patient))
       const dir = yield* tempDir
       const file = yield* checkpointFile(dir, 12 * MiB)
       const fiber = yield* Effect.fork(storage.uploadCheckpoint(file, "best"))
@@ -300,6 +309,7 @@ describe("multipart uploads", () => {
       assert.deepStrictEqual(aborted, ["up-1"])
       yield* eventually(() => partsClosed === 3)
       const parts = double.requests().filter((r) => r.method === "PUT")
+      assert.strictEqual(parts.length, 3)
       const abort = double.requests().find((r) => r.method === "DELETE")!
       assert.isTrue(parts.every((p) => p.at < abort.at))
     }).pipe(Effect.provide(NodeContext.layer)))
@@ -376,14 +386,14 @@ describe("timeouts from the environment", () => {
       const started = performance.now()
       const error = yield* Effect.flip(
         Effect.flatMap(Storage, (storage) => storage.downloadDataset("d", os.tmpdir())).pipe(
-          Effect.provide(storageLayer(double, { S3_REQUEST_TIMEOUT: "0.2", S3_IDLE_TIMEOUT: "0.2" }))
+          Effect.provide(storageLayer(double, { S3_REQUEST_TIMEOUT: "0.5", S3_IDLE_TIMEOUT: "0.5" }))
         )
       )
       assert.strictEqual(error._tag, "StorageError")
-      assert.include(error.message, "0.2 s (S3_REQUEST_TIMEOUT)")
-      // Four attempts of 0.2 s and the default backoff between them.
+      assert.include(error.message, "0.5 s (S3_REQUEST_TIMEOUT)")
+      // Four attempts of 0.5 s and the default backoff between them.
       assert.strictEqual(double.count("GET", "list-type=2"), 4)
-      assert.isBelow(performance.now() - started, 6000)
+      assert.isBelow(performance.now() - started, 10_000)
     }))
 
   it.scopedLive("an invalid timeout is a ConfigError naming the variable", () =>
