@@ -12,7 +12,7 @@ import { makeConverterReader } from "./internal/converterRead.js"
 import { makeConverterWriter } from "./internal/converterWrite.js"
 import type { DatasetSplit } from "./internal/diceModel.js"
 import { normalizeTaskType } from "./internal/jobConfig.js"
-import { assignSplits, countSplits, type SplitOptions, splitWarnings } from "./internal/splits.js"
+import { assignSplits, countSplits, emptyRequiredSplits, type SplitOptions } from "./internal/splits.js"
 import type { ConverterTask } from "./internal/yoloLabels.js"
 import type { YoloValidation } from "./internal/yoloValidate.js"
 
@@ -30,7 +30,24 @@ export interface ConvertOptions {
   /** Task type or alias (`object_detection`, `seg`, ...); default: the file's, else detection. */
   readonly taskType?: string | undefined
   readonly split?: SplitOptions | undefined
+  /**
+   * Classification: a class whose images are all outside the train split is an error
+   * (Ultralytics' classifier counts its classes from the train folders and fails on such a
+   * class's val images). `true` leaves such classes out instead, with their images, and warns.
+   */
+  readonly allowClassesWithoutTrainImages?: boolean | undefined
 }
+
+/**
+ * What to hand the training framework: Ultralytics' `data=` is `data.yaml` for detect,
+ * segment and pose, but the dataset directory for classify (it never takes a yaml file for
+ * a classification dataset); COCO consumers take the annotation files of `annotations/`
+ * with `imageRoot` as the data prefix.
+ */
+export type TrainerInput =
+  | { readonly kind: "dataYaml"; readonly path: string }
+  | { readonly kind: "directory"; readonly path: string }
+  | { readonly kind: "cocoAnnotations"; readonly path: string }
 
 /** What a conversion did. */
 export interface ConversionReport {
@@ -42,18 +59,23 @@ export interface ConversionReport {
   readonly objects: number
   /** Images without any object (empty label files). */
   readonly negatives: number
-  /** Class names in class-index order. */
+  /**
+   * Class names in class-index order (classification: Ultralytics' order, the sorted class
+   * folder names, and only classes with training images).
+   */
   readonly classes: ReadonlyArray<string>
   /** Skipped annotations (or polygon parts, images without class) by reason. */
   readonly skipped: Readonly<Record<string, number>>
   /** Images per split. */
   readonly splits: Readonly<Record<DatasetSplit, number>>
-  /** Things a trainer should know before training, e.g. an empty val split. */
+  /** Things a trainer should know before training, e.g. a class without training objects. */
   readonly warnings: ReadonlyArray<string>
   /** Absolute paths written: data.yaml, split files, label trees, COCO files, class folders. */
   readonly outputs: ReadonlyArray<string>
   /** Absolute image root: COCO `file_name`s are relative to it (the data prefix). */
   readonly imageRoot: string
+  /** What to pass the framework (see `TrainerInput`). */
+  readonly trainerInput: TrainerInput
 }
 
 /** Options of `validateYolo`. */
@@ -104,26 +126,51 @@ const make = Effect.gen(function*() {
     if (dataset.images.length === 0) {
       return yield* new DatasetError({ reason: "Empty", file, jsonPath: "images", detail: "the dataset has no images" })
     }
+    if (options.to === "coco" && task === "classification") {
+      return yield* new DatasetError({
+        reason: "Unsupported",
+        file,
+        detail: "classification has no COCO instance form: convert it to YOLO (an ImageFolder tree) instead"
+      })
+    }
+    if (task === "pose" && !dataset.images.some((i) => i.annotations.some((a) => a.keypoints !== undefined && a.keypoints.length >= 3))) {
+      return yield* new DatasetError({ reason: "InvalidShape", file, detail: "task pose but no annotation has keypoints" })
+    }
     const { paths, root } = yield* reader.resolveImages(dir, file, dataset)
     const splits = assignSplits(dataset.images, options.split)
     const splitCounts = countSplits(splits)
+    const empty = emptyRequiredSplits(splitCounts)
+    if (empty.length > 0) {
+      return yield* new DatasetError({
+        reason: "EmptySplit",
+        file,
+        detail: `the ${empty.join(" and ")} split${empty.length > 1 ? "s are" : " is"} empty (train ${splitCounts.train}, val ${splitCounts.val}, ` +
+          `test ${splitCounts.test}): trainers need both; give the images a split field, pass split assignments or ratios, or add images`
+      })
+    }
     const result = options.to === "coco"
-      ? yield* writer.toCoco(dir, dataset, splits, paths, root)
+      ? yield* writer.toCoco(dir, dataset, task as "detection" | "segmentation" | "pose", splits, paths, root)
       : task === "classification"
-      ? { ...yield* writer.toClassifyFolders(dir, dataset, splits, paths), imageRoot: dir }
+      ? { ...yield* writer.toClassifyFolders(dir, dataset, splits, paths, options.allowClassesWithoutTrainImages ?? false), imageRoot: dir }
       : { ...yield* writer.toYolo(dir, dataset, task, splits, paths), imageRoot: dir }
+    const trainerInput: TrainerInput = options.to === "coco"
+      ? { kind: "cocoAnnotations", path: path.join(dir, "annotations") }
+      : task === "classification"
+      ? { kind: "directory", path: dir }
+      : { kind: "dataYaml", path: path.join(dir, "data.yaml") }
     return {
       to: options.to,
       taskType: task,
       images: dataset.images.length,
       objects: result.objects,
       negatives: result.negatives,
-      classes: dataset.categories.map((c) => c.name),
+      classes: result.classes,
       skipped: result.skipped,
       splits: splitCounts,
-      warnings: splitWarnings(splitCounts),
+      warnings: result.warnings,
       outputs: result.outputs,
-      imageRoot: result.imageRoot
+      imageRoot: result.imageRoot,
+      trainerInput
     } satisfies ConversionReport
   })
 

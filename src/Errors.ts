@@ -105,6 +105,9 @@ export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetErr
     "UnknownCategory",
     "PathEscape",
     "Empty",
+    "EmptySplit",
+    "ClassWithoutTrainImages",
+    "Unsupported",
     "Io"
   ),
   /** The file at fault. */

@@ -39,6 +39,7 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(report.negatives).toBe(1)
         expect(report.splits).toEqual({ train: 1, val: 1, test: 1 })
         expect(report.warnings).toEqual([])
+        expect(report.trainerInput).toEqual({ kind: "dataYaml", path: `${dir}/data.yaml` })
         expect(report.skipped).toEqual({
           duplicate: 1,
           background: 1,
@@ -53,12 +54,11 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         )
         expect(yield* read(`${dir}/labels/img002.txt`)).toBe("")
         expect(yield* read(`${dir}/labels/img003.txt`)).toBe("1 0.500000 0.500000 1.000000 1.000000")
-        expect(yield* read(`${dir}/train.txt`)).toBe(`${dir}/images/a/img001.jpg\n`)
-        expect(yield* read(`${dir}/val.txt`)).toBe(`${dir}/images/img002.png\n`)
-        expect(yield* read(`${dir}/test.txt`)).toBe(`${dir}/images/img003.jpg\n`)
+        expect(yield* read(`${dir}/train.txt`)).toBe(`./images/a/img001.jpg\n`)
+        expect(yield* read(`${dir}/val.txt`)).toBe(`./images/img002.png\n`)
+        expect(yield* read(`${dir}/test.txt`)).toBe(`./images/img003.jpg\n`)
         const yaml = YAML.parse(yield* read(`${dir}/data.yaml`))
         expect(yaml).toEqual({
-          path: dir,
           train: "train.txt",
           val: "val.txt",
           test: "test.txt",
@@ -77,23 +77,23 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         const report = yield* convert({ datasetDir: dir, from: "dice", to: "yolo" })
         expect(report.taskType).toBe("segmentation")
         expect(report.classes).toEqual(["road", "car"])
-        expect(report.skipped).toEqual({ unknown_image: 1 })
-        // The spec's rule for 2 images at 0.8/0.2: floor(1.6) = 1 train, floor(0.4) = 0 val, the rest test.
-        expect(report.splits).toEqual({ train: 1, val: 0, test: 1 })
-        expect(report.warnings).toEqual([expect.stringContaining("the val split is empty")])
+        // The RLE mask of y.jpg is no polygon: skipped in YOLO (counted), never a rectangle.
+        expect(report.skipped).toEqual({ unknown_image: 1, rle_mask: 1 })
+        // 2 images at 0.8/0.2: floor(1.6) = 1 train, the remainder to val; no unrequested test split.
+        expect(report.splits).toEqual({ train: 1, val: 1, test: 0 })
         expect(yield* fs.readLink(`${dir}/images/JPEGImages/x.jpg`)).toBe(`${dir}/JPEGImages/x.jpg`)
         const x = (yield* read(`${dir}/labels/JPEGImages/x.txt`)).split("\n")
         expect(x[0]).toBe("0 0.100000 0.100000 0.400000 0.100000 0.400000 0.400000 0.100000 0.400000")
         expect(x[1]!.split(" ")).toHaveLength(1 + 2 * (3 + 4 + 2))
         expect(yield* read(`${dir}/labels/JPEGImages/y.txt`)).toBe(
-          "0 0.000000 0.000000 0.200000 0.000000 0.200000 0.200000 0.000000 0.200000\n" +
-            "1 0.100000 0.200000 0.200000 0.200000 0.200000 0.400000 0.100000 0.400000"
+          "0 0.000000 0.000000 0.200000 0.000000 0.200000 0.200000 0.000000 0.200000"
         )
         const listed: Array<string> = []
-        for (const split of ["train", "val", "test"]) listed.push(...(yield* read(`${dir}/${split}.txt`)).split("\n"))
+        for (const split of ["train", "val"]) listed.push(...(yield* read(`${dir}/${split}.txt`)).split("\n"))
+        assert.isFalse(yield* exists(`${dir}/test.txt`))
         expect(listed.filter((l) => l !== "").sort()).toEqual([
-          `${dir}/images/JPEGImages/x.jpg`,
-          `${dir}/images/JPEGImages/y.jpg`
+          `./images/JPEGImages/x.jpg`,
+          `./images/JPEGImages/y.jpg`
         ])
         assert.isFalse(yield* exists(`${dir}/labels.cache`))
       }))
@@ -120,10 +120,12 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(yield* fs.readDirectory(`${dir}/train/cat`)).toEqual(["c2.jpg"])
         expect((yield* fs.readDirectory(`${dir}/val`)).sort()).toEqual(["cat", "dog"])
         expect(yield* fs.readLink(`${dir}/val/dog/c5.jpg`)).toBe(`${dir}/images/c5.jpg`)
+        expect(report.trainerInput).toEqual({ kind: "directory", path: dir })
         // A second run replaces the tree instead of mixing old and new.
-        yield* convert({ datasetDir: dir, from: "dice", to: "yolo", split: { assignments: { 1: "val", 2: "val", 3: "val", 4: "train" } } })
+        yield* convert({ datasetDir: dir, from: "dice", to: "yolo", split: { assignments: { 1: "val", 2: "val", 3: "train", 4: "train" } } })
         expect(yield* fs.readDirectory(`${dir}/train/cat`)).toEqual(["c4.jpg"])
-        expect((yield* fs.readDirectory(`${dir}/val/dog`)).sort()).toEqual(["c1.jpg", "c3.jpg", "c5.jpg"])
+        expect(yield* fs.readDirectory(`${dir}/train/dog`)).toEqual(["c3.jpg"])
+        expect((yield* fs.readDirectory(`${dir}/val/dog`)).sort()).toEqual(["c1.jpg", "c5.jpg"])
       }))
 
     it.scoped("rerun replaces the previous labels (no stale files left)", () =>
@@ -177,11 +179,22 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
           { id: 1, name: "dog: \"good\"", supercategory: "none" }
         ])
         expect(all.images.map((i: { file_name: string }) => i.file_name)).toEqual(["a/img001.jpg", "img002.png", "img003.jpg"])
-        expect(all.annotations.map((a: { id: number }) => a.id)).toEqual([1, 2, 3, 4, 5, 6])
+        expect(report.trainerInput).toEqual({ kind: "cocoAnnotations", path: `${dir}/annotations` })
+        // The YOLO writer's objects (duplicate and outside-image boxes dropped, the same counts),
+        // plus the crowd region, kept as iscrowd 1.
+        expect(all.annotations.map((a: { id: number }) => a.id)).toEqual([1, 2, 3, 4])
+        expect(all.annotations.map((a: { iscrowd: number }) => a.iscrowd)).toEqual([0, 0, 1, 0])
         expect(all.annotations[0]).toEqual({ id: 1, image_id: 1, category_id: 3, bbox: [10, 20, 50, 40], area: 2000, iscrowd: 0 })
-        expect(report.skipped).toEqual({ background: 1, unknown_category: 1, no_bbox: 1, degenerate_box: 1 })
+        expect(report.skipped).toEqual({
+          background: 1,
+          unknown_category: 1,
+          no_bbox: 1,
+          degenerate_box: 1,
+          duplicate: 1,
+          outside_image: 1
+        })
         const test = JSON.parse(yield* read(`${dir}/annotations/instances_test.json`))
-        expect(test.annotations).toEqual([{ id: 6, image_id: 3, category_id: 1, bbox: [0, 0, 640, 480], area: 307200, iscrowd: 0 }])
+        expect(test.annotations).toEqual([{ id: 4, image_id: 3, category_id: 1, bbox: [0, 0, 640, 480], area: 307200, iscrowd: 0 }])
       }))
 
     it.scoped("segmentation: area computed from the polygon, RLE kept", () =>

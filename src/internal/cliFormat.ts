@@ -40,6 +40,10 @@ export const formatConversionReport = (datasetDir: string, from: string, report:
     `  splits   ${splits}`,
     `  skipped  ${skipped.length === 0 ? "none" : skipped.map(([reason, n]) => `${reason} ${n}`).join(", ")}`,
     `  written  ${shown.join(", ")}${more}`,
+    report.trainerInput.kind === "cocoAnnotations"
+      ? `  train with  ${report.trainerInput.path}/instances_{split}.json`
+      : `  train with  data=${report.trainerInput.path}${report.trainerInput.kind === "directory" ? " (a directory: Ultralytics takes a classification dataset as one)" : ""}`,
+    `  image root  ${report.imageRoot}`,
     ...report.warnings.map((warning) => `  warning  ${warning}`)
   ].join("\n")
 }

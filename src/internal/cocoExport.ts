@@ -2,8 +2,9 @@
  * The normalized model → COCO instance documents MMDetection and pycocotools load as they
  * are. Pure: no I/O.
  */
-import type { DatasetSplit, DiceAnnotation, DiceDataset, DiceRle } from "./diceModel.js"
-import { classifiedBox, countSkip, type SkipCounts } from "./yoloLabels.js"
+import type { DatasetSplit, DiceDataset, DiceRle } from "./diceModel.js"
+import { countSkip, type ImageObject, imageObjects, type SkipCounts } from "./objectRules.js"
+import { yoloContext } from "./yoloLabels.js"
 
 /** A COCO image entry. */
 export interface CocoImage {
@@ -33,6 +34,10 @@ export interface CocoCategory {
   readonly id: number
   readonly name: string
   readonly supercategory: string
+  /** Pose: the keypoint names, when the source names them. */
+  readonly keypoints?: ReadonlyArray<string>
+  /** Pose: the source's skeleton, when given. */
+  readonly skeleton?: ReadonlyArray<ReadonlyArray<number>>
 }
 
 /** One COCO instances file. */
@@ -63,41 +68,46 @@ export const polygonArea = (polygons: ReadonlyArray<ReadonlyArray<number>>): num
   return total
 }
 
-const cocoAnnotation = (
-  a: DiceAnnotation,
-  id: number,
-  imageId: number,
-  bbox: readonly [number, number, number, number]
-): CocoAnnotation => {
-  const segmentation = a.polygons ?? a.rle
-  const area = a.area ?? (a.polygons && a.polygons.length > 0 ? polygonArea(a.polygons) : bbox[2] * bbox[3])
-  const base = { id, image_id: imageId, category_id: a.categoryId!, bbox, area, iscrowd: a.iscrowd ? 1 as const : 0 as const }
+const cocoAnnotation = (o: ImageObject, id: number, imageId: number): CocoAnnotation => {
+  const [x1, y1, x2, y2] = o.box
+  const bbox = [x1, y1, x2 - x1, y2 - y1] as const
+  const segmentation = o.polygons ?? o.rle
+  const computed = o.polygons !== undefined ? polygonArea(o.polygons) : bbox[2] * bbox[3]
+  // The source area describes the unclipped object; a clipped or rectangle-filled one is measured again.
+  const area = o.clipped || o.annotation.polygons === undefined && o.polygons !== undefined
+    ? computed
+    : o.annotation.area ?? computed
+  const base = { id, image_id: imageId, category_id: o.categoryId, bbox, area, iscrowd: o.crowd ? 1 as const : 0 as const }
   const withSeg = segmentation === undefined ? base : { ...base, segmentation }
-  if (a.keypoints === undefined) return withSeg
+  if (o.keypoints === undefined) return withSeg
   let visible = 0
-  for (let i = 2; i < a.keypoints.length; i += 3) if (a.keypoints[i]! > 0) visible++
-  return { ...withSeg, keypoints: a.keypoints, num_keypoints: a.numKeypoints ?? visible }
+  for (let i = 2; i < o.keypoints.length; i += 3) if (o.keypoints[i]! > 0) visible++
+  return { ...withSeg, keypoints: o.keypoints, num_keypoints: visible }
 }
 
 /**
- * Builds the COCO documents. `fileNames[i]` is image `i`'s path relative to the image root.
- * Annotations are numbered 1..N in dataset order (the same id in `all` and its split file);
- * skipped and counted: no/unknown/background category, no bbox, zero or negative box size, an
- * area too large for a number.
+ * Builds the COCO documents of a detection, segmentation or pose dataset. `fileNames[i]` is
+ * image `i`'s path relative to the image root. The objects are `imageObjects`' (the YOLO
+ * writer's), so both outputs hold the same objects; crowd regions and RLE masks, which YOLO
+ * cannot hold, are kept here. A segmentation task gives every annotation a `segmentation`
+ * (a box-only one its clipped box as a rectangle). Annotations are numbered 1..N in dataset
+ * order (the same id in `all` and its split file); skipped and counted besides the object
+ * rules' reasons: an area too large for a number.
  */
 export const cocoDocuments = (
   dataset: DiceDataset,
+  task: "detection" | "segmentation" | "pose",
   splits: ReadonlyArray<DatasetSplit>,
   fileNames: ReadonlyArray<string>,
   skipped: SkipCounts
 ): CocoOutput => {
-  const classIndex = new Map<number, number>()
-  dataset.categories.forEach((c, i) => classIndex.set(c.id, i))
-  const ctx = { classIndex, backgroundIds: new Set(dataset.backgroundIds) }
+  const ctx = yoloContext(dataset, task)
   const categories: Array<CocoCategory> = dataset.categories.map((c) => ({
     id: c.id,
     name: c.name,
-    supercategory: c.supercategory ?? "none"
+    supercategory: c.supercategory ?? "none",
+    ...(task === "pose" && c.keypointNames ? { keypoints: c.keypointNames } : {}),
+    ...(task === "pose" && c.skeleton ? { skeleton: c.skeleton } : {})
   }))
   const images: Array<CocoImage> = []
   const annotations: Array<CocoAnnotation> = []
@@ -110,15 +120,8 @@ export const cocoDocuments = (
     if (part === undefined) bySplit.set(split, part = { images: [], annotations: [] })
     images.push(entry)
     part.images.push(entry)
-    for (const a of image.annotations) {
-      const boxed = classifiedBox(a, ctx, skipped)
-      if (boxed === undefined) continue
-      const { bbox } = boxed
-      if (!(bbox[2] > 0 && bbox[3] > 0)) {
-        countSkip(skipped, "degenerate_box")
-        continue
-      }
-      const ann = cocoAnnotation(a, nextId, image.id, bbox)
+    for (const o of imageObjects(image, ctx, skipped)) {
+      const ann = cocoAnnotation(o, nextId, image.id)
       if (!Number.isFinite(ann.area)) {
         // A box like [0, 0, 1e308, 1e308] has an area beyond any number: JSON would carry it
         // as null, where pycocotools needs a number.

@@ -9,7 +9,37 @@ import { DatasetError } from "../Errors.js"
 import { cocoDocuments } from "./cocoExport.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DatasetSplit, DiceDataset } from "./diceModel.js"
+import { flipIndex } from "./objectRules.js"
 import { classifyPlan, type ConverterTask, yoloContext, yoloDataYaml, yoloImageLines, yoloLabelPath } from "./yoloLabels.js"
+
+/**
+ * A split-file line for an image: `./` and the path relative to the dataset directory, which
+ * Ultralytics resolves against the split file's directory (so a moved dataset still loads).
+ * Ultralytics replaces every `./` of such a line, so a path that holds `./` elsewhere (a
+ * folder name ending in `.`) is written absolute, as the second value says.
+ */
+export const splitFileLine = (dir: string, imagePath: string): readonly [string, boolean] => {
+  const rel = imagePath.slice(dir.length + 1)
+  return imagePath.startsWith(`${dir}/`) && !rel.includes("./") ? [`./${rel}`, true] : [imagePath, false]
+}
+
+/**
+ * The pose warnings and `flip_idx` of a dataset: the keypoint names of its categories must
+ * agree and number `k` for the pairing to be derived.
+ */
+export const poseFlip = (dataset: DiceDataset, k: number): { readonly flipIdx: Array<number> | undefined; readonly warning: string | undefined } => {
+  const lists = dataset.categories.flatMap((c) => (c.keypointNames ? [c.keypointNames] : []))
+  const noFlip = "Ultralytics turns horizontal-flip augmentation off without it"
+  if (lists.length === 0) return { flipIdx: undefined, warning: `no flip_idx: the categories name no keypoints; ${noFlip}` }
+  const names = lists[0]!
+  if (lists.some((l) => l.length !== names.length || l.some((n, i) => n !== names[i])) || names.length !== k) {
+    return { flipIdx: undefined, warning: `no flip_idx: the categories' keypoint names disagree or do not number ${k}; ${noFlip}` }
+  }
+  const flipIdx = flipIndex(names)
+  return flipIdx === undefined
+    ? { flipIdx, warning: `no flip_idx: the keypoint names do not pair up by left/right; ${noFlip}` }
+    : { flipIdx, warning: undefined }
+}
 import { writeLabelFiles } from "./yoloLabelWriter.js"
 
 /**
@@ -93,7 +123,12 @@ export const makeConverterWriter = Effect.gen(function*() {
   const writeSplitLists = (dir: string, imagePaths: ReadonlyArray<string>, splits: ReadonlyArray<DatasetSplit>) =>
     Effect.gen(function*() {
       const lists: Record<DatasetSplit, Array<string>> = { train: [], val: [], test: [] }
-      splits.forEach((s, i) => lists[s].push(imagePaths[i]!))
+      let absolute = 0
+      splits.forEach((s, i) => {
+        const [line, relative] = splitFileLine(dir, imagePaths[i]!)
+        if (!relative) absolute++
+        lists[s].push(line)
+      })
       const outputs: Array<string> = []
       for (const s of ["train", "val", "test"] as const) {
         const file = path.join(dir, `${s}.txt`)
@@ -104,15 +139,15 @@ export const makeConverterWriter = Effect.gen(function*() {
         yield* writeAtomic(file, lists[s].length > 0 ? lists[s].join("\n") + "\n" : "")
         outputs.push(file)
       }
-      return outputs
+      const warnings = absolute > 0
+        ? [`${absolute} image path(s) hold "./" inside and are listed absolute: the dataset no longer loads once moved`]
+        : []
+      return { outputs, warnings }
     })
 
   const toYolo = (dir: string, dataset: DiceDataset, task: ConverterTask, splits: Array<DatasetSplit>, images: Array<string>) =>
     Effect.gen(function*() {
       const ctx = yoloContext(dataset, task)
-      if (task === "pose" && ctx.keypointCount === 0) {
-        return yield* new DatasetError({ reason: "InvalidShape", file: dir, detail: "task pose but no annotation has keypoints" })
-      }
       const skipped: Record<string, number> = { ...dataset.skipped }
       // Images outside an `images` folder are linked under dataset_dir/images/ for Ultralytics.
       const links: Array<readonly [string, string]> = []
@@ -125,10 +160,12 @@ export const makeConverterWriter = Effect.gen(function*() {
       })
       const roots = new Map<string, Array<readonly [string, string]>>()
       let objects = 0, negatives = 0
+      const trainObjects = new Array<number>(dataset.categories.length).fill(0)
       dataset.images.forEach((image, i) => {
         const lines = yoloImageLines(image, ctx, skipped)
         objects += lines.length
         if (lines.length === 0) negatives++
+        if (splits[i] === "train") for (const line of lines) trainObjects[Number(line.slice(0, line.indexOf(" ")))]!++
         const label = yoloLabelPath(imagePaths[i]!)
         const at = label.lastIndexOf("/labels/") + "/labels".length
         const root = label.slice(0, at)
@@ -156,26 +193,48 @@ export const makeConverterWriter = Effect.gen(function*() {
         }
       }).pipe(Effect.ensuring(Effect.ignore(fs.remove(staging, { recursive: true }))))
       const outputs = [...roots.keys()]
-      outputs.push(...yield* writeSplitLists(dir, imagePaths, splits))
+      const lists = yield* writeSplitLists(dir, imagePaths, splits)
+      outputs.push(...lists.outputs)
+      const warnings = [...lists.warnings]
+      const flip = task === "pose" ? poseFlip(dataset, ctx.keypointCount) : undefined
+      if (flip?.warning) warnings.push(flip.warning)
+      dataset.categories.forEach((c, i) => {
+        if (trainObjects[i] === 0) warnings.push(`class ${JSON.stringify(c.name)} has no object in the train split`)
+      })
       const yamlFile = path.join(dir, "data.yaml")
       yield* writeAtomic(yamlFile, yoloDataYaml({
-        path: dir,
         names: dataset.categories.map((c) => c.name),
         hasTest: splits.includes("test"),
-        kptShape: task === "pose" ? [ctx.keypointCount, 3] : undefined
+        kptShape: task === "pose" ? [ctx.keypointCount, 3] : undefined,
+        flipIdx: flip?.flipIdx
       }))
       outputs.unshift(yamlFile)
       const labelDirs = new Set<string>()
       for (const [root, files] of roots) for (const [f] of files) labelDirs.add(path.dirname(path.join(root, f)))
       yield* removeCaches([dir, ...[...labelDirs].map((d) => path.dirname(d))])
-      return { objects, negatives, skipped, outputs }
+      return { objects, negatives, skipped, outputs, warnings, classes: dataset.categories.map((c) => c.name) }
     })
 
-  const toClassifyFolders = (dir: string, dataset: DiceDataset, splits: Array<DatasetSplit>, images: Array<string>) =>
+  const toClassifyFolders = (
+    dir: string,
+    dataset: DiceDataset,
+    splits: Array<DatasetSplit>,
+    images: Array<string>,
+    allowClassesWithoutTrainImages: boolean
+  ) =>
     Effect.gen(function*() {
       const ctx = yoloContext(dataset, "classification")
       const skipped: Record<string, number> = { ...dataset.skipped }
-      const plan = classifyPlan(dataset, splits, ctx, skipped)
+      const { links: plan, names, warnings, withoutTrainImages } = classifyPlan(dataset, splits, ctx, skipped, allowClassesWithoutTrainImages)
+      if (withoutTrainImages.length > 0 && !allowClassesWithoutTrainImages) {
+        return yield* new DatasetError({
+          reason: "ClassWithoutTrainImages",
+          file: dir,
+          paths: withoutTrainImages.map((n) => JSON.stringify(n)),
+          detail: `${withoutTrainImages.length} class(es) have images but none in the train split; Ultralytics' classifier ` +
+            `counts its classes from the train folders and fails on their val images (allow them to leave them out)`
+        })
+      }
       const splitDirs = (["train", "val", "test"] as const).map((s) => path.join(dir, s))
       const clash = images.find((p) => splitDirs.some((d) => p.startsWith(d + path.sep)))
       if (clash !== undefined) {
@@ -205,8 +264,7 @@ export const makeConverterWriter = Effect.gen(function*() {
       }).pipe(Effect.ensuring(Effect.ignore(fs.remove(staging, { recursive: true }))))
       const yamlFile = path.join(dir, "data.yaml")
       yield* writeAtomic(yamlFile, yoloDataYaml({
-        path: dir,
-        names: dataset.categories.map((c) => c.name),
+        names,
         hasTest: plan.some((l) => l.target.startsWith("test/")),
         folders: true
       }))
@@ -216,16 +274,25 @@ export const makeConverterWriter = Effect.gen(function*() {
         objects: plan.length,
         negatives: 0,
         skipped,
-        outputs: [yamlFile, ...splitDirs.filter((d) => used.has(path.basename(d)))]
+        outputs: [yamlFile, ...splitDirs.filter((d) => used.has(path.basename(d)))],
+        warnings,
+        classes: names
       }
     })
 
-  const toCoco = (dir: string, dataset: DiceDataset, splits: Array<DatasetSplit>, images: Array<string>, root: string | undefined) =>
+  const toCoco = (
+    dir: string,
+    dataset: DiceDataset,
+    task: "detection" | "segmentation" | "pose",
+    splits: Array<DatasetSplit>,
+    images: Array<string>,
+    root: string | undefined
+  ) =>
     Effect.gen(function*() {
       const roots = [...(root ? [path.join(dir, root)] : []), path.join(dir, "images"), dir]
       const imageRoot = roots.find((r) => images.every((p) => p.startsWith(r + path.sep)))!
       const skipped: Record<string, number> = { ...dataset.skipped }
-      const out = cocoDocuments(dataset, splits, images.map((p) => path.relative(imageRoot, p).split(path.sep).join("/")), skipped)
+      const out = cocoDocuments(dataset, task, splits, images.map((p) => path.relative(imageRoot, p).split(path.sep).join("/")), skipped)
       const annDir = path.join(dir, "annotations")
       yield* datasetIo(annDir, fs.makeDirectory(annDir, { recursive: true }))
       const outputs: Array<string> = []
@@ -242,7 +309,20 @@ export const makeConverterWriter = Effect.gen(function*() {
       yield* writeAtomic(allFile, JSON.stringify(out.all))
       outputs.push(allFile)
       const negatives = out.all.images.length - new Set(out.all.annotations.map((a) => a.image_id)).size
-      return { objects: out.all.annotations.length, negatives, skipped, outputs, imageRoot }
+      const warnings: Array<string> = []
+      if (task === "pose") {
+        const missing = out.all.categories.filter((c) => c.keypoints === undefined).map((c) => JSON.stringify(c.name))
+        if (missing.length > 0) warnings.push(`categories without keypoint names: ${missing.join(", ")} (pose consumers take them from their config then)`)
+      }
+      return {
+        objects: out.all.annotations.length,
+        negatives,
+        skipped,
+        outputs,
+        imageRoot,
+        warnings,
+        classes: dataset.categories.map((c) => c.name)
+      }
     })
 
   return { toYolo, toClassifyFolders, toCoco }

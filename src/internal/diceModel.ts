@@ -50,6 +50,10 @@ export interface DiceCategory {
   readonly id: number
   readonly name: string
   readonly supercategory: string | undefined
+  /** Keypoint names of a pose category (COCO's `keypoints`), when given. */
+  readonly keypointNames?: ReadonlyArray<string> | undefined
+  /** Keypoint skeleton of a pose category (COCO's 1-based `skeleton` pairs), when given. */
+  readonly skeleton?: ReadonlyArray<ReadonlyArray<number>> | undefined
 }
 
 /** A decoded dataset: categories without background, images, and what decoding skipped. */
@@ -186,11 +190,13 @@ const Keypoints = Schema.Union(Schema.Array(Num), Schema.Array(Schema.Array(Num)
 const IsCrowd = Schema.Union(Num, Schema.Boolean)
 const StorageInfo = Schema.Struct({ image_root: optionalNullable(Schema.String) })
 
-/** A category entry: `{id, name, supercategory?}`. */
+/** A category entry: `{id, name, supercategory?, keypoints?, skeleton?}`. */
 export const Category = Schema.Struct({
   id: Num,
   name: Schema.String,
-  supercategory: optionalNullable(Schema.String)
+  supercategory: optionalNullable(Schema.String),
+  keypoints: optionalNullable(Schema.Array(Schema.String)),
+  skeleton: optionalNullable(Schema.Array(Schema.Array(Num)))
 })
 
 const annotationFields = {
@@ -283,7 +289,15 @@ export const splitCategories = (all: ReadonlyArray<typeof Category.Type>) => {
   const backgroundIds: Array<number> = []
   for (const c of all) {
     if (isBackgroundName(c.name)) backgroundIds.push(c.id)
-    else categories.push({ id: c.id, name: c.name, supercategory: c.supercategory ?? undefined })
+    else {
+      categories.push({
+        id: c.id,
+        name: c.name,
+        supercategory: c.supercategory ?? undefined,
+        ...(c.keypoints ? { keypointNames: c.keypoints } : {}),
+        ...(c.skeleton ? { skeleton: c.skeleton } : {})
+      })
+    }
   }
   return { categories, backgroundIds }
 }
@@ -386,7 +400,11 @@ const isAnnotationBase = (a: Record<string, unknown>): boolean =>
   (isAbsent(a["iscrowd"]) || isNum(a["iscrowd"]) || typeof a["iscrowd"] === "boolean") &&
   optSegmentation(a["segmentation"]) && optKeypoints(a["keypoints"]) && optNum(a["num_keypoints"])
 const isCategories = (u: unknown): boolean =>
-  Array.isArray(u) && u.every((c) => isObject(c) && isNum(c["id"]) && typeof c["name"] === "string" && optStr(c["supercategory"]))
+  Array.isArray(u) && u.every((c) =>
+    isObject(c) && isNum(c["id"]) && typeof c["name"] === "string" && optStr(c["supercategory"]) &&
+    (isAbsent(c["keypoints"]) || (Array.isArray(c["keypoints"]) && c["keypoints"].every((k) => typeof k === "string"))) &&
+    (isAbsent(c["skeleton"]) || isNumArrays(c["skeleton"]))
+  )
 const isImageBase = (i: Record<string, unknown>): boolean =>
   isNum(i["id"]) && typeof i["file_name"] === "string" && isSide(i["width"]) && isSide(i["height"]) && optStr(i["split"])
 const isHeader = (d: Record<string, unknown>): boolean =>

@@ -40,12 +40,41 @@ export const seededRandom = (seed: number): () => number => {
 }
 
 /**
+ * How many of `n` randomly split images go to each split: `floor(n * train)` to train,
+ * `floor(n * test)` to test and the remainder to val (the old Python client's rule: no
+ * image is left out of both train and val). Then every split a consumer needs is made
+ * non-empty when there are images enough: val, then train, with two images or more, test
+ * (only when a test ratio was asked for) with three or more; each image moved comes from
+ * the largest other split that can spare one (test gives up its last image for val or train). Ratios are normalized to sum 1 (all zero:
+ * the defaults).
+ */
+export const splitSizes = (n: number, ratios: SplitRatios = defaultSplitRatios): Record<DatasetSplit, number> => {
+  const train = Math.max(0, ratios.train), val = Math.max(0, ratios.val), test = Math.max(0, ratios.test ?? 0)
+  const total = train + val + test
+  const [trainRatio, testRatio] = total > 0 ? [train / total, test / total] : [0.8, 0]
+  const sizes: Record<DatasetSplit, number> = { train: Math.floor(n * trainRatio), val: 0, test: Math.floor(n * testRatio) }
+  sizes.val = n - sizes.train - sizes.test
+  // The splits to fill, most needed first, each with the dataset size from which it is filled.
+  const needs: Array<readonly [DatasetSplit, number]> = [["val", 2], ["train", 2], ...(testRatio > 0 ? [["test", 3] as const] : [])]
+  const keep = (d: DatasetSplit) => (d === "test" ? 0 : 1)
+  for (const [s, minimum] of needs) {
+    if (sizes[s] > 0 || n < minimum) continue
+    const donor = (["train", "val", "test"] as const)
+      .filter((d) => d !== s && sizes[d] > keep(d))
+      .sort((a, b) => sizes[b] - sizes[a])[0]
+    if (donor !== undefined) {
+      sizes[donor]--
+      sizes[s]++
+    }
+  }
+  return sizes
+}
+
+/**
  * Assigns each image a split. Images named in `assignments` take that split; the others
- * keep their own `split` field; the rest are shuffled with the seed and cut by the normalized
- * ratios: `floor(n * train)` to train, `floor(n * val)` to val, the remainder to test — the
- * spec's rule, so the split sizes match the platform's (a 0.8/0.2 split of 7 images puts 5
- * in train, 1 in val and 1 in test). Which images land where depends on this module's
- * seeded shuffle (mulberry32), not on the Python trainers' generator.
+ * keep their own `split` field; the rest are shuffled with the seed and cut by
+ * `splitSizes` (train first, then val, then test). Which images land where depends on this
+ * module's seeded shuffle (mulberry32), not on the Python trainers' generator.
  */
 export const assignSplits = (
   images: ReadonlyArray<{ readonly id: number; readonly split: DatasetSplit | undefined }>,
@@ -62,10 +91,6 @@ export const assignSplits = (
     else rest.push(i)
   }
   if (rest.length === 0) return out
-  const r = options.ratios ?? defaultSplitRatios
-  const train = Math.max(0, r.train), val = Math.max(0, r.val), test = Math.max(0, r.test ?? 0)
-  const total = train + val + test
-  const [trainRatio, valRatio] = total > 0 ? [train / total, val / total] : [0.8, 0.2]
   const random = seededRandom(options.seed ?? defaultSplitSeed)
   for (let i = rest.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1))
@@ -73,10 +98,10 @@ export const assignSplits = (
     rest[i] = rest[j]!
     rest[j] = t
   }
-  const n = rest.length
-  const nTrain = Math.floor(n * trainRatio)
-  const nVal = Math.floor(n * valRatio)
-  for (let k = 0; k < n; k++) out[rest[k]!] = k < nTrain ? "train" : k < nTrain + nVal ? "val" : "test"
+  const sizes = splitSizes(rest.length, options.ratios)
+  for (let k = 0; k < rest.length; k++) {
+    out[rest[k]!] = k < sizes.train ? "train" : k < sizes.train + sizes.val ? "val" : "test"
+  }
   return out
 }
 
@@ -88,13 +113,9 @@ export const countSplits = (splits: ReadonlyArray<DatasetSplit>): Record<Dataset
 }
 
 /**
- * Warnings a trainer should see about split sizes: an empty train or val split (the spec's
- * rule can leave val empty for very small datasets, and Ultralytics then fails at its first
- * validation).
+ * The splits every consumer needs (train and val) that hold no image. Ultralytics refuses to
+ * train without val images and MMDetection without a val annotation file, so the converter
+ * turns a non-empty result into an error naming the splits.
  */
-export const splitWarnings = (counts: Readonly<Record<DatasetSplit, number>>): Array<string> => [
-  ...(counts.train === 0 ? ["the train split is empty: give the images a split field or pass split ratios"] : []),
-  ...(counts.val === 0
-    ? ["the val split is empty (trainers such as Ultralytics need validation images): give the images a split field or pass split ratios"]
-    : [])
-]
+export const emptyRequiredSplits = (counts: Readonly<Record<DatasetSplit, number>>): Array<DatasetSplit> =>
+  (["train", "val"] as const).filter((s) => counts[s] === 0)
