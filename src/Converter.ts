@@ -10,6 +10,7 @@ import { Context, Effect, Layer, Ref } from "effect"
 import { DatasetError } from "./Errors.js"
 import { makeConverterReader } from "./internal/converterRead.js"
 import { makeConverterWriter } from "./internal/converterWrite.js"
+import { type DatasetValidation, makeDatasetValidator, type ValidateOptions } from "./internal/datasetValidate.js"
 import type { DatasetSplit } from "./internal/diceModel.js"
 import { normalizeTaskType } from "./internal/jobConfig.js"
 import { assignSplits, countSplits, emptyRequiredSplits, type SplitOptions } from "./internal/splits.js"
@@ -19,6 +20,7 @@ import type { YoloValidation } from "./internal/yoloValidate.js"
 export type { DatasetSplit } from "./internal/diceModel.js"
 export type { SplitOptions, SplitRatios } from "./internal/splits.js"
 export type { ConverterTask } from "./internal/yoloLabels.js"
+export type { DatasetValidation, ValidateOptions } from "./internal/datasetValidate.js"
 export type { YoloValidation } from "./internal/yoloValidate.js"
 
 /** What to convert. */
@@ -88,11 +90,23 @@ export interface ValidateYoloOptions {
 export interface ConverterService {
   /** Converts a dataset in place; nothing is left half-written on failure. */
   readonly convert: (options: ConvertOptions) => Effect.Effect<ConversionReport, DatasetError>
-  /** Checks a converted YOLO dataset (data.yaml, split lists, label files). */
+  /**
+   * Checks a converted YOLO dataset as Ultralytics reads it: data.yaml under YAML 1.1
+   * (PyYAML), split lists, image headers (missing, empty, undecodable, under 10 pixels),
+   * label rows; an image without a label file is a background image, not an issue.
+   */
   readonly validateYolo: (
     datasetDir: string,
     options?: ValidateYoloOptions
   ) => Effect.Effect<YoloValidation, DatasetError>
+  /**
+   * Checks the COCO instance files of a dataset (`annotations/instances_*.json`) as
+   * pycocotools and MMDetection load them: ids, references, boxes inside their image,
+   * segmentation where needed, and the images they name (header, size as annotated).
+   */
+  readonly validateCoco: (datasetDir: string, options?: ValidateOptions) => Effect.Effect<YoloValidation, DatasetError>
+  /** Checks whichever outputs the directory holds (data.yaml, COCO instance files, or both). */
+  readonly validate: (datasetDir: string, options?: ValidateOptions) => Effect.Effect<DatasetValidation, DatasetError>
 }
 
 /** A task type or alias as a converter task (`undefined` means detection; an unknown name gives `undefined`). */
@@ -107,6 +121,7 @@ const make = Effect.gen(function*() {
   const path = yield* Path.Path
   const reader = yield* makeConverterReader
   const writer = yield* makeConverterWriter
+  const validator = yield* makeDatasetValidator
 
   const convert = Effect.fn("Converter.convert")(function*(options: ConvertOptions) {
     const dir = path.resolve(options.datasetDir)
@@ -174,9 +189,11 @@ const make = Effect.gen(function*() {
     } satisfies ConversionReport
   })
 
-  const validateYolo = Effect.fn("Converter.validateYolo")(reader.validateYolo)
+  const validateYolo = Effect.fn("Converter.validateYolo")(validator.validateYolo)
+  const validateCoco = Effect.fn("Converter.validateCoco")(validator.validateCoco)
+  const validate = Effect.fn("Converter.validate")(validator.validate)
 
-  return Converter.of({ convert, validateYolo })
+  return Converter.of({ convert, validateYolo, validateCoco, validate })
 })
 
 /** One conversion seen by `Converter.layerTest`. */

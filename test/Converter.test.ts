@@ -219,18 +219,26 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(ok).toEqual({
           valid: true,
           issues: [],
-          stats: { total_images: 3, total_labels: 3, classes: 2, class_distribution: { cat: 1, "dog: \"good\"": 2 } }
+          warnings: [],
+          stats: {
+            total_images: 3,
+            total_labels: 3,
+            classes: 2,
+            class_distribution: { cat: 1, "dog: \"good\"": 2 },
+            background_images: 1
+          }
         })
         yield* write(`${dir}/labels/a/img001.txt`, "0 0.5 0.5 1.2 0.1\n5 0.5 0.5 0.1 0.1\n0 0.5")
+        // An image without a label file is a background image to Ultralytics, not an issue.
         yield* Effect.flatMap(FileSystem.FileSystem, (fs) => fs.remove(`${dir}/labels/img002.txt`))
         const bad = yield* converter.validateYolo(dir, { minImages: 10 })
         assert.isFalse(bad.valid)
-        expect(bad.issues).toHaveLength(5)
+        expect(bad.issues).toHaveLength(4)
         expect(bad.issues.join("\n")).toMatch(/coordinate outside/)
         expect(bad.issues.join("\n")).toMatch(/class index 5 out of range/)
         expect(bad.issues.join("\n")).toMatch(/malformed line/)
-        expect(bad.issues.join("\n")).toMatch(/without label file/)
         expect(bad.issues.join("\n")).toMatch(/fewer than the minimum 10/)
+        expect(bad.stats.background_images).toBe(2)
       }))
 
     it.scoped("a converted classification tree is valid; an empty, an unknown class folder and a loose image are reported", () =>
@@ -243,7 +251,8 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(ok).toEqual({
           valid: true,
           issues: [],
-          stats: { total_images: 5, total_labels: 5, classes: 2, class_distribution: { cat: 2, dog: 3 } }
+          warnings: [],
+          stats: { total_images: 5, total_labels: 5, classes: 2, class_distribution: { cat: 2, dog: 3 }, background_images: 0 }
         })
 
         yield* fs.remove(`${dir}/val/cat`, { recursive: true })
@@ -252,15 +261,18 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         yield* fs.copyFile(`${dir}/images/c6.jpg`, `${dir}/train/bird/c6.jpg`)
         yield* fs.copyFile(`${dir}/images/c6.jpg`, `${dir}/val/c6.jpg`)
         const bad = yield* converter.validateYolo(dir, { minImages: 10 })
+        // Ultralytics counts the train folders (bird, cat, dog): 3 classes, names no longer match.
         expect(bad).toEqual({
           valid: false,
           issues: [
+            "data.yaml: names (2) are not the train class folders in Ultralytics' order (sorted folder names: bird, cat, dog)",
             "train/bird: class folder not in data.yaml names",
             `val: image outside a class folder: ${dir}/val/c6.jpg`,
             "val/cat: empty class folder (no images)",
-            "only 5 image(s), fewer than the minimum 10"
+            "only 6 image(s), fewer than the minimum 10"
           ],
-          stats: { total_images: 5, total_labels: 4, classes: 2, class_distribution: { cat: 1, dog: 3 } }
+          warnings: [],
+          stats: { total_images: 6, total_labels: 5, classes: 3, class_distribution: { bird: 1, cat: 1, dog: 3 }, background_images: 0 }
         })
         yield* fs.remove(`${dir}/val`, { recursive: true })
         expect((yield* converter.validateYolo(dir)).issues).toContain(`data.yaml: val points to missing directory ${dir}/val`)

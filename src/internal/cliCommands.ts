@@ -156,9 +156,12 @@ const convert = Command.make(
       Options.withDescription("Share of images in the validation split, in (0, 1) (default 0.2)"),
       Options.optional
     ),
+    allowClasses: Options.boolean("allow-classes-without-train-images").pipe(
+      Options.withDescription("Classification: leave out (and warn about) classes with no train image instead of failing")
+    ),
     dir: Args.directory({ name: "DIR", exists: "yes" }).pipe(Args.withDescription("The dataset directory, converted in place"))
   },
-  ({ dir, from, seed, task, to, valRatio }) =>
+  ({ allowClasses, dir, from, seed, task, to, valRatio }) =>
     Effect.gen(function*() {
       const terminal = yield* CliTerminal
       if (Option.isSome(valRatio) && !(valRatio.value > 0 && valRatio.value < 1)) {
@@ -174,7 +177,8 @@ const convert = Command.make(
         split: {
           seed: Option.getOrUndefined(seed),
           ratios: Option.isSome(valRatio) ? { train: 1 - valRatio.value, val: valRatio.value } : undefined
-        }
+        },
+        allowClassesWithoutTrainImages: allowClasses
       })
       yield* terminal.out(formatConversionReport(dir, from, report))
     }).pipe(Effect.provide(Converter.layer))
@@ -189,22 +193,38 @@ const validate = Command.make(
       Options.withDescription("Fewer images than this is an issue (default 1)"),
       Options.optional
     ),
-    dir: Args.directory({ name: "DIR", exists: "yes" }).pipe(Args.withDescription("A converted YOLO dataset (with data.yaml)"))
+    task: Options.text("task").pipe(
+      Options.withPseudoName("task"),
+      Options.mapEffect((value) => {
+        const task = normalizeTaskType(value)
+        return task === undefined
+          ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--task must be ${taskChoices}, got "${value}"`)))
+          : Effect.succeed(task)
+      }),
+      Options.withDescription("The dataset's task: segmentation requires a segmentation on every COCO annotation"),
+      Options.optional
+    ),
+    dir: Args.directory({ name: "DIR", exists: "yes" }).pipe(
+      Args.withDescription("A converted dataset (data.yaml and/or annotations/instances_*.json)")
+    )
   },
-  ({ dir, minImages }) =>
+  ({ dir, minImages, task }) =>
     Effect.gen(function*() {
       const terminal = yield* CliTerminal
       if (Option.isSome(minImages) && minImages.value < 0) {
         return yield* new CliUsageError({ message: `--min-images must be 0 or more, got ${minImages.value}` })
       }
       const converter = yield* Converter
-      const validation = yield* converter.validateYolo(dir, { minImages: Option.getOrUndefined(minImages) })
+      const validation = yield* converter.validate(dir, {
+        minImages: Option.getOrUndefined(minImages),
+        segmentation: Option.getOrUndefined(task) === "segmentation"
+      })
       yield* terminal.out(formatValidation(dir, validation))
       if (!validation.valid) {
         return yield* new CliCheckFailed({ message: `${dir} is invalid: ${validation.issues.length} issue(s)` })
       }
     }).pipe(Effect.provide(Converter.layer))
-).pipe(Command.withDescription("Check a converted YOLO dataset; exit code 1 when it is invalid"))
+).pipe(Command.withDescription("Check a converted YOLO and/or COCO dataset as its consumers read it; exit code 1 when it is invalid"))
 
 // download --------------------------------------------------------------------------------
 

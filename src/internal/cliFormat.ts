@@ -6,7 +6,7 @@
 import type { ConversionReport } from "../Converter.js"
 import type { DownloadProgress } from "./downloads.js"
 import type { DatasetCacheEntry } from "./cacheMetadata.js"
-import type { YoloValidation } from "./yoloValidate.js"
+import type { DatasetValidation } from "./datasetValidate.js"
 
 /** A byte count for humans: `512 B`, `3.1 KiB`, `7.0 MiB`, `1.25 GiB`. */
 export const formatBytes = (bytes: number): string => {
@@ -48,18 +48,21 @@ export const formatConversionReport = (datasetDir: string, from: string, report:
   ].join("\n")
 }
 
-/** A validation outcome: a summary line, then the class distribution or every issue. */
-export const formatValidation = (datasetDir: string, validation: YoloValidation): string => {
+/** A validation outcome: a summary line, then every issue (or the class distribution), then the warnings. */
+export const formatValidation = (datasetDir: string, validation: DatasetValidation): string => {
   const { stats } = validation
-  const counts = `${stats.total_images} images, ${stats.total_labels} labels, ${stats.classes} classes`
+  const kind = validation.formats.length === 0 ? "" : `${validation.formats.map((f) => f.toUpperCase()).join(" and ")} `
+  const counts = `${stats.total_images} images, ${stats.total_labels} labels, ${stats.classes} classes, ${stats.background_images} background images`
+  const warnings = validation.warnings.map((warning) => `  warning  ${warning}`)
   if (!validation.valid) {
     return [
-      `${datasetDir} is not a valid YOLO dataset (${counts}); ${validation.issues.length} issue(s):`,
-      ...validation.issues.map((issue) => `  - ${issue}`)
+      `${datasetDir} is not a valid ${kind}dataset (${counts}); ${validation.issues.length} issue(s):`,
+      ...validation.issues.map((issue) => `  - ${issue}`),
+      ...warnings
     ].join("\n")
   }
   const distribution = Object.entries(stats.class_distribution).map(([name, n]) => `${name} ${n}`).join(", ")
-  return [`${datasetDir} is a valid YOLO dataset (${counts})`, `  labels per class: ${distribution || "none"}`].join("\n")
+  return [`${datasetDir} is a valid ${kind}dataset (${counts})`, `  labels per class: ${distribution || "none"}`, ...warnings].join("\n")
 }
 
 /** The cache listing as a table (key, dataset, size, last accessed), newest access first. */

@@ -1,30 +1,16 @@
 /**
- * The reading side of the converter: loading a DICE or LabelMe dataset from its directory,
- * finding every image it names, and validating a converted YOLO dataset on disk.
+ * The reading side of the converter: loading a DICE or LabelMe dataset from its directory
+ * and finding every image it names.
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect } from "effect"
-import * as YAML from "yaml"
-import type { ValidateYoloOptions } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 import { decodeDice, type DiceDataset, diceAnnotationFileNames, parseJsonBytes } from "./diceModel.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
-import { classFolderName, yoloLabelPath } from "./yoloLabels.js"
-import { checkClassifySplits, checkYoloLabelText, type ClassifySplitListing, type YoloValidation } from "./yoloValidate.js"
-
-/** Issues listed by `validateYolo` before the rest are only counted. */
-const maxIssues = 200
-
-/** The first `maxIssues` issues, and a count of the rest. */
-const capIssues = (issues: ReadonlyArray<string>): ReadonlyArray<string> =>
-  issues.length > maxIssues ? [...issues.slice(0, maxIssues), `and ${issues.length - maxIssues} more issue(s)`] : issues
 
 /** Files touched at once (existence checks, label writes, links). */
 export const ioConcurrency = 64
-
-/** Extensions counted as images when a split entry of data.yaml is a folder. */
-const imageExtensions = new Set([".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".dng", ".mpo", ".pfm", ".heic"])
 
 /** `storage_info.image_root` `datasets/{id}/images/` → the local root `images` (after two segments). */
 const localImageRoot = (storageRoot: string | undefined): string | undefined => {
@@ -39,7 +25,7 @@ export const datasetIo = <A>(file: string, effect: Effect.Effect<A, PlatformErro
 
 /**
  * The reader on `@effect/platform`'s FileSystem: `loadDice`/`loadLabelMe` decode a dataset
- * directory, `resolveImages` finds its images, `validateYolo` checks a converted YOLO dataset.
+ * directory, `resolveImages` finds its images.
  */
 export const makeConverterReader = Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
@@ -187,148 +173,5 @@ export const makeConverterReader = Effect.gen(function*() {
       return { paths: resolved as Array<string>, root }
     })
 
-  const listSplitImages = (base: string, entry: string) =>
-    Effect.gen(function*() {
-      const target = path.resolve(base, entry)
-      if (entry.endsWith(".txt")) {
-        if (!(yield* datasetIo(target, fs.exists(target)))) return { images: [] as Array<string>, missing: target }
-        const text = yield* datasetIo(target, fs.readFileString(target))
-        const images = text.split("\n").map((l) => l.trim()).filter((l) => l !== "")
-          .map((l) => path.resolve(l.startsWith("./") ? base : "/", l))
-        return { images, missing: undefined }
-      }
-      if (!(yield* datasetIo(target, fs.exists(target)))) return { images: [] as Array<string>, missing: target }
-      const entries = yield* datasetIo(target, fs.readDirectory(target, { recursive: true }))
-      return {
-        images: entries.filter((e) => imageExtensions.has(path.extname(e).toLowerCase())).map((e) => path.join(target, e)),
-        missing: undefined
-      }
-    })
-
-  const isDirectory = (target: string) =>
-    Effect.map(Effect.option(fs.stat(target)), (info) => info._tag === "Some" && info.value.type === "Directory")
-
-  /**
-   * Whether data.yaml's `train` entry is a classification split: a directory (not a `.txt`
-   * list, no `images` segment, which would make it a detection image folder) holding class
-   * folders and no images of its own.
-   */
-  const isClassifyLayout = (base: string, doc: Record<string, unknown>) =>
-    Effect.gen(function*() {
-      const entry = doc["train"]
-      if (typeof entry !== "string" || entry.endsWith(".txt")) return false
-      const target = path.resolve(base, entry)
-      if (target.split(path.sep).includes("images") || !(yield* isDirectory(target))) return false
-      const children = yield* datasetIo(target, fs.readDirectory(target))
-      if (children.some((c) => imageExtensions.has(path.extname(c).toLowerCase()))) return false
-      return yield* Effect.exists(children, (c) => isDirectory(path.join(target, c)))
-    })
-
-  /** One split directory of a classification dataset: its class folders and any loose images. */
-  const listClassifySplit = (split: string, dir: string) =>
-    Effect.gen(function*() {
-      const children = (yield* datasetIo(dir, fs.readDirectory(dir))).sort()
-      const folders: Array<{ name: string; images: Array<string> }> = []
-      const looseImages: Array<string> = []
-      for (const child of children) {
-        const full = path.join(dir, child)
-        if (yield* isDirectory(full)) {
-          const inside = yield* datasetIo(full, fs.readDirectory(full, { recursive: true }))
-          folders.push({
-            name: child,
-            images: inside.filter((e) => imageExtensions.has(path.extname(e).toLowerCase())).map((e) => path.join(full, e))
-          })
-        } else if (imageExtensions.has(path.extname(child).toLowerCase())) looseImages.push(full)
-      }
-      return { split, dir, folders, looseImages } satisfies ClassifySplitListing
-    })
-
-  const validateClassify = (base: string, doc: Record<string, unknown>, names: ReadonlyArray<string>, nc: number, minImages: number, issues: Array<string>) =>
-    Effect.gen(function*() {
-      const splits: Array<ClassifySplitListing> = []
-      for (const key of ["train", "val", "test"] as const) {
-        const entry = doc[key]
-        if (typeof entry !== "string") {
-          if (key !== "test") issues.push(`data.yaml: no ${key} entry`)
-          continue
-        }
-        const target = path.resolve(base, entry)
-        if (!(yield* isDirectory(target))) {
-          issues.push(`data.yaml: ${key} points to missing directory ${target}`)
-          continue
-        }
-        splits.push(yield* listClassifySplit(key, target))
-      }
-      return checkClassifySplits(splits, names, nc, minImages, classFolderName, issues)
-    })
-
-  const validateYolo = (datasetDir: string, options?: ValidateYoloOptions) =>
-    Effect.gen(function*() {
-      const dir = path.resolve(datasetDir)
-      const minImages = options?.minImages ?? 1
-      const issues: Array<string> = []
-      const yamlFile = path.join(dir, "data.yaml")
-      const empty = { total_images: 0, total_labels: 0, classes: 0, class_distribution: {} }
-      if (!(yield* datasetIo(yamlFile, fs.exists(yamlFile)))) {
-        return { valid: false, issues: [`missing data.yaml in ${dir}`], stats: empty } satisfies YoloValidation
-      }
-      const text = yield* datasetIo(yamlFile, fs.readFileString(yamlFile))
-      const data = yield* Effect.try({
-        try: () => YAML.parse(text) as unknown,
-        catch: (e) => new DatasetError({ reason: "InvalidJson", file: yamlFile, detail: `malformed YAML: ${String(e)}` })
-      })
-      const doc = (typeof data === "object" && data !== null ? data : {}) as Record<string, unknown>
-      const names: Array<string> = Array.isArray(doc["names"])
-        ? doc["names"].map(String)
-        : typeof doc["names"] === "object" && doc["names"] !== null
-        ? Object.values(doc["names"]).map(String)
-        : []
-      const nc = typeof doc["nc"] === "number" ? doc["nc"] : names.length
-      if (names.length !== nc) issues.push(`data.yaml: nc is ${nc} but names has ${names.length} entries`)
-      const kpt = doc["kpt_shape"]
-      const kptShape = Array.isArray(kpt) && kpt.length === 2 ? [Number(kpt[0]), Number(kpt[1])] as const : undefined
-      const base = typeof doc["path"] === "string" ? path.resolve(dir, doc["path"]) : dir
-      if (yield* isClassifyLayout(base, doc)) {
-        const result = yield* validateClassify(base, doc, names, nc, minImages, issues)
-        return { ...result, issues: capIssues(result.issues) } satisfies YoloValidation
-      }
-      const images = new Set<string>()
-      for (const key of ["train", "val", "test"] as const) {
-        const entry = doc[key]
-        if (typeof entry !== "string") {
-          if (key !== "test") issues.push(`data.yaml: no ${key} entry`)
-          continue
-        }
-        const listed = yield* listSplitImages(base, entry)
-        if (listed.missing !== undefined) issues.push(`data.yaml: ${key} points to missing ${listed.missing}`)
-        for (const image of listed.images) images.add(image)
-      }
-      if (images.size < minImages) issues.push(`only ${images.size} image(s), fewer than the minimum ${minImages}`)
-      const distribution: Record<string, number> = {}
-      let totalLabels = 0
-      let unlabelled = 0
-      yield* Effect.forEach(images, (image) => {
-        const label = yoloLabelPath(image)
-        return Effect.option(fs.readFileString(label)).pipe(Effect.map((text) => {
-          if (text._tag === "None") {
-            unlabelled++
-            if (unlabelled <= 20) issues.push(`image without label file: ${image} (expected ${label})`)
-            return
-          }
-          for (const cls of checkYoloLabelText(label, text.value, { nc, kptShape }, issues)) {
-            totalLabels++
-            const name = names[cls] ?? String(cls)
-            distribution[name] = (distribution[name] ?? 0) + 1
-          }
-        }))
-      }, { concurrency: ioConcurrency, discard: true })
-      if (unlabelled > 20) issues.push(`${unlabelled - 20} more image(s) without label file`)
-      return {
-        valid: issues.length === 0,
-        issues: capIssues(issues),
-        stats: { total_images: images.size, total_labels: totalLabels, classes: nc, class_distribution: distribution }
-      } satisfies YoloValidation
-    })
-
-  return { loadDice, loadLabelMe, resolveImages, validateYolo }
+  return { loadDice, loadLabelMe, resolveImages }
 })
