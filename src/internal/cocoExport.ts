@@ -68,13 +68,13 @@ export const polygonArea = (polygons: ReadonlyArray<ReadonlyArray<number>>): num
   return total
 }
 
-const cocoAnnotation = (o: ImageObject, id: number, imageId: number): CocoAnnotation => {
+const cocoAnnotation = (o: ImageObject, id: number, imageId: number, withMask: boolean): CocoAnnotation => {
   const [x1, y1, x2, y2] = o.box
   const bbox = [x1, y1, x2 - x1, y2 - y1] as const
-  const segmentation = o.polygons ?? o.rle
-  const computed = o.polygons !== undefined ? polygonArea(o.polygons) : bbox[2] * bbox[3]
+  const segmentation = withMask ? o.polygons ?? o.rle : undefined
+  const computed = withMask && o.polygons !== undefined ? polygonArea(o.polygons) : bbox[2] * bbox[3]
   // The source area describes the unclipped object; a clipped or rectangle-filled one is measured again.
-  const area = o.clipped || o.annotation.polygons === undefined && o.polygons !== undefined
+  const area = o.clipped || (withMask && o.annotation.polygons === undefined && o.polygons !== undefined)
     ? computed
     : o.annotation.area ?? computed
   const base = { id, image_id: imageId, category_id: o.categoryId, bbox, area, iscrowd: o.crowd ? 1 as const : 0 as const }
@@ -90,7 +90,8 @@ const cocoAnnotation = (o: ImageObject, id: number, imageId: number): CocoAnnota
  * image `i`'s path relative to the image root. The objects are `imageObjects`' (the YOLO
  * writer's), so both outputs hold the same objects; crowd regions and RLE masks, which YOLO
  * cannot hold, are kept here. A segmentation task gives every annotation a `segmentation`
- * (a box-only one its clipped box as a rectangle). Annotations are numbered 1..N in dataset
+ * (a box-only one its clipped box as a rectangle); detection and pose write boxes (and
+ * keypoints) only, so no file mixes annotations with and without a mask. Annotations are numbered 1..N in dataset
  * order (the same id in `all` and its split file); skipped and counted besides the object
  * rules' reasons: an area too large for a number.
  */
@@ -121,7 +122,7 @@ export const cocoDocuments = (
     images.push(entry)
     part.images.push(entry)
     for (const o of imageObjects(image, ctx, skipped)) {
-      const ann = cocoAnnotation(o, nextId, image.id)
+      const ann = cocoAnnotation(o, nextId, image.id, task === "segmentation")
       if (!Number.isFinite(ann.area)) {
         // A box like [0, 0, 1e308, 1e308] has an area beyond any number: JSON would carry it
         // as null, where pycocotools needs a number.
