@@ -6,7 +6,8 @@ import * as YAML from "yaml"
 import { Converter } from "../src/Converter.js"
 import { cocoDocuments } from "../src/internal/cocoExport.js"
 import { decodeDice, decodeDiceWithSchema, decodeFlatDice, type DiceDataset } from "../src/internal/diceModel.js"
-import { mergeMultiSegment } from "../src/internal/objectRules.js"
+import { imageObjects, mergeMultiSegment } from "../src/internal/objectRules.js"
+import { readYaml11 } from "../src/internal/yaml11.js"
 import { assignSplits, countSplits, emptyRequiredSplits, splitSizes } from "../src/internal/splits.js"
 import { yoloContext, yoloDataYaml, yoloImageLines } from "../src/internal/yoloLabels.js"
 
@@ -129,7 +130,7 @@ describe("Converter properties (pure)", () => {
       if (n >= 2) expect(emptyRequiredSplits(counts)).toEqual([])
       if (n >= 3 && test > 0) assert.isAbove(counts.test, 0)
     },
-    { fastCheck: { numRuns: 200 } }
+    { fastCheck: { numRuns: 100 } }
   )
 
   it.prop("explicit assignments win, then the images' own split field", [nestedDoc, fc.integer()], ([doc, seed]) => {
@@ -154,15 +155,89 @@ describe("Converter properties (pure)", () => {
   }, { fastCheck: { numRuns: 60 } })
 
   it.prop(
-    "class names in data.yaml survive a YAML round trip whatever characters they contain",
-    [fc.array(fc.string({ unit: "binary", maxLength: 20 }), { maxLength: 8 })],
+    "class names in data.yaml read back unchanged under YAML 1.1 (PyYAML's resolvers), whatever they contain",
+    [fc.array(
+      fc.oneof(
+        fc.string({ unit: "binary", maxLength: 20 }),
+        fc.constantFrom("yes", "No", "ON", "off", "=", "<<", "1:20", "1_000", "0b101", "017", "0x1F", "2020-01-01", "~", "null", "", ".inf", "1.5"),
+        fc.string({ unit: fc.constantFrom(..."yesnoYN01_:.-+~=<#'\"\\ \t\n\u0085\u2028\u007f"), maxLength: 8 })
+      ),
+      { maxLength: 8 }
+    )],
     ([names]) => {
-      const parsed = YAML.parse(yoloDataYaml({ names, hasTest: false }))
+      const text = yoloDataYaml({ names, hasTest: false })
+      const reading = readYaml11(text)
+      expect(reading.issues).toEqual([])
+      expect(reading.names).toEqual(names)
+      const parsed = YAML.parse(text, { version: "1.1" })
       expect(parsed.names).toEqual(names)
       expect(parsed.nc).toBe(names.length)
     },
-    { fastCheck: { numRuns: 100 } }
+    { fastCheck: { numRuns: 200 } }
   )
+})
+
+// ---------------------------------------------------------------------------------------------
+// Wild geometry: boxes, polygons and keypoints anywhere around the image, crowd regions,
+// duplicates and bad visibilities.
+
+const around = (size: number) => fc.double({ min: -size, max: 2 * size, noNaN: true })
+
+const wildDoc = fc.tuple(fc.integer({ min: 1, max: 3 }), fc.array(fc.tuple(side, side), { minLength: 1, maxLength: 6 })).chain(
+  ([nClasses, sizes]) =>
+    fc.tuple(...sizes.map(([w, h]) =>
+      fc.array(
+        fc.record({
+          class_id: fc.integer({ min: 0, max: nClasses + 1 }),
+          bbox: fc.tuple(around(w), around(h), fc.double({ min: -w, max: 2 * w, noNaN: true }), fc.double({ min: -h, max: 2 * h, noNaN: true })),
+          segmentation: fc.array(fc.array(fc.tuple(around(w), around(h)), { minLength: 1, maxLength: 6 }).map((ps) => ps.flat()), { maxLength: 2 }),
+          keypoints: fc.array(fc.tuple(around(w), around(h), fc.constantFrom(0, 1, 2, 3, 9)), { minLength: 3, maxLength: 3 }),
+          iscrowd: fc.constantFrom(0, 0, 0, 1)
+        }),
+        { maxLength: 6 }
+      ).map((annotations) => ({ w, h, annotations: annotations.length > 1 ? [...annotations, annotations[0]!] : annotations }))
+    )).map((images) => ({
+      classes: Array.from({ length: nClasses }, (_, i) => ({ id: i + 1, name: `c${i}` })),
+      images: images.map((img, i) => ({ id: i + 1, file_name: `${i}.png`, width: img.w, height: img.h, annotations: img.annotations }))
+    }))
+)
+
+describe("YOLO and COCO hold the same objects (pure)", () => {
+  for (const task of ["detection", "segmentation", "pose"] as const) {
+    it.prop(`${task}: same object count per image, same skips, every normalized coordinate in [0, 1]`, [wildDoc], ([doc]) => {
+      const dataset = decoded(doc)
+      const ctx = yoloContext(dataset, task)
+      const splits = dataset.images.map(() => "train" as const)
+      const yoloSkipped: Record<string, number> = {}
+      const cocoSkipped: Record<string, number> = {}
+      const coco = cocoDocuments(dataset, task, splits, dataset.images.map((i) => i.fileName), cocoSkipped)
+      for (const image of dataset.images) {
+        const lines = yoloImageLines(image, ctx, yoloSkipped)
+        const kept = coco.all.annotations.filter((a) =>
+          a.image_id === image.id && a.iscrowd === 0 && (task !== "segmentation" || Array.isArray(a.segmentation))
+        )
+        assert.strictEqual(lines.length, kept.length)
+        for (const line of lines) {
+          const values = line.split(" ").map(Number).slice(1)
+          values.forEach((v, i) => {
+            const visibility = task === "pose" && i >= 4 && (i - 4) % 3 === 2
+            assert.isTrue(visibility ? v === 0 || v === 1 || v === 2 : v >= 0 && v <= 1, line)
+          })
+        }
+        for (const a of kept) {
+          const [x, y, w, h] = a.bbox
+          assert.isTrue(x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= image.width + 1e-9 && y + h <= image.height + 1e-9)
+        }
+      }
+      const { crowd = 0, rle_mask = 0, ...shared } = yoloSkipped
+      expect(shared).toEqual(cocoSkipped)
+      assert.strictEqual(coco.all.annotations.filter((a) => a.iscrowd === 1).length, crowd)
+      assert.strictEqual(rle_mask, 0)
+      // Each object is written once, whichever output: imageObjects is the one rule both follow.
+      const objects = dataset.images.reduce((n, image) => n + imageObjects(image, ctx, {}).length, 0)
+      assert.strictEqual(coco.all.annotations.length, objects)
+    }, { fastCheck: { numRuns: 150 } })
+  }
 })
 
 layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter properties (on disk)", (it) => {
