@@ -107,6 +107,17 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("issue #16 cases",
       }))
   })
 
+  describe("1. (reading) a data.yaml PyYAML cannot load", () => {
+    it.effect("an alias bomb is an issue, not a crash", () =>
+      Effect.sync(() => {
+        const levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+        for (let i = 1; i < 6; i++) levels.push(`l${i}: &l${i} [${Array(9).fill(i === 1 ? "*a" : `*l${i - 1}`).join(", ")}]`)
+        const reading = readYaml11(`${levels.join("\n")}\nnames: [cat]\n`)
+        expect(reading.issues).toEqual([expect.stringMatching(/^data.yaml: not loadable YAML/)])
+        expect(reading.doc).toEqual({})
+      }))
+  })
+
   describe("2. classification classes in Ultralytics' order, folder names reversible", () => {
     it.scoped("classes sorted by folder name ([ok, defect] → defect, ok); '/' encoded, not silently replaced", () =>
       Effect.gen(function*() {

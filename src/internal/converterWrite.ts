@@ -11,6 +11,7 @@ import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DatasetSplit, DiceDataset } from "./diceModel.js"
 import { flipIndex } from "./objectRules.js"
 import { classifyPlan, type ConverterTask, yoloContext, yoloDataYaml, yoloImageLines, yoloLabelPath } from "./yoloLabels.js"
+import { writeLabelFiles } from "./yoloLabelWriter.js"
 
 /**
  * A split-file line for an image: `./` and the path relative to the dataset directory, which
@@ -40,7 +41,6 @@ export const poseFlip = (dataset: DiceDataset, k: number): { readonly flipIdx: A
     ? { flipIdx, warning: `no flip_idx: the keypoint names do not pair up by left/right; ${noFlip}` }
     : { flipIdx, warning: undefined }
 }
-import { writeLabelFiles } from "./yoloLabelWriter.js"
 
 /**
  * The writer on `@effect/platform`'s FileSystem: `toYolo` (detect, segment, pose),

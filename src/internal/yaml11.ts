@@ -148,7 +148,13 @@ export const readYaml11 = (text: string): Yaml11Reading => {
   if (document.errors.length > 0) {
     return { doc: {}, names: undefined, issues: [...issues, `data.yaml: not loadable YAML: ${document.errors[0]!.message}`] }
   }
-  const value = document.toJS({ maxAliasCount: 100 }) as unknown
+  let value: unknown
+  try {
+    value = document.toJS({ maxAliasCount: 100 })
+  } catch (error) {
+    // An alias bomb or a merge of a non-mapping: PyYAML would not load it either.
+    return { doc: {}, names: undefined, issues: [...issues, `data.yaml: not loadable YAML: ${error instanceof Error ? error.message : String(error)}`] }
+  }
   const doc = typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : {}
   const namesNode = document.get("names", true)
   let entries: Array<readonly [string, unknown]> | undefined
