@@ -116,6 +116,12 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("issue #16 cases",
         expect(reading.issues).toEqual([expect.stringMatching(/^data.yaml: not loadable YAML/)])
         expect(reading.doc).toEqual({})
       }))
+
+    it.effect("names as a mapping are read by class index; keys must be 0..n-1", () =>
+      Effect.sync(() => {
+        expect(readYaml11("names: {1: dog, 0: cat}\n")).toEqual({ doc: { names: { 0: "cat", 1: "dog" } }, names: ["cat", "dog"], issues: [] })
+        expect(readYaml11("names: {0: cat, 2: dog}\n").issues).toEqual(["data.yaml: names keys are not the class indices 0..n-1"])
+      }))
   })
 
   describe("2. classification classes in Ultralytics' order, folder names reversible", () => {

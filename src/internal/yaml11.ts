@@ -160,7 +160,10 @@ export const readYaml11 = (text: string): Yaml11Reading => {
   let entries: Array<readonly [string, unknown]> | undefined
   if (YAML.isSeq(namesNode)) entries = namesNode.items.map((item, i) => [String(i), item] as const)
   else if (YAML.isMap(namesNode)) {
+    // `{0: cat, 1: dog}`: Ultralytics indexes the classes by key, which must be 0..n-1.
     entries = namesNode.items.map((pair) => [String(YAML.isScalar(pair.key) ? pair.key.value : pair.key), pair.value] as const)
+      .sort((a, b) => Number(a[0]) - Number(b[0]))
+    if (entries.some(([key], i) => key !== String(i))) issues.push("data.yaml: names keys are not the class indices 0..n-1")
   }
   if (entries === undefined) return { doc, names: undefined, issues }
   const names: Array<string> = []
