@@ -84,7 +84,8 @@ export interface CallbackService {
    * reports pile up behind a slow backend only the newest is sent. Delivery failures are
    * logged, not raised. NaN and ±Infinity metric values (which JSON cannot carry) are sent
    * as `null` and the report still goes out. `epoch_duration_seconds` and
-   * `estimated_time_remaining` are computed from the times between reports.
+   * `estimated_time_remaining` are computed from the times between reports. `totalEpochs`
+   * defaults to the start's planned total (else the `epochs` config).
    */
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
   /** Sends one epoch's validation results (after pending progress). */
@@ -248,8 +249,9 @@ export const makeCallback = (
       reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
         const at = yield* now
         const current = yield* Ref.get(state)
-        const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, report.totalEpochs, at)
-        const body = yield* encodeBody(TrainingProgressBody, progressPath, progressBody(jobId, report, timing))
+        const totalEpochs = report.totalEpochs ?? current.plannedEpochs ?? ctx.basicConfig.epochs
+        const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, totalEpochs, at)
+        const body = yield* encodeBody(TrainingProgressBody, progressPath, progressBody(jobId, report, totalEpochs, timing))
         yield* Ref.set(state, {
           ...current,
           timing: nextTiming,

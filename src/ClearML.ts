@@ -10,6 +10,7 @@ import type { Console } from "effect"
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schedule } from "effect"
 import { hostname } from "node:os"
 import { failureMessage } from "./Errors.js"
+import type { CallbackMetrics } from "./internal/callbackReports.js"
 import { bestEffortWithin } from "./internal/bestEffort.js"
 import { ClearMLCallError, makeClearMLApi } from "./internal/clearmlApi.js"
 import {
@@ -48,8 +49,11 @@ export interface ClearMLStats {
 export interface ClearMLService {
   /** Queues one scalar: plot `title`, series `series`, at `iteration`. */
   readonly reportScalar: (title: string, series: string, value: number, iteration: number) => Effect.Effect<void>
-  /** Queues each metric under the platform's naming rule (`val/mAP50` → series `val`, title `mAP50`). */
-  readonly reportMetrics: (metrics: Readonly<Record<string, number>>, iteration: number) => Effect.Effect<void>
+  /**
+   * Queues each metric under the platform's naming rule (`val/mAP50` → series `val`, title `mAP50`);
+   * `null` (a missing value) is left out, NaN and ±Infinity are skipped (counted in `stats`).
+   */
+  readonly reportMetrics: (metrics: CallbackMetrics, iteration: number) => Effect.Effect<void>
   /** Queues a console line (default level `info`). */
   readonly reportText: (message: string, level?: ClearMLTextLevel) => Effect.Effect<void>
   /** Records hyper-parameters in the task's `General` section (values as strings). */
@@ -110,10 +114,10 @@ const fromPrimitives = (p: {
       : p.skip
   return {
     reportScalar,
-    reportMetrics: (metrics: Readonly<Record<string, number>>, iteration: number) =>
+    reportMetrics: (metrics: CallbackMetrics, iteration: number) =>
       Effect.forEach(Object.entries(metrics), ([key, value]) => {
         const { series, title } = clearmlMetricName(key)
-        return reportScalar(title, series, value, iteration)
+        return value === null ? Effect.void : reportScalar(title, series, value, iteration)
       }, { discard: true }),
     reportText: (message: string, level: ClearMLTextLevel = "info") =>
       Effect.flatMap(Clock.currentTimeMillis, (timestamp) => p.enqueue({ type: "log", level, msg: message, timestamp }))

@@ -11,6 +11,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import { Context, Effect, type Either, Layer, Schedule } from "effect"
 import type { ConfigError as EffectConfigError } from "effect/ConfigError"
+import type { CallbackMetrics } from "./Callback.js"
 import { type CheckpointError, ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext, type StorageEndpoint } from "./JobContext.js"
 import type { ObjectStore } from "./ObjectStore.js"
@@ -57,7 +58,7 @@ export interface StorageService {
   readonly uploadCheckpoint: (
     localPath: string,
     checkpointType: string,
-    metrics?: Record<string, number>
+    metrics?: CallbackMetrics
   ) => Effect.Effect<string, CheckpointError>
   /** Downloads a checkpoint from the internal endpoint (the URI's bucket) to `localPath`, atomically. */
   readonly downloadCheckpoint: (uri: string, localPath: string) => Effect.Effect<string, StorageError | CheckpointError>

@@ -13,6 +13,7 @@ import {
   Callback,
   type CallbackCompletionReport,
   type CallbackFailureReport,
+  type CallbackMetrics,
   type CallbackProgressReport,
   type CallbackService,
   type CallbackStartedReport,
@@ -83,13 +84,13 @@ export interface TrainerSdkService {
   readonly uploadCheckpoint: (
     localPath: string,
     checkpointType: string,
-    metrics?: Record<string, number>
+    metrics?: CallbackMetrics
   ) => Effect.Effect<string, CheckpointError>
   /** One log entry to the backend (buffered) and a console line to ClearML. */
   readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
 }
 
-/** Everything a trainer program may require from `TrainerSdk.layer`. */
+/** Everything a trainer program may require from `TrainerSdk.layer` (the Node `HttpClient` included). */
 export type TrainerServices =
   | TrainerSdk
   | JobContext
@@ -101,6 +102,7 @@ export type TrainerServices =
   | ClearML
   | FileSystem.FileSystem
   | Path.Path
+  | HttpClient.HttpClient
 
 /** `TrainerServices` plus the recorders of `TrainerSdk.layerTest`. */
 export type TrainerTestServices =
@@ -144,11 +146,10 @@ export interface TrainerSdkCreateOptions {
   readonly handleSignals?: boolean
 }
 
-const numericMetrics = (metrics: Readonly<Record<string, number | null>>, prefix = ""): Record<string, number> => {
-  const result: Record<string, number> = {}
-  for (const [key, value] of Object.entries(metrics)) {
-    if (typeof value === "number") result[prefix !== "" && !key.includes("/") ? `${prefix}${key}` : key] = value
-  }
+/** Validation metrics under ClearML's `val` series (a key that names its own series keeps it). */
+const validationSeries = (metrics: CallbackMetrics): CallbackMetrics => {
+  const result: Record<string, number | null> = {}
+  for (const [key, value] of Object.entries(metrics)) result[key.includes("/") ? key : `val/${key}`] = value
   return result
 }
 
@@ -190,11 +191,11 @@ export const makeTrainerSdk = (
       reportProgress: (report) =>
         Effect.zipRight(
           callback.reportProgress(report),
-          clearml.reportMetrics(numericMetrics(report.metrics), report.epoch)
+          clearml.reportMetrics(report.metrics, report.epoch)
         ),
       reportValidation: Effect.fn("TrainerSdk.reportValidation")(function*(report: CallbackValidationReport) {
         yield* callback.reportValidation(report)
-        yield* clearml.reportMetrics(numericMetrics(report.allMetrics, "val/"), report.epoch)
+        yield* clearml.reportMetrics(validationSeries(report.allMetrics), report.epoch)
       }),
       reportCompleted: Effect.fn("TrainerSdk.reportCompleted")(function*(report: CallbackCompletionReport) {
         yield* sideWork(logs.flush) // the run's logs reach the backend before its terminal status
@@ -243,7 +244,7 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
    */
   static readonly layerWith = (
     options: TrainerSdkLayerOptions = {}
-  ): Layer.Layer<TrainerServices | HttpClient.HttpClient, ConfigError> =>
+  ): Layer.Layer<TrainerServices, ConfigError> =>
     serviceLayer(TrainerSdk, options.workDir).pipe(
       Layer.provideMerge(
         LogBuffer.layerLogger.pipe(Layer.provideMerge(DatasetCache.layer.pipe(Layer.provideMerge(liveCapabilities))))
@@ -252,13 +253,14 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
     )
 
   /** `layerWith()`: every live service with the default working directory. */
-  static readonly layer: Layer.Layer<TrainerServices | HttpClient.HttpClient, ConfigError> = TrainerSdk.layerWith()
+  static readonly layer: Layer.Layer<TrainerServices, ConfigError> = TrainerSdk.layerWith()
 
   /**
    * The same composition over every in-memory twin, so a trainer's whole program runs in a
    * unit test: read what it did through `CallbackTest`, `MemoryStorage` (seed datasets
    * there), `LogBufferTest`, `ClearMLTest` and `ConverterTest`. The converter and cache use
-   * the real file system, under temp directories removed with the layer.
+   * the real file system, under temp directories removed with the layer; the program's own
+   * `HttpClient` is the Node one.
    */
   static readonly layerTest = (options: TrainerSdkTestOptions = {}): Layer.Layer<TrainerTestServices> =>
     Layer.unwrapScoped(Effect.gen(function*() {
@@ -279,7 +281,7 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
       const cache = DatasetCache.layerWith({ cacheDir: options.cacheDir ?? path.join(root, "cache") })
       return serviceLayer(TrainerSdk, options.workDir ?? path.join(root, "work")).pipe(
         Layer.provideMerge(LogBuffer.layerLogger.pipe(Layer.provideMerge(cache.pipe(Layer.provideMerge(capabilities))))),
-        Layer.provideMerge(Layer.mergeAll(job, NodeContext.layer))
+        Layer.provideMerge(Layer.mergeAll(job, NodeContext.layer, NodeHttpClient.layerUndici))
       )
     })).pipe(Layer.provide(NodeContext.layer))
 

@@ -33,7 +33,8 @@ export interface CallbackStartedReport {
 /** Input of `reportProgress`: the state after `epoch` epochs (1-based count of epochs done). */
 export interface CallbackProgressReport {
   readonly epoch: number
-  readonly totalEpochs: number
+  /** Default: the `totalEpochs` of the start report (itself defaulting to the `epochs` config). */
+  readonly totalEpochs?: number
   readonly metrics: CallbackMetrics
   readonly extraData?: Readonly<Record<string, unknown>>
   readonly checkpointPath?: string
@@ -253,14 +254,19 @@ export const operationStartedBody = <Op extends "inference" | "export">(
   timestamp
 })
 
-/** The progress body for one report. */
-export const progressBody = (jobId: number, report: CallbackProgressReport, timing: ProgressTimingFields): TrainingProgressBody =>
+/** The progress body for one report, out of `totalEpochs` (the report's, else the planned total). */
+export const progressBody = (
+  jobId: number,
+  report: CallbackProgressReport,
+  totalEpochs: number,
+  timing: ProgressTimingFields
+): TrainingProgressBody =>
   defined({
     job_id: jobId,
     status: "running" as const,
     current_epoch: report.epoch,
-    total_epochs: report.totalEpochs,
-    progress_percent: progressPercent(report.epoch, report.totalEpochs),
+    total_epochs: totalEpochs,
+    progress_percent: progressPercent(report.epoch, totalEpochs),
     metrics: metricsBlock(report.metrics, "progress"),
     extra_data: report.extraData,
     checkpoint_path: report.checkpointPath,

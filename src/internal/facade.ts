@@ -6,6 +6,7 @@
 import { Cause, type Context, Duration, Effect, Exit, Fiber, type Layer, ManagedRuntime } from "effect"
 import type {
   CallbackCompletionReport,
+  CallbackMetrics,
   CallbackFailureReport,
   CallbackProgressReport,
   CallbackStartedReport,
@@ -31,7 +32,7 @@ export interface TrainerClient {
   readonly reportCompleted: (report: CallbackCompletionReport) => Promise<void>
   readonly reportFailed: (report: CallbackFailureReport) => Promise<void>
   /** Returns the `s3://` URI of the uploaded checkpoint. */
-  readonly uploadCheckpoint: (localPath: string, checkpointType: string, metrics?: Record<string, number>) => Promise<string>
+  readonly uploadCheckpoint: (localPath: string, checkpointType: string, metrics?: CallbackMetrics) => Promise<string>
   /** Returns the local dataset directory (`destDir/dataset`). */
   readonly downloadDatasetWithCache: (options?: TrainerDatasetOptions) => Promise<string>
   readonly convertDataset: (options: ConvertOptions) => Promise<ConversionReport>

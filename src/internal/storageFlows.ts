@@ -9,6 +9,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import { Chunk, Context, Effect, Either, Option, Random, type Schedule, Stream } from "effect"
+import { type CallbackMetrics, metricMap } from "./callbackReports.js"
 import { CheckpointError, DatasetError, type DownloadError, StorageError } from "../Errors.js"
 import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
 import { parseJsonBytes } from "./diceModel.js"
@@ -71,7 +72,7 @@ export interface UploadFileOptions {
 export interface CheckpointSaved {
   readonly checkpointType: string
   readonly uri: string
-  readonly metrics: Record<string, number>
+  readonly metrics: CallbackMetrics
 }
 
 /** The shape of the `CheckpointEvents` service (the tag is in `Storage.ts`). */
@@ -182,7 +183,7 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
     )
 
   const uploadCheckpoint = Effect.fn("Storage.uploadCheckpoint")(
-    function*(localPath: string, checkpointType: string, metrics?: Record<string, number>) {
+    function*(localPath: string, checkpointType: string, metrics?: CallbackMetrics) {
       if (!checkpointTypePattern.test(checkpointType)) {
         return yield* new CheckpointError({
           reason: "Upload",
@@ -207,7 +208,7 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
       )
       const uri = `s3://${internal.bucket}/${key}`
       if (metrics !== undefined && Option.isSome(env.events)) {
-        yield* env.events.value.checkpointSaved({ checkpointType, uri, metrics })
+        yield* env.events.value.checkpointSaved({ checkpointType, uri, metrics: metricMap(metrics) })
       }
       return uri
     }
