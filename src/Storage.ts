@@ -15,6 +15,7 @@ import type { CallbackMetrics } from "./Callback.js"
 import { type CheckpointError, ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext, type StorageEndpoint } from "./JobContext.js"
 import type { ObjectStore } from "./ObjectStore.js"
+import type { CheckpointRecord } from "./internal/checkpointRecords.js"
 import { type DownloadOptions, parseS3Uri as parseS3UriEither, type S3Location } from "./internal/downloads.js"
 import { makeMemoryObjectStore, type MemoryObjectStore } from "./internal/memoryObjectStore.js"
 import {
@@ -31,9 +32,11 @@ import {
   type DatasetDownloadSummary,
   type DownloadReport,
   makeStorageFlows,
+  type UploadCheckpointOptions,
   type UploadFileOptions
 } from "./internal/storageFlows.js"
 
+export type { CheckpointRecord } from "./internal/checkpointRecords.js"
 export { type DownloadOptions, type DownloadProgress, type S3Location } from "./internal/downloads.js"
 export {
   type AnnotationDownloadReport,
@@ -42,6 +45,7 @@ export {
   checkpointKey,
   type DatasetDownloadSummary,
   type DownloadReport,
+  type UploadCheckpointOptions,
   type UploadFileOptions
 } from "./internal/storageFlows.js"
 
@@ -53,13 +57,18 @@ export interface StorageService {
   /**
    * Uploads a checkpoint as `checkpoints/{job_id}/{type}.pt` (`.pt`/`.pth` files) or
    * `{type}{ext}` (other files) to the internal store, verifies the stored size, and returns
-   * its `s3://` URI. With metrics, a checkpoint event is recorded (see `CheckpointEvents`).
+   * its `s3://` URI. Beside it, `checkpoints/{job_id}/resume/{type}.json` records the URI,
+   * the epoch and the metrics, for a restarted job to resume from (see `checkpointRecords`).
+   * With metrics, a checkpoint event is recorded too (see `CheckpointEvents`).
    */
   readonly uploadCheckpoint: (
     localPath: string,
     checkpointType: string,
-    metrics?: CallbackMetrics
+    metrics?: CallbackMetrics,
+    options?: UploadCheckpointOptions
   ) => Effect.Effect<string, CheckpointError>
+  /** The job's recorded checkpoints (one per type), newest first: highest epoch, then latest upload. */
+  readonly checkpointRecords: Effect.Effect<ReadonlyArray<CheckpointRecord>, StorageError>
   /** Downloads a checkpoint from the internal endpoint (the URI's bucket) to `localPath`, atomically. */
   readonly downloadCheckpoint: (uri: string, localPath: string) => Effect.Effect<string, StorageError | CheckpointError>
   /** Uploads any file under the caller's key; returns its `s3://` URI. */

@@ -7,12 +7,14 @@
  */
 import { FileSystem, HttpClient, Path } from "@effect/platform"
 import { NodeContext, NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, Runtime, Schedule, type Scope } from "effect"
 import * as os from "node:os"
 import {
   Callback,
   type CallbackCompletionReport,
+  type CallbackExportCompletedReport,
   type CallbackFailureReport,
+  type CallbackInferenceCompletedReport,
   type CallbackMetrics,
   type CallbackProgressReport,
   type CallbackService,
@@ -31,12 +33,36 @@ import {
 import { DatasetCache, type DatasetCacheService, type EnsureDatasetOptions } from "./DatasetCache.js"
 import type { CacheError, CallbackError, CheckpointError, ConfigError, DatasetError, DownloadError, StorageError } from "./Errors.js"
 import { outcomeSideWork as sideWork } from "./internal/bestEffort.js"
+import {
+  type CheckpointUpload,
+  type CheckpointUploadStatus,
+  type CheckpointUploadsSummary,
+  completionWithUploads,
+  type EnqueueCheckpointOptions,
+  makeCheckpointUploadQueue
+} from "./internal/checkpointUploads.js"
+import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
 import { type TrainerClient, makeTrainerClient } from "./internal/facade.js"
 import { runTrainerWith, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
-import { MemoryStorage, Storage, type StorageService } from "./Storage.js"
+import {
+  type DatasetDownloadSummary,
+  type DownloadOptions,
+  MemoryStorage,
+  Storage,
+  type StorageService,
+  type UploadCheckpointOptions,
+  type UploadFileOptions
+} from "./Storage.js"
 
+export type {
+  CheckpointUpload,
+  CheckpointUploadFailure,
+  CheckpointUploadStatus,
+  CheckpointUploadsSummary,
+  EnqueueCheckpointOptions
+} from "./internal/checkpointUploads.js"
 export type { TrainerClient } from "./internal/facade.js"
 export type { TrainerOutcome, TrainerRunOptions } from "./internal/runner.js"
 
@@ -65,12 +91,25 @@ export interface TrainerSdkService {
   /** Sends validation results; numeric metrics go to ClearML under the `val` series. */
   readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
   /**
-   * Flushes the buffered logs, then reports completion and ends the ClearML task as
-   * completed (the flush and ClearML each get at most 10 s: they never hold up the report).
+   * Sends what synchronous hooks queued, waits for the background checkpoint uploads (at
+   * most `checkpointUploadWait`), flushes the buffered logs, then reports completion and
+   * ends the ClearML task as completed (the flush and ClearML each get at most 10 s: they
+   * never hold up the report). The report carries the uploads: `checkpoints.best` /
+   * `checkpoints.last` default to the uploaded `best` / `last`, `extra_data.checkpoints`
+   * lists every uploaded type's URI and `extra_data.checkpoint_upload_failures` every upload
+   * that failed (also logged).
    */
   readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
-  /** Flushes the buffered logs, reports the failure, then ends the ClearML task as failed (bounded like `reportCompleted`). */
+  /**
+   * Sends what synchronous hooks queued and gives pending checkpoint uploads at most 10 s,
+   * flushes the buffered logs, reports the failure, then ends the ClearML task as failed
+   * (bounded like `reportCompleted`).
+   */
   readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
+  /** Reports a finished inference run (after what synchronous hooks queued). */
+  readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
+  /** Reports a finished export (after what synchronous hooks queued). */
+  readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
   /**
    * Makes the job's dataset available through the node-wide cache and returns the view's
    * directory (`destDir/dataset`; `destDir` defaults to `workDir`).
@@ -80,14 +119,106 @@ export interface TrainerSdkService {
   ) => Effect.Effect<string, CacheError | StorageError | DownloadError | DatasetError>
   /** Converts a dataset in place (`Converter.convert`; the task type defaults to the job's). */
   readonly convertDataset: (options: ConvertOptions) => Effect.Effect<ConversionReport, DatasetError>
-  /** Uploads a checkpoint (with metrics, a checkpoint log entry is shipped too); returns its `s3://` URI. */
+  /**
+   * Uploads a checkpoint and waits for it (with metrics, a checkpoint log entry is shipped
+   * too); returns its `s3://` URI. The epoch recorded for resuming defaults to the highest
+   * epoch reported as progress. Prefer `enqueueCheckpoint` inside the training loop.
+   */
   readonly uploadCheckpoint: (
     localPath: string,
     checkpointType: string,
-    metrics?: CallbackMetrics
+    metrics?: CallbackMetrics,
+    options?: UploadCheckpointOptions
   ) => Effect.Effect<string, CheckpointError>
+  /**
+   * Uploads a checkpoint in the background: snapshots the file into the work directory (a
+   * copy, cloned where the file system can, so the trainer may overwrite it right away) and
+   * returns a handle at once. At most one upload per checkpoint type is in flight; a newer
+   * `last` replaces a `last` not yet started, `best` and every other type are all uploaded.
+   * A failed upload is retried, then logged and listed in the completion report. Fails only
+   * when the file cannot be snapshotted (`NotFound`) or the type is invalid.
+   */
+  readonly enqueueCheckpoint: (
+    localPath: string,
+    checkpointType: string,
+    options?: EnqueueCheckpointOptions
+  ) => Effect.Effect<CheckpointUpload, CheckpointError>
+  /**
+   * Sends what synchronous hooks queued and waits for the background checkpoint uploads
+   * queued so far (at most `checkpointUploadWait`); what `reportCompleted` does first.
+   */
+  readonly awaitCheckpointUploads: Effect.Effect<CheckpointUploadsSummary>
+  /**
+   * Where a restarted job (same `JOB_ID`, e.g. after preemption) resumes: the newest
+   * checkpoint this job uploaded (highest recorded epoch), downloaded into
+   * `workDir/resume/`, with its epoch and metrics; `None` for a fresh job. From then on,
+   * progress reports of epochs up to the resumed one are not sent again (the backend's
+   * charts already hold them), and checkpoints default to at least that epoch.
+   */
+  readonly resume: Effect.Effect<Option.Option<ResumePoint>, CheckpointError | StorageError>
+  /** Uploads any file under the caller's key (`Storage.uploadFile`); returns its `s3://` URI. */
+  readonly uploadFile: (localPath: string, key: string, options?: UploadFileOptions) => Effect.Effect<string, StorageError>
+  /** Downloads every object of a dataset to `destDir`, bypassing the cache (`Storage.downloadDataset`). */
+  readonly downloadDataset: (
+    datasetId: string,
+    destDir: string,
+    options?: DownloadOptions
+  ) => Effect.Effect<DatasetDownloadSummary, StorageError | DownloadError | DatasetError>
+  /** Downloads a checkpoint (`s3://` URI of the internal store) to `localPath`; returns `localPath`. */
+  readonly downloadCheckpoint: (uri: string, localPath: string) => Effect.Effect<string, StorageError | CheckpointError>
   /** One log entry to the backend (buffered) and a console line to ClearML. */
   readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
+  /** Ships the buffered log entries now (bounded by the shipper's retry policy); never fails. */
+  readonly flushLogs: Effect.Effect<void>
+  /**
+   * The same reporting as plain synchronous functions, for a framework's epoch-end hooks:
+   * each call queues its report and returns at once (reports go out in call order).
+   */
+  readonly hooks: TrainerHooks
+}
+
+/** Where a restarted job resumes (see `TrainerSdkService.resume`). */
+export interface ResumePoint {
+  readonly checkpointType: string
+  /** The checkpoint's `s3://` URI. */
+  readonly uri: string
+  /** The downloaded copy, under `workDir/resume/`. */
+  readonly localPath: string
+  /** Epochs completed when it was taken (0 when it was recorded without one). */
+  readonly epoch: number
+  readonly metrics: CallbackMetrics
+}
+
+/**
+ * Reporting callable from synchronous code (a framework callback): nothing here blocks on
+ * the network or throws because of it. A report that cannot be sent is logged as a warning.
+ */
+export interface TrainerHooks {
+  /** Queues progress (see `TrainerSdkService.reportProgress`) and returns at once. */
+  readonly reportProgress: (report: CallbackProgressReport) => void
+  /** Queues validation results and returns at once. */
+  readonly reportValidation: (report: CallbackValidationReport) => void
+  /** Queues a log entry and returns at once. */
+  readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => void
+  /**
+   * `enqueueCheckpoint` from synchronous code: snapshots the file (a synchronous copy) and
+   * returns the handle; throws the `CheckpointError` when the file cannot be snapshotted.
+   */
+  readonly enqueueCheckpoint: (
+    localPath: string,
+    checkpointType: string,
+    options?: EnqueueCheckpointOptions
+  ) => CheckpointUploadHandle
+}
+
+/** A background upload seen from Promise or synchronous code. */
+export interface CheckpointUploadHandle {
+  readonly checkpointType: string
+  readonly epoch: number | undefined
+  /** Where the upload stands now. */
+  readonly status: () => CheckpointUploadStatus
+  /** Resolves with the URI (a superseded `last`: the newer one's) or rejects with the `CheckpointError`. */
+  readonly result: () => Promise<string>
 }
 
 /** Everything a trainer program may require from `TrainerSdk.layer` (the Node `HttpClient` included). */
@@ -117,6 +248,14 @@ export type TrainerTestServices =
 export interface TrainerSdkLayerOptions {
   /** The job's working directory (default `{tmpdir}/trainer-sdk/job-{JOB_ID}`). */
   readonly workDir?: string
+  /** How long `reportCompleted` waits for pending background checkpoint uploads (default 30 minutes). */
+  readonly checkpointUploadWait?: Duration.DurationInput
+}
+
+/** Options of `makeTrainerSdk`. */
+export interface MakeTrainerSdkOptions extends TrainerSdkLayerOptions {
+  /** Retries of a failed background upload (default: 3 more, exponential from 2 s, jittered). */
+  readonly checkpointUploadRetry?: Schedule.Schedule<unknown, CheckpointError>
 }
 
 /** Options of `TrainerSdk.layerTest`. */
@@ -127,6 +266,8 @@ export interface TrainerSdkTestOptions {
   readonly cacheDir?: string
   /** Working directory (default: a temp directory removed with the layer). */
   readonly workDir?: string
+  /** How long `reportCompleted` waits for background checkpoint uploads (default 30 minutes). */
+  readonly checkpointUploadWait?: Duration.DurationInput
 }
 
 /** Options of `TrainerSdk.create` (the Promise facade). */
@@ -157,7 +298,7 @@ const clearmlLevel = { DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: 
 
 /** Builds the trainer service over the capability services in context. */
 export const makeTrainerSdk = (
-  options: { readonly workDir?: string } = {}
+  options: MakeTrainerSdkOptions = {}
 ): Effect.Effect<
   TrainerSdkService,
   never,
@@ -173,7 +314,82 @@ export const makeTrainerSdk = (
     const clearml = yield* ClearML
     const path = yield* Path.Path
     const scope = yield* Effect.scope
+    const runtime = yield* Effect.runtime<never>()
     const workDir = path.resolve(options.workDir ?? path.join(os.tmpdir(), "trainer-sdk", `job-${context.jobId}`))
+    const uploadWait = options.checkpointUploadWait ?? Duration.minutes(30)
+    const hookQueue = yield* makeHookQueue
+    /** Epochs completed before this process started (set by `resume`). */
+    let resumedEpoch = 0
+
+    const currentEpoch = Effect.map(callback.lifecycle, (s) => Math.max(s.epochsCompleted, resumedEpoch))
+    const uploadCheckpoint = (localPath: string, checkpointType: string, metrics?: CallbackMetrics, upload: UploadCheckpointOptions = {}) =>
+      Effect.flatMap(
+        upload.epoch === undefined ? currentEpoch : Effect.succeed(upload.epoch),
+        (epoch) => storage.uploadCheckpoint(localPath, checkpointType, metrics, { epoch })
+      )
+    const uploads = yield* makeCheckpointUploadQueue({
+      snapshotDir: path.join(workDir, ".checkpoint-uploads"),
+      upload: (snapshot, checkpointType, metrics, epoch) =>
+        uploadCheckpoint(snapshot, checkpointType, metrics, epoch === undefined ? {} : { epoch }),
+      ...(options.checkpointUploadRetry === undefined ? {} : { retry: options.checkpointUploadRetry })
+    })
+
+    // The reports themselves; the public methods first let what synchronous hooks queued go out.
+    const progress = (report: CallbackProgressReport) =>
+      report.epoch <= resumedEpoch
+        ? Effect.logDebug(`Progress of epoch ${report.epoch} not sent: the job resumed after epoch ${resumedEpoch}`)
+        : Effect.zipRight(callback.reportProgress(report), clearml.reportMetrics(report.metrics, report.epoch))
+    const validation = (report: CallbackValidationReport) =>
+      Effect.zipRight(callback.reportValidation(report), clearml.reportMetrics(validationSeries(report.allMetrics), report.epoch))
+    const log = (level: LogBufferLevel, message: string, logOptions?: LogBufferEntryOptions) =>
+      Effect.zipRight(logs.log(level, message, logOptions), clearml.reportText(message, clearmlLevel[level]))
+    const enqueueOptions = (enqueue: EnqueueCheckpointOptions) =>
+      enqueue.epoch === undefined ? Effect.map(currentEpoch, (epoch) => ({ ...enqueue, epoch })) : Effect.succeed({ ...enqueue, epoch: enqueue.epoch })
+    const afterHooks = <A, E>(effect: Effect.Effect<A, E>) => Effect.zipRight(hookQueue.drain, effect)
+    const awaitCheckpointUploads = Effect.zipRight(hookQueue.drain, uploads.awaitAll(uploadWait))
+
+    const hooks: TrainerHooks = {
+      reportProgress: (report) => hookQueue.push("Progress", progress(report)),
+      reportValidation: (report) => hookQueue.push("Validation", validation(report)),
+      log: (level, message, logOptions) => hookQueue.push("Log entry", log(level, message, logOptions)),
+      enqueueCheckpoint: (localPath, checkpointType, enqueue = {}) => {
+        const epoch = enqueue.epoch ?? Runtime.runSync(runtime)(currentEpoch)
+        const handle = uploads.enqueueSync(localPath, checkpointType, { ...enqueue, epoch })
+        return {
+          checkpointType: handle.checkpointType,
+          epoch: handle.epoch,
+          status: () => Runtime.runSync(runtime)(handle.status),
+          result: () => promiseOf(runtime, handle.result)
+        }
+      }
+    }
+
+    const resume = Effect.gen(function*() {
+      const records = yield* storage.checkpointRecords
+      for (const record of records) {
+        const localPath = path.join(workDir, "resume", record.uri.slice(record.uri.lastIndexOf("/") + 1))
+        const downloaded = yield* Effect.either(storage.downloadCheckpoint(record.uri, localPath))
+        if (downloaded._tag === "Left") {
+          if (downloaded.left._tag === "CheckpointError" && downloaded.left.reason === "NotFound") {
+            yield* Effect.logWarning(`Recorded checkpoint ${record.uri} is gone; trying an older one`)
+            continue
+          }
+          return yield* downloaded.left
+        }
+        resumedEpoch = Math.max(resumedEpoch, record.epoch ?? 0)
+        yield* log("INFO", `Resuming from the ${record.checkpointType} checkpoint of epoch ${record.epoch ?? 0}: ${record.uri}`, {
+          source: "checkpoint"
+        })
+        return Option.some<ResumePoint>({
+          checkpointType: record.checkpointType,
+          uri: record.uri,
+          localPath,
+          epoch: record.epoch ?? 0,
+          metrics: record.metrics
+        })
+      }
+      return Option.none<ResumePoint>()
+    }).pipe(Effect.withSpan("TrainerSdk.resume"))
 
     return {
       context,
@@ -188,26 +404,25 @@ export const makeTrainerSdk = (
         yield* callback.reportStarted(report)
         yield* Effect.forkIn(clearml.started, scope)
       }),
-      reportProgress: (report) =>
-        Effect.zipRight(
-          callback.reportProgress(report),
-          clearml.reportMetrics(report.metrics, report.epoch)
-        ),
+      reportProgress: (report) => afterHooks(progress(report)),
       reportValidation: Effect.fn("TrainerSdk.reportValidation")(function*(report: CallbackValidationReport) {
-        yield* callback.reportValidation(report)
-        yield* clearml.reportMetrics(validationSeries(report.allMetrics), report.epoch)
+        yield* afterHooks(validation(report))
       }),
       reportCompleted: Effect.fn("TrainerSdk.reportCompleted")(function*(report: CallbackCompletionReport) {
+        const summary = yield* awaitCheckpointUploads
         yield* sideWork(logs.flush) // the run's logs reach the backend before its terminal status
-        yield* callback.reportCompleted(report)
+        yield* callback.reportCompleted(completionWithUploads(report, summary))
         yield* sideWork(clearml.completed)
       }),
       reportFailed: Effect.fn("TrainerSdk.reportFailed")(function*(report: CallbackFailureReport) {
+        yield* sideWork(Effect.zipRight(hookQueue.drain, uploads.awaitAll(Duration.seconds(10))))
         yield* sideWork(logs.flush)
         yield* callback.reportFailed(report).pipe(
           Effect.ensuring(sideWork(clearml.failed(`[${report.errorType}] ${report.message}`)))
         )
       }),
+      reportInferenceCompleted: (report) => afterHooks(callback.reportInferenceCompleted(report)),
+      reportExportCompleted: (report) => afterHooks(callback.reportExportCompleted(report)),
       downloadDatasetWithCache: Effect.fn("TrainerSdk.downloadDatasetWithCache")(
         function*(datasetOptions: TrainerDatasetOptions = {}) {
           return yield* cache.ensure({ ...datasetOptions, destDir: datasetOptions.destDir ?? workDir })
@@ -215,15 +430,23 @@ export const makeTrainerSdk = (
       ),
       convertDataset: (convertOptions) =>
         converter.convert({ ...convertOptions, taskType: convertOptions.taskType ?? context.taskType }),
-      uploadCheckpoint: (localPath, checkpointType, metrics) => storage.uploadCheckpoint(localPath, checkpointType, metrics),
-      log: (level, message, logOptions) =>
-        Effect.zipRight(logs.log(level, message, logOptions), clearml.reportText(message, clearmlLevel[level]))
+      uploadCheckpoint,
+      enqueueCheckpoint: (localPath, checkpointType, enqueue = {}) =>
+        Effect.flatMap(enqueueOptions(enqueue), (resolved) => uploads.enqueue(localPath, checkpointType, resolved)),
+      awaitCheckpointUploads,
+      resume,
+      uploadFile: storage.uploadFile,
+      downloadDataset: storage.downloadDataset,
+      downloadCheckpoint: storage.downloadCheckpoint,
+      log: (level, message, logOptions) => afterHooks(log(level, message, logOptions)),
+      flushLogs: afterHooks(logs.flush),
+      hooks
     } satisfies TrainerSdkService
   })
 
 /** The trainer service layer over capability services already in context (the tag is passed in: see the class). */
-const serviceLayer = (tag: Context.Tag<TrainerSdk, TrainerSdkService>, workDir: string | undefined) =>
-  Layer.scoped(tag, makeTrainerSdk(workDir === undefined ? {} : { workDir }))
+const serviceLayer = (tag: Context.Tag<TrainerSdk, TrainerSdkService>, options: MakeTrainerSdkOptions) =>
+  Layer.scoped(tag, makeTrainerSdk(options))
 
 /** Every live capability over a job context, an `HttpClient` and the Node file system. */
 const liveCapabilities = Layer.mergeAll(Callback.layer, LogBuffer.layer, ClearML.layer, Converter.layer).pipe(
@@ -245,7 +468,7 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
   static readonly layerWith = (
     options: TrainerSdkLayerOptions = {}
   ): Layer.Layer<TrainerServices, ConfigError> =>
-    serviceLayer(TrainerSdk, options.workDir).pipe(
+    serviceLayer(TrainerSdk, options).pipe(
       Layer.provideMerge(
         LogBuffer.layerLogger.pipe(Layer.provideMerge(DatasetCache.layer.pipe(Layer.provideMerge(liveCapabilities))))
       ),
@@ -279,7 +502,12 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
         Layer.provideMerge(storage)
       )
       const cache = DatasetCache.layerWith({ cacheDir: options.cacheDir ?? path.join(root, "cache") })
-      return serviceLayer(TrainerSdk, options.workDir ?? path.join(root, "work")).pipe(
+      // In memory there is no transport to wait for: a failed upload is retried at once.
+      return serviceLayer(TrainerSdk, {
+        workDir: options.workDir ?? path.join(root, "work"),
+        checkpointUploadRetry: Schedule.recurs(2),
+        ...(options.checkpointUploadWait === undefined ? {} : { checkpointUploadWait: options.checkpointUploadWait })
+      }).pipe(
         Layer.provideMerge(LogBuffer.layerLogger.pipe(Layer.provideMerge(cache.pipe(Layer.provideMerge(capabilities))))),
         Layer.provideMerge(Layer.mergeAll(job, NodeContext.layer, NodeHttpClient.layerUndici))
       )
@@ -305,7 +533,7 @@ export const runTrainerEffect = <A, E>(
   program: Effect.Effect<A, E, TrainerServices>,
   options: TrainerRunOptions & { readonly layer?: Layer.Layer<TrainerServices, ConfigError> } = {}
 ): Effect.Effect<TrainerOutcome> =>
-  runTrainerWith(options.layer ?? TrainerSdk.layer, program, options).pipe(Effect.provide(NodeHttpClient.layerUndici))
+  runTrainerWith(TrainerSdk, options.layer ?? TrainerSdk.layer, program, options).pipe(Effect.provide(NodeHttpClient.layerUndici))
 
 /**
  * Runs a trainer program as the process main: `runTrainerEffect` with SIGTERM and SIGINT

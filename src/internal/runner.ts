@@ -4,14 +4,15 @@
  * before the layer closes (which flushes logs and ends ClearML by the same outcome).
  */
 import type { HttpClient } from "@effect/platform"
-import { Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Config, type Context, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Callback, type CallbackOperation, type CallbackStartedReport } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
 import { type CallbackError, classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
 import { JobContext } from "../JobContext.js"
 import { LogBuffer } from "../LogBuffer.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
-import type { TrainerServices } from "../TrainerSdk.js"
+import type { TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
+import { completionWithUploads } from "./checkpointUploads.js"
 
 /** Options of `runTrainer` / `runTrainerEffect`. */
 export interface TrainerRunOptions {
@@ -84,8 +85,9 @@ const startReport = (options: TrainerRunOptions, scope: Scope.Scope) =>
  * hold up the backend's report. A job whose completion was already reported stays completed
  * (exit 0) whatever happens after it, e.g. a signal during clean-up.
  */
-const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
+const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>) =>
   Effect.gen(function*() {
+    const sdk = yield* Effect.serviceOption(sdkTag)
     const callback = yield* Callback
     const logs = yield* LogBuffer
     const clearml = yield* ClearML
@@ -110,8 +112,12 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
         }
         return Effect.gen(function*() {
           if (!(yield* ensureStarted)) return outcome("completed", false)
+          // What hooks queued and the background checkpoint uploads go out first; the completion carries them.
+          const completion = Option.isSome(sdk)
+            ? completionWithUploads({ finalMetrics: {} }, yield* sdk.value.awaitCheckpointUploads)
+            : { finalMetrics: {} }
           yield* sideWork(logs.flush) // the run's logs reach the backend before its terminal status
-          return yield* callback.reportCompleted({ finalMetrics: {} }).pipe(
+          return yield* callback.reportCompleted(completion).pipe(
             Effect.as(outcome("completed", true)),
             Effect.catchAll((error) =>
               Effect.as(Effect.logError("Completion report not delivered", error.message), outcome("completed", false))
@@ -138,6 +144,7 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
             return yield* Effect.as(endClearML, outcome(status, true, failure))
           }
           if (!(yield* ensureStarted)) return yield* Effect.as(endClearML, outcome(status, false, failure))
+          if (Option.isSome(sdk)) yield* sideWork(sdk.value.awaitCheckpointUploads)
           yield* sideWork(logs.flush)
           const reported = yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) }).pipe(
             Effect.as(outcome(status, true, failure)),
@@ -205,6 +212,7 @@ const shielded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, 
  * shipper see the same outcome). Never fails; the returned outcome carries the exit code.
  */
 export const runTrainerWith = <A, E>(
+  sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
   layer: Layer.Layer<TrainerServices, ConfigError>,
   program: Effect.Effect<A, E, TrainerServices>,
   options: TrainerRunOptions = {}
@@ -221,7 +229,7 @@ export const runTrainerWith = <A, E>(
         const exit = yield* Effect.exit(
           restore(Effect.provide(Effect.zipRight(startReport(options, scope), program), built.value))
         )
-        result = yield* shielded(Effect.provide(settle(exit, options), built.value))
+        result = yield* shielded(Effect.provide(settle(exit, options, sdkTag), built.value))
         yield* Scope.close(scope, exit)
       }
       options.onOutcome?.(result)

@@ -10,6 +10,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import { Chunk, Context, Effect, Either, Option, Random, type Schedule, Stream } from "effect"
 import { type CallbackMetrics, metricMap } from "./callbackReports.js"
+import { makeCheckpointRecords } from "./checkpointRecords.js"
 import { CheckpointError, DatasetError, type DownloadError, StorageError } from "../Errors.js"
 import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
 import { parseJsonBytes } from "./diceModel.js"
@@ -73,6 +74,12 @@ export interface CheckpointSaved {
   readonly checkpointType: string
   readonly uri: string
   readonly metrics: CallbackMetrics
+}
+
+/** Options of `uploadCheckpoint`. */
+export interface UploadCheckpointOptions {
+  /** Epochs completed when the checkpoint was taken: recorded for resuming (see `latestCheckpoint`). */
+  readonly epoch?: number
 }
 
 /** The shape of the `CheckpointEvents` service (the tag is in `Storage.ts`). */
@@ -182,8 +189,10 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
       Effect.flatMap((bytes) => parseJsonBytes(file, bytes))
     )
 
+  const records = makeCheckpointRecords({ fs, internal, jobId })
+
   const uploadCheckpoint = Effect.fn("Storage.uploadCheckpoint")(
-    function*(localPath: string, checkpointType: string, metrics?: CallbackMetrics) {
+    function*(localPath: string, checkpointType: string, metrics?: CallbackMetrics, options?: UploadCheckpointOptions) {
       if (!checkpointTypePattern.test(checkpointType)) {
         return yield* new CheckpointError({
           reason: "Upload",
@@ -207,6 +216,8 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
         )
       )
       const uri = `s3://${internal.bucket}/${key}`
+      const epoch = options?.epoch !== undefined && Number.isSafeInteger(options.epoch) && options.epoch >= 0 ? options.epoch : undefined
+      yield* records.write(localPath, { checkpointType, uri, epoch, metrics: metrics ?? {} })
       if (metrics !== undefined && Option.isSome(env.events)) {
         yield* env.events.value.checkpointSaved({ checkpointType, uri, metrics: metricMap(metrics) })
       }
@@ -369,6 +380,7 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
 
   return {
     uploadCheckpoint,
+    checkpointRecords: records.list,
     downloadCheckpoint,
     uploadFile,
     downloadDataset,
