@@ -42,8 +42,8 @@ import {
   makeCheckpointUploadQueue
 } from "./internal/checkpointUploads.js"
 import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
-import { type TrainerClient, makeTrainerClient } from "./internal/facade.js"
-import { runTrainerWith, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
+import { makeClientOver, makeTrainerClient, type TrainerClient } from "./internal/facade.js"
+import { runTrainerWith, settleSetupFailure, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
 import {
@@ -268,6 +268,17 @@ export interface TrainerSdkTestOptions {
   readonly workDir?: string
   /** How long `reportCompleted` waits for background checkpoint uploads (default 30 minutes). */
   readonly checkpointUploadWait?: Duration.DurationInput
+}
+
+/** Options of `TrainerSdk.run`. */
+export interface TrainerSdkRunOptions extends TrainerRunOptions {
+  /** The layer behind the client (default `TrainerSdk.layer`). */
+  readonly layer?: Layer.Layer<TrainerServices, ConfigError>
+  /**
+   * Whether the process exits with the outcome's code once settled, SIGTERM/SIGINT handled
+   * as `runTrainer` does (default `true`). `false`: resolve with the outcome (tests, embedding).
+   */
+  readonly exit?: boolean
 }
 
 /** Options of `TrainerSdk.create` (the Promise facade). */
@@ -514,12 +525,44 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
     })).pipe(Layer.provide(NodeContext.layer))
 
   /**
-   * The Promise facade: one `ManagedRuntime` of `TrainerSdk.layer` (or `options.layer`)
-   * behind async methods. Rejects with the SDK's error (e.g. `ConfigError`) when the
-   * environment is invalid; call `close()` when done.
+   * The Promise trainer's entry point, as safe as `runTrainer`: builds `TrainerSdk.layer` (or
+   * `options.layer`), reports the start (unless `reportStarted: false`), runs `body` with
+   * the Promise client, then settles the outcome exactly as `runTrainer` does — a thrown
+   * error is classified and reported failed, a training body that returns without
+   * reporting completes (after its background uploads), an invalid environment is still
+   * reported, SIGTERM/SIGINT report the job stopped — and closes everything. Then the
+   * process exits with the outcome's code (0 / 1 / 2); with `exit: false` it installs no
+   * signal handlers and resolves with the outcome instead.
+   */
+  static readonly run = <A>(
+    body: (sdk: TrainerClient) => Promise<A>,
+    options: TrainerSdkRunOptions = {}
+  ): Promise<TrainerOutcome> => {
+    const program = Effect.gen(function*() {
+      const runtime = yield* Effect.runtime<TrainerServices>()
+      const client = makeClientOver(runtime, yield* TrainerSdk, () => Promise.resolve())
+      return yield* Effect.tryPromise({ try: () => body(client), catch: (error) => error })
+    })
+    if (options.exit === false) return Effect.runPromise(runTrainerEffect(program, options))
+    return new Promise((resolve) => runTrainer(program, { ...options, onOutcome: (outcome) => {
+      options.onOutcome?.(outcome)
+      resolve(outcome)
+    } }))
+  }
+
+  /**
+   * The Promise facade without the runner: one `ManagedRuntime` of `TrainerSdk.layer` (or
+   * `options.layer`) behind async methods; the caller reports the start and the outcome and
+   * calls `close()` (prefer `TrainerSdk.run`). Rejects with the SDK's error (e.g.
+   * `ConfigError`) when the environment is invalid, after reporting that failure to the
+   * backend when `CALLBACK_URL` and `JOB_ID` are usable.
    */
   static readonly create = (options: TrainerSdkCreateOptions = {}): Promise<TrainerClient> =>
-    makeTrainerClient(TrainerSdk, options.layer ?? TrainerSdk.layer, { handleSignals: options.handleSignals ?? true })
+    makeTrainerClient(TrainerSdk, options.layer ?? TrainerSdk.layer, {
+      handleSignals: options.handleSignals ?? true,
+      reportSetupFailure: (cause) =>
+        Effect.runPromise(settleSetupFailure(cause, {}).pipe(Effect.provide(NodeHttpClient.layerUndici), Effect.asVoid))
+    })
 }
 
 /**

@@ -1,9 +1,22 @@
 import { FileSystem, HttpClient, HttpClientRequest, Path } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { NodeContext } from "@effect/platform-node"
-import { Deferred, Effect, Layer, Option, Schedule } from "effect"
-import { readdirSync, readFileSync, writeFileSync } from "node:fs"
-import { type CallbackMetrics, CallbackTest, LogBufferTest, MemoryStorage, runTrainerEffect, TrainerSdk } from "../src/index.js"
+import { Context, Deferred, Effect, Layer, Option, Schedule } from "effect"
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { sampleDiceDataset } from "../examples/sampleDataset.js"
+import {
+  type CallbackMetrics,
+  CallbackTest,
+  CheckpointError,
+  ConverterTest,
+  LogBufferTest,
+  MemoryStorage,
+  runTrainerEffect,
+  TrainerError,
+  TrainerSdk,
+  type TrainerTestServices
+} from "../src/index.js"
 import { makeCheckpointUploadQueue } from "../src/internal/checkpointUploads.js"
 import { makeBackendServer } from "./support/backendServer.js"
 
@@ -277,4 +290,160 @@ describe("resume after preemption", () => {
       const point = Option.getOrThrow(yield* sdk.resume)
       expect(point).toMatchObject({ checkpointType: "best", epoch: 6 })
     }).pipe(Effect.provide(TrainerSdk.layerTest({ job }))))
+})
+
+describe("the Promise facade", () => {
+  /** The test layer with the sample dataset seeded, as `TrainerSdk.test.ts` uses it. */
+  const seeded = Layer.tap(TrainerSdk.layerTest({ job: { ...job, datasetId: "ds", datasetVersionHash: "v1" } }), (context) =>
+    Effect.sync(() => {
+      const { external } = Context.get(context, MemoryStorage)
+      for (const file of sampleDiceDataset()) external.seed(`datasets/ds/${file.key}`, file.bytes, file.contentType)
+    }))
+
+  it.live("every operation of the Effect API, the services and the test recorders", () =>
+    Effect.promise(async () => {
+      const sdk = await TrainerSdk.create({ layer: seeded, handleSignals: false })
+      try {
+        expect(sdk.context.jobId).toBe(7)
+        expect(await sdk.resume()).toBeUndefined()
+        await sdk.reportStarted({ totalEpochs: 2 })
+        const datasetDir = await sdk.downloadDatasetWithCache()
+        const conversion = await sdk.convertDataset({ datasetDir, from: "dice", to: "yolo" })
+        expect(conversion.classes).toEqual(["cat", "dog"])
+        const direct = await sdk.downloadDataset("ds", join(sdk.workDir, "direct"))
+        expect(direct.files).toBeGreaterThan(0)
+        await sdk.reportProgress({ epoch: 1, metrics: { loss: 0.4 } })
+        await sdk.reportValidation({ epoch: 1, primaryMetric: ["mAP50-95", 0.3], allMetrics: { "mAP50-95": 0.3 } })
+        await sdk.log("INFO", "epoch 1 done")
+        await sdk.flushLogs()
+        mkdirSync(join(sdk.workDir, "weights"), { recursive: true })
+        const weights = join(sdk.workDir, "weights", "best.pt")
+        writeFileSync(weights, "best")
+        const uri = await sdk.uploadCheckpoint(weights, "best", { loss: 0.4 }, { epoch: 1 })
+        expect(uri).toBe("s3://training-checkpoints/checkpoints/7/best.pt")
+        const handle = await sdk.enqueueCheckpoint(weights, "last", { metrics: { loss: 0.4 } })
+        expect(await handle.result()).toBe("s3://training-checkpoints/checkpoints/7/last.pt")
+        expect(handle.status()).toBe("uploaded")
+        expect((await sdk.awaitCheckpointUploads()).uploaded).toEqual({ last: "s3://training-checkpoints/checkpoints/7/last.pt" })
+        const copy = await sdk.downloadCheckpoint(uri, join(sdk.workDir, "copy.pt"))
+        expect(readFileSync(copy, "utf8")).toBe("best")
+        expect(await sdk.uploadFile(weights, "results/7/report.txt")).toBe("s3://training-checkpoints/results/7/report.txt")
+        const resumed = await sdk.resume()
+        expect(resumed).toMatchObject({ epoch: 1, checkpointType: "last" })
+        sdk.hooks.reportProgress({ epoch: 2, metrics: { loss: 0.3 } })
+        await sdk.reportCompleted({ finalMetrics: { loss: 0.3 } })
+        await sdk.reportInferenceCompleted({ totalImages: 1, totalInferenceTimeMs: 5, results: [] })
+        await sdk.reportExportCompleted({ exportFormat: "onnx", outputS3Uri: uri, fileSizeBytes: 4, metadata: {} })
+        expect(sdk.services.storage).toBeDefined()
+        expect(await sdk.runEffect(sdk.services.callback.lifecycle)).toMatchObject({ outcome: "completed", epochsCompleted: 2 })
+
+        // The recorders of the test layer, from Promise code.
+        const requests = await sdk.runEffect(sdk.service(CallbackTest).requests)
+        expect(requests.map((r) => r.path)).toEqual([
+          "/training/jobs/7/callback/progress",
+          "/training/jobs/7/callback/progress",
+          "/validation/jobs/7/results",
+          "/training/jobs/7/callback/progress",
+          "/training/jobs/7/callback/completion",
+          "/test_inference/inference/jobs/7/callback/completion",
+          "/export/jobs/7/callback/completion"
+        ])
+        expect((await sdk.runEffect(sdk.service(LogBufferTest).entries)).some((e) => e.message === "epoch 1 done")).toBe(true)
+        expect((await sdk.runEffect(sdk.service(ConverterTest).conversions)).length).toBe(1)
+        expect(sdk.service(MemoryStorage).internal.keys()).toContain("results/7/report.txt")
+        expect(() => sdk.service(Context.GenericTag<{ readonly x: 1 }>("not-in-layer"))).toThrow(/no not-in-layer service/)
+        await sdk.reportFailed({ errorType: "DatasetError", message: "after the fact" }).catch(() => undefined)
+      } finally {
+        await sdk.close()
+      }
+    }))
+
+  it.live("a rejected operation rejects with the SDK's own error instance", () =>
+    Effect.promise(async () => {
+      const sdk = await TrainerSdk.create({ layer: TrainerSdk.layerTest({ job }), handleSignals: false })
+      try {
+        const error = await sdk.downloadCheckpoint("s3://training-checkpoints/checkpoints/7/none.pt", join(sdk.workDir, "x.pt"))
+          .then(() => undefined, (e) => e)
+        expect(error).toBeInstanceOf(CheckpointError)
+        expect(error).toMatchObject({ reason: "NotFound" })
+      } finally {
+        await sdk.close()
+      }
+    }))
+})
+
+describe("TrainerSdk.run", () => {
+  it.scopedLive("reports the start, then a thrown error as failed (classified, with its trace): exit code 1", () =>
+    Effect.gen(function*() {
+      const { context, layer } = yield* Effect.map(Layer.build(TrainerSdk.layerTest({ job })), (context) => ({
+        context,
+        layer: Layer.succeedContext(context) as Layer.Layer<TrainerTestServices>
+      }))
+      const outcome = yield* Effect.promise(() =>
+        TrainerSdk.run(async (sdk) => {
+          sdk.hooks.reportProgress({ epoch: 1, metrics: { loss: 1 } })
+          await sdk.log("INFO", "about to fail")
+          throw new TrainerError({ errorType: "FrameworkError", message: "loss diverged" })
+        }, { layer, exit: false })
+      )
+      expect(outcome).toMatchObject({ exitCode: 1, status: "failed", errorType: "FrameworkError", delivered: true })
+      const requests = yield* Context.get(context, CallbackTest).requests
+      expect(requests.map((r) => r.path)).toEqual([
+        "/training/jobs/7/callback/progress",
+        "/training/jobs/7/callback/progress",
+        "/training/jobs/7/callback/completion"
+      ])
+      expect(requests[2]!.body).toMatchObject({ status: "failed", error_message: "[FrameworkError] loss diverged" })
+      expect((requests[2]!.body as Record<string, unknown>)["traceback"]).toContain("loss diverged")
+    }))
+
+  it.scopedLive("a plain Error is reported as UnknownError; a body that returns without reporting completes with its uploads", () =>
+    Effect.gen(function*() {
+      const built = yield* Layer.build(TrainerSdk.layerTest({ job }))
+      const layer = Layer.succeedContext(built) as Layer.Layer<TrainerTestServices>
+      const failed = yield* Effect.promise(() => TrainerSdk.run(async () => { throw new Error("boom") }, { layer, exit: false }))
+      expect(failed).toMatchObject({ exitCode: 1, errorType: "UnknownError", message: expect.stringContaining("boom") })
+
+      const fresh = yield* Layer.build(TrainerSdk.layerTest({ job }))
+      const completed = yield* Effect.promise(() =>
+        TrainerSdk.run(async (sdk) => {
+          mkdirSync(sdk.workDir, { recursive: true })
+          writeFileSync(join(sdk.workDir, "best.pt"), "w")
+          await sdk.enqueueCheckpoint(join(sdk.workDir, "best.pt"), "best")
+          return "done"
+        }, { layer: Layer.succeedContext(fresh) as Layer.Layer<TrainerTestServices>, exit: false })
+      )
+      expect(completed).toMatchObject({ exitCode: 0, status: "completed" })
+      const requests = yield* Context.get(fresh, CallbackTest).requests
+      expect(requests.at(-1)!.body).toMatchObject({
+        status: "completed",
+        best_checkpoint_path: "s3://training-checkpoints/checkpoints/7/best.pt"
+      })
+    }))
+
+  it.scopedLive("an invalid environment is reported failed; TrainerSdk.create reports it too before rejecting", () =>
+    Effect.gen(function*() {
+      const backend = yield* makeBackendServer()
+      const environment = new Map([["CALLBACK_URL", backend.baseUrl], ["JOB_ID", "9"], ["EPOCHS", "many"], ["CALLBACK_MAX_RETRIES", "0"]])
+      const saved = new Map([...environment.keys()].map((key) => [key, process.env[key]]))
+      yield* Effect.acquireRelease(
+        Effect.sync(() => environment.forEach((value, key) => (process.env[key] = value))),
+        () => Effect.sync(() => saved.forEach((value, key) => value === undefined ? delete process.env[key] : (process.env[key] = value)))
+      )
+      let ran = false
+      const outcome = yield* Effect.promise(() => TrainerSdk.run(async () => { ran = true }, { exit: false }))
+      expect(ran).toBe(false)
+      expect(outcome).toMatchObject({ exitCode: 1, errorType: "ConfigError", delivered: true })
+
+      const error = yield* Effect.promise(() => TrainerSdk.create({ handleSignals: false }).then(() => undefined, (e) => e))
+      expect(error).toMatchObject({ _tag: "ConfigError", variable: "EPOCHS" })
+      const received = yield* backend.received
+      expect(received.map((r) => r.path)).toEqual([
+        "/training/jobs/9/callback/progress",
+        "/training/jobs/9/callback/completion",
+        "/training/jobs/9/callback/progress",
+        "/training/jobs/9/callback/completion"
+      ])
+      expect(received[3]!.body).toMatchObject({ status: "failed" })
+    }))
 })

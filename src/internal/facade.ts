@@ -3,11 +3,13 @@
  * resolve with the service's result or reject with the SDK's own error instance (never a
  * `FiberFailure` wrapper).
  */
-import { Cause, type Context, Duration, Effect, Exit, Fiber, type Layer, ManagedRuntime } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, type Layer, ManagedRuntime, Option, Runtime } from "effect"
 import type {
   CallbackCompletionReport,
-  CallbackMetrics,
+  CallbackExportCompletedReport,
   CallbackFailureReport,
+  CallbackInferenceCompletedReport,
+  CallbackMetrics,
   CallbackProgressReport,
   CallbackStartedReport,
   CallbackValidationReport
@@ -16,10 +18,21 @@ import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import type { ConfigError } from "../Errors.js"
 import type { JobContextShape } from "../JobContext.js"
 import type { LogBufferEntryOptions, LogBufferLevel } from "../LogBuffer.js"
-import type { TrainerDatasetOptions, TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
+import type { DatasetDownloadSummary, DownloadOptions, UploadCheckpointOptions, UploadFileOptions } from "../Storage.js"
+import type {
+  CheckpointUploadHandle,
+  ResumePoint,
+  TrainerDatasetOptions,
+  TrainerHooks,
+  TrainerSdk,
+  TrainerSdkService,
+  TrainerServices
+} from "../TrainerSdk.js"
+import type { CheckpointUploadsSummary, EnqueueCheckpointOptions } from "./checkpointUploads.js"
+import { promiseOf } from "./hookQueue.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
 
-/** The trainer SDK for Promise-based code (`await TrainerSdk.create()`). */
+/** The trainer SDK for Promise-based code (`TrainerSdk.run(async (sdk) => …)` or `await TrainerSdk.create()`). */
 export interface TrainerClient {
   /** The job context read from the environment. */
   readonly context: JobContextShape
@@ -29,16 +42,109 @@ export interface TrainerClient {
   /** Queues progress and returns at once (see `Callback.reportProgress`). */
   readonly reportProgress: (report: CallbackProgressReport) => Promise<void>
   readonly reportValidation: (report: CallbackValidationReport) => Promise<void>
+  /** Waits for the background checkpoint uploads, then reports completion (see `TrainerSdkService.reportCompleted`). */
   readonly reportCompleted: (report: CallbackCompletionReport) => Promise<void>
   readonly reportFailed: (report: CallbackFailureReport) => Promise<void>
-  /** Returns the `s3://` URI of the uploaded checkpoint. */
-  readonly uploadCheckpoint: (localPath: string, checkpointType: string, metrics?: CallbackMetrics) => Promise<string>
+  readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Promise<void>
+  readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Promise<void>
+  /** Uploads a checkpoint and waits for it; returns its `s3://` URI. */
+  readonly uploadCheckpoint: (
+    localPath: string,
+    checkpointType: string,
+    metrics?: CallbackMetrics,
+    options?: UploadCheckpointOptions
+  ) => Promise<string>
+  /** Snapshots the file and uploads it in the background (see `TrainerSdkService.enqueueCheckpoint`). */
+  readonly enqueueCheckpoint: (
+    localPath: string,
+    checkpointType: string,
+    options?: EnqueueCheckpointOptions
+  ) => Promise<CheckpointUploadHandle>
+  /** Waits for the background uploads queued so far (see `TrainerSdkService.awaitCheckpointUploads`). */
+  readonly awaitCheckpointUploads: () => Promise<CheckpointUploadsSummary>
+  /** Where a restarted job resumes, `undefined` for a fresh one (see `TrainerSdkService.resume`). */
+  readonly resume: () => Promise<ResumePoint | undefined>
+  /** Uploads any file under the caller's key; returns its `s3://` URI. */
+  readonly uploadFile: (localPath: string, key: string, options?: UploadFileOptions) => Promise<string>
+  /** Downloads every object of a dataset to `destDir`, bypassing the cache. */
+  readonly downloadDataset: (datasetId: string, destDir: string, options?: DownloadOptions) => Promise<DatasetDownloadSummary>
+  /** Downloads a checkpoint to `localPath`; returns `localPath`. */
+  readonly downloadCheckpoint: (uri: string, localPath: string) => Promise<string>
   /** Returns the local dataset directory (`destDir/dataset`). */
   readonly downloadDatasetWithCache: (options?: TrainerDatasetOptions) => Promise<string>
   readonly convertDataset: (options: ConvertOptions) => Promise<ConversionReport>
   readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => Promise<void>
-  /** Flushes progress and logs, ends ClearML, releases everything. Call it once, at the end. */
+  /** Ships the buffered log entries now. */
+  readonly flushLogs: () => Promise<void>
+  /** Reporting from synchronous framework callbacks: each call queues and returns at once. */
+  readonly hooks: TrainerHooks
+  /** The Effect service behind this client, with every capability service (`callback`, `storage`, `cache`, …). */
+  readonly services: TrainerSdkService
+  /**
+   * Any service of the layer behind this client, e.g. `sdk.service(CallbackTest)` over
+   * `TrainerSdk.layerTest`; throws naming the tag when the layer has none.
+   */
+  readonly service: <I, S>(tag: Context.Tag<I, S>) => S
+  /** Runs an Effect over the layer's services; rejects with its error (e.g. `sdk.runEffect(recorder.requests)`). */
+  readonly runEffect: <A, E>(effect: Effect.Effect<A, E, TrainerServices>) => Promise<A>
+  /**
+   * Flushes progress and logs, ends ClearML, releases everything: call it once, at the end
+   * of a `TrainerSdk.create()` client. Under `TrainerSdk.run` it does nothing (the runner closes).
+   */
   readonly close: () => Promise<void>
+}
+
+/** How a client runs an operation: resolves with its value or rejects with the SDK's own error. */
+export type ClientRun = <A, E>(effect: Effect.Effect<A, E, TrainerServices>) => Promise<A>
+
+/**
+ * The client over a running `runtime` of the trainer layer; `close` releases it, `run`
+ * runs each operation (default: straight on the runtime).
+ */
+export const makeClientOver = (
+  runtime: Runtime.Runtime<TrainerServices>,
+  sdk: TrainerSdkService,
+  close: () => Promise<void>,
+  run: ClientRun = (effect) => promiseOf(runtime, effect)
+): TrainerClient => {
+  return {
+    context: sdk.context,
+    workDir: sdk.workDir,
+    reportStarted: (report) => run(sdk.reportStarted(report)),
+    reportProgress: (report) => run(sdk.reportProgress(report)),
+    reportValidation: (report) => run(sdk.reportValidation(report)),
+    reportCompleted: (report) => run(sdk.reportCompleted(report)),
+    reportFailed: (report) => run(sdk.reportFailed(report)),
+    reportInferenceCompleted: (report) => run(sdk.reportInferenceCompleted(report)),
+    reportExportCompleted: (report) => run(sdk.reportExportCompleted(report)),
+    uploadCheckpoint: (localPath, checkpointType, metrics, options) =>
+      run(sdk.uploadCheckpoint(localPath, checkpointType, metrics, options)),
+    enqueueCheckpoint: (localPath, checkpointType, options) =>
+      run(Effect.map(sdk.enqueueCheckpoint(localPath, checkpointType, options), (handle) => ({
+        checkpointType: handle.checkpointType,
+        epoch: handle.epoch,
+        status: () => Runtime.runSync(runtime)(handle.status),
+        result: () => run(handle.result)
+      }))),
+    awaitCheckpointUploads: () => run(sdk.awaitCheckpointUploads),
+    resume: () => run(Effect.map(sdk.resume, Option.getOrUndefined)),
+    uploadFile: (localPath, key, options) => run(sdk.uploadFile(localPath, key, options)),
+    downloadDataset: (datasetId, destDir, options) => run(sdk.downloadDataset(datasetId, destDir, options)),
+    downloadCheckpoint: (uri, localPath) => run(sdk.downloadCheckpoint(uri, localPath)),
+    downloadDatasetWithCache: (options) => run(sdk.downloadDatasetWithCache(options)),
+    convertDataset: (options) => run(sdk.convertDataset(options)),
+    log: (level, message, options) => run(sdk.log(level, message, options)),
+    flushLogs: () => run(sdk.flushLogs),
+    hooks: sdk.hooks,
+    services: sdk,
+    service: <I, S>(tag: Context.Tag<I, S>): S =>
+      Option.getOrThrowWith(
+        Context.getOption(runtime.context as Context.Context<unknown>, tag as Context.Tag<unknown, S>),
+        () => new Error(`The trainer layer has no ${tag.key} service`)
+      ),
+    runEffect: run,
+    close
+  }
 }
 
 /**
@@ -70,13 +176,30 @@ const stopOnSignal = (sdk: TrainerSdkService, signal: NodeJS.Signals): Effect.Ef
  */
 const inFlightBudget = Duration.seconds(10)
 
-/** Builds the runtime (rejecting with e.g. `ConfigError` when the environment is invalid) and the client over it. */
+/**
+ * Builds the runtime (rejecting with e.g. `ConfigError` when the environment is invalid,
+ * after `reportSetupFailure` told the backend when it can) and the client over it.
+ */
 export const makeTrainerClient = async (
   sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
   layer: Layer.Layer<TrainerServices, ConfigError>,
-  options: { readonly handleSignals: boolean }
+  options: {
+    readonly handleSignals: boolean
+    readonly reportSetupFailure: (cause: Cause.Cause<unknown>) => Promise<void>
+  }
 ): Promise<TrainerClient> => {
-  const runtime = ManagedRuntime.make(layer)
+  const managed = ManagedRuntime.make(layer)
+  const built = await managed.runtimeEffect.pipe(
+    Effect.flatMap((runtime) => Effect.map(Effect.provide(sdkTag, runtime), (sdk) => ({ runtime, sdk }))),
+    Effect.exit,
+    Effect.runPromise
+  )
+  if (Exit.isFailure(built)) {
+    await managed.dispose()
+    await options.reportSetupFailure(built.cause)
+    throw Cause.squash(built.cause)
+  }
+  const { runtime, sdk } = built.value
   // The operations in flight, so that a signal interrupts them as `runTrainer` interrupts its
   // program: their finalizers run (temp files, locks, multipart uploads) before the exit.
   const inFlight = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
@@ -85,13 +208,13 @@ export const makeTrainerClient = async (
   let stopping = false
   /** What every call returns once a signal is being handled: the process exits before it settles. */
   const never = () => new Promise<never>(() => {})
-  const run = async <A, E>(f: (sdk: TrainerSdkService) => Effect.Effect<A, E>): Promise<A> => {
+  const run: ClientRun = async <A, E>(effect: Effect.Effect<A, E, TrainerServices>): Promise<A> => {
     // Started after the signal (e.g. by a timer of the caller's): nothing more reaches the
     // backend after the failure report.
     if (stopping) return never()
-    const fiber = runtime.runFork(Effect.flatMap(sdkTag, f))
+    const fiber = Runtime.runFork(runtime)(effect)
     inFlight.add(fiber)
-    const exit = await new Promise<Exit.Exit<A, E | ConfigError>>((resolve) => fiber.addObserver(resolve))
+    const exit = await new Promise<Exit.Exit<A, E>>((resolve) => fiber.addObserver(resolve))
     inFlight.delete(fiber)
     if (Exit.isSuccess(exit)) return exit.value
     // Interrupted by the signal: the process is about to exit with the job's outcome; the
@@ -100,20 +223,13 @@ export const makeTrainerClient = async (
     if (stopping && Cause.isInterruptedOnly(exit.cause)) return never()
     throw Cause.squash(exit.cause)
   }
-  let sdk: TrainerSdkService
-  try {
-    sdk = await run(Effect.succeed)
-  } catch (error) {
-    await runtime.dispose()
-    throw error
-  }
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return
     stopping = true
     const interruptInFlight = Effect.timeout(Fiber.interruptAll([...inFlight]), inFlightBudget).pipe(Effect.ignore)
-    void runtime.runPromise(Effect.zipRight(interruptInFlight, stopOnSignal(sdk, signal))).then(
+    void managed.runPromise(Effect.zipRight(interruptInFlight, stopOnSignal(sdk, signal))).then(
       async (code) => {
-        await runtime.dispose()
+        await managed.dispose()
         process.exit(code)
       },
       () => process.exit(2)
@@ -127,24 +243,19 @@ export const makeTrainerClient = async (
     process.on("SIGTERM", onSignal)
     process.on("SIGINT", onSignal)
   }
-  return {
-    context: sdk.context,
-    workDir: sdk.workDir,
-    reportStarted: (report) => run((s) => s.reportStarted(report)),
-    reportProgress: (report) => run((s) => s.reportProgress(report)),
-    reportValidation: (report) => run((s) => s.reportValidation(report)),
-    reportCompleted: (report) => run((s) => s.reportCompleted(report)),
-    reportFailed: (report) => run((s) => s.reportFailed(report)),
-    uploadCheckpoint: (localPath, checkpointType, metrics) =>
-      run((s) => s.uploadCheckpoint(localPath, checkpointType, metrics)),
-    downloadDatasetWithCache: (options) => run((s) => s.downloadDatasetWithCache(options)),
-    convertDataset: (options) => run((s) => s.convertDataset(options)),
-    log: (level, message, options) => run((s) => s.log(level, message, options)),
-    close: () => {
-      // While a signal is handled the runtime is disposed by the handler, after the report.
-      if (stopping) return never()
-      removeSignalHandlers()
-      return runtime.dispose()
-    }
+  const client = makeClientOver(runtime, sdk, () => {
+    // While a signal is handled the runtime is disposed by the handler, after the report.
+    if (stopping) return never()
+    removeSignalHandlers()
+    return managed.dispose()
+  }, run)
+  // Synchronous hooks after a signal queue nothing: no report may follow the failure report.
+  const hooks: TrainerHooks = {
+    reportProgress: (report) => stopping ? undefined : sdk.hooks.reportProgress(report),
+    reportValidation: (report) => stopping ? undefined : sdk.hooks.reportValidation(report),
+    log: (level, message, logOptions) => stopping ? undefined : sdk.hooks.log(level, message, logOptions),
+    enqueueCheckpoint: (localPath, checkpointType, enqueueOptions) =>
+      sdk.hooks.enqueueCheckpoint(localPath, checkpointType, enqueueOptions)
   }
+  return { ...client, hooks }
 }

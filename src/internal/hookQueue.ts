@@ -36,7 +36,7 @@ export const makeHookQueue: Effect.Effect<HookQueue, never, Scope.Scope> = Effec
  * Runs `effect` on `runtime` for Promise code (a program edge): resolves with its value or
  * rejects with the SDK's own error instance (never a `FiberFailure` wrapper).
  */
-export const promiseOf = <A, E>(runtime: Runtime.Runtime<never>, effect: Effect.Effect<A, E>): Promise<A> =>
+export const promiseOf = <A, E, R>(runtime: Runtime.Runtime<R>, effect: Effect.Effect<A, E, R>): Promise<A> =>
   Runtime.runPromiseExit(runtime)(effect).then((exit) =>
     Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
   )

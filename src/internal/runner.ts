@@ -163,7 +163,10 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag:
  * A layer that could not be built (the environment is invalid): report the failure with
  * just `CALLBACK_URL` and `JOB_ID` when those two are usable, so the platform hears of it.
  */
-const settleSetupFailure = (cause: Cause.Cause<unknown>, options: TrainerRunOptions) =>
+export const settleSetupFailure = (
+  cause: Cause.Cause<unknown>,
+  options: TrainerRunOptions
+): Effect.Effect<TrainerOutcome, never, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const failure = { errorType: classifyCause(cause), message: describeCause(cause) }
     yield* Effect.logError(`Trainer setup failed: [${failure.errorType}] ${failure.message}`)
