@@ -1,13 +1,13 @@
 /**
- * An example trainer, written the way the platform's trainers use the SDK: report the
- * start, fetch the dataset through the node cache, convert DICE to YOLO, train (simulated:
- * no ML framework, a few short epochs), report progress and validation each epoch, upload
- * the best and last checkpoints with their metrics, report completion.
+ * An example trainer, written the way the platform's trainers use the SDK: fetch the
+ * dataset through the node cache, convert DICE to YOLO, train (simulated: no ML framework, a
+ * few short epochs), report progress and validation each epoch, upload the best and last
+ * checkpoints in the background, report completion. The runner (`runTrainer`) reports the
+ * start; a job restarted after preemption resumes from its last uploaded checkpoint.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Duration, Effect } from "effect"
-import { TrainerError, TrainerSdk } from "../src/index.js"
-
+import { Duration, Effect, Option } from "effect"
+import { type CallbackMetrics, TrainerError, TrainerSdk } from "../src/index.js"
 /** How the simulation behaves. */
 export interface ExampleTrainerOptions {
   /** Time one simulated epoch takes. Default 100 ms. */
@@ -66,7 +66,9 @@ export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
     const { basicConfig: config, modelName } = sdk.context
     const epochs = config.epochs
 
-    yield* sdk.reportStarted({ totalEpochs: epochs })
+    // A job restarted after preemption continues after the epoch of its last checkpoint.
+    const resumed = yield* sdk.resume
+    const firstEpoch = Option.match(resumed, { onNone: () => 1, onSome: (point) => point.epoch + 1 })
     yield* Effect.logInfo(`Training ${modelName || "a simulated detector"} for ${epochs} epochs (imgsz ${config.imgsz})`)
 
     const datasetDir = yield* sdk.downloadDatasetWithCache()
@@ -78,16 +80,17 @@ export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
 
     const checkpointDir = path.join(sdk.workDir, "weights")
     yield* fs.makeDirectory(checkpointDir, { recursive: true })
-    const saveCheckpoint = (name: string, epoch: number, metrics: Record<string, number>) =>
+    /** Writes the weights and queues their upload: the loop never waits for the network. */
+    const saveCheckpoint = (name: string, epoch: number, metrics: CallbackMetrics) =>
       Effect.gen(function*() {
         const file = path.join(checkpointDir, `${name}.pt`)
         yield* fs.writeFileString(file, JSON.stringify({ model: modelName || "simulated", epoch, metrics }))
-        return yield* sdk.uploadCheckpoint(file, name, metrics)
+        return yield* sdk.enqueueCheckpoint(file, name, { metrics, epoch })
       })
 
-    let best = { epoch: 0, score: -1, uri: "", metrics: {} as Record<string, number> }
+    let best = { epoch: 0, score: -1, metrics: {} as CallbackMetrics }
     let last = simulatedMetrics(0, epochs, config.lr0)
-    for (let epoch = 1; epoch <= epochs; epoch++) {
+    for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
       yield* Effect.sleep(options.epochDuration ?? Duration.millis(100))
       if (epoch === options.failAtEpoch) {
         return yield* new TrainerError({
@@ -96,7 +99,7 @@ export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
         })
       }
       last = simulatedMetrics(epoch, epochs, config.lr0)
-      yield* sdk.reportProgress({ epoch, totalEpochs: epochs, metrics: last })
+      yield* sdk.reportProgress({ epoch, metrics: last }) // out of the start's total epochs
       const isBest = last["mAP50-95"] > best.score
       yield* sdk.reportValidation({
         epoch,
@@ -106,15 +109,14 @@ export const exampleTrainer = (options: ExampleTrainerOptions = {}) =>
         ...simulatedValidation(last, dataset.classes),
         isBest
       })
-      if (isBest) best = { epoch, score: last["mAP50-95"], uri: yield* saveCheckpoint("best", epoch, last), metrics: last }
+      if (isBest) {
+        best = { epoch, score: last["mAP50-95"], metrics: last }
+        yield* saveCheckpoint("best", epoch, last) // every best is uploaded
+      }
+      yield* saveCheckpoint("last", epoch, last) // a newer last replaces one still queued
     }
 
-    const lastUri = yield* saveCheckpoint("last", epochs, last)
     yield* Effect.logInfo(`Training done: best mAP50-95 ${best.score} at epoch ${best.epoch}`)
-    yield* sdk.reportCompleted({
-      finalMetrics: last,
-      bestMetrics: best.metrics,
-      bestEpoch: best.epoch,
-      checkpoints: { best: best.uri, last: lastUri }
-    })
+    // Waits for the queued uploads; the report carries their URIs (best and last).
+    yield* sdk.reportCompleted({ finalMetrics: last, bestMetrics: best.metrics, bestEpoch: best.epoch })
   })
