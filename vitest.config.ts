@@ -1,8 +1,13 @@
+import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
+  resolve: {
+    // The README's examples import the package by its name, as a trainer project does.
+    alias: { "trainer-sdk": fileURLToPath(new URL("./src/index.ts", import.meta.url)) }
+  },
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "examples/**/*.test.ts"],
     pool: "forks",
     poolOptions: {
       forks: {

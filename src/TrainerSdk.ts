@@ -538,17 +538,25 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
     body: (sdk: TrainerClient) => Promise<A>,
     options: TrainerSdkRunOptions = {}
   ): Promise<TrainerOutcome> => {
-    const program = Effect.gen(function*() {
-      const runtime = yield* Effect.runtime<TrainerServices>()
-      const client = makeClientOver(runtime, yield* TrainerSdk, () => Promise.resolve())
-      return yield* Effect.tryPromise({ try: () => body(client), catch: (error) => error })
-    })
+    const program = TrainerSdk.fromPromise(body)
     if (options.exit === false) return Effect.runPromise(runTrainerEffect(program, options))
     return new Promise((resolve) => runTrainer(program, { ...options, onOutcome: (outcome) => {
       options.onOutcome?.(outcome)
       resolve(outcome)
     } }))
   }
+
+  /**
+   * A Promise trainer as an Effect program (what `TrainerSdk.run` runs): `body` gets a
+   * Promise client over the program's services; a rejection is the program's failure.
+   * For `runTrainerEffect(TrainerSdk.fromPromise(body), { layer })` in tests and embedders.
+   */
+  static readonly fromPromise = <A>(body: (sdk: TrainerClient) => Promise<A>): Effect.Effect<A, unknown, TrainerServices> =>
+    Effect.gen(function*() {
+      const runtime = yield* Effect.runtime<TrainerServices>()
+      const client = makeClientOver(runtime, yield* TrainerSdk, () => Promise.resolve())
+      return yield* Effect.tryPromise({ try: () => body(client), catch: (error) => error })
+    })
 
   /**
    * The Promise facade without the runner: one `ManagedRuntime` of `TrainerSdk.layer` (or
