@@ -3,13 +3,15 @@
  * in an image). With `CALLBACK_URL` set it runs against the real platform through
  * `runTrainer`; without it, against in-process stand-ins (see `embedded.ts`).
  *
- * Ask it to fail with `--fail` (at epoch 3) or `FAIL_AT_EPOCH=<n>`. In embedded mode the
- * dev backend's dashboard stays up 30 s after the run (`DASHBOARD_LINGER_SECONDS=<n>`), or
- * with `--serve` until Ctrl-C.
+ * Ask it to fail with `--fail` (at epoch 3) or `FAIL_AT_EPOCH=<n>`. `--promise` runs the
+ * Promise trainer of the README (`readme/promiseTrainer.ts`) through `TrainerSdk.run` instead.
+ * In embedded mode the dev backend's dashboard stays up 30 s after the run
+ * (`DASHBOARD_LINGER_SECONDS=<n>`), or with `--serve` until Ctrl-C.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Duration } from "effect"
-import { runTrainer } from "../src/index.js"
+import { runTrainer, TrainerSdk } from "../src/index.js"
+import { train as promiseTrainer } from "./readme/promiseTrainer.js"
 import { exampleTrainer } from "./trainer.js"
 
 // The AWS SDK prints a multi-line notice on Node 20 that its 2027 releases need Node 22;
@@ -21,10 +23,14 @@ const failAtEpoch = process.argv.includes("--fail")
   : process.env["FAIL_AT_EPOCH"]
   ? Number(process.env["FAIL_AT_EPOCH"])
   : undefined
-const program = exampleTrainer(failAtEpoch === undefined ? {} : { failAtEpoch })
+const usePromises = process.argv.includes("--promise")
+const program = usePromises
+  ? TrainerSdk.fromPromise(promiseTrainer)
+  : exampleTrainer(failAtEpoch === undefined ? {} : { failAtEpoch })
 
 if (process.env["CALLBACK_URL"]) {
-  runTrainer(program)
+  if (usePromises) await TrainerSdk.run(promiseTrainer)
+  else runTrainer(program)
 } else {
   const { runEmbedded } = await import("./embedded.js")
   const lingerSeconds = Number(process.env["DASHBOARD_LINGER_SECONDS"] ?? 30)
