@@ -16,13 +16,13 @@ import { Context, Duration, Effect, Layer, Option, type Scope } from "effect"
 import type { CacheError, DatasetError, DownloadError, StorageError } from "./Errors.js"
 import { JobContext } from "./JobContext.js"
 import { makeCacheEnsure } from "./internal/cacheEnsure.js"
-import { cacheKeyFromHash, validateCacheKey } from "./internal/cacheKey.js"
+import { cacheKeyOf, validateCacheKey } from "./internal/cacheKey.js"
 import { makeCacheCoordinator } from "./internal/cacheLock.js"
 import type { DatasetCacheEntry } from "./internal/cacheMetadata.js"
 import { makeCacheStore } from "./internal/cacheStore.js"
 import { type DownloadProgress, Storage } from "./Storage.js"
 
-export { cacheKeyFromHash, type DatasetCacheEntry }
+export { cacheKeyOf, type DatasetCacheEntry }
 
 /** What `DatasetCache.ensure` materializes; unset ids default to the job context's. */
 export interface EnsureDatasetOptions {
@@ -118,13 +118,12 @@ export const makeDatasetCache = (
     })
 
     const ensure = Effect.fn("DatasetCache.ensure")(function*(request: EnsureDatasetOptions) {
-      const hash = request.datasetVersionHash ?? ctx.datasetVersionHash
-      const key = yield* cacheKeyFromHash(hash)
       const ids = {
         snapshotId: request.snapshotId ?? ctx.snapshotId,
         datasetId: request.datasetId ?? ctx.datasetId,
-        hash
+        hash: request.datasetVersionHash ?? ctx.datasetVersionHash
       }
+      const key = yield* cacheKeyOf(ids.datasetId, ids.hash)
       yield* Effect.annotateCurrentSpan({ key, datasetId: ids.datasetId })
       return yield* ensureEntry(key, ids, request.destDir, request.onProgress)
     })

@@ -104,6 +104,7 @@ export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetErr
     "MissingImages",
     "UnknownCategory",
     "PathEscape",
+    "Duplicate",
     "Empty",
     "EmptySplit",
     "ClassWithoutTrainImages",

@@ -8,10 +8,10 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Duration, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Context, Duration, Effect, Either, Exit, Layer, Option, Schema } from "effect"
 import { Callback, CallbackTest } from "../src/Callback.js"
 import { Converter } from "../src/Converter.js"
-import { DatasetCache, type DatasetCacheService } from "../src/DatasetCache.js"
+import { cacheKeyOf, DatasetCache, type DatasetCacheService } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
 import { matchCallbackEndpoint } from "../src/internal/callbackBodies.js"
 import type { MemoryObjectStore } from "../src/ObjectStore.js"
@@ -602,7 +602,7 @@ describe("bad input: metrics and numbers in reports", () => {
 // The dataset cache: hostile version hashes, symlinks planted in the cache directory
 
 const hashA = "aaaaaaaaaaaaaaaa-version-a"
-const keyA = "aaaaaaaaaaaaaaaa"
+const keyA = Either.getOrThrow(cacheKeyOf("ds1", hashA))
 /** A well-formed completion marker, so a planted entry looks complete and sized to the cache. */
 const marker = JSON.stringify({
   snapshot_id: "snap1",

@@ -2,15 +2,16 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Either, Layer } from "effect"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { DatasetCache } from "../src/DatasetCache.js"
+import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
 import { MemoryStorage, Storage } from "../src/Storage.js"
 import { formatCacheEntries, formatCliError, formatDownloadProgress } from "../src/internal/cliFormat.js"
 import { startS3rver } from "./support/s3rver.js"
 
+const cliKey = Either.getOrThrow(cacheKeyOf("ds-cats", "0123456789abcdef-v1"))
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/datasets/${name}`, import.meta.url))
 
@@ -170,13 +171,13 @@ describe("trainer-sdk CLI", () => {
       assert.strictEqual(listed.code, 0, listed.stderr)
       const table = lines(listed.stdout)
       assert.match(table[0]!, /^KEY\s+DATASET\s+SNAPSHOT\s+SIZE\s+LAST ACCESSED$/)
-      assert.match(table[1]!, /^0123456789abcdef\s+ds-cats\s+snap-9\s+\d+(\.\d+)? KiB\s+\d{4}-\d{2}-\d{2}T/)
+      assert.match(table[1]!, new RegExp(`^${cliKey}\\s+ds-cats\\s+snap-9\\s+\\d+(\\.\\d+)? KiB\\s+\\d{4}-\\d{2}-\\d{2}T`))
       assert.include(table[2]!, `1 entries`)
 
       const pruned = yield* runCli(["cache", "prune", "--max-gb", "0"], env)
       assert.strictEqual(pruned.code, 0, pruned.stderr)
-      assert.include(pruned.stdout, "evicted 1 entries (0123456789abcdef); 0 left")
-      assert.isFalse(yield* fs.exists(path.join(cacheDir, "0123456789abcdef")))
+      assert.include(pruned.stdout, `evicted 1 entries (${cliKey}); 0 left`)
+      assert.isFalse(yield* fs.exists(path.join(cacheDir, cliKey)))
     }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scopedLive("download --annotation fetches the COCO images from S3 with progress, and a missing object fails with exit 1", () =>

@@ -1,8 +1,8 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Ref, Scope } from "effect"
-import { DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
+import { Context, Effect, Either, Exit, Layer, Ref, Scope } from "effect"
+import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import type { MemoryObjectStore } from "../src/ObjectStore.js"
 import { MemoryStorage, Storage } from "../src/Storage.js"
@@ -10,9 +10,8 @@ import { MemoryStorage, Storage } from "../src/Storage.js"
 const hashA = "aaaaaaaaaaaaaaaa-version-a"
 const hashB = "bbbbbbbbbbbbbbbb-version-b"
 const hashC = "cccccccccccccccc-version-c"
-const keyA = "aaaaaaaaaaaaaaaa"
-const keyB = "bbbbbbbbbbbbbbbb"
-const keyC = "cccccccccccccccc"
+const keyOf = (datasetId: string, hash: string) => Either.getOrThrow(cacheKeyOf(datasetId, hash))
+const keyA = keyOf("ds1", hashA)
 
 /** Seeds a COCO dataset: the primary annotation file, a second annotation file and the images. */
 const seedDataset = (store: MemoryObjectStore, datasetId: string, images: Record<string, string>) => {
@@ -134,6 +133,7 @@ describe("DatasetCache", () => {
       seedDataset(memory, "dsA", { "a.jpg": "x".repeat(100) })
       seedDataset(memory, "dsB", { "b.jpg": "x".repeat(100) })
       seedDataset(memory, "dsC", { "c.jpg": "x".repeat(100) })
+      const [keyA, keyB, keyC] = [keyOf("dsA", hashA), keyOf("dsB", hashB), keyOf("dsC", hashC)]
       const ensure = (datasetId: string, datasetVersionHash: string, job: string) => (cache: DatasetCacheService) =>
         cache.ensure({ datasetId, datasetVersionHash, destDir: path.join(root, job) })
       // Each entry is ~230 bytes; the limit keeps two.
@@ -145,7 +145,7 @@ describe("DatasetCache", () => {
       yield* withCache(ensure("dsA", hashA, "j3"), limit) // A is now more recent than B
       yield* Effect.sleep("5 millis")
       yield* withCache(ensure("dsC", hashC, "j4"), limit)
-      expect((yield* withCache((cache) => cache.entries)).map((e) => e.key)).toEqual([keyA, keyC])
+      expect((yield* withCache((cache) => cache.entries)).map((e) => e.key)).toEqual([keyA, keyC].sort())
       expect(yield* fs.exists(path.join(cacheDir, keyB))).toBe(false)
 
       // A live lease (a still-open cache scope that used A) protects A although it is now the LRU entry.
@@ -154,7 +154,7 @@ describe("DatasetCache", () => {
       yield* Effect.flatMap(DatasetCache, ensure("dsA", hashA, "j5")).pipe(Effect.provide(leased))
       yield* Effect.sleep("5 millis")
       const afterB = yield* withCache((cache) => Effect.zipRight(ensure("dsB", hashB, "j6")(cache), cache.entries), limit)
-      expect(afterB.map((e) => e.key)).toEqual([keyA, keyB])
+      expect(afterB.map((e) => e.key)).toEqual([keyA, keyB].sort())
       expect(yield* withCache((cache) => cache.prune({ maxBytes: 0 }))).toEqual([keyB])
       expect(yield* fs.exists(path.join(cacheDir, keyA, ".complete"))).toBe(true)
       const busy = yield* withCache((cache) => Effect.flip(cache.remove(keyA)))

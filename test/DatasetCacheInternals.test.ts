@@ -2,14 +2,12 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Either, Exit, FastCheck, Fiber, Option, Ref, Scope } from "effect"
-import { cacheKeyFromHash, validateCacheKey } from "../src/internal/cacheKey.js"
+import { cacheKeyOf, validateCacheKey } from "../src/internal/cacheKey.js"
 import { type CacheHolder, isHolderStale, makeCacheCoordinator, parseCacheHolder } from "../src/internal/cacheLock.js"
 import {
-  annotationImageFileNames,
   type CacheMetadataFile,
   decodeCacheMetadata,
   encodeCacheMetadata,
-  isContainedImageName,
   planCacheEviction,
   totalCacheBytes
 } from "../src/internal/cacheMetadata.js"
@@ -24,13 +22,18 @@ const record = (lastAccessed: string, size: number) => ({
 })
 
 describe("cache keys", () => {
-  it("takes the first 16 characters of the version hash", () => {
-    assert.deepStrictEqual(cacheKeyFromHash("0123456789abcdef0123"), Either.right("0123456789abcdef"))
-    assert.deepStrictEqual(cacheKeyFromHash("short_hash-1"), Either.right("short_hash-1"))
+  it("identifies the whole version: dataset id and every character of the hash", () => {
+    const key = Either.getOrThrow(cacheKeyOf("ds", "0123456789abcdef0123"))
+    expect(key).toMatch(/^[0-9a-f]{32}$/)
+    assert.deepStrictEqual(cacheKeyOf("ds", "0123456789abcdef0123"), Either.right(key))
+    // Versions sharing a 16-character prefix (the old key) and one hash under two datasets differ.
+    expect(Either.getOrThrow(cacheKeyOf("project7", "project7-dataset-v1")))
+      .not.toBe(Either.getOrThrow(cacheKeyOf("project7", "project7-dataset-v2")))
+    expect(Either.getOrThrow(cacheKeyOf("a", "same-hash"))).not.toBe(Either.getOrThrow(cacheKeyOf("b", "same-hash")))
   })
 
   it("rejects an empty hash with a message naming DATASET_VERSION_HASH", () => {
-    const result = cacheKeyFromHash("  ")
+    const result = cacheKeyOf("ds", "  ")
     assert(Either.isLeft(result))
     expect(result.left.reason).toBe("InvalidKey")
     expect(result.left.message).toContain("DATASET_VERSION_HASH")
@@ -38,23 +41,19 @@ describe("cache keys", () => {
 
   it("rejects separators, dots and other characters, naming the value", () => {
     for (const bad of ["../etc", "a/b", "a\\b", "..", "abc def", "x.y", "ab\u0000"]) {
-      const result = cacheKeyFromHash(bad)
+      const result = cacheKeyOf("ds", bad)
       assert(Either.isLeft(result), bad)
       expect(result.left.message).toContain(JSON.stringify(bad))
     }
-    assert(Either.isLeft(validateCacheKey("0123456789abcdefX")))
-    assert(Either.isLeft(validateCacheKey(".locks")))
+    assert(Either.isLeft(validateCacheKey("0".repeat(65))))
+    for (const bad of [".locks", "x/../../victim", "..", "", "a b"]) assert(Either.isLeft(validateCacheKey(bad)), bad)
     assert(Either.isRight(validateCacheKey("0123456789abcdef")))
   })
 
-  it.prop("every accepted hash yields a valid key that is its prefix", [FastCheck.string({ maxLength: 40 })], ([hash]) => {
-    const result = cacheKeyFromHash(hash)
-    if (Either.isRight(result)) {
-      expect(hash.startsWith(result.right)).toBe(true)
-      assert(Either.isRight(validateCacheKey(result.right)))
-    } else {
-      expect(/^[A-Za-z0-9_-]+$/.test(hash)).toBe(false)
-    }
+  it.prop("every accepted hash yields a valid key", [FastCheck.string({ maxLength: 40 }), FastCheck.string()], ([hash, id]) => {
+    const result = cacheKeyOf(id, hash)
+    if (Either.isRight(result)) assert(Either.isRight(validateCacheKey(result.right)))
+    else expect(/^[A-Za-z0-9_-]+$/.test(hash)).toBe(false)
   })
 })
 
@@ -107,15 +106,6 @@ describe("metadata", () => {
       expect([...times].sort((a, b) => a - b)).toEqual(times)
     }
   )
-
-  it("reads images[].file_name and names the first bad path", () => {
-    assert.deepStrictEqual(annotationImageFileNames({ images: [{ file_name: "a.jpg" }, { file_name: "sub/b.jpg" }] }), Either.right(["a.jpg", "sub/b.jpg"]))
-    assert.deepStrictEqual(annotationImageFileNames({ categories: [] }), Either.right([]))
-    assert.deepStrictEqual(annotationImageFileNames({ images: [{ file_name: "a" }, { id: 2 }] }), Either.left("images[1].file_name: expected a non-empty string"))
-    assert(Either.isLeft(annotationImageFileNames([])))
-    expect(isContainedImageName("sub/b.jpg")).toBe(true)
-    for (const bad of ["../x.jpg", "/etc/passwd", "a\\..\\b", "a//b", "a/../../b"]) expect(isContainedImageName(bad)).toBe(false)
-  })
 })
 
 describe("holder liveness", () => {

@@ -2,10 +2,10 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Layer, Redacted, Schedule } from "effect"
+import { Clock, Effect, Either, Layer, Redacted, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { DatasetCache } from "../src/DatasetCache.js"
+import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
 import { Storage } from "../src/Storage.js"
 import type { CacheWorkerArgs } from "./support/cacheWorker.js"
@@ -17,7 +17,7 @@ const workerPath = fileURLToPath(new URL("./support/cacheWorker.ts", import.meta
 const bucket = "training-datasets"
 const datasetId = "shared-ds"
 const hash = "0123456789abcdef-shared"
-const key = "0123456789abcdef"
+const key = Either.getOrThrow(cacheKeyOf(datasetId, hash))
 const annotationPath = `/${bucket}/datasets/${datasetId}/annotations_detection.json`
 const imageNames = Array.from({ length: 24 }, (_, i) => `img_${String(i).padStart(3, "0")}.jpg`)
 const staleAfterMs = 3_000

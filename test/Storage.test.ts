@@ -3,7 +3,6 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
 import { DatasetError, DownloadError, StorageError } from "../src/Errors.js"
-import { safeRelativePath } from "../src/internal/downloads.js"
 import { boundedConcurrency } from "../src/internal/storageFlows.js"
 import { makeMemoryObjectStore, type ObjectStore } from "../src/ObjectStore.js"
 import { CheckpointEvents, type CheckpointSaved, type DownloadProgress, MemoryStorage, parseS3Uri, Storage } from "../src/Storage.js"
@@ -46,16 +45,6 @@ describe("parseS3Uri", () => {
       assert(Either.isLeft(result), uri)
       expect(result.left.reason).toBe("InvalidUri")
       expect(result.left.message).toContain(uri)
-    }
-  })
-})
-
-describe("safeRelativePath", () => {
-  it("normalizes separators and rejects escapes", () => {
-    assert.deepStrictEqual(safeRelativePath("a/./b//c.jpg"), Either.right("a/b/c.jpg"))
-    assert.deepStrictEqual(safeRelativePath("a\\b.jpg"), Either.right("a/b.jpg"))
-    for (const bad of ["../x", "a/../../x", "/etc/passwd", "\\\\server\\x", "C:\\x", "c:x", "..\\x", "", "./", "a\0b"]) {
-      assert(Either.isLeft(safeRelativePath(bad)), bad)
     }
   })
 })

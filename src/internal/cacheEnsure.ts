@@ -5,14 +5,15 @@
  * evicts down to the size limit. Either way the job gets its own view of the entry.
  */
 import type { FileSystem, Path } from "@effect/platform"
-import { Effect, Either } from "effect"
+import { Effect, Either, Option } from "effect"
 import { CacheError } from "../Errors.js"
 import type { StorageService } from "../Storage.js"
-import { completeMarkerName, isAnnotationFileName, isTempEntryOf, tempEntryName } from "./cacheKey.js"
+import { completeMarkerName, isAnnotationFileName, isTempEntryOf, manifestFileName, tempEntryName } from "./cacheKey.js"
 import { type CacheCoordinator, newCacheToken } from "./cacheLock.js"
-import { annotationImageFileNames, type CacheEntryRecord, isContainedImageName } from "./cacheMetadata.js"
+import { type CacheEntryRecord, decodeEntryManifest, decodeEntryRecord, encodeEntryManifest } from "./cacheMetadata.js"
 import { cacheIoError, cacheNowIso, type CacheStore, isNotFound } from "./cacheStore.js"
-import type { DownloadOptions } from "./downloads.js"
+import { annotationImageNames, type DownloadOptions } from "./downloads.js"
+import { resolveInside } from "./safeName.js"
 import type { DownloadReport } from "./storageFlows.js"
 
 /** The ids a cache entry records. */
@@ -56,21 +57,24 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
         catch: (e) => new CacheError({ reason: "Verify", key, path: annotationFile, detail: `malformed JSON: ${String(e)}` })
       }).pipe(
         Effect.flatMap((json) =>
-          Either.mapLeft(annotationImageFileNames(json), (detail) =>
-            new CacheError({ reason: "Verify", key, path: annotationFile, detail }))
+          Either.mapLeft(annotationImageNames(json, annotationFile), (error) =>
+            new CacheError({ reason: "Verify", key, path: annotationFile, detail: error.message }))
         )
       )
+      const imagesDir = path.join(dir, "images")
       const missing: Array<string> = []
       yield* Effect.forEach(names, (name) =>
-        isContainedImageName(name)
-          ? fs.stat(path.join(dir, "images", name)).pipe(
-            Effect.map((info) => info.type === "File" && info.size > 0n),
-            Effect.orElseSucceed(() => false),
-            Effect.map((ok) => {
-              if (!ok) missing.push(name)
-            })
-          )
-          : Effect.sync(() => missing.push(name)), { concurrency: 32, discard: true })
+        Either.match(resolveInside(path, imagesDir, name), {
+          onLeft: () => Effect.sync(() => void missing.push(name)),
+          onRight: (file) =>
+            fs.stat(file).pipe(
+              Effect.map((info) => info.type === "File" && info.size > 0n),
+              Effect.orElseSucceed(() => false),
+              Effect.map((ok) => {
+                if (!ok) missing.push(name)
+              })
+            )
+        }), { concurrency: 32, discard: true })
       if (missing.length > 0) {
         const shown = missing.slice(0, 10).join(", ")
         return yield* new CacheError({
@@ -82,6 +86,62 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
           }`
         })
       }
+    })
+
+  /** Writes the manifest of a downloaded entry: relative path and size of every file in it. */
+  const writeManifest = (key: string, dir: string) =>
+    Effect.gen(function*() {
+      const names = yield* fs.readDirectory(dir, { recursive: true }).pipe(
+        Effect.mapError(cacheIoError(dir, "cannot list the download", key))
+      )
+      const files: Array<readonly [string, number]> = []
+      yield* Effect.forEach(names, (name) =>
+        fs.stat(path.join(dir, name)).pipe(
+          Effect.mapError(cacheIoError(path.join(dir, name), "cannot stat", key)),
+          Effect.map((info) => {
+            if (info.type === "File") files.push([name.split(path.sep).join("/"), Number(info.size)])
+          })
+        ), { concurrency: 64, discard: true })
+      const file = path.join(dir, manifestFileName)
+      yield* fs.writeFileString(file, encodeEntryManifest(files)).pipe(Effect.mapError(cacheIoError(file, "cannot write", key)))
+    })
+
+  /**
+   * Why a complete entry cannot be served for `ids`, or `None` when it can: the entry must be
+   * a real directory (not a link), its marker must name this dataset id and full version
+   * hash, and every file of its manifest must be there with its recorded size. Everything
+   * read here was written by some job on the node, so manifest paths go through the name rule.
+   */
+  const damage = (key: string, ids: CacheEntryIds) =>
+    Effect.gen(function*() {
+      const dir = store.entryDir(key)
+      if (Option.isSome(yield* Effect.option(fs.readLink(dir)))) return Option.some("the entry is a symbolic link")
+      const marker = yield* Effect.option(fs.readFileString(path.join(dir, completeMarkerName)))
+      const record = Option.flatMap(marker, (text) => Option.getRight(decodeEntryRecord(text)))
+      if (Option.isNone(record)) return Option.some("its marker is unreadable")
+      if (record.value.dataset_id !== ids.datasetId || record.value.dataset_version_hash !== ids.hash) {
+        return Option.some(
+          `it holds dataset ${JSON.stringify(record.value.dataset_id)} version ${
+            JSON.stringify(record.value.dataset_version_hash)
+          }, not ${JSON.stringify(ids.datasetId)} version ${JSON.stringify(ids.hash)}`
+        )
+      }
+      const manifestText = yield* Effect.option(fs.readFileString(path.join(dir, manifestFileName)))
+      const manifest = Option.flatMap(manifestText, (text) => Option.getRight(decodeEntryManifest(text)))
+      if (Option.isNone(manifest)) return Option.some("its manifest is missing or unreadable")
+      const problems: Array<string> = []
+      yield* Effect.forEach(manifest.value.files, ([name, size]) =>
+        Either.match(resolveInside(path, dir, name), {
+          onLeft: (why) => Effect.sync(() => void problems.push(`${JSON.stringify(name)} ${why}`)),
+          onRight: (file) =>
+            Effect.option(fs.stat(file)).pipe(Effect.map((info) => {
+              if (Option.isNone(info) || info.value.type !== "File") problems.push(`${name} is missing`)
+              else if (Number(info.value.size) !== size) problems.push(`${name} has ${info.value.size} bytes, not ${size}`)
+            }))
+        }), { concurrency: 64, discard: true })
+      return problems.length === 0
+        ? Option.none()
+        : Option.some(`${problems.length} file(s) damaged: ${problems.slice(0, 5).join(", ")}${problems.length > 5 ? ", ..." : ""}`)
     })
 
   /** The miss path (holding the entry's lock): clean leftovers, download, verify, mark, rename into place. */
@@ -108,6 +168,7 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
           ...(onProgress === undefined ? {} : { onProgress })
         })
         yield* verify(key, temp, report)
+        yield* writeManifest(key, temp)
         const now = yield* cacheNowIso
         const record: CacheEntryRecord = {
           snapshot_id: ids.snapshotId,
@@ -175,8 +236,12 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
         key,
         Effect.gen(function*() {
           if (yield* store.isComplete(key)) {
-            yield* coordinator.takeLease(key)
-            return true
+            const damaged = yield* damage(key, ids)
+            if (Option.isNone(damaged)) {
+              yield* coordinator.takeLease(key)
+              return true
+            }
+            yield* Effect.logWarning(`Dataset cache: entry ${key} is rebuilt, ${damaged.value}`)
           }
           const record = yield* download(key, ids, onProgress)
           yield* coordinator.takeLease(key)

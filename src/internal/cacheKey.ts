@@ -1,22 +1,24 @@
 /**
  * Pure naming rules of the dataset cache: the entry key derived from a dataset version
- * hash, and the names of the files the cache keeps next to its entries.
+ * (dataset id and whole hash), and the names of the files the cache keeps next to its entries.
  */
 import { Either } from "effect"
+import { createHash } from "node:crypto"
 import { CacheError } from "../Errors.js"
 
-/** Length of a cache key: the first 16 characters of the dataset version hash. */
-export const cacheKeyLength = 16
+/** Length of a cache key: hex characters of a SHA-256 digest of the dataset id and the whole version hash. */
+export const cacheKeyLength = 32
 
 const hashPattern = /^[A-Za-z0-9_-]+$/
-const keyPattern = /^[A-Za-z0-9_-]{1,16}$/
+const keyPattern = /^[A-Za-z0-9_-]{1,64}$/
 
 /**
- * The cache key of a dataset version: the first 16 characters of its hash. An empty hash,
- * or one holding anything but `[A-Za-z0-9_-]` (a path separator, `..`, whitespace), is an
- * `InvalidKey` error naming the value, never a key that could escape the cache directory.
+ * The cache key of a dataset version: the first 32 hex characters of the SHA-256 of its
+ * dataset id and its whole version hash, so two versions never share an entry however
+ * alike their hashes are. An empty hash, or one holding anything but `[A-Za-z0-9_-]`, is an
+ * `InvalidKey` error naming the value.
  */
-export const cacheKeyFromHash = (hash: string): Either.Either<string, CacheError> => {
+export const cacheKeyOf = (datasetId: string, hash: string): Either.Either<string, CacheError> => {
   if (hash.trim() === "") {
     return Either.left(
       new CacheError({
@@ -34,10 +36,15 @@ export const cacheKeyFromHash = (hash: string): Either.Either<string, CacheError
       })
     )
   }
-  return Either.right(hash.slice(0, cacheKeyLength))
+  const digest = createHash("sha256").update(JSON.stringify([datasetId, hash])).digest("hex")
+  return Either.right(digest.slice(0, cacheKeyLength))
 }
 
-/** Checks a key given directly (e.g. to `remove`): 1 to 16 characters of `[A-Za-z0-9_-]`. */
+/**
+ * Checks a key given directly (e.g. to `remove`) or read from the cache directory (metadata
+ * keys, entry names): 1 to 64 characters of `[A-Za-z0-9_-]`, so it names a directory right
+ * inside the cache and nothing else.
+ */
 export const validateCacheKey = (key: string): Either.Either<string, CacheError> =>
   keyPattern.test(key)
     ? Either.right(key)
@@ -45,14 +52,16 @@ export const validateCacheKey = (key: string): Either.Either<string, CacheError>
       new CacheError({
         reason: "InvalidKey",
         key,
-        detail: `${JSON.stringify(key)} is not a cache key (1 to 16 letters, digits, "_" or "-")`
+        detail: `${JSON.stringify(key)} is not a cache key (1 to 64 letters, digits, "_" or "-")`
       })
     )
 
 /** The metadata file inside the cache directory. */
 export const metadataFileName = ".cache_metadata.json"
-/** The marker that makes an entry complete. */
+/** The marker that makes an entry complete (holds the entry's record: dataset id, full hash). */
 export const completeMarkerName = ".complete"
+/** The entry's manifest: relative path and size of every file, written before the marker. */
+export const manifestFileName = ".manifest.json"
 /** Directory holding the cross-process lock files. */
 export const locksDirName = ".locks"
 /** Directory holding one sub-directory of lease files per entry. */

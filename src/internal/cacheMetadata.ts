@@ -44,7 +44,7 @@ export const decodeEntryRecord = (text: string): Either.Either<CacheEntryRecord,
 
 /** A cache entry as the service reports it. */
 export interface DatasetCacheEntry {
-  /** The entry's key (first 16 characters of the version hash) and directory name. */
+  /** The entry's key (a digest of dataset id and version hash) and directory name. */
   readonly key: string
   readonly snapshotId: string
   readonly datasetId: string
@@ -100,22 +100,19 @@ export const planCacheEviction = (
   return plan
 }
 
-/** The `images[].file_name` values of a COCO annotation document, or a message naming the bad path. */
-export const annotationImageFileNames = (json: unknown): Either.Either<ReadonlyArray<string>, string> => {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) return Either.left("expected a JSON object")
-  const images = (json as Record<string, unknown>)["images"]
-  if (images === undefined) return Either.right([])
-  if (!Array.isArray(images)) return Either.left("images: expected an array")
-  const names: Array<string> = []
-  for (let i = 0; i < images.length; i++) {
-    const image: unknown = images[i]
-    const name = typeof image === "object" && image !== null ? (image as Record<string, unknown>)["file_name"] : undefined
-    if (typeof name !== "string" || name === "") return Either.left(`images[${i}].file_name: expected a non-empty string`)
-    names.push(name)
-  }
-  return Either.right(names)
-}
+/** An entry's manifest: every file's path relative to the entry and its size in bytes. */
+export const EntryManifest = Schema.Struct({
+  files: Schema.Array(Schema.Tuple(Schema.String, Schema.NonNegativeInt))
+})
+/** @see EntryManifest */
+export type EntryManifest = typeof EntryManifest.Type
 
-/** Whether an image file name stays inside the entry's `images/` directory once joined. */
-export const isContainedImageName = (name: string): boolean =>
-  !name.startsWith("/") && !name.includes("\\") && !name.split("/").some((part) => part === ".." || part === "")
+const manifestJson = Schema.parseJson(EntryManifest)
+
+/** Parses a manifest file's text (untrusted: its paths still go through the name rule). */
+export const decodeEntryManifest = (text: string): Either.Either<EntryManifest, string> =>
+  Either.mapLeft(Schema.decodeUnknownEither(manifestJson)(text), (e) => e.message)
+
+/** A manifest file's text, files sorted by path. */
+export const encodeEntryManifest = (files: ReadonlyArray<readonly [string, number]>): string =>
+  `${JSON.stringify({ files: [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) })}\n`

@@ -37,6 +37,17 @@ export interface CacheStoreEnv {
   readonly coordinator: CacheCoordinator
 }
 
+/**
+ * The metadata without the records whose key is not a cache key: the file is written by
+ * every job on the node, and a planted key such as `x/../../victim` must never become a
+ * path that eviction or `prune` removes.
+ */
+const withValidKeys = (metadata: CacheMetadataFile): CacheMetadataFile => {
+  const valid: Record<string, CacheEntryRecord> = {}
+  for (const key of Object.keys(metadata)) if (Either.isRight(validateCacheKey(key))) valid[key] = metadata[key]!
+  return valid
+}
+
 /** The current time as an ISO string, through `Clock`. */
 export const cacheNowIso: Effect.Effect<string> = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
 
@@ -90,7 +101,7 @@ export const makeCacheStore = (env: CacheStoreEnv) =>
       if (Option.isNone(text)) return yield* rebuildMetadata
       return yield* Either.match(decodeCacheMetadata(text.value), {
         onLeft: () => rebuildMetadata,
-        onRight: Effect.succeed
+        onRight: (metadata) => Effect.succeed(withValidKeys(metadata))
       })
     })
 

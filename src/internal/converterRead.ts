@@ -4,19 +4,31 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { DatasetError } from "../Errors.js"
 import { decodeDice, type DiceDataset, diceAnnotationFileNames, parseJsonBytes } from "./diceModel.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
+import { isPlainFileName, normalizeRelativeName, resolveInside } from "./safeName.js"
 
 /** Files touched at once (existence checks, label writes, links). */
 export const ioConcurrency = 64
 
-/** `storage_info.image_root` `datasets/{id}/images/` → the local root `images` (after two segments). */
-const localImageRoot = (storageRoot: string | undefined): string | undefined => {
-  if (storageRoot === undefined) return undefined
-  const parts = storageRoot.replace(/\\/g, "/").split("/").filter((p) => p !== "" && p !== ".")
-  return parts.length > 2 ? parts.slice(2).join("/") : undefined
+/**
+ * The local image root of `storage_info.image_root`: its key (an `s3://bucket/` prefix
+ * dropped) normalised by the shared name rule, and the part after `datasets/{id}/` that is
+ * a folder of the dataset directory (`datasets/{id}/images/` → `images`). `Left` with the
+ * reason for a root the name rule rejects (a `..` segment, a NUL byte).
+ */
+const localImageRoot = (
+  storageRoot: string | undefined
+): Either.Either<{ readonly prefix: string; readonly root: string | undefined } | undefined, string> => {
+  if (storageRoot === undefined) return Either.right(undefined)
+  const key = storageRoot.replace(/^s3:\/\/[^/]*\//, "").replace(/^[\\/]+/, "")
+  if (key.replace(/[\\/.]/g, "") === "") return Either.right(undefined)
+  return Either.map(normalizeRelativeName(key), (normalized) => {
+    const parts = normalized.split("/")
+    return { prefix: `${normalized}/`, root: parts.length > 2 ? parts.slice(2).join("/") : undefined }
+  })
 }
 
 /** Runs a file-system effect, turning its `PlatformError` into an `Io` `DatasetError` naming `file`. */
@@ -39,9 +51,6 @@ export const makeConverterReader = Effect.gen(function*() {
       for (const c of candidates) if (yield* datasetIo(c, fs.exists(c))) return c
       return undefined
     })
-
-  /** Whether a relative name (normalized) climbs out of its directory or is absolute. */
-  const escapes = (name: string): boolean => name === ".." || name.startsWith("../") || path.isAbsolute(name)
 
   const loadDice = (dir: string, taskType: string | undefined) =>
     Effect.gen(function*() {
@@ -71,6 +80,15 @@ export const makeConverterReader = Effect.gen(function*() {
         })
       }
       const index = yield* decodeLabelMap(mapFile, yield* readJson(mapFile))
+      const unusable = index.entries.findIndex((e) => !isPlainFileName(e.labelName))
+      if (unusable >= 0) {
+        return yield* new DatasetError({
+          reason: "PathEscape",
+          file: mapFile,
+          jsonPath: `data_summary[${unusable}].label_path`,
+          detail: `label file name "${index.entries[unusable]!.labelName}" is not a usable file name`
+        })
+      }
       const found = yield* Effect.forEach(index.entries, (e) => {
         const candidates = [path.join(dir, "labels", e.labelName), path.join(dir, e.labelName)]
         return Effect.map(firstExisting(candidates), (file) => ({ file, candidates }))
@@ -136,28 +154,55 @@ export const makeConverterReader = Effect.gen(function*() {
       return resolved
     })
 
-  /** Finds every image (spec order of candidates); all missing ones in one error. */
+  /**
+   * Finds every image (spec order of candidates); all missing ones in one error. Every name
+   * goes through the shared name rule and every candidate is proven to stay inside `dir`;
+   * two images naming one file are a `Duplicate` error naming both.
+   */
   const resolveImages = (dir: string, file: string, dataset: DiceDataset) =>
     Effect.gen(function*() {
-      const root = localImageRoot(dataset.storageImageRoot)
-      const prefix = dataset.storageImageRoot?.replace(/^\/+/, "")
-      if (root !== undefined && escapes(root)) {
-        return yield* new DatasetError({ reason: "PathEscape", file, jsonPath: "storage_info.image_root", detail: `"${root}" points outside the dataset directory` })
+      const imageRoot = localImageRoot(dataset.storageImageRoot)
+      if (Either.isLeft(imageRoot)) {
+        return yield* new DatasetError({
+          reason: "PathEscape",
+          file,
+          jsonPath: "storage_info.image_root",
+          detail: `"${dataset.storageImageRoot}" ${imageRoot.left}: it could point outside the dataset directory`
+        })
       }
+      const { prefix, root } = imageRoot.right ?? { prefix: undefined, root: undefined }
       const candidates: Array<Array<string>> = new Array(dataset.images.length)
+      const firstByName = new Map<string, number>()
       for (let i = 0; i < dataset.images.length; i++) {
-        let name = dataset.images[i]!.fileName.replace(/\\/g, "/")
-        if (prefix && name.startsWith(prefix)) name = name.slice(prefix.length)
-        name = path.normalize(name)
-        if (escapes(name)) {
-          return yield* new DatasetError({
+        const raw = dataset.images[i]!.fileName
+        const normalized = normalizeRelativeName(raw)
+        const escape = (why: string) =>
+          new DatasetError({
             reason: "PathEscape",
             file,
             jsonPath: `images[${i}].file_name`,
-            detail: `"${dataset.images[i]!.fileName}" points outside the dataset directory`
+            detail: `"${raw}" ${why}: it could point outside the dataset directory`
+          })
+        if (Either.isLeft(normalized)) return yield* escape(normalized.left)
+        const name = prefix !== undefined && normalized.right.startsWith(prefix)
+          ? normalized.right.slice(prefix.length)
+          : normalized.right
+        const first = firstByName.get(name)
+        if (first !== undefined) {
+          return yield* new DatasetError({
+            reason: "Duplicate",
+            file,
+            jsonPath: `images[${i}].file_name`,
+            paths: [dataset.images[first]!.fileName, raw],
+            detail: `images[${first}] and images[${i}] name the same file "${name}"`
           })
         }
-        candidates[i] = root ? [`${dir}/${root}/${name}`, `${dir}/images/${name}`, `${dir}/${name}`] : [`${dir}/images/${name}`, `${dir}/${name}`]
+        firstByName.set(name, i)
+        const relatives = [...(root ? [`${root}/${name}`] : []), `images/${name}`, name]
+        const inside = relatives.map((r) => resolveInside(path, dir, r))
+        const bad = inside.find(Either.isLeft)
+        if (bad !== undefined) return yield* escape(bad.left)
+        candidates[i] = inside.map((c) => Either.getOrThrow(c))
       }
       const resolved = yield* findFirstExisting(candidates)
       const missing = resolved.flatMap((r, i) => (r === undefined ? candidates[i]! : []))
@@ -169,6 +214,20 @@ export const makeConverterReader = Effect.gen(function*() {
           paths: missing,
           detail: `${count} of ${resolved.length} image(s) not found (paths tried listed)`
         })
+      }
+      const byPath = new Map<string, number>()
+      for (let i = 0; i < resolved.length; i++) {
+        const first = byPath.get(resolved[i]!)
+        if (first !== undefined) {
+          return yield* new DatasetError({
+            reason: "Duplicate",
+            file,
+            jsonPath: `images[${i}].file_name`,
+            paths: [dataset.images[first]!.fileName, dataset.images[i]!.fileName],
+            detail: `images[${first}] and images[${i}] resolve to the same file ${resolved[i]}`
+          })
+        }
+        byPath.set(resolved[i]!, i)
       }
       return { paths: resolved as Array<string>, root }
     })

@@ -10,6 +10,7 @@ import { cocoDocuments } from "./cocoExport.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DatasetSplit, DiceDataset } from "./diceModel.js"
 import { flipIndex } from "./objectRules.js"
+import { isInside } from "./safeName.js"
 import { classifyPlan, type ConverterTask, yoloContext, yoloDataYaml, yoloImageLines, yoloLabelPath } from "./yoloLabels.js"
 import { writeLabelFiles } from "./yoloLabelWriter.js"
 
@@ -120,6 +121,47 @@ export const makeConverterWriter = Effect.gen(function*() {
       yield* datasetIo(staged, fs.remove(staged, { recursive: true }))
     })
 
+  /** The `.../labels` folder an image's YOLO label file goes into. */
+  const labelRootOf = (image: string): string => {
+    const label = yoloLabelPath(image)
+    return label.slice(0, label.lastIndexOf("/labels/") + "/labels".length)
+  }
+
+  /** The real location of `target`: its nearest existing ancestor resolved through links, plus the rest. */
+  const realLocation = (target: string) =>
+    Effect.gen(function*() {
+      const rest: Array<string> = []
+      let existing = target
+      while (true) {
+        const real = yield* Effect.option(fs.realPath(existing))
+        if (real._tag === "Some") return path.join(real.value, ...rest.reverse())
+        const parent = path.dirname(existing)
+        if (parent === existing) return target
+        rest.push(path.basename(existing))
+        existing = parent
+      }
+    })
+
+  /**
+   * A check (memoised per path) that writing at a path really writes inside `dir`: its real
+   * location, through any links, is `dir`'s own or below it. A view's `images` link to a
+   * shared cache entry fails it, so nothing is ever written into the entry.
+   */
+  const writableInside = (dir: string) =>
+    Effect.gen(function*() {
+      const realDir = yield* datasetIo(dir, fs.realPath(dir))
+      const known = new Map<string, boolean>()
+      return (target: string) =>
+        Effect.gen(function*() {
+          const cached = known.get(target)
+          if (cached !== undefined) return cached
+          const real = yield* realLocation(target)
+          const ok = real === realDir || isInside(path, realDir, real)
+          known.set(target, ok)
+          return ok
+        })
+    })
+
   const writeSplitLists = (dir: string, imagePaths: ReadonlyArray<string>, splits: ReadonlyArray<DatasetSplit>) =>
     Effect.gen(function*() {
       const lists: Record<DatasetSplit, Array<string>> = { train: [], val: [], test: [] }
@@ -149,6 +191,7 @@ export const makeConverterWriter = Effect.gen(function*() {
     Effect.gen(function*() {
       const ctx = yoloContext(dataset, task)
       const skipped: Record<string, number> = { ...dataset.skipped }
+      const writable = yield* writableInside(dir)
       // Images outside an `images` folder are linked under dataset_dir/images/ for Ultralytics.
       const links: Array<readonly [string, string]> = []
       const imagePaths = images.map((p) => {
@@ -158,6 +201,43 @@ export const makeConverterWriter = Effect.gen(function*() {
         links.push([p, target])
         return target
       })
+      // An image whose label folder would lie outside the dataset directory's real location
+      // (`images/train/images/x.jpg` in a view whose `images` links to the shared cache entry)
+      // is linked at `train/images/x.jpg` instead, so its labels land in this directory.
+      const taken = new Set(imagePaths)
+      for (let i = 0; i < imagePaths.length; i++) {
+        const p = imagePaths[i]!
+        if (yield* writable(labelRootOf(p))) continue
+        const rel = p.slice(dir.length + 1)
+        const target = rel.startsWith("images/") ? path.join(dir, rel.slice("images/".length)) : undefined
+        if (target === undefined || !(yield* writable(labelRootOf(target))) || !(yield* writable(path.dirname(target)))) {
+          return yield* new DatasetError({
+            reason: "PathEscape",
+            file: p,
+            detail: `its label file ${yoloLabelPath(p)} would be written outside the dataset directory ${dir}`
+          })
+        }
+        if (taken.has(target)) {
+          return yield* new DatasetError({
+            reason: "Duplicate",
+            file: p,
+            paths: [p, target],
+            detail: `its labels would be written for ${target}, another image of the dataset`
+          })
+        }
+        taken.add(target)
+        links.push([p, target])
+        imagePaths[i] = target
+      }
+      for (const [, target] of links) {
+        if (!(yield* writable(path.dirname(target)))) {
+          return yield* new DatasetError({
+            reason: "PathEscape",
+            file: target,
+            detail: `an image link would be created outside the dataset directory ${dir}`
+          })
+        }
+      }
       const roots = new Map<string, Array<readonly [string, string]>>()
       let objects = 0, negatives = 0
       const trainObjects = new Array<number>(dataset.categories.length).fill(0)
@@ -167,8 +247,8 @@ export const makeConverterWriter = Effect.gen(function*() {
         if (lines.length === 0) negatives++
         if (splits[i] === "train") for (const line of lines) trainObjects[Number(line.slice(0, line.indexOf(" ")))]!++
         const label = yoloLabelPath(imagePaths[i]!)
-        const at = label.lastIndexOf("/labels/") + "/labels".length
-        const root = label.slice(0, at)
+        const root = labelRootOf(imagePaths[i]!)
+        const at = root.length
         let files = roots.get(root)
         if (files === undefined) roots.set(root, files = [])
         files.push([label.slice(at + 1), lines.join("\n")])

@@ -439,23 +439,58 @@ const looksFlat = (u: unknown): u is typeof FlatDice.Type => {
   return true
 }
 
+/**
+ * The dataset unchanged, or a `Duplicate` error naming two images that share an id: the
+ * flat shape attaches annotations by `image_id`, so a repeated id would copy one image's
+ * objects onto another (and both shapes export the id to COCO).
+ */
+const uniqueImageIds = (file: string) => (dataset: DiceDataset): Either.Either<DiceDataset, DatasetError> => {
+  const firstById = new Map<number, number>()
+  for (let i = 0; i < dataset.images.length; i++) {
+    const id = dataset.images[i]!.id
+    const first = firstById.get(id)
+    if (first !== undefined) {
+      return Either.left(
+        new DatasetError({
+          reason: "Duplicate",
+          file,
+          jsonPath: `images[${i}].id`,
+          paths: [dataset.images[first]!.fileName, dataset.images[i]!.fileName],
+          detail: `images[${first}] and images[${i}] share the image id ${id}`
+        })
+      )
+    }
+    firstById.set(id, i)
+  }
+  return Either.right(dataset)
+}
+
 /** Decodes a parsed nested DICE document into the normalized model. */
 export const decodeNestedDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
-  looksNested(doc)
-    ? Either.right(buildNested(doc))
-    : Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), buildNested)
+  Either.flatMap(
+    looksNested(doc)
+      ? Either.right(buildNested(doc))
+      : Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), buildNested),
+    uniqueImageIds(file)
+  )
 
 /** Decodes a parsed flat (COCO-style) DICE document into the normalized model. */
 export const decodeFlatDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
-  looksFlat(doc)
-    ? Either.right(buildFlat(doc))
-    : Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), buildFlat)
+  Either.flatMap(
+    looksFlat(doc)
+      ? Either.right(buildFlat(doc))
+      : Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), buildFlat),
+    uniqueImageIds(file)
+  )
 
 /** Decodes with the Schema only (no fast guard): the reference the fast path must agree with. */
 export const decodeDiceWithSchema = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
-  isFlatDice(doc)
-    ? Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), buildFlat)
-    : Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), buildNested)
+  Either.flatMap(
+    isFlatDice(doc)
+      ? Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), buildFlat)
+      : Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), buildNested),
+    uniqueImageIds(file)
+  )
 
 /** Decodes a parsed DICE document of either JSON shape. */
 export const decodeDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>

@@ -8,6 +8,7 @@ import { FileSystem, Path } from "@effect/platform"
 import { Effect, Either, Random, Schedule } from "effect"
 import { DatasetError, DownloadError, type FailedObject, StorageError } from "../Errors.js"
 import type { ObjectStore } from "../ObjectStore.js"
+import { resolveInside, temporarySibling } from "./safeName.js"
 
 /** A bucket and key named by an `s3://bucket/key` URI. */
 export interface S3Location {
@@ -28,22 +29,6 @@ export const parseS3Uri = (uri: string): Either.Either<S3Location, StorageError>
   if (key === "") return invalid("empty key")
   if (!/^[A-Za-z0-9][A-Za-z0-9.\-_]*$/.test(bucket)) return invalid(`invalid bucket name "${bucket}"`)
   return Either.right({ bucket, key })
-}
-
-/**
- * Normalizes a relative file name from a key or an annotation: backslashes become `/`, empty
- * and `.` segments are dropped. `Left` (with the reason) for absolute paths, drive letters,
- * `..` segments, NUL bytes and names that end up empty.
- */
-export const safeRelativePath = (name: string): Either.Either<string, string> => {
-  if (name.includes("\0")) return Either.left("contains a NUL byte")
-  const slashed = name.replace(/\\/g, "/")
-  if (slashed.startsWith("/")) return Either.left("is an absolute path")
-  if (/^[A-Za-z]:/.test(slashed)) return Either.left("starts with a drive letter")
-  const segments = slashed.split("/").filter((s) => s !== "" && s !== ".")
-  if (segments.includes("..")) return Either.left("contains a '..' segment")
-  if (segments.length === 0) return Either.left("is empty")
-  return Either.right(segments.join("/"))
 }
 
 /** The last segment of a key. */
@@ -177,16 +162,12 @@ export const planItems = (
   const rejected: Array<RejectedName & { readonly collision: boolean }> = []
   const byDest = new Map<string, DownloadItem>()
   for (const pair of pairs) {
-    const safe = safeRelativePath(pair.relative)
-    if (Either.isLeft(safe)) {
-      rejected.push({ name: pair.relative, why: safe.left, collision: false })
+    const resolved = resolveInside(path, root, pair.relative)
+    if (Either.isLeft(resolved)) {
+      rejected.push({ name: pair.relative, why: resolved.left, collision: false })
       continue
     }
-    const dest = path.resolve(root, ...safe.right.split("/"))
-    if (!dest.startsWith(root + path.sep)) {
-      rejected.push({ name: pair.relative, why: "resolves outside the destination", collision: false })
-      continue
-    }
+    const dest = resolved.right
     const previous = byDest.get(dest)
     if (previous && (previous.key !== pair.key || previous.store.bucket !== pair.store.bucket)) {
       rejected.push({
@@ -287,7 +268,7 @@ export const runDownloads = (
 
     const fetchOne = (item: DownloadItem): Effect.Effect<number, StorageError> =>
       Effect.flatMap(Random.nextInt, (n) => {
-        const tmp = `${item.dest}.tmp-${(n >>> 0).toString(36)}`
+        const tmp = temporarySibling(path, item.dest, (n >>> 0).toString(36))
         return item.store.getToFile(item.key, tmp, item.size === undefined ? {} : { size: item.size }).pipe(
           Effect.retry({ schedule: settings.retry, while: isTransientStorageError }),
           Effect.mapError((error) =>

@@ -31,6 +31,7 @@ import {
   runDownloads,
   type S3Location
 } from "./downloads.js"
+import { isPlainFileName } from "./safeName.js"
 
 /** What a selective dataset download produced. */
 export interface DownloadReport {
@@ -119,9 +120,6 @@ export interface StorageFlowsEnv {
   readonly events: Option.Option<CheckpointEventsService>
 }
 
-/** A name that cannot be a local file name, checked on the last segment of a key. */
-const isUnusableFileName = (name: string): boolean => name === "" || name === "." || name === ".." || name.includes("\\")
-
 /**
  * `PathEscape` naming the first object whose last key segment cannot be a local file name
  * (before anything is written), or the pairs unchanged.
@@ -129,7 +127,7 @@ const isUnusableFileName = (name: string): boolean => name === "" || name === ".
 const rejectUnusableNames = <P extends { readonly store: ObjectStore; readonly key: string }>(
   pairs: ReadonlyArray<P>
 ): Either.Either<ReadonlyArray<P>, DatasetError> => {
-  const bad = pairs.find((pair) => isUnusableFileName(baseName(pair.key)))
+  const bad = pairs.find((pair) => !isPlainFileName(baseName(pair.key)))
   return bad === undefined
     ? Either.right(pairs)
     : Either.left(
