@@ -67,13 +67,19 @@ export interface DatasetCacheOptions {
   readonly cacheDir?: string
   /** Size limit in bytes (default `DATASET_CACHE_MAX_GB` GiB). */
   readonly maxBytes?: number
-  /** A lock or lease not refreshed for this long belongs to a dead process (default 30 s). */
+  /**
+   * A lock or lease not refreshed for this long (or dated further than this in the future)
+   * belongs to a dead process (default `DATASET_CACHE_STALE_SECONDS`, 30 s).
+   */
   readonly staleAfter?: Duration.DurationInput
   /** How often held locks and leases are refreshed (default 5 s; at most a third of `staleAfter`). */
   readonly heartbeatEvery?: Duration.DurationInput
   /** How often a waiting process re-checks a busy lock (default 250 ms). */
   readonly pollEvery?: Duration.DurationInput
-  /** How long to wait for a live lock holder (e.g. another process downloading) before failing (default 6 h). */
+  /**
+   * How long to wait for a live lock holder (e.g. another process downloading) before
+   * failing (default `DATASET_CACHE_LOCK_TIMEOUT_SECONDS`, 6 h).
+   */
   readonly lockTimeout?: Duration.DurationInput
   /** Parallel object downloads on a miss (default: the storage's). */
   readonly downloadConcurrency?: number
@@ -94,7 +100,7 @@ export const makeDatasetCache = (
     const path = yield* Path.Path
     const cacheDir = path.resolve(options.cacheDir ?? ctx.cacheDir)
     const maxBytes = options.maxBytes ?? ctx.cacheMaxBytes
-    const staleAfter = Duration.decode(options.staleAfter ?? "30 seconds")
+    const staleAfter = options.staleAfter === undefined ? ctx.cacheStaleAfter : Duration.decode(options.staleAfter)
     const coordinator = yield* makeCacheCoordinator(cacheDir, {
       staleAfter,
       // A heartbeat slower than a third of the threshold would let live holders look dead.
@@ -103,7 +109,7 @@ export const makeDatasetCache = (
         Option.getOrElse(Duration.divide(staleAfter, 3), () => staleAfter)
       ),
       pollEvery: Duration.decode(options.pollEvery ?? "250 millis"),
-      lockTimeout: Duration.decode(options.lockTimeout ?? "6 hours")
+      lockTimeout: options.lockTimeout === undefined ? ctx.cacheLockTimeout : Duration.decode(options.lockTimeout)
     })
     const store = yield* makeCacheStore({ fs, path, cacheDir, coordinator })
     const ensureEntry = makeCacheEnsure({

@@ -65,6 +65,10 @@ export interface JobContextShape {
   readonly cacheDir: string
   /** Cache size limit in bytes (`DATASET_CACHE_MAX_GB` GiB). */
   readonly cacheMaxBytes: number
+  /** A cache lock or lease not refreshed for this long is stale (`DATASET_CACHE_STALE_SECONDS`, 5 to 3600, default 30). */
+  readonly cacheStaleAfter: Duration.Duration
+  /** How long to wait for a live cache lock holder (`DATASET_CACHE_LOCK_TIMEOUT_SECONDS`, 1 to 86400, default 21600). */
+  readonly cacheLockTimeout: Duration.Duration
   /** Retries after the first attempt (`CALLBACK_MAX_RETRIES`). */
   readonly callbackMaxRetries: number
   /** Base backoff delay (`CALLBACK_RETRY_DELAY` seconds). */
@@ -100,6 +104,8 @@ const plainVariables = [
   "AWS_REQUEST_CHECKSUM_CALCULATION",
   "DATASET_CACHE_DIR",
   "DATASET_CACHE_MAX_GB",
+  "DATASET_CACHE_STALE_SECONDS",
+  "DATASET_CACHE_LOCK_TIMEOUT_SECONDS",
   "CALLBACK_MAX_RETRIES",
   "CALLBACK_RETRY_DELAY",
   "RANK",
@@ -191,6 +197,12 @@ const storageEndpoint = (env: RawEnvironment, prefix: "EXTERNAL" | "INTERNAL", b
     } satisfies StorageEndpoint
   })
 
+/** A number of seconds within `[min, max]` as a duration; outside the bounds names the variable. */
+const secondsWithin = (variable: string, min: number, max: number) => (value: number): Either.Either<Duration.Duration, ConfigError> =>
+  value >= min && value <= max
+    ? Either.right(Duration.millis(Math.round(value * 1000)))
+    : Either.left(new ConfigError({ reason: "Invalid", variable, detail: `must be between ${min} and ${max} seconds, got ${value}` }))
+
 /** Resolves and validates the whole job context from the raw environment (pure). */
 export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContextShape, ConfigError> =>
   Either.gen(function*() {
@@ -199,6 +211,12 @@ export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContext
     const taskType = yield* optionalWith(env, "TASK_TYPE", "detection" as TaskType, parseTaskType)
     const cacheMaxGb = yield* optionalWith(env, "DATASET_CACHE_MAX_GB", 50, parseNumber).pipe(
       Either.flatMap(atLeast("DATASET_CACHE_MAX_GB", 0))
+    )
+    const cacheStaleAfter = yield* optionalWith(env, "DATASET_CACHE_STALE_SECONDS", 30, parseNumber).pipe(
+      Either.flatMap(secondsWithin("DATASET_CACHE_STALE_SECONDS", 5, 3600))
+    )
+    const cacheLockTimeout = yield* optionalWith(env, "DATASET_CACHE_LOCK_TIMEOUT_SECONDS", 6 * 3600, parseNumber).pipe(
+      Either.flatMap(secondsWithin("DATASET_CACHE_LOCK_TIMEOUT_SECONDS", 1, 86400))
     )
     const callbackMaxRetries = yield* optionalWith(env, "CALLBACK_MAX_RETRIES", 3, parseInteger).pipe(
       Either.flatMap(atLeast("CALLBACK_MAX_RETRIES", 0))
@@ -256,6 +274,8 @@ export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContext
       requestChecksumCalculation: checksum,
       cacheDir: env.plain("DATASET_CACHE_DIR") ?? "/tmp/datasets",
       cacheMaxBytes: Math.floor(cacheMaxGb * 1024 ** 3),
+      cacheStaleAfter,
+      cacheLockTimeout,
       callbackMaxRetries,
       callbackRetryDelay: Duration.millis(Math.round(callbackRetryDelay * 1000)),
       rank,

@@ -6,9 +6,10 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Layer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Either, Layer } from "effect"
 import { Converter } from "../src/Converter.js"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
+import { ConfigError } from "../src/Errors.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import { isInside, normalizeRelativeName, resolveInside, temporarySibling } from "../src/internal/safeName.js"
 import type { MemoryObjectStore } from "../src/ObjectStore.js"
@@ -338,5 +339,65 @@ describe("the shared entry", () => {
       const polygon = (yield* fs.readFileString(path.join(views[1], "train", "labels", "x.txt"))).trim().split(" ")
       expect(box).toHaveLength(5)
       expect(polygon).toHaveLength(7)
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
+
+describe("liveness", () => {
+  const resolve = (env: Record<string, string>) =>
+    Effect.either(JobContext).pipe(
+      Effect.provide(JobContext.layer),
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ CALLBACK_URL: "http://b/api", JOB_ID: "1", ...env }))))
+    )
+
+  it.effect("the stale threshold and the lock wait are configurable within bounds; a bad value names its variable", () =>
+    Effect.gen(function*() {
+      const defaults = Either.getOrThrow(yield* resolve({}))
+      expect(Duration.toMillis(defaults.cacheStaleAfter)).toBe(30_000)
+      expect(Duration.toMillis(defaults.cacheLockTimeout)).toBe(6 * 3_600_000)
+      const set = Either.getOrThrow(yield* resolve({ DATASET_CACHE_STALE_SECONDS: "90", DATASET_CACHE_LOCK_TIMEOUT_SECONDS: "1.5" }))
+      expect(Duration.toMillis(set.cacheStaleAfter)).toBe(90_000)
+      expect(Duration.toMillis(set.cacheLockTimeout)).toBe(1_500)
+      for (
+        const [variable, value] of [
+          ["DATASET_CACHE_STALE_SECONDS", "1"],
+          ["DATASET_CACHE_STALE_SECONDS", "7200"],
+          ["DATASET_CACHE_STALE_SECONDS", "soon"],
+          ["DATASET_CACHE_LOCK_TIMEOUT_SECONDS", "0"],
+          ["DATASET_CACHE_LOCK_TIMEOUT_SECONDS", "1e9"]
+        ] as const
+      ) {
+        const error = yield* Effect.flip(Effect.flatten(resolve({ [variable]: value })))
+        assert.instanceOf(error, ConfigError)
+        expect(error.variable).toBe(variable)
+        expect(error.message).toContain(variable)
+      }
+    }))
+
+  it.scopedLive("a lock dated in the future is stale; the job's configured lock wait bounds a live holder", () =>
+    Effect.gen(function*() {
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      seed(memory, "ds1", { "a.jpg": "AAAA" })
+      const key = keyOf("ds1", hash)
+      const lockFile = path.join(cacheDir, ".locks", `${key}.lock`)
+      yield* fs.makeDirectory(path.dirname(lockFile), { recursive: true })
+      yield* fs.writeFileString(lockFile, JSON.stringify({ token: "skewed", pid: 1, host: "other-pod/", since: "2030-01-01T00:00:00Z" }))
+      const future = new Date(Date.now() + 6 * 3_600_000)
+      yield* fs.utimes(lockFile, future, future)
+      // With the stale threshold and lock wait taken from the job context (no explicit options).
+      const job = { cacheStaleAfter: Duration.seconds(2), cacheLockTimeout: Duration.seconds(20) }
+      const view = yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job1") }), { staleAfter: undefined, lockTimeout: undefined }, job)
+      expect(yield* fs.readFileString(path.join(view, "images", "a.jpg"))).toBe("AAAA")
+
+      // A fresh lock of a live holder: the wait ends after the configured lock timeout, naming it.
+      yield* fs.writeFileString(lockFile, JSON.stringify({ token: "live", pid: 1, host: "other-pod/", since: "2030-01-01T00:00:00Z" }))
+      const error = yield* Effect.flip(
+        withCache((cache) => cache.ensure({ destDir: path.join(root, "job2") }), { staleAfter: undefined, lockTimeout: undefined }, {
+          ...job,
+          cacheLockTimeout: Duration.millis(300)
+        })
+      )
+      assert(error._tag === "CacheError")
+      expect(error.reason).toBe("Lock")
+      expect(error.message).toContain("timed out after 300ms")
     }).pipe(Effect.provide(NodeContext.layer)))
 })

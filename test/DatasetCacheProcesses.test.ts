@@ -178,6 +178,46 @@ describe("DatasetCache across processes", () => {
       expect((yield* fs.readDirectory(cacheDir)).sort()).toEqual([".cache_metadata.json", ".leases", ".locks", key])
     }).pipe(Effect.provide(NodeContext.layer)), 60_000)
 
+  it.scopedLive("a holder whose main thread is blocked longer than the stale threshold keeps its lease while another process evicts", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const { endpoint } = yield* server
+      const root = yield* fs.makeTempDirectoryScoped()
+      const cacheDir = path.join(root, "cache")
+      const blockMs = staleAfterMs * 2 + 1_000
+      const holder = yield* spawnWorker({
+        mode: "block",
+        endpoint,
+        bucket,
+        cacheDir,
+        destDir: path.join(root, "holder"),
+        datasetId,
+        datasetVersionHash: hash,
+        staleAfterMs,
+        heartbeatMs,
+        blockMs
+      })
+      yield* waitForLine(holder, "BLOCKING")
+      const cache = localCache(endpoint, cacheDir)
+      // Well past the stale threshold with the holder's main thread blocked all along.
+      yield* Effect.sleep(staleAfterMs + 1_000)
+      expect(holder.output()).not.toContain("UNBLOCKED")
+      const whileBlocked = yield* Effect.flatMap(DatasetCache, (c) =>
+        Effect.all([c.prune({ maxBytes: 0 }), Effect.flip(c.remove(key))])).pipe(Effect.provide(cache))
+      expect(holder.output()).not.toContain("UNBLOCKED")
+      expect(whileBlocked[0]).toEqual([])
+      expect(whileBlocked[1].reason).toBe("Lock")
+      expect(yield* fs.exists(path.join(cacheDir, key, ".complete"))).toBe(true)
+      yield* waitForLine(holder, "UNBLOCKED")
+
+      // The lease dies with the process.
+      holder.child.kill("SIGKILL")
+      yield* exitOf(holder)
+      yield* Effect.sleep(staleAfterMs + 500)
+      expect(yield* Effect.flatMap(DatasetCache, (c) => c.prune({ maxBytes: 0 })).pipe(Effect.provide(cache))).toEqual([key])
+    }).pipe(Effect.provide(NodeContext.layer)), 60_000)
+
   it.scopedLive("eviction never removes an entry leased by a live process, and reclaims it once that process is gone", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem

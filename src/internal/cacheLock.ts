@@ -1,15 +1,16 @@
 /**
  * Cross-process coordination of the dataset cache: lock files created with `O_EXCL` and
- * lease files, both kept alive by a heartbeat (their mtime is refreshed every few
- * seconds). A lock or lease whose mtime is older than the stale threshold belongs to a
+ * lease files, both kept alive by a heartbeat in a worker thread (their mtime is refreshed
+ * every few seconds, however long the main thread is blocked). A lock or lease whose mtime is older than the stale threshold belongs to a
  * dead holder, whatever container wrote it; a PID is recorded too, and is trusted only as
  * a fast path when the holder ran in this very PID namespace on this host.
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Clock, Duration, Effect, Option, Ref, Schedule, type Scope } from "effect"
+import { Clock, Duration, Effect, Option, Ref, type Scope } from "effect"
 import * as os from "node:os"
 import { CacheError } from "../Errors.js"
+import { startCacheHeartbeat } from "./cacheHeartbeat.js"
 import { leasesDirName, locksDirName } from "./cacheKey.js"
 
 /** Who holds a lock or a lease; written as JSON into the file for diagnostics and the PID fast path. */
@@ -42,7 +43,9 @@ export interface CacheLockTiming {
 
 /**
  * Whether the holder of a lock or lease is gone: its file was not refreshed within
- * `staleAfter`, or it ran in this PID namespace on this host and its PID is dead.
+ * `staleAfter`, or its mtime lies more than `staleAfter` in the future (an implausible time,
+ * e.g. written by a container with a skewed clock, must not block waiters for hours), or it
+ * ran in this PID namespace on this host and its PID is dead.
  */
 export const isHolderStale = (options: {
   readonly nowMs: number
@@ -51,7 +54,7 @@ export const isHolderStale = (options: {
   readonly holder: CacheHolder | undefined
   readonly local: LocalProcess
 }): boolean =>
-  options.nowMs - options.mtimeMs > options.staleAfterMs ||
+  Math.abs(options.nowMs - options.mtimeMs) > options.staleAfterMs ||
   // The PID fast path only when the PID namespace is known: pods sharing a host name (e.g.
   // with hostNetwork) would otherwise compare each other's PIDs.
   (options.holder !== undefined && !options.local.host.endsWith("/") && options.holder.host === options.local.host &&
@@ -116,8 +119,8 @@ export interface CacheCoordinator {
 }
 
 /**
- * Builds the coordinator for `cacheDir`: a heartbeat fiber refreshes every held lock and
- * lease, and closing the scope removes this process's leases.
+ * Builds the coordinator for `cacheDir`: a heartbeat thread refreshes every held lock and
+ * lease, and closing the scope removes this process's leases and stops the thread.
  */
 export const makeCacheCoordinator = (
   cacheDir: string,
@@ -131,8 +134,8 @@ export const makeCacheCoordinator = (
     const leasesDir = path.join(cacheDir, leasesDirName)
     const staleAfterMs = Duration.toMillis(timing.staleAfter)
 
-    /** Files this process refreshes: held locks and leases. */
-    const held = yield* Ref.make(new Set<string>())
+    /** Refreshes held locks and leases from a worker thread, whatever the main thread is doing. */
+    const heartbeat = yield* startCacheHeartbeat(Duration.toMillis(timing.heartbeatEvery))
     /** This process's lease file per entry key. */
     const leases = yield* Ref.make(new Map<string, string>())
 
@@ -141,16 +144,13 @@ export const makeCacheCoordinator = (
       ([token, now]): CacheHolder => ({ token, pid: local.pid, host: local.host, since: new Date(now).toISOString() })
     )
 
-    const refresh = Effect.gen(function*() {
-      const now = new Date(yield* Clock.currentTimeMillis)
-      const paths = [...(yield* Ref.get(held)), ...(yield* Ref.get(leases)).values()]
-      yield* Effect.forEach(paths, (p) => Effect.ignore(fs.utimes(p, now, now)), { concurrency: 8, discard: true })
-    })
-    yield* refresh.pipe(Effect.repeat(Schedule.spaced(timing.heartbeatEvery)), Effect.forkScoped)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         const mine = yield* Ref.getAndSet(leases, new Map())
-        yield* Effect.forEach(mine.values(), (p) => Effect.ignore(fs.remove(p)), { concurrency: 8, discard: true })
+        yield* Effect.forEach(mine.values(), (p) => Effect.zipRight(heartbeat.remove(p), Effect.ignore(fs.remove(p))), {
+          concurrency: 8,
+          discard: true
+        })
       })
     )
 
@@ -238,18 +238,14 @@ export const makeCacheCoordinator = (
 
     const release = (lockFile: string, holder: CacheHolder) =>
       Effect.gen(function*() {
-        yield* Ref.update(held, (s) => {
-          const next = new Set(s)
-          next.delete(lockFile)
-          return next
-        })
+        yield* heartbeat.remove(lockFile)
         const text = yield* fs.readFileString(lockFile).pipe(Effect.orElseSucceed(() => ""))
         if (parseCacheHolder(text)?.token === holder.token) yield* Effect.ignore(fs.remove(lockFile))
       })
 
     const hold = <A, E, R>(lockFile: string, holder: CacheHolder, effect: Effect.Effect<A, E, R>) =>
       Effect.acquireUseRelease(
-        Ref.update(held, (s) => new Set(s).add(lockFile)),
+        heartbeat.add(lockFile),
         () => effect,
         () => release(lockFile, holder)
       )
@@ -306,6 +302,7 @@ export const makeCacheCoordinator = (
         if (Option.isNone(holder)) {
           return yield* new CacheError({ reason: "Io", key, path: file, detail: "lease file name collision" })
         }
+        yield* heartbeat.add(file)
         yield* Ref.update(leases, (m) => new Map(m).set(key, file))
       }).pipe(Effect.uninterruptible)
 

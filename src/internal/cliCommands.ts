@@ -68,7 +68,9 @@ export const cliEnvironmentVariables = [
   "AWS_REGION",
   "AWS_REQUEST_CHECKSUM_CALCULATION",
   "DATASET_CACHE_DIR",
-  "DATASET_CACHE_MAX_GB"
+  "DATASET_CACHE_MAX_GB",
+  "DATASET_CACHE_STALE_SECONDS",
+  "DATASET_CACHE_LOCK_TIMEOUT_SECONDS"
 ] as const
 
 /** Stand-ins for the job variables `JobContext` requires and the CLI never uses. */

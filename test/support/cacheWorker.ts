@@ -5,7 +5,9 @@
  * Modes: `ensure` materializes the dataset and prints `RESULT {view, images, annotations}`;
  * `hold` does the same, prints `READY`, then keeps its lease until killed; `crash` starts
  * the download, prints `DOWNLOADING` at the first progress report and hangs there (holding
- * the entry's lock) until killed.
+ * the entry's lock) until killed; `block` materializes the dataset, prints `BLOCKING`, blocks
+ * its main thread synchronously for `blockMs` (a native call, a long GC pause), then prints
+ * `UNBLOCKED` and keeps its lease until killed.
  */
 import { FileSystem, Path } from "@effect/platform"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -16,7 +18,7 @@ import { Storage } from "../../src/Storage.js"
 
 /** What the parent passes as the single JSON argument. */
 export interface CacheWorkerArgs {
-  readonly mode: "ensure" | "hold" | "crash"
+  readonly mode: "ensure" | "hold" | "crash" | "block"
   /** S3 endpoint (the test's counting proxy in front of s3rver). */
   readonly endpoint: string
   readonly bucket: string
@@ -26,6 +28,8 @@ export interface CacheWorkerArgs {
   readonly datasetVersionHash: string
   readonly staleAfterMs: number
   readonly heartbeatMs: number
+  /** How long `block` blocks its main thread. */
+  readonly blockMs?: number
 }
 
 const args = JSON.parse(process.argv[2] ?? "{}") as CacheWorkerArgs
@@ -64,6 +68,13 @@ const program = Effect.gen(function*() {
   yield* say(`RESULT ${JSON.stringify({ view, images, annotations })}`)
   if (args.mode === "hold") {
     yield* say("READY")
+    yield* Effect.never
+  }
+  if (args.mode === "block") {
+    yield* say("BLOCKING")
+    // A synchronous wait: no fiber, timer or callback of this thread runs meanwhile.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, args.blockMs ?? 0)
+    yield* say("UNBLOCKED")
     yield* Effect.never
   }
 })
