@@ -13,7 +13,8 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import { Context, Duration, Effect, Layer, Option, type Scope } from "effect"
-import type { CacheError, DatasetError, DownloadError, StorageError } from "./Errors.js"
+import * as NodeFs from "node:fs/promises"
+import { CacheError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext } from "./JobContext.js"
 import { makeCacheEnsure } from "./internal/cacheEnsure.js"
 import { cacheKeyOf, validateCacheKey } from "./internal/cacheKey.js"
@@ -83,7 +84,20 @@ export interface DatasetCacheOptions {
   readonly lockTimeout?: Duration.DurationInput
   /** Parallel object downloads on a miss (default: the storage's). */
   readonly downloadConcurrency?: number
+  /**
+   * Free bytes on the file system holding a directory (default: `statfs`, the space an
+   * unprivileged process may use); a full disk evicts unleased entries until there is room.
+   */
+  readonly freeSpace?: (dir: string) => Effect.Effect<number, CacheError>
 }
+
+/** Free bytes on the file system holding `dir`, as `statfs` reports them to unprivileged processes. */
+const statfsFreeSpace = (dir: string): Effect.Effect<number, CacheError> =>
+  Effect.tryPromise({
+    try: () => NodeFs.statfs(dir),
+    catch: (cause) =>
+      new CacheError({ reason: "Io", path: dir, detail: `cannot read the free space: ${String(cause)}`, cause })
+  }).pipe(Effect.map((stats) => stats.bavail * stats.bsize))
 
 /** Builds the cache service for the given settings (scoped: leases and heartbeats live in the scope). */
 export const makeDatasetCache = (
@@ -120,7 +134,8 @@ export const makeDatasetCache = (
       store,
       maxBytes,
       downloadConcurrency: options.downloadConcurrency,
-      downloadDatasetSelective: storage.downloadDatasetSelective
+      downloadDatasetSelective: storage.downloadDatasetSelective,
+      freeSpace: options.freeSpace ?? statfsFreeSpace
     })
 
     const ensure = Effect.fn("DatasetCache.ensure")(function*(request: EnsureDatasetOptions) {
@@ -135,11 +150,14 @@ export const makeDatasetCache = (
     })
 
     const prune = Effect.fn("DatasetCache.prune")(function*(pruneOptions?: { readonly maxBytes?: number }) {
+      yield* store.checkWritable
       return yield* store.prune(pruneOptions?.maxBytes ?? maxBytes)
     })
 
     const remove = Effect.fn("DatasetCache.remove")(function*(rawKey: string) {
-      return yield* store.remove(yield* validateCacheKey(rawKey))
+      const key = yield* validateCacheKey(rawKey)
+      yield* store.checkWritable
+      return yield* store.remove(key)
     })
 
     return {

@@ -140,9 +140,13 @@ export class CheckpointError extends Schema.TaggedError<CheckpointError>()("Chec
   }
 }
 
-/** A dataset-cache failure (lock, verification, bookkeeping), naming the entry or path. */
+/**
+ * A dataset-cache failure (lock, verification, bookkeeping), naming the entry or path.
+ * `NoSpace` (the file system is full even after evicting every unleased entry) and
+ * `Unwritable` (a read-only or permission-denied cache directory) are resource errors.
+ */
 export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
-  reason: Schema.Literal("InvalidKey", "Lock", "Verify", "Io", "Corrupt"),
+  reason: Schema.Literal("InvalidKey", "Lock", "Verify", "Io", "Corrupt", "NoSpace", "Unwritable"),
   key: Schema.optional(Schema.String),
   path: Schema.optional(Schema.String),
   detail: Schema.String,
@@ -241,6 +245,9 @@ const isOutOfMemory = (u: unknown): boolean => {
     typeof message === "string" && /out of memory|heap limit/i.test(message)
 }
 
+/** Whether a failure (or anything on its `cause` chain) is a full disk or an exhausted quota (`ENOSPC`, `EDQUOT`). */
+export const isNoSpaceError = (error: unknown): boolean => errorCodes(error).some((c) => c === "ENOSPC" || c === "EDQUOT")
+
 /** Classifies one failure or defect value into a platform error type. */
 export const classifyError = (error: unknown): ErrorType => {
   const tag = field(error, "_tag")
@@ -258,9 +265,13 @@ export const classifyError = (error: unknown): ErrorType => {
         reason === "LocalIO" && errorCodes(error).some((c) => resourceCodes.has(c)) ? "ResourceError" :
         "DatasetError"
     }
+    case "CacheError": {
+      const reason = (error as CacheError).reason
+      if (reason === "NoSpace" || reason === "Unwritable") return "ResourceError"
+      return errorCodes(error).some((c) => resourceCodes.has(c)) ? "ResourceError" : "DatasetError"
+    }
     case "DownloadError":
     case "DatasetError":
-    case "CacheError":
       return errorCodes(error).some((c) => resourceCodes.has(c)) ? "ResourceError" : "DatasetError"
     case "CheckpointError":
       return "CheckpointError"

@@ -4,12 +4,13 @@
  * shared entry's immutability, whole-version keys and damaged entries.
  */
 import { FileSystem, Path } from "@effect/platform"
+import { SystemError } from "@effect/platform/Error"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Either, Layer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Either, Exit, Layer, Scope } from "effect"
 import { Converter } from "../src/Converter.js"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
-import { ConfigError } from "../src/Errors.js"
+import { classifyError, ConfigError, type SdkError, StorageError } from "../src/Errors.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import { isInside, normalizeRelativeName, resolveInside, temporarySibling } from "../src/internal/safeName.js"
 import type { MemoryObjectStore } from "../src/ObjectStore.js"
@@ -400,4 +401,135 @@ describe("liveness", () => {
       expect(error.reason).toBe("Lock")
       expect(error.message).toContain("timed out after 300ms")
     }).pipe(Effect.provide(NodeContext.layer)))
+})
+
+/** Bytes of the regular files under `dir`. */
+const usage = (dir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    let total = 0
+    for (const name of yield* fs.readDirectory(dir, { recursive: true })) {
+      const info = yield* Effect.option(fs.stat(path.join(dir, name)))
+      if (info._tag === "Some" && info.value.type === "File") total += Number(info.value.size)
+    }
+    return total
+  }).pipe(Effect.orDie)
+
+describe("a full or read-only file system", () => {
+  it.scopedLive("a full disk evicts unleased entries to make room; with nothing evictable it is a NoSpace resource error", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const root = yield* fs.makeTempDirectoryScoped()
+      const cacheDir = path.join(root, "cache")
+      const capacity = 10_000
+      const used = Effect.provide(usage(cacheDir), NodeContext.layer)
+      const storage = yield* Layer.build(Storage.layerMemory)
+      const memory = Context.get(storage, MemoryStorage).external
+      for (const id of ["dsA", "dsB", "dsC", "dsD"]) seed(memory, id, { [`${id}.jpg`]: "x".repeat(4_000) })
+      // A file system of `capacity` bytes: a download that would not fit fails like a full disk does.
+      const live = Context.get(storage, Storage)
+      const full = Context.add(storage, Storage, {
+        ...live,
+        downloadDatasetSelective: (datasetId, destDir, options) =>
+          Effect.flatMap(used, (bytes) =>
+            bytes + 4_500 > capacity
+              ? Effect.fail(
+                new StorageError({
+                  reason: "LocalIO",
+                  bucket: "",
+                  key: destDir,
+                  detail: "ENOSPC: no space left on device, write",
+                  cause: Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })
+                })
+              )
+              : live.downloadDatasetSelective(datasetId, destDir, options))
+      })
+      const cacheLayer = DatasetCache.layerWith({
+        cacheDir,
+        maxBytes: 1 << 30,
+        staleAfter: "2 seconds",
+        heartbeatEvery: "100 millis",
+        pollEvery: "20 millis",
+        freeSpace: () => Effect.map(used, (bytes) => capacity - bytes)
+      }).pipe(Layer.provide(Layer.merge(Layer.succeedContext(full), JobContext.layerTest({ datasetVersionHash: hash }))))
+      const ensure = (datasetId: string) => (cache: DatasetCacheService) =>
+        cache.ensure({ datasetId, destDir: path.join(root, `job-${datasetId}`) })
+      const run = <A, E>(f: (cache: DatasetCacheService) => Effect.Effect<A, E>) =>
+        Effect.flatMap(DatasetCache, f).pipe(Effect.provide(cacheLayer))
+
+      yield* run(ensure("dsA"))
+      yield* run(ensure("dsB"))
+      const view = yield* run(ensure("dsC"))
+      expect(yield* fs.readDirectory(path.join(view, "images"))).toEqual(["dsC.jpg"])
+      expect((yield* run((cache) => cache.entries)).map((e) => e.datasetId).sort()).toEqual(["dsB", "dsC"])
+
+      // Both entries leased by a live job: nothing may be evicted, the job gets a resource error.
+      const scope = yield* Scope.make()
+      const leased = yield* Layer.buildWithScope(cacheLayer, scope)
+      yield* Effect.flatMap(DatasetCache, (cache) => Effect.zipRight(ensure("dsB")(cache), ensure("dsC")(cache))).pipe(Effect.provide(leased))
+      const error = yield* Effect.flip(run(ensure("dsD")))
+      assert(error._tag === "CacheError")
+      expect(error.reason).toBe("NoSpace")
+      expect(error.message).toContain(cacheDir)
+      expect(classifyError(error)).toBe("ResourceError")
+      expect((yield* run((cache) => cache.entries)).map((e) => e.datasetId).sort()).toEqual(["dsB", "dsC"])
+      yield* Scope.close(scope, Exit.void)
+      yield* run(ensure("dsD"))
+      expect((yield* run((cache) => cache.entries)).map((e) => e.datasetId)).toContain("dsD")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  for (const [code, expected] of [["EROFS", "read-only file system"], ["EACCES", "permission denied"]] as const) {
+    it.scopedLive(`a cache directory failing with ${code} is an Unwritable error naming the directory and the problem`, () =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const path = yield* Path.Path
+        const root = yield* fs.makeTempDirectoryScoped()
+        const cacheDir = path.join(root, "cache")
+        yield* fs.makeDirectory(cacheDir)
+        const denied = (method: string, target: string) =>
+          new SystemError({
+            reason: code === "EACCES" ? "PermissionDenied" : "Unknown",
+            module: "FileSystem",
+            method,
+            pathOrDescriptor: target,
+            description: `${code}: ${expected}, ${method} '${target}'`
+          })
+        const inside = (target: unknown) => typeof target === "string" && path.resolve(target).startsWith(cacheDir)
+        // The cache directory as a read-only mount shows it, even to root: reads work, writes fail.
+        const readOnly: FileSystem.FileSystem = {
+          ...fs,
+          access: (target, options) =>
+            inside(target) && options?.writable ? Effect.fail(denied("access", target)) : fs.access(target, options),
+          makeDirectory: (target, options) =>
+            inside(target) && !(options?.recursive && target === cacheDir)
+              ? Effect.fail(denied("makeDirectory", target))
+              : fs.makeDirectory(target, options),
+          writeFileString: (target, data, options) =>
+            inside(target) ? Effect.fail(denied("writeFile", target)) : fs.writeFileString(target, data, options)
+        }
+        const storage = yield* Layer.build(Storage.layerMemory)
+        seed(Context.get(storage, MemoryStorage).external, "ds1", { "a.jpg": "AAAA" })
+        const cacheLayer = DatasetCache.layerWith({ cacheDir }).pipe(
+          Layer.provide(Layer.mergeAll(
+            Layer.succeedContext(storage),
+            JobContext.layerTest({ datasetId: "ds1", datasetVersionHash: hash }),
+            Layer.succeed(FileSystem.FileSystem, readOnly)
+          ))
+        )
+        for (const op of ["ensure", "prune"] as const) {
+          const error = yield* Effect.flip(
+            Effect.flatMap(DatasetCache, (cache): Effect.Effect<unknown, SdkError> =>
+              op === "ensure" ? cache.ensure({ destDir: path.join(root, "job") }) : cache.prune({ maxBytes: 0 })).pipe(
+                Effect.provide(cacheLayer)
+              )
+          )
+          assert(error._tag === "CacheError")
+          expect(error.reason).toBe("Unwritable")
+          expect(error.message).toContain(`the cache directory ${cacheDir} is not writable (${expected})`)
+          expect(classifyError(error)).toBe("ResourceError")
+        }
+      }).pipe(Effect.provide(NodeContext.layer)))
+  }
 })

@@ -137,7 +137,7 @@ describe("holder liveness", () => {
   })
 })
 
-const coordinatorIn = (dir: string, lockTimeout: Duration.DurationInput = "5 seconds", staleAfter: Duration.DurationInput = "400 millis") =>
+const coordinatorIn = (dir: string, lockTimeout: Duration.DurationInput = "5 seconds", staleAfter: Duration.DurationInput = "2 seconds") =>
   makeCacheCoordinator(dir, {
     staleAfter: Duration.decode(staleAfter),
     heartbeatEvery: Duration.millis(50),
@@ -201,7 +201,8 @@ describe("locks and leases", () => {
       yield* coordinator.takeLease("k")
       yield* coordinator.takeLease("k")
       expect(yield* fs.readDirectory(path.join(dir, ".leases", "k"))).toHaveLength(1)
-      yield* Effect.sleep("700 millis")
+      // Longer than the stale threshold: only the heartbeat keeps the lease live.
+      yield* Effect.sleep("2500 millis")
       expect(yield* coordinator.liveLeaseCount("k")).toBe(1)
 
       const stale = path.join(dir, ".leases", "k", "dead.lease")

@@ -6,13 +6,13 @@
  */
 import type { FileSystem, Path } from "@effect/platform"
 import { Effect, Either, Option } from "effect"
-import { CacheError } from "../Errors.js"
+import { CacheError, isNoSpaceError } from "../Errors.js"
 import type { StorageService } from "../Storage.js"
 import { completeMarkerName, isAnnotationFileName, isTempEntryOf, manifestFileName, tempEntryName } from "./cacheKey.js"
 import { type CacheCoordinator, newCacheToken } from "./cacheLock.js"
 import { type CacheEntryRecord, decodeEntryManifest, decodeEntryRecord, encodeEntryManifest } from "./cacheMetadata.js"
 import { cacheIoError, cacheNowIso, type CacheStore, isNotFound } from "./cacheStore.js"
-import { annotationImageNames, type DownloadOptions } from "./downloads.js"
+import { annotationImageNames, type DownloadOptions, type DownloadProgress } from "./downloads.js"
 import { resolveInside } from "./safeName.js"
 import type { DownloadReport } from "./storageFlows.js"
 
@@ -36,7 +36,12 @@ export interface CacheEnsureEnv {
   /** Parallel object downloads on a miss (the storage's default when undefined). */
   readonly downloadConcurrency: number | undefined
   readonly downloadDatasetSelective: StorageService["downloadDatasetSelective"]
+  /** Free bytes on the file system holding `dir`. */
+  readonly freeSpace: (dir: string) => Effect.Effect<number, CacheError>
 }
+
+/** Download attempts of one entry on a full file system, each after evicting to make room. */
+const maxNoSpaceAttempts = 8
 
 /**
  * The `ensure` path over `env`: makes the entry `key` complete and leased by this process,
@@ -193,6 +198,45 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
       }).pipe(Effect.onExit(() => Effect.ignore(fs.remove(temp, { recursive: true }))))
     })
 
+  /**
+   * The miss path on a file system that may be full: a download failing with `ENOSPC` (or
+   * `EDQUOT`) evicts unleased entries, least recently used first, until the free space is
+   * at least twice what the failed attempt wrote, and tries again; with nothing left to
+   * evict it is a `NoSpace` error (a resource error) naming the cache directory.
+   */
+  const downloadMakingRoom = (key: string, ids: CacheEntryIds, onProgress: DownloadOptions["onProgress"]) => {
+    const attempt = (
+      round: number
+    ): Effect.Effect<CacheEntryRecord, Effect.Effect.Error<ReturnType<typeof download>> | CacheError> =>
+      Effect.gen(function*() {
+        let wanted = 1
+        const progress = (p: DownloadProgress) => {
+          wanted = Math.max(wanted, 2 * p.bytes, p.totalBytes)
+          return onProgress === undefined ? Effect.void : onProgress(p)
+        }
+        const result = yield* Effect.either(download(key, ids, progress))
+        if (Either.isRight(result)) return result.right
+        if (!isNoSpaceError(result.left)) return yield* Effect.fail(result.left)
+        const removed = round < maxNoSpaceAttempts
+          ? yield* store.evictForSpace(key, Effect.map(env.freeSpace(cacheDir), (free) => free >= wanted))
+          : []
+        if (removed.length === 0) {
+          return yield* new CacheError({
+            reason: "NoSpace",
+            key,
+            path: cacheDir,
+            detail: `no space left on the file system of ${cacheDir} for dataset ${ids.datasetId} version ${ids.hash}${
+              round > 1 ? ` after evicting for ${round - 1} attempt(s)` : ""
+            }, and no entry left that no live job uses: ${result.left.message}`,
+            cause: result.left
+          })
+        }
+        yield* Effect.logWarning(`Dataset cache: file system full, evicted ${removed.join(", ")} to make room for ${key}`)
+        return yield* attempt(round + 1)
+      })
+    return attempt(1)
+  }
+
   /** The job's view: copied annotation files and a link to the entry's images, swapped in atomically. */
   const materialize = (key: string, destDir: string) =>
     Effect.gen(function*() {
@@ -232,6 +276,7 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
     onProgress: DownloadOptions["onProgress"]
   ) =>
     Effect.gen(function*() {
+      yield* store.checkWritable
       const hit = yield* coordinator.withLock(
         key,
         Effect.gen(function*() {
@@ -243,7 +288,7 @@ export const makeCacheEnsure = (env: CacheEnsureEnv) => {
             }
             yield* Effect.logWarning(`Dataset cache: entry ${key} is rebuilt, ${damaged.value}`)
           }
-          const record = yield* download(key, ids, onProgress)
+          const record = yield* downloadMakingRoom(key, ids, onProgress)
           yield* coordinator.takeLease(key)
           yield* store.updateMetadata((metadata) => store.evict({ ...metadata, [key]: record }, env.maxBytes, new Set([key])))
           return false

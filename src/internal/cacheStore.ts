@@ -190,6 +190,52 @@ export const makeCacheStore = (env: CacheStoreEnv) =>
         return [removed as ReadonlyArray<string>, current as CacheMetadataFile] as const
       })
 
+    /**
+     * Makes room on a full file system: evicts unleased entries (least recently accessed
+     * first, never `keep`, never one another process holds) one by one, deleting each at once,
+     * at least one and then until `enough` holds. The removed keys.
+     */
+    const evictForSpace = (keep: string, enough: Effect.Effect<boolean, CacheError>) =>
+      updateMetadata((metadata) =>
+        Effect.gen(function*() {
+          let current: Record<string, CacheEntryRecord> = { ...metadata }
+          const removed: Array<string> = []
+          const order = planCacheEviction(current, -1, new Set([keep]))
+          for (const key of order) {
+            if (removed.length > 0 && (yield* enough)) break
+            const outcome = yield* coordinator.tryWithLock(key, removeUnleased(key))
+            if (Option.isSome(outcome) && Either.isRight(outcome.value)) {
+              removed.push(key)
+              const { [key]: _, ...rest } = current
+              current = rest
+              yield* emptyTrash
+            }
+          }
+          return [removed as ReadonlyArray<string>, current as CacheMetadataFile] as const
+        })
+      )
+
+    /**
+     * Fails with `Unwritable`, naming the directory and what is wrong (read-only file system,
+     * permission denied), when the cache directory cannot be created or written.
+     */
+    const checkWritable = fs.makeDirectory(cacheDir, { recursive: true }).pipe(
+      Effect.zipRight(fs.access(cacheDir, { writable: true })),
+      Effect.mapError((cause) => {
+        const what = /EROFS/.test(cause.message)
+          ? "read-only file system"
+          : cause._tag === "SystemError" && cause.reason === "PermissionDenied"
+          ? "permission denied"
+          : "cannot be created or written"
+        return new CacheError({
+          reason: "Unwritable",
+          path: cacheDir,
+          detail: `the cache directory ${cacheDir} is not writable (${what}): ${cause.message}`,
+          cause
+        })
+      })
+    )
+
     /** The recorded entries, by key. */
     const entries: Effect.Effect<ReadonlyArray<DatasetCacheEntry>, CacheError> = Effect.map(
       readMetadata,
@@ -229,6 +275,8 @@ export const makeCacheStore = (env: CacheStoreEnv) =>
       removeDir,
       emptyTrash,
       evict,
+      evictForSpace,
+      checkWritable,
       entries,
       prune,
       remove
