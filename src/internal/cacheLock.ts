@@ -1,9 +1,10 @@
 /**
  * Cross-process coordination of the dataset cache: lock files created with `O_EXCL` and
  * lease files, both kept alive by a heartbeat in a worker thread (their mtime is refreshed
- * every few seconds, however long the main thread is blocked). A lock or lease whose mtime is older than the stale threshold belongs to a
- * dead holder, whatever container wrote it; a PID is recorded too, and is trusted only as
- * a fast path when the holder ran in this very PID namespace on this host.
+ * every few seconds, however long the main thread is blocked). A lock or lease whose mtime
+ * is further than the stale threshold from now belongs to a dead holder, whatever container
+ * wrote it; a PID is recorded too, and is trusted only as a fast path when the holder ran
+ * in this very PID namespace on this host.
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
