@@ -2,18 +2,18 @@
  * The lifecycle callbacks of a job to the platform backend: started, progress, validation,
  * completed, failed, inference and export results.
  *
- * Progress never waits on the network: it is queued and delivered by a background fiber,
- * newest first when reports pile up. Every other report is delivered synchronously after
- * any pending progress, so the wire order is always started → progress… → outcome.
+ * Every report goes through the job's `ReportOutbox`: queueing never waits on the network,
+ * and the wire order is the order of the calls (started → progress/validation… → outcome),
+ * each report delivered once. Only the outcome reports wait for their delivery (bounded
+ * by the shutdown budget), so the caller learns whether it got through.
  *
  * @since 0.1.0
  */
 import { HttpClient } from "@effect/platform"
-import { Clock, Context, Duration, Effect, Either, Layer, Option, Queue, Ref, Schedule, type Schema, type Scope } from "effect"
-import { CallbackError } from "./Errors.js"
-import { bestEffortWithin } from "./internal/bestEffort.js"
+import { Clock, Context, Effect, Either, Layer, Ref, type Schema } from "effect"
+import type { CallbackError } from "./Errors.js"
 import { JobContext } from "./JobContext.js"
-import { callbackRetrySchedule, isTransient, makeBackendClient } from "./internal/backendClient.js"
+import { type ReportKind, ReportOutbox, type ReportOutboxService } from "./Outbox.js"
 import {
   callbackPaths,
   CompletionBody,
@@ -70,39 +70,48 @@ export {
 /** The callback service. Every method fails only with `CallbackError`. */
 export interface CallbackService {
   /**
-   * Announces the start of the job. `operation` (default `training`) decides where a later
+   * Queues the start of the job. `operation` (default `training`) decides where a later
    * `reportFailed` goes; for training, `totalEpochs` defaults to the resolved `epochs`.
-   * Idempotent: once the backend has accepted a start of the same operation, a repeat is
-   * not sent again (it would reset the job's progress), except to change the planned epochs
-   * before any progress was reported.
+   * Idempotent: once a start of the same operation was reported, a repeat is not sent again
+   * (it would reset the job's progress), except to change the planned epochs before any
+   * progress was reported. Never waits on the network; fails only with `reason: "Invalid"`.
    */
   readonly reportStarted: (report?: CallbackStartedReport) => Effect.Effect<void, CallbackError>
   /**
-   * Queues the progress after `epoch` epochs and returns at once; it never waits on the
+   * Queues the progress after `epoch` epochs and returns at once: it never waits on the
    * network and fails only with `reason: "Invalid"` for a report that breaks the contract
-   * (e.g. `totalEpochs` 0). A background fiber delivers it with the retry policy; when
-   * reports pile up behind a slow backend only the newest is sent. Delivery failures are
-   * logged, not raised. NaN and ±Infinity metric values (which JSON cannot carry) are sent
-   * as `null` and the report still goes out. `epoch_duration_seconds` and
-   * `estimated_time_remaining` are computed from the times between reports. `totalEpochs`
-   * defaults to the start's planned total (else the `epochs` config).
+   * (e.g. `totalEpochs` 0). Every report is delivered, in order, exactly once (see
+   * `ReportOutbox`). NaN and ±Infinity metric values (which JSON cannot carry) are sent as
+   * `null`. `epoch_duration_seconds` and `estimated_time_remaining` are computed from the
+   * times between reports. `totalEpochs` defaults to the start's planned total (else the
+   * `epochs` config).
    */
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
-  /** Sends one epoch's validation results (after pending progress). */
+  /** Queues one epoch's validation results, like progress. */
   readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
-  /** Reports a successful training run (after pending progress). */
+  /**
+   * Reports a successful training run after everything queued before it, and waits for its
+   * delivery (at most the shutdown budget): fails with the rejection (4xx) or a `Transient`
+   * error when it could not be delivered in time (it stays queued).
+   */
   readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
   /**
    * Reports a failure to the completion endpoint of the operation started (training by
-   * default), with `error_message` `[errorType] message`.
+   * default), with `error_message` `[errorType] message`; waits like `reportCompleted`.
    */
   readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
-  /** Reports a finished inference run. */
+  /** Reports a finished inference run; waits like `reportCompleted`. */
   readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
-  /** Reports a finished export. */
+  /** Reports a finished export; waits like `reportCompleted`. */
   readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
-  /** Delivers pending progress now (bounded by the retry policy); never fails. */
+  /** Waits until everything queued so far is delivered (at most the shutdown budget); never fails. */
   readonly flushProgress: Effect.Effect<void>
+  /**
+   * Waits for the delivery of the outcome already reported (at most the shutdown budget):
+   * `true` once the backend acknowledged it, `false` when it was rejected, not delivered in
+   * time, or none was reported.
+   */
+  readonly awaitOutcome: Effect.Effect<boolean>
   /** What the job has reported so far (for runners deciding what is left to report). */
   readonly lifecycle: Effect.Effect<CallbackLifecycle>
 }
@@ -111,20 +120,14 @@ export interface CallbackService {
 export interface CallbackLifecycle {
   /** The operation chosen by `reportStarted` (`training` before any start). */
   readonly operation: CallbackOperation
-  /** Whether the backend accepted a start report. */
+  /** Whether a start report was queued (it is delivered before anything queued after it). */
   readonly started: boolean
-  /** The outcome the backend accepted (a completion or a failure report), if any. */
+  /** The outcome reported (a completion or a failure), whether or not it was delivered yet. */
   readonly outcome: "completed" | "failed" | undefined
+  /** Whether the backend acknowledged that outcome. */
+  readonly outcomeDelivered: boolean
   /** Highest epoch reported as progress (0 when none). */
   readonly epochsCompleted: number
-}
-
-/** Tuning of the live service. */
-export interface CallbackOptions {
-  /** Time allowed for one HTTP attempt. Default 60 s (the Python client's read timeout). */
-  readonly attemptTimeout?: Duration.DurationInput
-  /** How long closing the layer waits for pending progress. Default 10 s. */
-  readonly flushTimeout?: Duration.DurationInput
 }
 
 interface LifecycleState {
@@ -135,8 +138,11 @@ interface LifecycleState {
   readonly epochsCompleted: number | undefined
   readonly timing: ProgressTiming
   readonly outcome: "completed" | "failed" | undefined
-  /** Whether the backend accepted the start report. */
-  readonly startDelivered: boolean
+  /** The outbox sequence number and path of the outcome report. */
+  readonly outcomeReport: { readonly seq: number; readonly path: string } | undefined
+  readonly outcomeDelivered: boolean
+  /** Whether a start report was queued. */
+  readonly startQueued: boolean
 }
 
 const initialState: LifecycleState = {
@@ -146,7 +152,9 @@ const initialState: LifecycleState = {
   epochsCompleted: undefined,
   timing: {},
   outcome: undefined,
-  startDelivered: false
+  outcomeReport: undefined,
+  outcomeDelivered: false,
+  startQueued: false
 }
 
 /** The service of a secondary rank: every report is accepted and nothing is sent. */
@@ -159,197 +167,203 @@ export const callbackNoop: CallbackService = {
   reportInferenceCompleted: () => Effect.void,
   reportExportCompleted: () => Effect.void,
   flushProgress: Effect.void,
-  lifecycle: Effect.succeed({ operation: "training", started: false, outcome: undefined, epochsCompleted: 0 })
+  awaitOutcome: Effect.succeed(true),
+  lifecycle: Effect.succeed({
+    operation: "training",
+    started: false,
+    outcome: undefined,
+    outcomeDelivered: false,
+    epochsCompleted: 0
+  })
 }
 
 /**
- * Builds the live service over the `HttpClient` in context; secondary ranks get
- * `callbackNoop`. The progress fiber lives in the surrounding scope, and closing it
- * delivers pending progress (at most `flushTimeout`).
+ * Builds the live service over the `ReportOutbox` in context; secondary ranks get
+ * `callbackNoop`.
  */
-export const makeCallback = (
-  options: CallbackOptions = {}
-): Effect.Effect<CallbackService, never, JobContext | HttpClient.HttpClient | Scope.Scope> =>
-  Effect.gen(function*() {
-    const ctx = yield* JobContext
-    const client = yield* HttpClient.HttpClient
-    if (!ctx.isPrimary) return callbackNoop
+export const makeCallback: Effect.Effect<CallbackService, never, JobContext | ReportOutbox> = Effect.gen(function*() {
+  const ctx = yield* JobContext
+  if (!ctx.isPrimary) return callbackNoop
+  const outbox: ReportOutboxService = yield* ReportOutbox
+  const jobId = ctx.jobId
+  const progressPath = callbackPaths.trainingProgress(jobId)
+  const state = yield* Ref.make(initialState)
 
-    const backend = makeBackendClient(ctx, client, options.attemptTimeout === undefined ? {} : { attemptTimeout: options.attemptTimeout })
-    const jobId = ctx.jobId
-    const progressPath = callbackPaths.trainingProgress(jobId)
-    const state = yield* Ref.make(initialState)
-    const pending = yield* Ref.make(Option.none<unknown>())
-    const wake = yield* Queue.sliding<void>(1)
-    const wire = yield* Effect.makeSemaphore(1)
+  /** Encodes `body` through its schema and queues it; a body that breaks the contract fails `Invalid`. */
+  const queue = <A, I>(kind: ReportKind, path: string, schema: Schema.Schema<A, I>, body: A) =>
+    Either.match(encodeBody(schema, path, body), {
+      onLeft: (error) => Effect.fail(error),
+      onRight: (encoded) => outbox.offer({ kind, path, body: encoded })
+    })
 
-    // A progress report stops retrying once a newer one is waiting: the backend keeps the latest state.
-    const progressSchedule = callbackRetrySchedule(ctx).pipe(
-      Schedule.checkEffect(() => Effect.map(Ref.get(pending), Option.isNone))
-    )
-    const deliverPending = Effect.flatMap(
-      Ref.getAndSet(pending, Option.none()),
-      Option.match({
-        onNone: () => Effect.void,
-        onSome: (body) =>
-          backend.postOnce(progressPath, body).pipe(
-            Effect.retry({ schedule: progressSchedule, while: isTransient }),
-            Effect.catchAll((error) => Effect.logWarning("Progress report not delivered", error.message)),
-            Effect.withSpan("Callback.deliverProgress")
-          )
-      })
-    )
-    const flushProgress = wire.withPermits(1)(deliverPending)
+  const now = Clock.currentTimeMillis
+  const finishedEpochs = (s: LifecycleState): number => s.epochsCompleted ?? 0
 
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(wake), flushProgress)))
-    yield* Effect.addFinalizer(() =>
-      bestEffortWithin(options.flushTimeout ?? Duration.seconds(10))(flushProgress)
-    )
-
-    /** Encodes `body` and sends it after pending progress, holding the wire. */
-    const send = <A, I>(path: string, schema: Schema.Schema<A, I>, body: A): Effect.Effect<void, CallbackError> =>
-      Either.match(encodeBody(schema, path, body), {
-        onLeft: (error) => Effect.fail(error),
-        onRight: (encoded) => wire.withPermits(1)(Effect.zipRight(deliverPending, backend.post(path, encoded)))
-      })
-
-    const now = Clock.currentTimeMillis
-    /** Records an outcome once the backend accepted it. */
-    const delivered = (outcome: "completed" | "failed") => Ref.update(state, (s) => ({ ...s, outcome }))
-    const finishedEpochs = (s: LifecycleState): number => s.epochsCompleted ?? 0
-
-    return {
-      reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
-        const operation = report.operation ?? "training"
-        const at = yield* now
-        const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
-        const previous = yield* Ref.get(state)
-        const repeat = previous.startDelivered && previous.operation === operation && previous.outcome === undefined
-        if (repeat && (previous.plannedEpochs === plannedEpochs || previous.epochsCompleted !== undefined)) {
-          return yield* Effect.logDebug(`Start of ${operation} already reported; not sent again`)
-        }
-        yield* Ref.set(state, {
-          operation,
-          startedAt: repeat ? previous.startedAt : at,
-          plannedEpochs,
-          epochsCompleted: undefined,
-          timing: operation === "training" ? timingAtStart(at) : {},
-          outcome: undefined,
-          startDelivered: false
-        })
-        yield* Effect.annotateCurrentSpan("operation", operation)
-        const sent = operation === "training"
-          ? send(progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
-          : operation === "inference"
-          ? send(callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
-          : send(callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
-        return yield* Effect.zipRight(sent, Ref.update(state, (s) => ({ ...s, startDelivered: true })))
-      }),
-
-      reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
-        const at = yield* now
-        const current = yield* Ref.get(state)
-        const totalEpochs = report.totalEpochs ?? current.plannedEpochs ?? ctx.basicConfig.epochs
-        const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, totalEpochs, at)
-        const body = yield* encodeBody(TrainingProgressBody, progressPath, progressBody(jobId, report, totalEpochs, timing))
-        yield* Ref.set(state, {
-          ...current,
-          timing: nextTiming,
-          epochsCompleted: Math.max(current.epochsCompleted ?? 0, report.epoch)
-        })
-        yield* Ref.set(pending, Option.some(body))
-        yield* Queue.offer(wake, undefined)
-      }),
-
-      reportValidation: Effect.fn("Callback.reportValidation")(function*(report: CallbackValidationReport) {
-        const timestamp = isoTimestamp(yield* now)
-        return yield* send(
-          callbackPaths.validationResults(jobId),
-          ValidationBody,
-          validationBody(jobId, ctx.taskType, report, timestamp)
-        )
-      }),
-
-      reportCompleted: Effect.fn("Callback.reportCompleted")(function*(report: CallbackCompletionReport) {
-        const at = yield* now
-        const s = yield* Ref.get(state)
-        const epochs = report.totalEpochs ?? s.epochsCompleted ?? s.plannedEpochs ?? ctx.basicConfig.epochs
-        const duration = s.startedAt === undefined ? undefined : Math.max(0, at - s.startedAt) / 1000
-        return yield* send(
-          callbackPaths.trainingCompletion(jobId),
-          CompletionBody,
-          completionBody(jobId, report, epochs, duration)
-        ).pipe(Effect.zipRight(delivered("completed")))
-      }),
-
-      reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
-        const s = yield* Ref.get(state)
-        yield* Effect.annotateCurrentSpan("operation", s.operation)
-        const path = s.operation === "inference"
-          ? callbackPaths.inferenceCompletion(jobId)
-          : s.operation === "export"
-          ? callbackPaths.exportCompletion(jobId)
-          : callbackPaths.trainingCompletion(jobId)
-        return yield* send(path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s))).pipe(
-          Effect.zipRight(delivered("failed"))
-        )
-      }),
-
-      reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: CallbackInferenceCompletedReport) {
-        const timestamp = isoTimestamp(yield* now)
-        return yield* send(
-          callbackPaths.inferenceCompletion(jobId),
-          InferenceCompletedBody,
-          inferenceCompletedBody(jobId, report, timestamp)
-        ).pipe(Effect.zipRight(delivered("completed")))
-      }),
-
-      reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: CallbackExportCompletedReport) {
-        const timestamp = isoTimestamp(yield* now)
-        return yield* send(
-          callbackPaths.exportCompletion(jobId),
-          ExportCompletedBody,
-          exportCompletedBody(jobId, report, timestamp)
-        ).pipe(Effect.zipRight(delivered("completed")))
-      }),
-
-      flushProgress,
-
-      lifecycle: Effect.map(Ref.get(state), (s): CallbackLifecycle => ({
-        operation: s.operation,
-        started: s.startDelivered,
-        outcome: s.outcome,
-        epochsCompleted: finishedEpochs(s)
+  /** Queues an outcome, records it as the job's outcome, and waits for its delivery. */
+  const outcome = <A, I>(
+    status: "completed" | "failed",
+    path: string,
+    schema: Schema.Schema<A, I>,
+    body: A
+  ): Effect.Effect<void, CallbackError> =>
+    Effect.gen(function*() {
+      const seq = yield* queue("outcome", path, schema, body)
+      yield* Ref.update(state, (s) => ({
+        ...s,
+        outcome: status,
+        outcomeReport: seq === undefined ? undefined : { seq, path },
+        outcomeDelivered: false
       }))
-    } satisfies CallbackService
-  })
+      if (seq === undefined) return
+      yield* outbox.awaitDelivery(seq, path)
+      yield* Ref.update(state, (s) => (s.outcomeReport?.seq === seq ? { ...s, outcomeDelivered: true } : s))
+    })
+
+  return {
+    reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
+      const operation = report.operation ?? "training"
+      const at = yield* now
+      const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
+      const previous = yield* Ref.get(state)
+      const repeat = previous.startQueued && previous.operation === operation && previous.outcome === undefined
+      if (repeat && (previous.plannedEpochs === plannedEpochs || previous.epochsCompleted !== undefined)) {
+        return yield* Effect.logDebug(`Start of ${operation} already reported; not sent again`)
+      }
+      yield* Effect.annotateCurrentSpan("operation", operation)
+      yield* operation === "training"
+        ? queue("started", progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
+        : operation === "inference"
+        ? queue("started", callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
+        : queue("started", callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+      yield* Ref.set(state, {
+        ...initialState,
+        operation,
+        startedAt: repeat ? previous.startedAt : at,
+        plannedEpochs,
+        timing: operation === "training" ? timingAtStart(at) : {},
+        startQueued: true
+      })
+    }),
+
+    reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
+      const at = yield* now
+      const current = yield* Ref.get(state)
+      const totalEpochs = report.totalEpochs ?? current.plannedEpochs ?? ctx.basicConfig.epochs
+      const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, totalEpochs, at)
+      yield* queue("progress", progressPath, TrainingProgressBody, progressBody(jobId, report, totalEpochs, timing))
+      yield* Ref.set(state, {
+        ...current,
+        timing: nextTiming,
+        epochsCompleted: Math.max(current.epochsCompleted ?? 0, report.epoch)
+      })
+    }),
+
+    reportValidation: Effect.fn("Callback.reportValidation")(function*(report: CallbackValidationReport) {
+      const timestamp = isoTimestamp(yield* now)
+      yield* queue(
+        "validation",
+        callbackPaths.validationResults(jobId),
+        ValidationBody,
+        validationBody(jobId, ctx.taskType, report, timestamp)
+      )
+    }),
+
+    reportCompleted: Effect.fn("Callback.reportCompleted")(function*(report: CallbackCompletionReport) {
+      const at = yield* now
+      const s = yield* Ref.get(state)
+      const epochs = report.totalEpochs ?? s.epochsCompleted ?? s.plannedEpochs ?? ctx.basicConfig.epochs
+      const duration = s.startedAt === undefined ? undefined : Math.max(0, at - s.startedAt) / 1000
+      return yield* outcome(
+        "completed",
+        callbackPaths.trainingCompletion(jobId),
+        CompletionBody,
+        completionBody(jobId, report, epochs, duration)
+      )
+    }),
+
+    reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
+      const s = yield* Ref.get(state)
+      yield* Effect.annotateCurrentSpan("operation", s.operation)
+      const path = s.operation === "inference"
+        ? callbackPaths.inferenceCompletion(jobId)
+        : s.operation === "export"
+        ? callbackPaths.exportCompletion(jobId)
+        : callbackPaths.trainingCompletion(jobId)
+      return yield* outcome("failed", path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s)))
+    }),
+
+    reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: CallbackInferenceCompletedReport) {
+      const timestamp = isoTimestamp(yield* now)
+      return yield* outcome(
+        "completed",
+        callbackPaths.inferenceCompletion(jobId),
+        InferenceCompletedBody,
+        inferenceCompletedBody(jobId, report, timestamp)
+      )
+    }),
+
+    reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: CallbackExportCompletedReport) {
+      const timestamp = isoTimestamp(yield* now)
+      return yield* outcome(
+        "completed",
+        callbackPaths.exportCompletion(jobId),
+        ExportCompletedBody,
+        exportCompletedBody(jobId, report, timestamp)
+      )
+    }),
+
+    flushProgress: Effect.asVoid(outbox.drain),
+
+    awaitOutcome: Effect.gen(function*() {
+      const s = yield* Ref.get(state)
+      if (s.outcomeDelivered) return true
+      if (s.outcomeReport === undefined) return false
+      const { path, seq } = s.outcomeReport
+      const delivered = yield* outbox.awaitDelivery(seq, path).pipe(
+        Effect.as(true),
+        Effect.catchAll((error) => Effect.as(Effect.logError("Outcome report not delivered", error.message), false))
+      )
+      if (delivered) yield* Ref.update(state, (now) => (now.outcomeReport?.seq === seq ? { ...now, outcomeDelivered: true } : now))
+      return delivered
+    }),
+
+    lifecycle: Effect.map(Ref.get(state), (s): CallbackLifecycle => ({
+      operation: s.operation,
+      started: s.startQueued,
+      outcome: s.outcome,
+      outcomeDelivered: s.outcomeDelivered,
+      epochsCompleted: finishedEpochs(s)
+    }))
+  } satisfies CallbackService
+})
 
 /** Test handle of `Callback.layerTest`: what was sent, and scripted failures. */
 export class CallbackTest extends Context.Tag("trainer-sdk/CallbackTest")<CallbackTest, CallbackRecorder>() {}
 
 /** The callback service: `const callback = yield* Callback`. */
 export class Callback extends Context.Tag("trainer-sdk/Callback")<Callback, CallbackService>() {
-  /** The live service over `HttpClient` (provide the Node client where the SDK is assembled). */
-  static readonly layer: Layer.Layer<Callback, never, JobContext | HttpClient.HttpClient> = Layer.scoped(
-    Callback,
-    makeCallback()
-  )
+  /** The live service over the job's `ReportOutbox` (shared with `LogBuffer`). */
+  static readonly layer: Layer.Layer<Callback, never, JobContext | ReportOutbox> = Layer.effect(Callback, makeCallback)
 
   /** A service that sends nothing (what secondary ranks get). */
   static readonly layerNoop: Layer.Layer<Callback> = Layer.succeed(Callback, callbackNoop)
 
   /**
-   * The live service over an in-memory backend: `CallbackTest` exposes every request
-   * (path and decoded body, in wire order) and can script failures. Retries wait the
-   * job context's `callbackRetryDelay` on the `Clock` (set it to zero, or drive TestClock).
+   * The live service over a memory-only outbox (also provided) and an in-memory backend: `CallbackTest`
+   * exposes every request (path and decoded body, in wire order) and can script failures.
+   * Retries wait the job context's `callbackRetryDelay` on the `Clock` (set it to zero, or
+   * drive TestClock).
    */
-  static readonly layerTest: Layer.Layer<Callback | CallbackTest, never, JobContext> = Layer.unwrapEffect(
+  static readonly layerTest: Layer.Layer<Callback | CallbackTest | ReportOutbox, never, JobContext> = Layer.unwrapEffect(
     Effect.gen(function*() {
       const ctx = yield* JobContext
       const { client, recorder } = yield* makeCallbackRecorder(ctx.callbackUrl)
       return Layer.merge(
         Layer.succeed(CallbackTest, recorder),
-        Layer.scoped(Callback, makeCallback()).pipe(Layer.provide(Layer.succeed(HttpClient.HttpClient, client)))
+        Callback.layer.pipe(
+          Layer.provideMerge(ReportOutbox.layerMemory),
+          Layer.provide(Layer.succeed(HttpClient.HttpClient, client))
+        )
       )
     })
   )

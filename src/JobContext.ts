@@ -12,6 +12,7 @@ import {
   type EnvLookup,
   atLeast,
   parseInteger,
+  within,
   parseJsonObject,
   parseNumber,
   parseTaskType,
@@ -19,6 +20,7 @@ import {
   resolveBasicConfig,
   type TaskType
 } from "./internal/jobConfig.js"
+import { maskUrlValue } from "./internal/redact.js"
 
 export { type BasicConfig, normalizeTaskType, type TaskType } from "./internal/jobConfig.js"
 
@@ -73,6 +75,13 @@ export interface JobContextShape {
   readonly callbackMaxRetries: number
   /** Base backoff delay (`CALLBACK_RETRY_DELAY` seconds). */
   readonly callbackRetryDelay: Duration.Duration
+  /**
+   * Time allowed for the outcome report and the final deliveries when the job ends
+   * (`CALLBACK_SHUTDOWN_BUDGET` seconds, default 25; under SIGTERM it counts from the signal).
+   */
+  readonly callbackShutdownBudget: Duration.Duration
+  /** Bytes of reports the outbox holds in memory before spilling to its file (`CALLBACK_OUTBOX_MEMORY_MB`, default 4 MiB). */
+  readonly outboxMemoryBytes: number
   /** Process rank (`RANK`, else `LOCAL_RANK`, else 0). */
   readonly rank: number
   /** Whether this process talks to the backend (rank 0). */
@@ -108,6 +117,8 @@ const plainVariables = [
   "DATASET_CACHE_LOCK_TIMEOUT_SECONDS",
   "CALLBACK_MAX_RETRIES",
   "CALLBACK_RETRY_DELAY",
+  "CALLBACK_SHUTDOWN_BUDGET",
+  "CALLBACK_OUTBOX_MEMORY_MB",
   "RANK",
   "LOCAL_RANK",
   "CONFIG",
@@ -166,13 +177,10 @@ const optionalWith = <A>(
   return raw === undefined ? Either.right(fallback) : parse(variable, raw)
 }
 
-/** A URL as it may be shown in an error: any `user:password@` part masked. */
-const withoutCredentials = (raw: string): string => raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@\s]*@/i, "$1***@")
-
 const parseUrl = (variable: string, raw: string): Either.Either<string, ConfigError> => {
   const invalid = () =>
     Either.left(
-      new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${withoutCredentials(raw)}"` })
+      new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${maskUrlValue(raw)}"` })
     )
   try {
     const url = new URL(raw.trim())
@@ -219,10 +227,16 @@ export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContext
       Either.flatMap(secondsWithin("DATASET_CACHE_LOCK_TIMEOUT_SECONDS", 1, 86400))
     )
     const callbackMaxRetries = yield* optionalWith(env, "CALLBACK_MAX_RETRIES", 3, parseInteger).pipe(
-      Either.flatMap(atLeast("CALLBACK_MAX_RETRIES", 0))
+      Either.flatMap(within("CALLBACK_MAX_RETRIES", 0, 10))
     )
     const callbackRetryDelay = yield* optionalWith(env, "CALLBACK_RETRY_DELAY", 2, parseNumber).pipe(
-      Either.flatMap(atLeast("CALLBACK_RETRY_DELAY", 0))
+      Either.flatMap(within("CALLBACK_RETRY_DELAY", 0.01, 60, " seconds"))
+    )
+    const callbackShutdownBudget = yield* optionalWith(env, "CALLBACK_SHUTDOWN_BUDGET", 25, parseNumber).pipe(
+      Either.flatMap(within("CALLBACK_SHUTDOWN_BUDGET", 1, 3600, " seconds"))
+    )
+    const outboxMemoryMb = yield* optionalWith(env, "CALLBACK_OUTBOX_MEMORY_MB", 4, parseNumber).pipe(
+      Either.flatMap(within("CALLBACK_OUTBOX_MEMORY_MB", 0.0625, 1024, " MiB"))
     )
     const rankVariable = env.plain("RANK") !== undefined ? "RANK" : "LOCAL_RANK"
     const rank = yield* optionalWith(env, rankVariable, 0, parseInteger).pipe(Either.flatMap(atLeast(rankVariable, 0)))
@@ -278,6 +292,8 @@ export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContext
       cacheLockTimeout,
       callbackMaxRetries,
       callbackRetryDelay: Duration.millis(Math.round(callbackRetryDelay * 1000)),
+      callbackShutdownBudget: Duration.millis(Math.round(callbackShutdownBudget * 1000)),
+      outboxMemoryBytes: Math.floor(outboxMemoryMb * 1024 * 1024),
       rank,
       isPrimary: rank === 0,
       basicConfig,

@@ -4,34 +4,32 @@
  *
  * @since 0.1.0
  */
-import { HttpClient } from "@effect/platform"
-import type { Console } from "effect"
-import {
-  Cause,
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  FiberRef,
-  FiberRefs,
-  HashMap,
-  Layer,
-  Logger,
-  LogLevel,
-  Queue,
-  Ref
-} from "effect"
-import { bestEffortWithin } from "./internal/bestEffort.js"
-import { makeBackendClient } from "./internal/backendClient.js"
-import { BoundedLogQueue, type LogBufferEntry, type LogBufferLevel } from "./internal/logBufferQueue.js"
+import { Cause, Clock, Context, Effect, Either, FiberRefs, HashMap, Layer, Logger, LogLevel, Schema } from "effect"
+import { callbackPaths, LogEntryBody } from "./internal/callbackBodies.js"
 import { JobContext } from "./JobContext.js"
+import { insideOutbox, ReportOutbox } from "./Outbox.js"
 import { CheckpointEvents } from "./Storage.js"
 
-export type { LogBufferEntry, LogBufferLevel } from "./internal/logBufferQueue.js"
+/** The four log levels of the backend's log entries. */
+export type LogBufferLevel = "DEBUG" | "INFO" | "WARNING" | "ERROR"
+
+/** One log entry as queued and shipped (the body adds `job_id`). */
+export interface LogBufferEntry {
+  readonly level: LogBufferLevel
+  readonly message: string
+  /** The backend's `event_type`: the entry's source or category (`trainer`, `checkpoint`, ...), at most 10 characters. */
+  readonly source: string
+  readonly data: Readonly<Record<string, unknown>>
+  /** ISO-8601 UTC. */
+  readonly timestamp: string
+}
 
 /** Where an entry comes from and what it carries besides its message. */
 export interface LogBufferEntryOptions {
-  /** The backend's `event_type` (default `trainer`). */
+  /**
+   * The backend's `event_type` (default `trainer`). The backend stores at most 10
+   * characters (a longer value fails its insert), so a longer source is cut to 10.
+   */
   readonly source?: string
   /** Structured data; must be JSON-serializable (anything else is replaced by its text). */
   readonly data?: Readonly<Record<string, unknown>>
@@ -39,19 +37,19 @@ export interface LogBufferEntryOptions {
 
 /** Counters of the live buffer (all zero for the no-op and test twins). */
 export interface LogBufferStats {
-  /** Entries waiting to be shipped. */
+  /** Entries waiting in the outbox. */
   readonly buffered: number
   /** Entries the backend accepted. */
   readonly shipped: number
-  /** Entries that still failed after the retries (or were left when the close timed out). */
+  /** Entries the backend refused (4xx) or given up at the shutdown deadline. */
   readonly failed: number
-  /** Entries dropped because the buffer was full. */
+  /** Entries dropped because the outbox's log budget was full. */
   readonly dropped: number
 }
 
 /** The log buffer service. No method ever fails: shipping problems are counted and reported. */
 export interface LogBufferService {
-  /** Buffers one entry (an `ERROR` also wakes the shipper at once). */
+  /** Queues one entry in the job's outbox (never waits on the network). */
   readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
   /** `log("DEBUG", ...)`. */
   readonly debug: (message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
@@ -61,35 +59,21 @@ export interface LogBufferService {
   readonly warning: (message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
   /** `log("ERROR", ...)`. */
   readonly error: (message: string, options?: LogBufferEntryOptions) => Effect.Effect<void>
-  /** Ships everything buffered now and waits for it. */
+  /** Waits until everything queued so far is delivered (at most the shutdown budget). */
   readonly flush: Effect.Effect<void>
   /** The buffer's counters. */
   readonly stats: Effect.Effect<LogBufferStats>
   /**
    * Synchronous append with an explicit time, for code that cannot run an effect (an
-   * Effect `Logger`). Prefer `log`.
+   * Effect `Logger`, a framework hook). Prefer `log`.
    */
   readonly unsafeLog: (level: LogBufferLevel, message: string, options: LogBufferEntryOptions, date: Date) => void
 }
 
-/** Thresholds of the live buffer. */
-export interface LogBufferOptions {
-  /** Interval of the background flush. Default 5 s. */
-  readonly flushEvery?: Duration.DurationInput
-  /** Buffered entries that trigger a flush, and the most entries taken per round. Default 50. */
-  readonly maxBatch?: number
-  /** Most entries held while the backend is slow or down. Default 10,000. */
-  readonly capacity?: number
-  /** Requests in flight at once. Default 4. */
-  readonly concurrency?: number
-  /** Time the final flush on scope close may take. Default 15 s. */
-  readonly closeTimeout?: Duration.DurationInput
-}
-
-/** True inside the shipper, so the `Logger` bridge never feeds the shipper's own logs back in. */
-const insideShipper = FiberRef.unsafeMake(false)
-
 const defaultSource = "trainer"
+
+/** The longest `event_type` the backend stores. */
+export const maxLogSourceLength = 10
 
 const jsonSafe = (data: Readonly<Record<string, unknown>> | undefined): Record<string, unknown> => {
   if (data === undefined) return {}
@@ -104,7 +88,7 @@ const jsonSafe = (data: Readonly<Record<string, unknown>> | undefined): Record<s
 const makeEntry = (level: LogBufferLevel, message: string, options: LogBufferEntryOptions, date: Date): LogBufferEntry => ({
   level,
   message,
-  source: options.source ?? defaultSource,
+  source: (options.source ?? defaultSource).slice(0, maxLogSourceLength),
   data: jsonSafe(options.data),
   timestamp: date.toISOString()
 })
@@ -126,129 +110,47 @@ const fromUnsafe = (unsafeLog: LogBufferService["unsafeLog"]): LogBufferService 
 
 const noop: LogBufferService = fromUnsafe(() => {})
 
-const positiveInteger = (name: string, value: number): number => {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`LogBuffer option ${name} must be a positive integer, got ${value}`)
-  return value
-}
+const encodeEntry = Schema.encodeEither(LogEntryBody)
 
 /**
- * The wire body of one entry.
+ * Builds the live buffer over the job's outbox: each entry is encoded through the log
+ * body's schema and queued behind every report queued before it, so the backend shows
+ * the lines in the order they were logged, interleaved with progress as it happened.
  */
-const entryBody = (jobId: number, entry: LogBufferEntry) => ({
-  job_id: jobId,
-  event_type: entry.source,
-  message: entry.message,
-  level: entry.level,
-  data: entry.data,
-  timestamp: entry.timestamp
-})
+const makeLive = Effect.gen(function*() {
+  const ctx = yield* JobContext
+  if (!ctx.isPrimary) return noop
+  const outbox = yield* ReportOutbox
+  const path = callbackPaths.trainingLogs(ctx.jobId)
+  let unencodable = 0
 
-/**
- * Builds the live buffer. A flush takes entries in arrival order, at most `maxBatch` at a
- * time, and starts their requests in that order with at most `concurrency` in flight; so
- * requests start in order and every entry carries its own timestamp, while one slow entry
- * does not hold up the rest. Entries wait in the bounded buffer (not in flight) while the
- * backend is down, so the drop policy applies to them.
- */
-const makeLive = (options: LogBufferOptions) =>
-  Effect.gen(function*() {
-    const ctx = yield* JobContext
-    if (!ctx.isPrimary) return noop
-    const flushEvery = Duration.decode(options.flushEvery ?? Duration.seconds(5))
-    const maxBatch = positiveInteger("maxBatch", options.maxBatch ?? 50)
-    const capacity = positiveInteger("capacity", options.capacity ?? 10_000)
-    const concurrency = positiveInteger("concurrency", options.concurrency ?? 4)
-    const closeTimeout = Duration.decode(options.closeTimeout ?? Duration.seconds(15))
-    const backend = makeBackendClient(ctx, yield* HttpClient.HttpClient)
-    const stderr: Console.Console = yield* Effect.console
-    const path = `/training/jobs/${ctx.jobId}/callback/logs`
-    const queue = new BoundedLogQueue(capacity)
-    const wake = yield* Queue.dropping<void>(1)
-    const lock = yield* Effect.makeSemaphore(1)
-    const counters = yield* Ref.make({ shipped: 0, failed: 0 })
-    /** Entries taken from the buffer by a flush and not yet shipped or failed. */
-    let inFlight = 0
-    const warned = { failure: false, drop: false }
-
-    const unsafeLog = (level: LogBufferLevel, message: string, entryOptions: LogBufferEntryOptions, date: Date): void => {
-      queue.offer(makeEntry(level, message, entryOptions, date))
-      if (level === "ERROR" || queue.size >= maxBatch) Queue.unsafeOffer(wake, undefined)
-    }
-
-    const ship = (entry: LogBufferEntry) =>
-      backend.post(path, entryBody(ctx.jobId, entry)).pipe(
-        Effect.matchCauseEffect({
-          onSuccess: () => Ref.update(counters, (c) => ({ ...c, shipped: c.shipped + 1 })),
-          onFailure: (cause) =>
-            Effect.zipRight(
-              Ref.update(counters, (c) => ({ ...c, failed: c.failed + 1 })),
-              warned.failure ? Effect.void : Effect.suspend(() => {
-                warned.failure = true
-                return stderr.error(
-                  `[trainer-sdk] log shipping to ${path} failed; further failures are only counted: ${
-                    Cause.pretty(cause).split("\n")[0]
-                  }`
-                )
-              })
-            )
-        })
-      )
-
-    const reportDrops = Effect.suspend(() => {
-      if (warned.drop || queue.dropped === 0) return Effect.void
-      warned.drop = true
-      return stderr.error(
-        `[trainer-sdk] log buffer full (${capacity} entries): dropped ${queue.dropped} oldest DEBUG/INFO entries so far`
-      )
+  const unsafeLog = (level: LogBufferLevel, message: string, entryOptions: LogBufferEntryOptions, date: Date): void => {
+    const entry = makeEntry(level, message, entryOptions, date)
+    const body = encodeEntry({
+      job_id: ctx.jobId,
+      event_type: entry.source,
+      message: entry.message,
+      level: entry.level,
+      data: entry.data,
+      timestamp: entry.timestamp
     })
+    // Every field is built to the schema above; an entry it still refuses is counted as failed, never a crash.
+    if (Either.isLeft(body)) {
+      unencodable++
+      return
+    }
+    outbox.unsafeOffer({ kind: "log", path, body: body.right, drop: level === "DEBUG" || level === "INFO" ? "low" : "high" })
+  }
 
-    const flushNow = Effect.suspend(() => {
-      let remaining = queue.size
-      const round: Effect.Effect<void> = Effect.suspend(() => {
-        const batch = queue.take(Math.min(maxBatch, remaining))
-        if (batch.length === 0) return Effect.void
-        remaining -= batch.length
-        inFlight += batch.length
-        return Effect.zipRight(
-          // `ship` settles every outcome itself; only an entry cut short (interrupted) stays in flight.
-          Effect.forEach(batch, (entry) => Effect.tap(ship(entry), () => Effect.sync(() => inFlight--)), {
-            concurrency,
-            discard: true
-          }),
-          remaining > 0 ? round : Effect.void
-        )
-      })
-      return Effect.zipRight(round, reportDrops)
-    }).pipe(lock.withPermits(1), Effect.locally(insideShipper, true))
+  const stats = Effect.map(outbox.stats, (s): LogBufferStats => ({
+    buffered: s.queued["log"] ?? 0,
+    shipped: s.delivered["log"] ?? 0,
+    failed: (s.rejected["log"] ?? 0) + s.skippedLogs + unencodable,
+    dropped: s.droppedLogs
+  }))
 
-    const stats = Effect.map(Ref.get(counters), (c) => ({ ...c, buffered: queue.size, dropped: queue.dropped }))
-
-    yield* Effect.race(Queue.take(wake), Effect.sleep(flushEvery)).pipe(
-      Effect.zipRight(flushNow),
-      Effect.forever,
-      Effect.forkScoped
-    )
-
-    // Added after the fork, so it runs first on close: it waits for a flush in progress
-    // (through the lock), then ships the rest, before the background fiber is interrupted.
-    yield* Effect.addFinalizer(() =>
-      bestEffortWithin(closeTimeout)(flushNow).pipe(
-        Effect.zipRight(Effect.suspend(() => {
-          const left = queue.size + inFlight
-          return Effect.flatMap(Ref.updateAndGet(counters, (c) => ({ ...c, failed: c.failed + left })), (c) =>
-            c.failed === 0 && queue.dropped === 0
-              ? Effect.void
-              : stderr.error(
-                `[trainer-sdk] log shipping summary: ${c.shipped} shipped, ${c.failed} not delivered${
-                  left > 0 ? ` (${left} left when closing timed out)` : ""
-                }, ${queue.dropped} dropped (buffer full)`
-              ))
-        }))
-      )
-    )
-
-    return { ...fromUnsafe(unsafeLog), flush: flushNow, stats } satisfies LogBufferService
-  })
+  return { ...fromUnsafe(unsafeLog), flush: Effect.asVoid(outbox.drain), stats } satisfies LogBufferService
+})
 
 const effectLevel = (level: LogLevel.LogLevel): LogBufferLevel | undefined =>
   level.ordinal >= LogLevel.None.ordinal
@@ -276,11 +178,11 @@ const messageText = (message: unknown): string => {
 /**
  * An Effect `Logger` writing into the given buffer: levels map to DEBUG/INFO/WARNING/ERROR,
  * annotations become `data` (an `event_type` annotation sets the entry's source), a
- * non-empty cause is added as `data.cause`. Logs emitted by the shipper itself are skipped.
+ * non-empty cause is added as `data.cause`. Logs emitted by the outbox's sender itself are skipped.
  */
 export const makeLogBufferLogger = (buffer: LogBufferService): Logger.Logger<unknown, void> =>
   Logger.make(({ annotations, cause, context, date, logLevel, message }) => {
-    if (FiberRefs.getOrDefault(context, insideShipper)) return
+    if (FiberRefs.getOrDefault(context, insideOutbox)) return
     const level = effectLevel(logLevel)
     if (level === undefined) return
     const data: Record<string, unknown> = {}
@@ -302,16 +204,11 @@ export class LogBufferTest extends Context.Tag("trainer-sdk/LogBufferTest")<LogB
 /** The log buffer: `const logs = yield* LogBuffer; yield* logs.info("epoch 3 done")`. */
 export class LogBuffer extends Context.Tag("trainer-sdk/LogBuffer")<LogBuffer, LogBufferService>() {
   /**
-   * The live buffer with the given thresholds, shipping to `CALLBACK_URL` on rank 0 (a
-   * no-op on other ranks). Its final flush runs when the layer's scope closes, whether the
-   * program succeeded, failed or was interrupted.
+   * The live buffer over the job's `ReportOutbox` (shared with `Callback`), on rank 0 (a
+   * no-op on other ranks). What is queued is delivered when the outbox closes, within the
+   * shutdown budget, whether the program succeeded, failed or was interrupted.
    */
-  static readonly layerWith = (
-    options: LogBufferOptions = {}
-  ): Layer.Layer<LogBuffer, never, JobContext | HttpClient.HttpClient> => Layer.scoped(LogBuffer, makeLive(options))
-
-  /** The live buffer with the default thresholds (50 entries, 5 s, 10,000 held). */
-  static readonly layer: Layer.Layer<LogBuffer, never, JobContext | HttpClient.HttpClient> = LogBuffer.layerWith()
+  static readonly layer: Layer.Layer<LogBuffer, never, JobContext | ReportOutbox> = Layer.effect(LogBuffer, makeLive)
 
   /** A buffer that discards everything. */
   static readonly layerNoop: Layer.Layer<LogBuffer> = Layer.succeed(LogBuffer, noop)

@@ -8,7 +8,7 @@
 import { FileSystem, HttpClient, Path } from "@effect/platform"
 import { NodeContext, NodeHttpClient, NodeRuntime } from "@effect/platform-node"
 import { Context, Duration, Effect, Layer, Option, Runtime, Schedule, type Scope } from "effect"
-import * as os from "node:os"
+import * as nodePath from "node:path"
 import {
   Callback,
   type CallbackCompletionReport,
@@ -43,9 +43,11 @@ import {
 } from "./internal/checkpointUploads.js"
 import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
 import { makeClientOver, makeTrainerClient, type TrainerClient } from "./internal/facade.js"
+import { handleShutdownSignal } from "./internal/shutdown.js"
 import { runTrainerWith, settleSetupFailure, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
+import { defaultWorkDir, ReportOutbox } from "./Outbox.js"
 import {
   type DatasetDownloadSummary,
   type DownloadOptions,
@@ -88,22 +90,21 @@ export interface TrainerSdkService {
    * metrics to ClearML at iteration `epoch`.
    */
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
-  /** Sends validation results; numeric metrics go to ClearML under the `val` series. */
+  /** Queues validation results (never waits on the network); numeric metrics go to ClearML under the `val` series. */
   readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
   /**
    * Sends what synchronous hooks queued, waits for the background checkpoint uploads (at
-   * most `checkpointUploadWait`), flushes the buffered logs, then reports completion and
-   * ends the ClearML task as completed (the flush and ClearML each get at most 10 s: they
-   * never hold up the report). The report carries the uploads: `checkpoints.best` /
-   * `checkpoints.last` default to the uploaded `best` / `last`, `extra_data.checkpoints`
-   * lists every uploaded type's URI and `extra_data.checkpoint_upload_failures` every upload
-   * that failed (also logged).
+   * most `checkpointUploadWait`), then reports completion after everything queued before it
+   * (progress, logs) and waits for its delivery (at most the shutdown budget), then ends the
+   * ClearML task as completed (at most 10 s). The report carries the uploads:
+   * `checkpoints.best` / `checkpoints.last` default to the uploaded `best` / `last`,
+   * `extra_data.checkpoints` lists every uploaded type's URI and
+   * `extra_data.checkpoint_upload_failures` every upload that failed (also logged).
    */
   readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
   /**
    * Sends what synchronous hooks queued and gives pending checkpoint uploads at most 10 s,
-   * flushes the buffered logs, reports the failure, then ends the ClearML task as failed
-   * (bounded like `reportCompleted`).
+   * then reports the failure like `reportCompleted` and ends the ClearML task as failed.
    */
   readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
   /** Reports a finished inference run (after what synchronous hooks queued). */
@@ -231,6 +232,7 @@ export type TrainerServices =
   | Converter
   | LogBuffer
   | ClearML
+  | ReportOutbox
   | FileSystem.FileSystem
   | Path.Path
   | HttpClient.HttpClient
@@ -326,7 +328,7 @@ export const makeTrainerSdk = (
     const path = yield* Path.Path
     const scope = yield* Effect.scope
     const runtime = yield* Effect.runtime<never>()
-    const workDir = path.resolve(options.workDir ?? path.join(os.tmpdir(), "trainer-sdk", `job-${context.jobId}`))
+    const workDir = path.resolve(options.workDir ?? defaultWorkDir(context.jobId))
     const uploadWait = options.checkpointUploadWait ?? Duration.minutes(30)
     const hookQueue = yield* makeHookQueue
     /** Epochs completed before this process started (set by `resume`). */
@@ -421,13 +423,11 @@ export const makeTrainerSdk = (
       }),
       reportCompleted: Effect.fn("TrainerSdk.reportCompleted")(function*(report: CallbackCompletionReport) {
         const summary = yield* awaitCheckpointUploads
-        yield* sideWork(logs.flush) // the run's logs reach the backend before its terminal status
         yield* callback.reportCompleted(completionWithUploads(report, summary))
         yield* sideWork(clearml.completed)
       }),
       reportFailed: Effect.fn("TrainerSdk.reportFailed")(function*(report: CallbackFailureReport) {
         yield* sideWork(Effect.zipRight(hookQueue.drain, uploads.awaitAll(Duration.seconds(10))))
-        yield* sideWork(logs.flush)
         yield* callback.reportFailed(report).pipe(
           Effect.ensuring(sideWork(clearml.failed(`[${report.errorType}] ${report.message}`)))
         )
@@ -459,10 +459,15 @@ export const makeTrainerSdk = (
 const serviceLayer = (tag: Context.Tag<TrainerSdk, TrainerSdkService>, options: MakeTrainerSdkOptions) =>
   Layer.scoped(tag, makeTrainerSdk(options))
 
-/** Every live capability over a job context, an `HttpClient` and the Node file system. */
-const liveCapabilities = Layer.mergeAll(Callback.layer, LogBuffer.layer, ClearML.layer, Converter.layer).pipe(
-  Layer.provideMerge(Storage.layer.pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layer)))
-)
+/**
+ * Every live capability over a job context, an `HttpClient` and the Node file system;
+ * callbacks and logs share one report outbox with its file under `{workDir}/outbox`.
+ */
+const liveCapabilities = (workDir: string | undefined) =>
+  Layer.mergeAll(Callback.layer, LogBuffer.layer, ClearML.layer, Converter.layer).pipe(
+    Layer.provideMerge(Storage.layer.pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layer))),
+    Layer.provideMerge(workDir === undefined ? ReportOutbox.layer : ReportOutbox.layerWith({ dir: nodePath.join(workDir, "outbox") }))
+  )
 
 /** The trainer SDK: `const sdk = yield* TrainerSdk`. */
 export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk, TrainerSdkService>() {
@@ -481,7 +486,9 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
   ): Layer.Layer<TrainerServices, ConfigError> =>
     serviceLayer(TrainerSdk, options).pipe(
       Layer.provideMerge(
-        LogBuffer.layerLogger.pipe(Layer.provideMerge(DatasetCache.layer.pipe(Layer.provideMerge(liveCapabilities))))
+        LogBuffer.layerLogger.pipe(
+          Layer.provideMerge(DatasetCache.layer.pipe(Layer.provideMerge(liveCapabilities(options.workDir))))
+        )
       ),
       Layer.provideMerge(Layer.mergeAll(JobContext.layer, NodeContext.layer, NodeHttpClient.layerUndici))
     )
@@ -509,8 +516,10 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
           internalBucket: ctx.internalStorage.bucket
         })
       )).pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layerTest))
+      // The recorders never queue to the outbox; it is there for programs that use it directly.
       const capabilities = Layer.mergeAll(Callback.layerTest, LogBuffer.layerTest, ClearML.layerTest, Converter.layerTest).pipe(
-        Layer.provideMerge(storage)
+        Layer.provideMerge(storage),
+        Layer.provideMerge(ReportOutbox.layerMemory)
       )
       const cache = DatasetCache.layerWith({ cacheDir: options.cacheDir ?? path.join(root, "cache") })
       // In memory there is no transport to wait for: a failed upload is retried at once.
@@ -597,11 +606,12 @@ export const runTrainer = <A, E>(
 ): void => {
   let outcome: TrainerOutcome | undefined
   // `runMain` interrupts the program on the first SIGTERM/SIGINT and then removes its own
-  // listeners; these keep a repeated signal from killing the process while the outcome is
-  // being reported (Kubernetes sends SIGKILL after the grace period anyway).
-  const ignoreRepeatedSignal = () => {}
-  process.on("SIGTERM", ignoreRepeatedSignal)
-  process.on("SIGINT", ignoreRepeatedSignal)
+  // listeners; these record the signal (the shutdown budget counts from it, with a
+  // last-resort exit just after it) and keep a repeated signal from killing the process
+  // while the outcome is being reported.
+  const onSignal = (signal: NodeJS.Signals) => handleShutdownSignal(signal, () => outcome?.exitCode ?? 2)
+  process.on("SIGTERM", onSignal)
+  process.on("SIGINT", onSignal)
   NodeRuntime.runMain(
     runTrainerEffect(program, {
       ...options,

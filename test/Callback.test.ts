@@ -1,6 +1,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, FastCheck, Fiber, Layer, Option, ParseResult, Schema, Scope, TestClock } from "effect"
 import { Callback, CallbackTest, exportMetadata } from "../src/Callback.js"
+import { ReportOutbox } from "../src/Outbox.js"
 import { CallbackError } from "../src/Errors.js"
 import { type JobContextInput, JobContext } from "../src/JobContext.js"
 import { callbackEndpoints, matchCallbackEndpoint, TrainingProgressBody } from "../src/internal/callbackBodies.js"
@@ -17,7 +18,8 @@ const jobContext = (input: JobContextInput = {}) =>
 
 const withCallback = (input: JobContextInput = {}) => Effect.provide(Callback.layerTest.pipe(Layer.provide(jobContext(input))))
 
-const sent = Effect.flatMap(CallbackTest, (t) => t.requests)
+/** What the backend received once everything queued so far was delivered. */
+const sent = Effect.zipRight(Effect.flatMap(Callback, (c) => c.flushProgress), Effect.flatMap(CallbackTest, (t) => t.requests))
 
 const progressPath = "/training/jobs/123/callback/progress"
 const completionPath = "/training/jobs/123/callback/completion"
@@ -63,17 +65,19 @@ describe("Callback contract", () => {
       assert.isTrue((yield* callback.lifecycle).started)
     }).pipe(withCallback()))
 
-  it.effect("a start that was not delivered is not marked started, and is sent again", () =>
+  it.effect("a start the backend rejects (4xx) never fails the caller: it is counted, and what follows still goes out", () =>
     Effect.gen(function*() {
       const callback = yield* Callback
       const test = yield* CallbackTest
-      yield* test.failNext(1, { status: 422 })
-      const failed = yield* Effect.exit(callback.reportStarted())
-      assert.isTrue(Exit.isFailure(failed))
-      assert.isFalse((yield* callback.lifecycle).started)
+      const outbox = yield* ReportOutbox
+      yield* test.failNext(1, { status: 422, body: "{\"detail\":\"job 123 is not pending\"}" })
       yield* callback.reportStarted()
-      assert.strictEqual((yield* sent).length, 1)
+      yield* callback.reportProgress({ epoch: 1, totalEpochs: 50, metrics: {} })
       assert.isTrue((yield* callback.lifecycle).started)
+      assert.deepStrictEqual((yield* sent).map((r) => (r.body as { current_epoch: number }).current_epoch), [1])
+      const stats = yield* outbox.stats
+      assert.deepStrictEqual(stats.rejected, { started: 1 })
+      assert.deepStrictEqual(stats.delivered, { progress: 1 })
     }).pipe(withCallback()))
 
   it.effect("progress: metrics block keeps accuracy 0, falls back to lr, percent and timing from the Clock", () =>
@@ -434,34 +438,68 @@ describe("Callback delivery (in-memory backend)", () => {
       assert.strictEqual((yield* test.attempts).length, 4)
     }).pipe(withCallback()))
 
-  it.effect("reportProgress returns without waiting while the backend is down; completion waits for it", () =>
+  it.effect("reportProgress and reportValidation return without waiting while the backend is down; completion waits at most the budget", () =>
     Effect.gen(function*() {
       const callback = yield* Callback
       const test = yield* CallbackTest
-      yield* test.failNext(100, "network")
-      // No TestClock adjustment: if reportProgress waited for the retries (2 s, 4 s, 8 s) it would hang here.
-      for (let epoch = 1; epoch <= 5; epoch++) yield* callback.reportProgress({ epoch, totalEpochs: 5, metrics: {} })
+      yield* test.failNext(1000, "network")
+      // No TestClock adjustment: if a report waited for the retries (2 s, 4 s, 8 s) it would hang here.
+      for (let epoch = 1; epoch <= 5; epoch++) {
+        yield* callback.reportProgress({ epoch, totalEpochs: 5, metrics: {} })
+        yield* callback.reportValidation({ epoch, primaryMetric: ["mAP50-95", 0.1], allMetrics: {} })
+      }
       const completed = yield* Effect.fork(callback.reportCompleted({ finalMetrics: {} }))
-      while (Option.isNone(yield* Fiber.poll(completed))) yield* TestClock.adjust("5 seconds")
-      const exit = yield* Fiber.await(completed)
-      assert.isTrue(Exit.isFailure(exit))
+      let waited = 0
+      while (Option.isNone(yield* Fiber.poll(completed))) {
+        yield* TestClock.adjust("1 second")
+        waited++
+      }
+      const error = yield* Effect.flip(Fiber.join(completed))
+      assert.strictEqual(error.reason, "Transient")
+      assert.include(error.detail, "shutdown budget of 10s")
+      assert.include(error.detail, "ECONNREFUSED")
+      assert.strictEqual(waited, 10)
       assert.deepStrictEqual(yield* test.requests, [])
-      assert.isAtLeast((yield* test.attempts).length, 5)
-    }).pipe(withCallback({ callbackRetryDelay: Duration.seconds(2) })))
+      assert.isAtLeast((yield* test.attempts).length, 3)
+      // Nothing was given up: the backend comes back and gets every report, the outcome last.
+      const lifecycle = yield* callback.lifecycle
+      assert.strictEqual(lifecycle.outcome, "completed")
+      assert.isFalse(lifecycle.outcomeDelivered)
+      yield* test.clear
+      const delivered = yield* Effect.fork(callback.awaitOutcome)
+      while (Option.isNone(yield* Fiber.poll(delivered))) yield* TestClock.adjust("1 second")
+      assert.isTrue(yield* Fiber.join(delivered))
+      const kinds = (yield* test.requests).map((r) => r.path.split("/").pop())
+      assert.deepStrictEqual(kinds, [...Array.from({ length: 5 }, () => ["progress", "results"]).flat(), "completion"])
+    }).pipe(withCallback({ callbackRetryDelay: Duration.seconds(2), callbackShutdownBudget: Duration.seconds(10) })))
 
-  it.effect("lifecycle: operation, start, epochs, and an outcome only once the backend accepted it", () =>
+  it.effect("lifecycle: operation, start, epochs, the outcome reported and whether the backend accepted it", () =>
     Effect.gen(function*() {
       const callback = yield* Callback
       const test = yield* CallbackTest
-      assert.deepStrictEqual(yield* callback.lifecycle, { operation: "training", started: false, outcome: undefined, epochsCompleted: 0 })
+      assert.deepStrictEqual(yield* callback.lifecycle, {
+        operation: "training",
+        started: false,
+        outcome: undefined,
+        outcomeDelivered: false,
+        epochsCompleted: 0
+      })
       yield* callback.reportStarted({ operation: "export" })
       yield* callback.reportProgress({ epoch: 3, totalEpochs: 5, metrics: {} })
       yield* callback.flushProgress
       yield* test.failNext(1, { status: 409 })
       yield* Effect.flip(callback.reportFailed({ errorType: "UnknownError", message: "x" }))
-      assert.deepStrictEqual(yield* callback.lifecycle, { operation: "export", started: true, outcome: undefined, epochsCompleted: 3 })
+      assert.deepStrictEqual(yield* callback.lifecycle, {
+        operation: "export",
+        started: true,
+        outcome: "failed",
+        outcomeDelivered: false,
+        epochsCompleted: 3
+      })
+      assert.isFalse(yield* callback.awaitOutcome)
       yield* callback.reportFailed({ errorType: "UnknownError", message: "x" })
-      assert.strictEqual((yield* callback.lifecycle).outcome, "failed")
+      assert.include(yield* callback.lifecycle, { outcome: "failed", outcomeDelivered: true })
+      assert.isTrue(yield* callback.awaitOutcome)
     }).pipe(withCallback()))
 
   it.effect("pending progress is flushed when the layer's scope closes", () =>

@@ -2,6 +2,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Deferred, Duration, Effect, Fiber, Layer, Schema, TestClock } from "effect"
 import { Callback } from "../src/Callback.js"
+import { ReportOutbox } from "../src/Outbox.js"
 import { type JobContextInput, JobContext } from "../src/JobContext.js"
 import { matchCallbackEndpoint } from "../src/internal/callbackBodies.js"
 import { type BackendServerShape, makeBackendServer } from "./support/backendServer.js"
@@ -17,7 +18,9 @@ const withBackend = <A, E>(
       JobContext.layerTest({ jobId: 7, callbackUrl: server.baseUrl, ...input }),
       NodeHttpClient.layerUndici
     )
-    return yield* body(server).pipe(Effect.provide(Callback.layer.pipe(Layer.provide(dependencies))))
+    return yield* body(server).pipe(
+      Effect.provide(Callback.layer.pipe(Layer.provideMerge(ReportOutbox.layerMemory), Layer.provide(dependencies)))
+    )
   }))
 
 const fastRetries: JobContextInput = { callbackRetryDelay: Duration.millis(10) }
@@ -63,28 +66,34 @@ describe("Callback over real HTTP", () => {
         assert.deepStrictEqual(yield* server.stored, [])
       })))
 
-  it.effect("a backend that never answers: each attempt times out, 4 attempts in all, then a Transient error", () =>
-    withBackend({}, (server) =>
+  it.effect("a backend that never answers: attempts time out and are retried; the outcome gives up at the shutdown budget", () =>
+    withBackend({ callbackShutdownBudget: Duration.seconds(90) }, (server) =>
       Effect.gen(function*() {
         const callback = yield* Callback
         yield* server.otherwise(() => "never")
         const report = yield* Effect.fork(callback.reportCompleted({ finalMetrics: {} }))
-        for (let attempt = 1; attempt <= 4; attempt++) {
-          yield* server.awaitReceived(attempt)
-          yield* TestClock.adjust("60 seconds")
-          if (attempt < 4) {
-            yield* awaitPendingSleep
-            yield* TestClock.adjust("10 seconds")
-          }
-        }
+        yield* server.awaitReceived(1)
+        yield* TestClock.adjust("60 seconds")
+        yield* awaitPendingSleep
+        yield* TestClock.adjust("10 seconds")
+        yield* server.awaitReceived(2)
+        yield* TestClock.adjust("20 seconds")
         const error = yield* Effect.flip(Fiber.join(report))
         assert.strictEqual(error.reason, "Transient")
-        assert.include(error.detail, "timed out")
-        assert.strictEqual((yield* server.received).length, 4)
+        assert.include(error.detail, "shutdown budget of 1m 30s")
+        assert.include(error.detail, "timed out after 1m")
+        assert.strictEqual((yield* server.received).length, 2)
         assert.deepStrictEqual(yield* server.stored, [])
+        // It stays queued: once the backend answers again, it is delivered (once).
+        yield* server.otherwise(() => ({ status: 200 }))
+        yield* TestClock.adjust("40 seconds")
+        yield* awaitPendingSleep
+        yield* TestClock.adjust("10 seconds")
+        assert.isTrue(yield* callback.awaitOutcome)
+        assert.deepStrictEqual((yield* server.stored).map((r) => r.path), ["/training/jobs/7/callback/completion"])
       })))
 
-  it.live("progress piling up behind a slow backend: order kept, only superseded progress dropped", () =>
+  it.live("progress piling up behind a slow backend: every epoch delivered once, in order, before the outcome", () =>
     withBackend(fastRetries, (server) =>
       Effect.gen(function*() {
         const callback = yield* Callback
@@ -102,8 +111,8 @@ describe("Callback over real HTTP", () => {
         const stored = yield* server.stored
         assert.deepStrictEqual(
           stored.map((r) => [r.path.split("/").pop(), (r.body as { current_epoch?: number }).current_epoch]),
-          [["progress", 0], ["progress", 1], ["progress", 5], ["completion", undefined]]
+          [["progress", 0], ["progress", 1], ["progress", 2], ["progress", 3], ["progress", 4], ["progress", 5], ["completion", undefined]]
         )
-        assert.strictEqual((yield* server.received).length, 4)
+        assert.strictEqual((yield* server.received).length, 7)
       })))
 })

@@ -1,6 +1,7 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Ref } from "effect"
+import { ReportOutbox } from "../src/Outbox.js"
 import { Callback } from "../src/Callback.js"
 import {
   decodeDevBackendRequest,
@@ -30,7 +31,7 @@ const withDevBackend = <A, E>(
       NodeHttpClient.layerUndici
     )
     return yield* body(backend, printed).pipe(
-      Effect.provide(Layer.merge(Callback.layer, LogBuffer.layer).pipe(Layer.provide(dependencies)))
+      Effect.provide(Layer.merge(Callback.layer, LogBuffer.layer).pipe(Layer.provideMerge(ReportOutbox.layerMemory), Layer.provide(dependencies)))
     )
   }))
 

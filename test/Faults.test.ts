@@ -11,6 +11,7 @@ import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import { createHash, randomBytes } from "node:crypto"
+import { ReportOutbox } from "../src/Outbox.js"
 import { Callback } from "../src/Callback.js"
 import { JobContext } from "../src/JobContext.js"
 import { Storage } from "../src/Storage.js"
@@ -221,7 +222,7 @@ describe("Callback behind a flapping backend", () => {
         // The flapping phase ends before completion: nothing pending may be lost when it does.
         proxy.setRates({ error500: 0.2, reset: 0.2 })
         yield* callback.reportCompleted({ finalMetrics: { loss: 1 / epochs } })
-      }).pipe(Effect.provide(Callback.layer.pipe(Layer.provide(dependencies)))))
+      }).pipe(Effect.provide(Callback.layer.pipe(Layer.provide(ReportOutbox.layerMemory), Layer.provide(dependencies)))))
 
       const stats = proxy.stats()
       assert.isAbove(stats.error500 + stats.reset + stats.stall, 5)

@@ -1,86 +1,116 @@
 /**
- * The one HTTP pipeline to the platform backend, shared by the callback and log services:
- * base-URL joining, a per-attempt timeout, the spec's retry policy, and the mapping of
- * every transport outcome into `CallbackError`.
+ * The one HTTP transport to the platform backend, used by the report outbox: base-URL
+ * joining, a per-attempt timeout, the mapping of every transport outcome into
+ * `CallbackError` (with the server's `Retry-After`), and the backoff policy between attempts.
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { Duration, Effect, Schedule } from "effect"
+import { type HttpClient, HttpClientRequest } from "@effect/platform"
+import { Duration, Effect } from "effect"
 import { CallbackError } from "../Errors.js"
 import type { JobContextShape } from "../JobContext.js"
+import { maskUrlCredentials } from "./redact.js"
 
 /** Joins the backend base URL and a path: trailing `/` of the base and leading `/` of the path stripped. */
 export const joinUrl = (base: string, path: string): string => `${base.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`
 
-/** Options of the backend pipeline. */
+/** Options of the backend transport. */
 export interface BackendClientOptions {
   /** Time allowed for one attempt (request and response body). Default 60 s. */
   readonly attemptTimeout?: Duration.DurationInput
 }
 
-/** A POST-only JSON client for the backend that fails only with `CallbackError`. */
-export interface BackendClient {
-  /** Sends `body` as JSON to `path` (relative to `CALLBACK_URL`), retrying transient failures. */
-  readonly post: (path: string, body: unknown) => Effect.Effect<void, CallbackError>
-  /** The same, but a single attempt (no retry), for callers with their own policy. */
-  readonly postOnce: (path: string, body: unknown) => Effect.Effect<void, CallbackError>
+/** A failed attempt: the typed error, and how long the backend asked to wait (`Retry-After`). */
+export interface AttemptFailure {
+  readonly error: CallbackError
+  readonly retryAfterMillis: number | undefined
 }
 
+/** A POST-only JSON transport for the backend: one attempt per call, no retry. */
+export interface BackendClient {
+  /** Sends the JSON text `body` to `path` (relative to `CALLBACK_URL`) once. */
+  readonly attempt: (path: string, body: string) => Effect.Effect<void, AttemptFailure>
+}
+
+/** The longest `Retry-After` honoured (5 minutes); a longer one is clamped. */
+const maxRetryAfterMillis = 5 * 60 * 1000
+
+/** `Retry-After` as milliseconds from `now`: delta-seconds or an HTTP date; `undefined` when absent or unreadable. */
+export const parseRetryAfter = (header: string | undefined, now: number): number | undefined => {
+  if (header === undefined || header.trim() === "") return undefined
+  const text = header.trim()
+  const millis = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : Date.parse(text) - now
+  return Number.isFinite(millis) ? Math.min(maxRetryAfterMillis, Math.max(0, millis)) : undefined
+}
+
+/** Whether an HTTP status is worth another attempt: 5xx, 408 and 429. */
+export const isTransientStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429
+
 /**
- * The spec's retry policy: exponential backoff from `CALLBACK_RETRY_DELAY`, doubled each
- * time, jittered, at most `CALLBACK_MAX_RETRIES` retries.
+ * The wait before retry number `retry` (0-based) of one report: `CALLBACK_RETRY_DELAY`
+ * doubled per retry for the first `CALLBACK_MAX_RETRIES` retries and then held at that
+ * ceiling (so delivery goes on for as long as the job runs), times `jitter` (0.8–1.2), and
+ * never less than the backend's `Retry-After`.
  */
-export const callbackRetrySchedule = (
-  ctx: Pick<JobContextShape, "callbackRetryDelay" | "callbackMaxRetries">
-): Schedule.Schedule<unknown, unknown> =>
-  Schedule.exponential(ctx.callbackRetryDelay, 2).pipe(
-    Schedule.jittered,
-    Schedule.intersect(Schedule.recurs(ctx.callbackMaxRetries))
-  )
+export const retryDelayMillis = (
+  ctx: Pick<JobContextShape, "callbackRetryDelay" | "callbackMaxRetries">,
+  retry: number,
+  jitter: number,
+  retryAfterMillis: number | undefined
+): number => {
+  const base = Duration.toMillis(ctx.callbackRetryDelay)
+  const backoff = base * 2 ** Math.min(retry, ctx.callbackMaxRetries) * jitter
+  return Math.max(backoff, retryAfterMillis ?? 0)
+}
 
-/** Whether a callback failure is worth another attempt. */
-export const isTransient = (error: CallbackError): boolean => error.reason === "Transient"
-
-/** Builds the backend client from the job context and an `HttpClient`. */
+/** Builds the transport from the job context and an `HttpClient`. */
 export const makeBackendClient = (
   ctx: JobContextShape,
   client: HttpClient.HttpClient,
   options: BackendClientOptions = {}
 ): BackendClient => {
   const timeout = Duration.decode(options.attemptTimeout ?? Duration.seconds(60))
-  const schedule = callbackRetrySchedule(ctx)
-
-  const postOnce = (path: string, body: unknown): Effect.Effect<void, CallbackError> =>
-    client.execute(HttpClientRequest.post(joinUrl(ctx.callbackUrl, path)).pipe(HttpClientRequest.bodyUnsafeJson(body))).pipe(
-      Effect.flatMap((response) =>
-        response.status >= 200 && response.status < 300
-          ? Effect.asVoid(Effect.ignore(response.text))
-          : Effect.flatMap(
-            Effect.orElseSucceed(response.text, () => ""),
-            (text) =>
-              new CallbackError({
-                reason: response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429
-                  ? "Rejected"
-                  : "Transient",
-                path,
-                status: response.status,
-                body: text,
-                detail: `HTTP ${response.status}`
-              })
-          )
-      ),
-      Effect.scoped,
-      Effect.catchTag("RequestError", (e) =>
-        new CallbackError({ reason: "Transient", path, detail: `${e.reason}: ${e.cause instanceof Error ? e.cause.message : e.message}` })),
-      Effect.catchTag("ResponseError", (e) =>
-        new CallbackError({ reason: "Transient", path, status: e.response.status, detail: e.message })),
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () => new CallbackError({ reason: "Transient", path, detail: `timed out after ${Duration.format(timeout)}` })
-      })
-    )
+  const fail = (error: CallbackError, retryAfterMillis?: number): Effect.Effect<never, AttemptFailure> =>
+    Effect.fail({ error, retryAfterMillis })
 
   return {
-    postOnce,
-    post: (path, body) => postOnce(path, body).pipe(Effect.retry({ schedule, while: isTransient }))
+    attempt: (path, body) =>
+      client.execute(
+        HttpClientRequest.post(joinUrl(ctx.callbackUrl, path)).pipe(HttpClientRequest.bodyText(body, "application/json"))
+      ).pipe(
+        Effect.mapError((e): AttemptFailure => ({
+          error: new CallbackError({
+            reason: "Transient",
+            path,
+            ...(e._tag === "ResponseError" ? { status: e.response.status } : {}),
+            detail: maskUrlCredentials(
+              e._tag === "RequestError" ? `${e.reason}: ${e.cause instanceof Error ? e.cause.message : e.message}` : e.message
+            )
+          }),
+          retryAfterMillis: undefined
+        })),
+        Effect.flatMap((response) =>
+          response.status >= 200 && response.status < 300
+            ? Effect.asVoid(Effect.ignore(response.text))
+            : Effect.flatMap(Effect.orElseSucceed(response.text, () => ""), (text) =>
+              Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) =>
+                fail(
+                  new CallbackError({
+                    reason: isTransientStatus(response.status) ? "Transient" : "Rejected",
+                    path,
+                    status: response.status,
+                    body: text,
+                    detail: `HTTP ${response.status}`
+                  }),
+                  parseRetryAfter(response.headers["retry-after"], now)
+                )))
+        ),
+        Effect.scoped,
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: (): AttemptFailure => ({
+            error: new CallbackError({ reason: "Transient", path, detail: `timed out after ${Duration.format(timeout)}` }),
+            retryAfterMillis: undefined
+          })
+        })
+      )
   }
 }

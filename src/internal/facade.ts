@@ -31,6 +31,7 @@ import type {
 import type { CheckpointUploadsSummary, EnqueueCheckpointOptions } from "./checkpointUploads.js"
 import { promiseOf } from "./hookQueue.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
+import { handleShutdownSignal } from "./shutdown.js"
 
 /** The trainer SDK for Promise-based code (`TrainerSdk.run(async (sdk) => …)` or `await TrainerSdk.create()`). */
 export interface TrainerClient {
@@ -149,18 +150,21 @@ export const makeClientOver = (
 
 /**
  * On SIGTERM/SIGINT (Kubernetes stopping the pod), as `runTrainer` does (after the in-flight
- * operations were interrupted, see `makeTrainerClient`): a job whose outcome
- * was already reported keeps it (exit 0 after a completion, 1 after a failure); otherwise
- * the logs are flushed, the job reported failed (its start first if that never arrived) and
- * ClearML stopped. Returns the exit code: 1, or 2 when the failure report was not delivered.
+ * operations were interrupted, see `makeTrainerClient`), within the shutdown
+ * budget counted from the signal: a job whose outcome was already reported keeps it (exit 0
+ * after a completion, 1 after a failure, once delivered); otherwise the job is reported
+ * failed (its start first if it never was) after everything queued before, and ClearML
+ * stopped. Returns the exit code: 1, or 2 when the outcome was not delivered in time.
  */
 const stopOnSignal = (sdk: TrainerSdkService, signal: NodeJS.Signals): Effect.Effect<0 | 1 | 2> =>
   Effect.gen(function*() {
     const state = yield* sdk.callback.lifecycle
-    if (state.outcome !== undefined) return state.outcome === "completed" ? 0 : 1
+    if (state.outcome !== undefined) {
+      const delivered = yield* sdk.callback.awaitOutcome
+      return !delivered ? 2 : state.outcome === "completed" ? 0 : 1
+    }
     const message = `Interrupted (the job was stopped by ${signal})`
     yield* sdk.logs.error(`Trainer stopped: [ResourceError] ${message}`, { source: "error" })
-    yield* sideWork(sdk.logs.flush)
     if (!state.started) yield* Effect.ignore(sdk.callback.reportStarted({ operation: state.operation }))
     const delivered = yield* sdk.callback.reportFailed({ errorType: "ResourceError", message }).pipe(
       Effect.as(true),
@@ -223,12 +227,16 @@ export const makeTrainerClient = async (
     if (stopping && Cause.isInterruptedOnly(exit.cause)) return never()
     throw Cause.squash(exit.cause)
   }
+  // The exit code a repeated signal (or the last-resort exit after the budget) uses.
+  let exitCode: 0 | 1 | 2 = 2
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return
     stopping = true
+    handleShutdownSignal(signal, () => exitCode)
     const interruptInFlight = Effect.timeout(Fiber.interruptAll([...inFlight]), inFlightBudget).pipe(Effect.ignore)
     void managed.runPromise(Effect.zipRight(interruptInFlight, stopOnSignal(sdk, signal))).then(
       async (code) => {
+        exitCode = code
         await managed.dispose()
         process.exit(code)
       },

@@ -62,6 +62,12 @@ export const parseNumber = (variable: string, raw: string): Either.Either<number
 export const atLeast = (variable: string, min: number) => (value: number): Either.Either<number, ConfigError> =>
   value >= min ? Either.right(value) : Either.left(invalid(variable, `must be >= ${min}, got ${value}`))
 
+/** Checks that an already-parsed number lies within `[min, max]` (the unit is named in the message). */
+export const within = (variable: string, min: number, max: number, unit = "") => (value: number): Either.Either<number, ConfigError> =>
+  value >= min && value <= max
+    ? Either.right(value)
+    : Either.left(invalid(variable, `must be between ${min} and ${max}${unit}, got ${value}`))
+
 /** Parses a JSON object; anything else (bad JSON, an array, a scalar) names the variable. */
 export const parseJsonObject = (
   variable: string,

@@ -1,15 +1,16 @@
 /**
  * The core of `runTrainer`: build the SDK layer, run the program, and whatever happened
  * (success, failure, interruption by a signal) settle the job's outcome with the backend
- * before the layer closes (which flushes logs and ends ClearML by the same outcome).
+ * before the layer closes (which ends ClearML by the same outcome and drains the report
+ * outbox), all within the shutdown budget.
  */
 import type { HttpClient } from "@effect/platform"
 import { Cause, Config, type Context, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Callback, type CallbackOperation, type CallbackStartedReport } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
-import { type CallbackError, classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
+import { classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
 import { JobContext } from "../JobContext.js"
-import { LogBuffer } from "../LogBuffer.js"
+import { ReportOutbox } from "../Outbox.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
 import type { TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
 import { completionWithUploads } from "./checkpointUploads.js"
@@ -60,8 +61,6 @@ const outcome = (
   delivered
 })
 
-const isTransientCallbackError = (error: CallbackError) => error.reason === "Transient"
-
 /** The start report the runner sends (or fills in): the options' operation and planned epochs. */
 const startOf = (options: TrainerRunOptions): CallbackStartedReport => ({
   operation: options.operation ?? "training",
@@ -78,32 +77,35 @@ const startReport = (options: TrainerRunOptions, scope: Scope.Scope) =>
   })
 
 /**
- * Settles the outcome with the services of the built layer: fills in the start report when
- * the program never sent it, reports a failure (classified, with the pretty cause as the
- * traceback) or, for training that succeeded without reporting, a completion. The buffered
- * logs are flushed first and ClearML is ended after, each for a bounded time, so neither can
- * hold up the backend's report. A job whose completion was already reported stays completed
- * (exit 0) whatever happens after it, e.g. a signal during clean-up.
+ * Settles the outcome with the services of the built layer, within the shutdown budget
+ * (which starts here, or at the signal that stopped the program). An outcome the program
+ * already reported is kept, whatever happens after it: the runner only waits for its
+ * delivery (a self-reported failure never turns into a completion). Otherwise it fills in
+ * the start report when the program never sent it, and reports a failure (classified, with
+ * the pretty cause as the traceback) or, for training that succeeded, a completion. The
+ * outbox delivers everything queued before the outcome first (progress, logs); ClearML is
+ * ended after, for a bounded time.
  */
 const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>) =>
   Effect.gen(function*() {
     const sdk = yield* Effect.serviceOption(sdkTag)
     const callback = yield* Callback
-    const logs = yield* LogBuffer
     const clearml = yield* ClearML
+    const outbox = yield* ReportOutbox
+    yield* outbox.beginShutdown
     const state = yield* callback.lifecycle
 
-    /** The start report the backend expects before an outcome; `false` when the backend is unreachable. */
-    const ensureStarted = state.started ? Effect.succeed(true) : callback.reportStarted(startOf(options)).pipe(
-      Effect.as(true),
-      Effect.catchAll((error) =>
-        Effect.as(Effect.logWarning("Start report not delivered", error.message), !isTransientCallbackError(error))
-      )
+    /** The start report the backend expects before an outcome (queued; fails only for an invalid report). */
+    const ensureStarted = state.started ? Effect.void : callback.reportStarted(startOf(options)).pipe(
+      Effect.catchAll((error) => Effect.logWarning("Start report not queued", error.message))
     )
+    /** The outcome the program reported itself: kept, and waited for. */
+    const reported = (status: TrainerOutcome["status"], failure?: { readonly errorType: ErrorType; readonly message: string }) =>
+      Effect.map(callback.awaitOutcome, (delivered) => outcome(status, delivered, failure))
 
-    const result: TrainerOutcome = yield* Exit.matchEffect(exit, {
+    return yield* Exit.matchEffect(exit, {
       onSuccess: () => {
-        if (state.outcome !== undefined) return Effect.succeed(outcome(state.outcome, true))
+        if (state.outcome !== undefined) return reported(state.outcome)
         if (state.operation !== "training" || (!state.started && (options.operation ?? "training") !== "training")) {
           return Effect.as(
             Effect.logWarning(`The ${state.operation} program ended without reporting its outcome`),
@@ -111,12 +113,11 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag:
           )
         }
         return Effect.gen(function*() {
-          if (!(yield* ensureStarted)) return outcome("completed", false)
+          yield* ensureStarted
           // What hooks queued and the background checkpoint uploads go out first; the completion carries them.
           const completion = Option.isSome(sdk)
             ? completionWithUploads({ finalMetrics: {} }, yield* sdk.value.awaitCheckpointUploads)
             : { finalMetrics: {} }
-          yield* sideWork(logs.flush) // the run's logs reach the backend before its terminal status
           return yield* callback.reportCompleted(completion).pipe(
             Effect.as(outcome("completed", true)),
             Effect.catchAll((error) =>
@@ -133,7 +134,7 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag:
           const line = `[${failure.errorType}] ${failure.message}`
           if (state.outcome === "completed") {
             yield* Effect.logWarning(`The program ${status === "stopped" ? "was stopped" : "failed"} after reporting completion; the job stays completed: ${line}`)
-            return outcome("completed", true)
+            return yield* reported("completed")
           }
           yield* Effect.logError(`Trainer ${status}: ${line}`, cause).pipe(
             Effect.annotateLogs({ event_type: "error", error_type: failure.errorType })
@@ -141,27 +142,28 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag:
           const endClearML = sideWork(stopped ? clearml.stopped(line) : clearml.failed(line))
           if (state.outcome === "failed") {
             yield* Effect.logWarning("The program failed after reporting its failure; no second outcome is sent")
-            return yield* Effect.as(endClearML, outcome(status, true, failure))
+            return yield* Effect.zipLeft(reported(status, failure), endClearML)
           }
-          if (!(yield* ensureStarted)) return yield* Effect.as(endClearML, outcome(status, false, failure))
+          yield* ensureStarted
           if (Option.isSome(sdk)) yield* sideWork(sdk.value.awaitCheckpointUploads)
-          yield* sideWork(logs.flush)
-          const reported = yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) }).pipe(
+          const result = yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) }).pipe(
             Effect.as(outcome(status, true, failure)),
             Effect.catchAll((error) =>
               Effect.as(Effect.logError("Failure report not delivered", error.message), outcome(status, false, failure))
             )
           )
-          return yield* Effect.as(endClearML, reported)
+          return yield* Effect.as(endClearML, result)
         })
     })
-    yield* sideWork(logs.flush)
-    return result
   })
+
+/** A config value read leniently (absent or unreadable: none). */
+const lenient = <A>(config: Config.Config<A>) => Effect.option(Effect.orElseFail(config, () => undefined))
 
 /**
  * A layer that could not be built (the environment is invalid): report the failure with
  * just `CALLBACK_URL` and `JOB_ID` when those two are usable, so the platform hears of it.
+ * The retry and budget settings are taken when readable, clamped to their valid ranges.
  */
 export const settleSetupFailure = (
   cause: Cause.Cause<unknown>,
@@ -170,23 +172,29 @@ export const settleSetupFailure = (
   Effect.gen(function*() {
     const failure = { errorType: classifyCause(cause), message: describeCause(cause) }
     yield* Effect.logError(`Trainer setup failed: [${failure.errorType}] ${failure.message}`)
-    const lenient = <A>(config: Config.Config<A>) => Effect.option(Effect.orElseFail(config, () => undefined))
     const callbackUrl = yield* lenient(Config.string("CALLBACK_URL"))
     const jobId = yield* lenient(Config.integer("JOB_ID"))
     if (Option.isNone(callbackUrl) || Option.isNone(jobId)) return outcome("failed", false, failure)
+    const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value))
     const retries = yield* lenient(Config.integer("CALLBACK_MAX_RETRIES"))
     const delay = yield* lenient(Config.number("CALLBACK_RETRY_DELAY"))
+    const budget = yield* lenient(Config.number("CALLBACK_SHUTDOWN_BUDGET"))
     const job = JobContext.layerTest({
       callbackUrl: callbackUrl.value,
       jobId: jobId.value,
-      ...Option.match(retries, { onNone: () => ({}), onSome: (n) => ({ callbackMaxRetries: Math.max(0, n) }) }),
+      ...Option.match(retries, { onNone: () => ({}), onSome: (n) => ({ callbackMaxRetries: clamp(n, 0, 10) }) }),
       ...Option.match(delay, {
         onNone: () => ({}),
-        onSome: (s) => ({ callbackRetryDelay: Duration.millis(Math.max(0, s) * 1000) })
+        onSome: (seconds) => ({ callbackRetryDelay: Duration.millis(clamp(seconds, 0.01, 60) * 1000) })
+      }),
+      ...Option.match(budget, {
+        onNone: () => ({}),
+        onSome: (seconds) => ({ callbackShutdownBudget: Duration.millis(clamp(seconds, 1, 3600) * 1000) })
       })
     })
     return yield* Effect.gen(function*() {
       const callback = yield* Callback
+      yield* Effect.flatMap(ReportOutbox, (outbox) => outbox.beginShutdown)
       yield* callback.reportStarted({ operation: options.operation ?? "training" }).pipe(Effect.ignore)
       return yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) })
     }).pipe(
@@ -197,7 +205,7 @@ export const settleSetupFailure = (
           outcome("failed", false, failure)
         )
       ),
-      Effect.provide(Callback.layer.pipe(Layer.provide(job)))
+      Effect.provide(Callback.layer.pipe(Layer.provideMerge(ReportOutbox.layer), Layer.provide(job)))
     )
   })
 
