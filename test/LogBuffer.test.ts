@@ -2,7 +2,8 @@ import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, LogLevel, Ref, Stream, SubscriptionRef, TestClock } from "effect"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
-import { LogBuffer, type LogBufferOptions, LogBufferTest } from "../src/LogBuffer.js"
+import { LogBuffer, LogBufferTest } from "../src/LogBuffer.js"
+import { ReportOutbox } from "../src/Outbox.js"
 import { CheckpointEvents } from "../src/Storage.js"
 
 interface WireEntry {
@@ -52,8 +53,9 @@ const makeFakeBackend = (onRequest: Effect.Effect<void> = Effect.void) =>
 
 type FakeBackend = Effect.Effect.Success<ReturnType<typeof makeFakeBackend>>
 
-const liveLayer = (fake: FakeBackend, options: LogBufferOptions = {}, context: JobContextInput = {}) =>
-  LogBuffer.layerWith(options).pipe(
+const liveLayer = (fake: FakeBackend, context: JobContextInput = {}) =>
+  LogBuffer.layer.pipe(
+    Layer.provideMerge(ReportOutbox.layerMemory),
     Layer.provide(Layer.mergeAll(
       JobContext.layerTest({ jobId: 7, callbackMaxRetries: 1, callbackRetryDelay: Duration.seconds(1), ...context }),
       Layer.succeed(HttpClient.HttpClient, fake.client)
@@ -70,15 +72,14 @@ const captureConsole = Effect.gen(function*() {
 const info = (message: string) => Effect.flatMap(LogBuffer, (logs) => logs.info(message))
 
 describe("LogBuffer", () => {
-  it.effect("ships one request per entry with the backend's body once maxBatch entries are buffered", () =>
+  it.effect("queues without waiting; one request per entry with the backend's body, in logged order", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
       yield* Effect.gen(function*() {
         const logs = yield* LogBuffer
         for (let i = 1; i <= 4; i++) yield* logs.info(`line ${i}`, { source: "training", data: { i } })
         yield* TestClock.adjust("59 minutes")
-        assert.deepStrictEqual(yield* fake.received, [])
-        yield* logs.debug("line 5")
+        yield* logs.debug("line 5", { source: "a-very-long-source" })
         yield* fake.waitForReceived(5)
         const received = yield* fake.received
         assert.deepStrictEqual(received[0], {
@@ -90,43 +91,34 @@ describe("LogBuffer", () => {
           timestamp: new Date(0).toISOString()
         })
         assert.deepStrictEqual(received.map((e) => e.message), ["line 1", "line 2", "line 3", "line 4", "line 5"])
-        assert.deepStrictEqual(received[4]!.event_type, "trainer")
+        // The backend's event_type column holds 10 characters; a longer value would fail its insert.
+        assert.deepStrictEqual(received[4]!.event_type, "a-very-lon")
         assert.deepStrictEqual(received[4]!.level, "DEBUG")
         assert.deepStrictEqual(received[4]!.timestamp, new Date(Duration.toMillis("59 minutes")).toISOString())
         assert.isTrue(fake.paths.every((p) => p === "/api/v1/training/jobs/7/callback/logs"))
-      }).pipe(Effect.provide(liveLayer(fake, { maxBatch: 5, flushEvery: "1 hour" })))
-    }))
-
-  it.effect("flushes on the interval", () =>
-    Effect.gen(function*() {
-      const fake = yield* makeFakeBackend()
-      yield* Effect.gen(function*() {
-        yield* info("a")
-        yield* info("b")
-        yield* info("c")
-        yield* TestClock.adjust("4900 millis")
-        assert.deepStrictEqual(yield* fake.received, [])
-        yield* TestClock.adjust("200 millis")
-        yield* fake.waitForReceived(3)
-        assert.deepStrictEqual(yield* fake.messages, ["a", "b", "c"])
       }).pipe(Effect.provide(liveLayer(fake)))
     }))
 
-  it.effect("ships at once, in order, when an ERROR is logged", () =>
+  it.effect("never two log requests in flight: lines cannot swap on the backend", () =>
     Effect.gen(function*() {
-      const fake = yield* makeFakeBackend()
+      let inFlight = 0
+      let maxInFlight = 0
+      const fake = yield* makeFakeBackend(Effect.gen(function*() {
+        inFlight++
+        maxInFlight = Math.max(maxInFlight, inFlight)
+        for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+        inFlight--
+      }))
       yield* Effect.gen(function*() {
         const logs = yield* LogBuffer
-        yield* logs.info("one")
-        yield* logs.warning("two")
-        yield* logs.error("three", { source: "error" })
-        yield* fake.waitForReceived(3)
-        const received = yield* fake.received
-        assert.deepStrictEqual(received.map((e) => [e.message, e.level]), [["one", "INFO"], ["two", "WARNING"], ["three", "ERROR"]])
-      }).pipe(Effect.provide(liveLayer(fake, { concurrency: 3 })))
+        for (let i = 1; i <= 50; i++) yield* (i % 7 === 0 ? logs.error(`line ${i}`) : logs.info(`line ${i}`))
+        yield* logs.flush
+        assert.deepStrictEqual(yield* fake.messages, Array.from({ length: 50 }, (_, i) => `line ${i + 1}`))
+        assert.strictEqual(maxInFlight, 1)
+      }).pipe(Effect.provide(liveLayer(fake)))
     }))
 
-  it.effect("flushes on scope close when the program fails", () =>
+  it.effect("delivered on scope close when the program fails", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
       const exit = yield* Effect.gen(function*() {
@@ -137,7 +129,7 @@ describe("LogBuffer", () => {
       assert.deepStrictEqual(yield* fake.messages, ["before the failure"])
     }))
 
-  it.effect("flushes on scope close when the program is interrupted", () =>
+  it.effect("delivered on scope close when the program is interrupted", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
       const logged = yield* Deferred.make<void>()
@@ -152,73 +144,77 @@ describe("LogBuffer", () => {
       assert.deepStrictEqual(yield* fake.messages, ["still running"])
     }))
 
-  it.effect("closing gives up after closeTimeout on a backend that never answers, and counts what was left", () =>
+  it.effect("closing gives up at the shutdown budget on a backend that never answers, and says what was left", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend(Effect.never)
       const { console, lines } = yield* captureConsole
       const closing = yield* Effect.gen(function*() {
         for (const m of ["a", "b", "c"]) yield* info(m)
       }).pipe(
-        Effect.provide(liveLayer(fake, { closeTimeout: "2 seconds", concurrency: 2, flushEvery: "1 hour" })),
+        Effect.provide(liveLayer(fake, { callbackShutdownBudget: Duration.seconds(2) })),
         Effect.withConsole(console),
         Effect.fork
       )
       yield* fake.waitForAttempts(0)
       yield* TestClock.adjust("2 seconds")
-      // Without the cut the close would wait out every attempt timeout and retry of all three.
       const exit = yield* Fiber.await(closing)
       assert.isTrue(Exit.isSuccess(exit))
-      assert.isTrue(lines.some((l) => l.includes("0 shipped, 3 not delivered (3 left when closing timed out)")), lines.join("\n"))
+      assert.isTrue(
+        lines.some((l) => l.includes("shutdown budget of 2s ran out; not delivered to the backend: 3 log entries")),
+        lines.join("\n")
+      )
     }))
 
-  it.effect("drops the oldest DEBUG/INFO entries first while the backend is down, and reports the count", () =>
+  it.effect("beyond the log budget DEBUG/INFO entries are dropped first, WARNING/ERROR kept longer; a summary entry follows once delivery resumes", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
       const { console, lines } = yield* captureConsole
       yield* Ref.set(fake.status, 503)
       yield* Effect.gen(function*() {
         const logs = yield* LogBuffer
-        yield* info("i1")
-        yield* info("i2")
-        // i1 and i2 are in flight, the shipper is waiting to retry i1.
-        yield* fake.waitForAttempts(1)
-        yield* logs.warning("w1")
-        for (const m of ["i3", "i4", "i5", "i6", "i7"]) yield* info(m)
-        assert.deepStrictEqual(yield* logs.stats, { buffered: 4, shipped: 0, failed: 0, dropped: 2 })
+        // Each body is ~310 bytes; with no outbox file the log budget is the 1,000-byte memory
+        // cap (WARNING/ERROR: 1,250): 3 INFO entries fit, then only the WARNING does.
+        const pad = "x".repeat(190)
+        for (let i = 1; i <= 6; i++) yield* info(`info ${i} ${pad}`)
+        yield* logs.warning(`warning 1 ${pad}`)
+        yield* logs.error(`error 1 ${pad}`)
+        yield* info(`info 7 ${pad}`)
+        assert.deepStrictEqual(yield* logs.stats, { buffered: 4, shipped: 0, failed: 0, dropped: 5 })
         yield* Ref.set(fake.status, 200)
         yield* TestClock.adjust("10 seconds")
         yield* logs.flush
-        assert.deepStrictEqual(yield* fake.messages, ["i1", "i2", "w1", "i5", "i6", "i7"])
-        assert.deepStrictEqual(yield* logs.stats, { buffered: 0, shipped: 6, failed: 0, dropped: 2 })
+        const messages = (yield* fake.messages).map((m) => m.replace(` ${pad}`, ""))
+        assert.deepStrictEqual(messages.slice(0, 4), ["info 1", "info 2", "info 3", "warning 1"])
+        assert.strictEqual(messages.length, 5)
+        assert.match(messages[4]!, /^5 log entries were dropped while the backend was slow or unreachable/)
+        const summary = (yield* fake.received).at(-1)!
+        assert.strictEqual(summary.level, "WARNING")
+        assert.deepStrictEqual(summary.data, { dropped: 5, dropped_total: 5 })
       }).pipe(
-        // A failed assertion must not leave the final flush retrying under the TestClock.
         Effect.ensuring(Ref.set(fake.status, 200)),
-        Effect.provide(liveLayer(fake, { capacity: 4, maxBatch: 2, concurrency: 1, flushEvery: "1 hour" })),
+        Effect.provide(liveLayer(fake, { outboxMemoryBytes: 1000, callbackRetryDelay: Duration.millis(100) })),
         Effect.withConsole(console)
       )
-      assert.strictEqual(lines.filter((l) => l.includes("dropped 2 oldest DEBUG/INFO")).length, 1)
-      assert.isTrue(lines.some((l) => l.includes("6 shipped, 0 not delivered, 2 dropped")))
+      assert.isTrue(lines.some((l) => l.includes("5 log entries dropped (outbox full)")), lines.join("\n"))
     }))
 
-  it.effect("never fails the caller when shipping fails: counts, warns once, summarizes on close", () =>
+  it.effect("a 4xx on a log entry never fails the caller: logged with status and body, counted, and the next entries go out", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
       const { console, lines } = yield* captureConsole
-      yield* Ref.set(fake.status, 503)
+      yield* Ref.set(fake.status, 422)
       yield* Effect.gen(function*() {
         const logs = yield* LogBuffer
-        for (const m of ["a", "b", "c"]) yield* info(m)
-        const flushing = yield* Effect.fork(logs.flush)
-        yield* TestClock.adjust("1 minute")
-        yield* Fiber.join(flushing)
-        assert.deepStrictEqual(yield* logs.stats, { buffered: 0, shipped: 0, failed: 3, dropped: 0 })
-        assert.strictEqual(lines.length, 1)
-        assert.include(lines[0], "log shipping to /training/jobs/7/callback/logs failed")
-      }).pipe(Effect.provide(liveLayer(fake, { flushEvery: "1 hour" })), Effect.withConsole(console))
-      assert.strictEqual(lines.length, 2)
-      assert.include(lines[1], "0 shipped, 3 not delivered, 0 dropped")
-      // 2 attempts per entry (CALLBACK_MAX_RETRIES=1).
-      assert.strictEqual(fake.paths.length, 6)
+        yield* info("refused")
+        yield* fake.waitForAttempts(1)
+        yield* Ref.set(fake.status, 200)
+        yield* info("kept")
+        yield* logs.flush
+        assert.deepStrictEqual(yield* fake.messages, ["kept"])
+        assert.deepStrictEqual(yield* logs.stats, { buffered: 0, shipped: 1, failed: 1, dropped: 0 })
+      }).pipe(Effect.provide(liveLayer(fake)), Effect.withConsole(console))
+      assert.isTrue(lines.some((l) => l.includes("rejected by the backend (4xx): 1 log entry")), lines.join("\n"))
+      assert.strictEqual(fake.paths.length, 2)
     }))
 
   it.effect("secondary ranks ship nothing", () =>
@@ -228,7 +224,7 @@ describe("LogBuffer", () => {
         const logs = yield* LogBuffer
         yield* logs.error("from rank 1")
         yield* logs.flush
-      }).pipe(Effect.provide(liveLayer(fake, {}, { rank: 1 })))
+      }).pipe(Effect.provide(liveLayer(fake, { rank: 1 })))
       assert.deepStrictEqual(fake.paths, [])
     }))
 
@@ -255,10 +251,14 @@ describe("LogBuffer", () => {
       assert.include(String(entries[3]!.data["cause"]), "bad input")
     }))
 
-  it.effect("the Logger bridge does not feed the shipper's own logs back into the buffer", () =>
+  it.effect("the Logger bridge does not feed the outbox's own logs (transport, rejections) back into it", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend(Effect.logInfo("transport log"))
+      yield* Ref.set(fake.status, 422)
       yield* Effect.gen(function*() {
+        yield* Effect.logInfo("refused by the backend")
+        yield* fake.waitForAttempts(1)
+        yield* Ref.set(fake.status, 200)
         yield* Effect.logInfo("from the program")
         yield* Effect.flatMap(LogBuffer, (logs) => logs.flush)
         yield* TestClock.adjust("1 minute")
