@@ -360,7 +360,9 @@ export const makeReportOutbox = (
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* beginShutdown
-        yield* Effect.interruptible(drain)
+        // In a child fiber: a closing fiber that was itself interrupted (a signal) would cut
+        // an interruptible wait short at once; the drain has its own deadline.
+        yield* Effect.flatMap(Effect.fork(Effect.interruptible(drain)), Fiber.join)
         yield* Fiber.interrupt(fiber)
         const left = store.stats().queued
         const kept = store.persistAndClose(["outcome"])

@@ -187,13 +187,14 @@ describe("TrainerSdk.layerTest", () => {
       expect(requests.map((r) => bodyOf(r)["status"])).toEqual(["running", "completed"])
     }))
 
-  it.scopedLive("runTrainerEffect: exit code 2 when the failure report cannot be delivered", () =>
+  it.scopedLive("runTrainerEffect: exit code 2 when the backend rejects the failure report (4xx)", () =>
     Effect.gen(function*() {
       const { context, layer } = yield* builtTestLayer
       const program = Effect.gen(function*() {
         const sdk = yield* TrainerSdk
         yield* sdk.reportStarted()
-        yield* Context.get(context, CallbackTest).failNext(10, "network")
+        yield* sdk.callback.flushProgress
+        yield* Context.get(context, CallbackTest).failNext(1, { status: 409, body: "job already finished" })
         return yield* Effect.fail(new Error("ENOSPC: no space left on device"))
       })
       const outcome = yield* runTrainerEffect(program, { layer })

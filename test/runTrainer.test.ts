@@ -102,10 +102,11 @@ describe("runTrainer (child processes)", () => {
       const port = yield* closedPort
       const run = yield* runTrainerProcess(
         "success",
-        jobEnv(`http://127.0.0.1:${port}/api/v1`, yield* tempDir, { CALLBACK_MAX_RETRIES: "0" })
+        jobEnv(`http://127.0.0.1:${port}/api/v1`, yield* tempDir, { CALLBACK_SHUTDOWN_BUDGET: "2" })
       )
       expect(run.code, run.stderr).toBe(2)
       expect(run.stderr + run.stdout).toContain("not delivered")
+      expect(run.stderr).toMatch(/not delivered to the backend: 1 started, 2 progress, the outcome/)
     }))
 
   for (const scenario of ["slow", "facade-slow"]) {

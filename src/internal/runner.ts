@@ -241,7 +241,8 @@ export const runTrainerWith = <A, E>(
           restore(Effect.provide(Effect.zipRight(startReport(options, scope), program), built.value))
         )
         result = yield* shielded(Effect.provide(settle(exit, options, sdkTag), built.value))
-        yield* Scope.close(scope, exit)
+        // Shielded too: the finalizers' own deadlines must not be cut short by the signal's interruption.
+        yield* shielded(Scope.close(scope, exit))
       }
       options.onOutcome?.(result)
       return result
