@@ -367,9 +367,26 @@ export class OutboxStore {
     } else {
       this.spilledCount--
       if (this.spilledCount === 0) this.truncate()
-      else this.appendLine(`{"a":${entry.seq}}`)
+      else this.acknowledge(entry.seq)
     }
     entry.body = undefined
+  }
+
+  /**
+   * Journals a settled report's acknowledgement at once, after its record. Without
+   * `fdatasync`: the page cache outlives a restarted process (only a lost node would
+   * forget it, and with it the whole pod), and a sync per report would slow the sender.
+   */
+  private acknowledge(seq: number): void {
+    if (this.fd === undefined || this.journalError !== undefined) return
+    this.flush()
+    const line = `{"a":${seq}}\n`
+    try {
+      fs.writeSync(this.fd, line)
+      this.fileSize += Buffer.byteLength(line)
+    } catch (e) {
+      this.journalError = `writing the outbox file ${this.options.journalPath} failed: ${errorText(e)}`
+    }
   }
 
   /** Empties the journal once nothing queued lives in it. */
