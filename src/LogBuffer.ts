@@ -125,21 +125,29 @@ const makeLive = Effect.gen(function*() {
   let unencodable = 0
 
   const unsafeLog = (level: LogBufferLevel, message: string, entryOptions: LogBufferEntryOptions, date: Date): void => {
-    const entry = makeEntry(level, message, entryOptions, date)
-    const body = encodeEntry({
-      job_id: ctx.jobId,
-      event_type: entry.source,
-      message: entry.message,
-      level: entry.level,
-      data: entry.data,
-      timestamp: entry.timestamp
-    })
-    // Every field is built to the schema above; an entry it still refuses is counted as failed, never a crash.
-    if (Either.isLeft(body)) {
+    const body = () => {
+      const entry = makeEntry(level, message, entryOptions, date)
+      const encoded = encodeEntry({
+        job_id: ctx.jobId,
+        event_type: entry.source,
+        message: entry.message,
+        level: entry.level,
+        data: entry.data,
+        timestamp: entry.timestamp
+      })
+      // Every field is built to the schema above; an entry it still refuses is counted as failed, never a crash.
+      if (Either.isRight(encoded)) return encoded.right
       unencodable++
-      return
+      return undefined
     }
-    outbox.unsafeOffer({ kind: "log", path, body: body.right, drop: level === "DEBUG" || level === "INFO" ? "low" : "high" })
+    outbox.unsafeOffer({
+      kind: "log",
+      path,
+      body,
+      // A UTF-8 body is at least as many bytes as its message has UTF-16 code units.
+      minBytes: message.length,
+      drop: level === "DEBUG" || level === "INFO" ? "low" : "high"
+    })
   }
 
   const stats = Effect.map(outbox.stats, (s): LogBufferStats => ({

@@ -59,8 +59,14 @@ export type ReportKind = "started" | "progress" | "validation" | "result" | "out
 export interface OutboxOffer {
   readonly kind: ReportKind
   readonly path: string
-  /** The body as a JSON value (already encoded through its schema). */
+  /**
+   * The body as a JSON value (already encoded through its schema), or a function making
+   * it: a droppable report is then only built when it is not dropped at once (a function
+   * returning `undefined` queues nothing).
+   */
   readonly body: unknown
+  /** A lower bound of the body's size in bytes, to drop a log entry before building it. Default 0. */
+  readonly minBytes?: number
   /** Default `never`; log entries are `low` (DEBUG/INFO) or `high` (WARNING/ERROR). */
   readonly drop?: OutboxDropClass
 }
@@ -216,8 +222,15 @@ export const makeReportOutbox = (
     const rejections = new Map<number, CallbackError>()
 
     const unsafeOffer = (report: OutboxOffer): number | undefined => {
-      const body = JSON.stringify(redactJson(report.body, redact))
-      const seq = store.offer({ kind: report.kind, path: report.path, body, drop: report.drop ?? "never" })
+      const drop = report.drop ?? "never"
+      if (store.dropsAtLeast(drop, report.minBytes ?? 0)) {
+        droppedSinceSummary++
+        return undefined
+      }
+      const value = typeof report.body === "function" ? (report.body as () => unknown)() : report.body
+      if (value === undefined) return undefined
+      const body = JSON.stringify(redactJson(value, redact))
+      const seq = store.offer({ kind: report.kind, path: report.path, body, drop })
       if (seq === undefined) droppedSinceSummary++
       Queue.unsafeOffer(wake, undefined)
       return seq

@@ -70,6 +70,42 @@ const body = (request: ReceivedRequest) => request.body as Record<string, unknow
 const completions = (requests: ReadonlyArray<ReceivedRequest>) =>
   requests.filter((r) => r.path === "/training/jobs/7/callback/completion")
 
+describe("log memory (child process)", () => {
+  it.scopedLive("1,500 log lines of 1 MiB with the backend down: RSS grows less than 64 MiB", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const workDir = yield* tempDir
+      const run = yield* Effect.async<TrainerRun>((resume) => {
+        const child = spawn(
+          process.execPath,
+          ["--expose-gc", "--import", "tsx", "test/support/logFlood.ts", `http://127.0.0.1:${port}/api/v1`, workDir],
+          { cwd: repoRoot, env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "" }, stdio: ["ignore", "pipe", "pipe"] }
+        )
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+        child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+        return Effect.sync(() => child.kill("SIGKILL"))
+      })
+      expect(run.code, run.stderr).toBe(0)
+      const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as {
+        before: number
+        after: number
+        maxMemoryBytes: number
+        droppedLogs: number
+        spilled: number
+      }
+      expect(result.after - result.before, JSON.stringify(result)).toBeLessThan(64 * 1024 * 1024)
+      // At most the 4 MiB cap plus one 1 MiB line being written.
+      expect(result.maxMemoryBytes).toBeLessThanOrEqual(5 * 1024 * 1024 + 64)
+      // The log budget (64 MiB) spilled to the outbox file; the rest was dropped and counted.
+      expect(result.spilled).toBeGreaterThan(50)
+      expect(result.droppedLogs).toBeGreaterThan(1400)
+      expect(run.stderr).toMatch(/log entries dropped \(outbox full\)/)
+    }), 120_000)
+})
+
 describe("runTrainer (child processes)", () => {
   it.scopedLive("success: started, progress and completion arrive; exit code 0", () =>
     Effect.gen(function*() {
@@ -110,6 +146,29 @@ describe("runTrainer (child processes)", () => {
     }))
 
   for (const scenario of ["slow", "facade-slow"]) {
+    it.scopedLive(`SIGTERM against a backend that accepts connections and never answers (${scenario}): exit 2 within the budget, stderr says what was not delivered`, () =>
+      Effect.gen(function*() {
+        const backend = yield* makeBackendServer()
+        yield* backend.otherwise(() => "never")
+        let signalledAt = 0
+        const run = yield* runTrainerProcess(
+          scenario,
+          jobEnv(backend.baseUrl, yield* tempDir, { CALLBACK_SHUTDOWN_BUDGET: "3" }),
+          (stdout, kill) => {
+            if (signalledAt === 0 && stdout.includes("epoch 2\n")) {
+              signalledAt = Date.now()
+              kill("SIGTERM")
+            }
+          }
+        )
+        const elapsed = Date.now() - signalledAt
+        expect(signalledAt).toBeGreaterThan(0)
+        expect(run.code, run.stderr).toBe(2)
+        // 3 s of budget plus process exit; well inside Kubernetes' 30 s.
+        expect(elapsed).toBeLessThan(6000)
+        expect(run.stderr).toMatch(/shutdown budget of 3s ran out; not delivered to the backend: .*the outcome/)
+      }))
+
     it.scopedLive(`SIGTERM mid-epoch (${scenario}): logs flushed and a failed report arrive before the process exits; exit code 1`, () =>
       Effect.gen(function*() {
         const backend = yield* makeBackendServer()

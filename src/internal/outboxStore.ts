@@ -244,20 +244,23 @@ export class OutboxStore {
     return this.nextSeq - 1
   }
 
+  /** Whether a log entry of at least `bytes` bytes would be dropped now (counting it as dropped when so). */
+  dropsAtLeast(drop: OutboxDropClass, bytes: number): boolean {
+    if (drop === "never") return false
+    const budget = this.canSpill() ? this.options.logBytes : this.options.memoryBytes
+    const limit = drop === "high" ? budget * 1.25 : budget
+    if (this.logBytesQueued + bytes <= limit) return false
+    this.dropped++
+    return true
+  }
+
   /**
    * Queues a report and returns its sequence number, or `undefined` when a log entry was
    * dropped because log entries already hold their byte budget.
    */
   offer(report: OutboxReport): number | undefined {
     const bytes = Buffer.byteLength(report.body)
-    if (report.drop !== "never") {
-      const budget = this.canSpill() ? this.options.logBytes : this.options.memoryBytes
-      const limit = report.drop === "high" ? budget * 1.25 : budget
-      if (this.logBytesQueued + bytes > limit) {
-        this.dropped++
-        return undefined
-      }
-    }
+    if (this.dropsAtLeast(report.drop, bytes)) return undefined
     const entry: OutboxEntry = {
       seq: this.nextSeq++,
       kind: report.kind,

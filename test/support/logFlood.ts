@@ -1,0 +1,43 @@
+/**
+ * A child process for the memory test: `node --expose-gc --import tsx test/support/logFlood.ts
+ * <callbackUrl> <workDir>` logs 1,500 lines of 1 MiB (each a fresh string) through the live
+ * log buffer while the backend is down, then prints `{"before","after",...}`: the process's
+ * RSS (after a full GC) before the first line and after the last, and the outbox's counters.
+ */
+import { NodeHttpClient } from "@effect/platform-node"
+import { Duration, Effect, Layer } from "effect"
+import { JobContext } from "../../src/JobContext.js"
+import { LogBuffer } from "../../src/LogBuffer.js"
+import { ReportOutbox } from "../../src/Outbox.js"
+
+const [callbackUrl, workDir] = process.argv.slice(2)
+const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
+const rss = () => {
+  gc()
+  return process.memoryUsage().rss
+}
+
+const layer = LogBuffer.layer.pipe(
+  Layer.provideMerge(ReportOutbox.layerWith({ dir: `${workDir}/outbox` })),
+  Layer.provide(Layer.mergeAll(
+    JobContext.layerTest({ jobId: 7, callbackUrl: callbackUrl!, callbackShutdownBudget: Duration.seconds(1) }),
+    NodeHttpClient.layerUndici
+  ))
+)
+
+const program = Effect.gen(function*() {
+  const logs = yield* LogBuffer
+  const outbox = yield* ReportOutbox
+  yield* logs.info("warm-up")
+  const before = rss()
+  const mib = 1024 * 1024
+  for (let i = 0; i < 1500; i++) {
+    yield* logs.info(`${i} `.padEnd(mib, String.fromCharCode(97 + (i % 26))))
+    if (i % 250 === 249) gc()
+  }
+  const after = rss()
+  const stats = yield* outbox.stats
+  process.stdout.write(`${JSON.stringify({ before, after, maxMemoryBytes: stats.maxMemoryBytes, droppedLogs: stats.droppedLogs, spilled: stats.spilled })}\n`)
+})
+
+void Effect.runPromise(program.pipe(Effect.provide(layer)))
