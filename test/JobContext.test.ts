@@ -225,6 +225,13 @@ describe("JobContext", () => {
       ["bad callback URL", { ...base, CALLBACK_URL: "backend:8000" }, "CALLBACK_URL", "Invalid"],
       ["negative retries", { ...base, CALLBACK_MAX_RETRIES: "-2" }, "CALLBACK_MAX_RETRIES", "Invalid"],
       ["non-numeric retry delay", { ...base, CALLBACK_RETRY_DELAY: "soon" }, "CALLBACK_RETRY_DELAY", "Invalid"],
+      // Retry settings within sane ranges: a huge delay would make SIGTERM ineffective.
+      ["retry delay of 1e9 s", { ...base, CALLBACK_RETRY_DELAY: "1e9" }, "CALLBACK_RETRY_DELAY", "Invalid"],
+      ["zero retry delay", { ...base, CALLBACK_RETRY_DELAY: "0" }, "CALLBACK_RETRY_DELAY", "Invalid"],
+      ["11 retries", { ...base, CALLBACK_MAX_RETRIES: "11" }, "CALLBACK_MAX_RETRIES", "Invalid"],
+      ["zero shutdown budget", { ...base, CALLBACK_SHUTDOWN_BUDGET: "0" }, "CALLBACK_SHUTDOWN_BUDGET", "Invalid"],
+      ["non-numeric shutdown budget", { ...base, CALLBACK_SHUTDOWN_BUDGET: "soon" }, "CALLBACK_SHUTDOWN_BUDGET", "Invalid"],
+      ["zero outbox memory", { ...base, CALLBACK_OUTBOX_MEMORY_MB: "0" }, "CALLBACK_OUTBOX_MEMORY_MB", "Invalid"],
       ["non-integer RANK", { ...base, RANK: "first" }, "RANK", "Invalid"]
     ]
     for (const [name, env, variable, reason] of cases) {
@@ -255,16 +262,23 @@ describe("JobContext", () => {
       const urlError = yield* resolveErr({ ...base, EXTERNAL_STORAGE_ENDPOINT: `ftp://minio:${urlPassword}@minio:9000` })
       assert.strictEqual(urlError.variable, "EXTERNAL_STORAGE_ENDPOINT")
       expect(urlError.message).toContain("ftp://***@minio:9000")
+      // Unescaped base64 passwords hold `/` (and `+`, `=`): the URL does not even parse, and is still masked.
+      const slashPassword = "s3Cr/t+Pa55=="
+      const slashError = yield* resolveErr({ ...base, CALLBACK_URL: `http://trainer:${slashPassword}@backend:8000/api/v1` })
+      assert.strictEqual(slashError.variable, "CALLBACK_URL")
+      expect(slashError.message).toContain("http://***@backend:8000/api/v1")
+      expect(slashError.message).not.toContain("s3Cr")
       const rendered = [
         JSON.stringify(ctx),
         String(ctx.externalStorage.secretKey),
         JSON.stringify(error),
         error.message,
         urlError.message,
+        slashError.message,
         String(error),
         ...lines
       ].join("\n")
-      for (const secret of [...Object.values(secrets), urlPassword]) {
+      for (const secret of [...Object.values(secrets), urlPassword, slashPassword]) {
         expect(rendered).not.toContain(secret)
       }
     }))

@@ -12,6 +12,9 @@ import {
   TrainerSdk,
   type TrainerTestServices
 } from "../src/index.js"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { makeBackendServer } from "./support/backendServer.js"
 
 const epochs = 3
@@ -202,7 +205,53 @@ describe("TrainerSdk.layerTest", () => {
     }))
 })
 
+describe("runTrainerEffect: a reported outcome is kept", () => {
+  it.scopedLive("a self-reported failure that was not delivered never turns into a completion: exit code 2", () =>
+    Effect.gen(function*() {
+      const { context, layer } = yield* builtTestLayer
+      const program = Effect.gen(function*() {
+        const sdk = yield* TrainerSdk
+        yield* sdk.reportStarted()
+        yield* sdk.callback.flushProgress
+        yield* Context.get(context, CallbackTest).failNext(1, { status: 409, body: "conflict" })
+        // The program swallows the error of its own failure report and ends "successfully".
+        yield* Effect.ignore(sdk.reportFailed({ errorType: "DatasetError", message: "no images" }))
+      })
+      const outcome = yield* runTrainerEffect(program, { layer })
+      expect(outcome).toMatchObject({ exitCode: 2, status: "failed", delivered: false })
+      const requests = yield* Context.get(context, CallbackTest).requests
+      expect(requests.map((r) => bodyOf(r)["status"])).toEqual(["running"])
+    }))
+})
+
 describe("runTrainerEffect over the live layer", () => {
+  it.scopedLive("a 4xx on a log entry never fails training: the run completes, exit code 0", () =>
+    Effect.gen(function*() {
+      const backend = yield* makeBackendServer()
+      yield* backend.otherwise((request) =>
+        request.path.endsWith("/logs") ? { status: 422, body: { detail: "event_type too long" } } : { status: 200, body: {} }
+      )
+      const workDir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "live-run-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const environment = ConfigProvider.fromMap(new Map([["CALLBACK_URL", backend.baseUrl], ["JOB_ID", "19"]]))
+      const program = Effect.gen(function*() {
+        const sdk = yield* TrainerSdk
+        yield* sdk.log("INFO", "epoch 1 done")
+        yield* sdk.reportProgress({ epoch: 1, totalEpochs: 1, metrics: { loss: 0.5 } })
+        yield* sdk.reportCompleted({ finalMetrics: { loss: 0.5 } })
+      })
+      const outcome = yield* runTrainerEffect(program, { totalEpochs: 1, layer: TrainerSdk.layerWith({ workDir }) }).pipe(
+        Effect.withConfigProvider(environment)
+      )
+      expect(outcome).toMatchObject({ exitCode: 0, status: "completed", delivered: true })
+      const stored = yield* backend.stored
+      expect(stored.map((r) => r.path.split("/").pop())).toEqual(["progress", "progress", "completion"])
+      expect((yield* backend.received).filter((r) => r.path.endsWith("/logs")).length).toBe(1)
+    }))
+
+
   it.scopedLive("an invalid environment is still reported failed when CALLBACK_URL and JOB_ID are usable", () =>
     Effect.gen(function*() {
       const backend = yield* makeBackendServer()
