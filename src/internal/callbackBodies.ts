@@ -235,6 +235,19 @@ export const callbackPaths = {
 /** The name of one callback endpoint. */
 export type CallbackEndpointName = keyof typeof callbackPaths
 
+/** What an accepted callback announces. */
+export type CallbackEventKind = "started" | "progress" | "validation" | "completed" | "failed" | "log"
+
+/** The operation a callback belongs to. */
+export type CallbackEventOperation = "training" | "inference" | "export"
+
+/** One body an endpoint accepts, and what it means. */
+export interface CallbackEndpointBody {
+  readonly schema: Schema.Schema.AnyNoContext
+  readonly kind: CallbackEventKind
+  readonly operation: CallbackEventOperation
+}
+
 /** One endpoint of the contract: its path template and the bodies it accepts. */
 export interface CallbackEndpoint {
   readonly name: CallbackEndpointName
@@ -242,35 +255,42 @@ export interface CallbackEndpoint {
   readonly template: string
   /** Matches a request path; group 1 is the job id. */
   readonly pattern: RegExp
-  /** The accepted bodies, each tried in turn. */
+  /** The accepted bodies with their meaning, each tried in turn. */
+  readonly accepts: ReadonlyArray<CallbackEndpointBody>
+  /** The accepted body schemas (of `accepts`). */
   readonly bodies: ReadonlyArray<Schema.Schema.AnyNoContext>
   /** The union of `bodies`, to decode an incoming JSON value in one go. */
   readonly body: Schema.Schema<unknown, unknown>
 }
 
-const endpoint = (
-  name: CallbackEndpointName,
-  bodies: ReadonlyArray<Schema.Schema.AnyNoContext>
-): CallbackEndpoint => {
+const accepts = (schema: Schema.Schema.AnyNoContext, kind: CallbackEventKind, operation: CallbackEventOperation): CallbackEndpointBody => ({
+  schema,
+  kind,
+  operation
+})
+
+const endpoint = (name: CallbackEndpointName, bodies: ReadonlyArray<CallbackEndpointBody>): CallbackEndpoint => {
   const template = callbackPaths[name](0).replace("/0/", "/{id}/")
   const pattern = new RegExp(`^${template.replace("{id}", "(-?\\d+)")}$`)
-  return { name, template, pattern, bodies, body: Schema.Union(...bodies) as Schema.Schema<unknown, unknown> }
+  const schemas = bodies.map((b) => b.schema)
+  return { name, template, pattern, accepts: bodies, bodies: schemas, body: Schema.Union(...schemas) as Schema.Schema<unknown, unknown> }
 }
 
 /**
- * Every callback endpoint with the body schemas it accepts. A dev backend matches the
- * request path against `pattern` and decodes the JSON with `body` using
- * `{ onExcessProperty: "error" }`.
+ * Every callback endpoint with the bodies it accepts and what each means: the one table of
+ * the wire contract. The SDK sends to `callbackPaths` (the same table's paths) through these
+ * schemas; a dev backend matches the request path against `pattern` and decodes the JSON
+ * with each of `accepts` using `{ onExcessProperty: "error" }`.
  */
 export const callbackEndpoints: ReadonlyArray<CallbackEndpoint> = [
-  endpoint("trainingProgress", [TrainingStartedBody, TrainingProgressBody]),
-  endpoint("trainingCompletion", [CompletionBody, FailedBody]),
-  endpoint("trainingLogs", [LogEntryBody]),
-  endpoint("validationResults", [ValidationBody]),
-  endpoint("inferenceStarted", [InferenceStartedBody]),
-  endpoint("inferenceCompletion", [InferenceCompletedBody, FailedBody]),
-  endpoint("exportStarted", [ExportStartedBody]),
-  endpoint("exportCompletion", [ExportCompletedBody, FailedBody])
+  endpoint("trainingProgress", [accepts(TrainingStartedBody, "started", "training"), accepts(TrainingProgressBody, "progress", "training")]),
+  endpoint("trainingCompletion", [accepts(CompletionBody, "completed", "training"), accepts(FailedBody, "failed", "training")]),
+  endpoint("trainingLogs", [accepts(LogEntryBody, "log", "training")]),
+  endpoint("validationResults", [accepts(ValidationBody, "validation", "training")]),
+  endpoint("inferenceStarted", [accepts(InferenceStartedBody, "started", "inference")]),
+  endpoint("inferenceCompletion", [accepts(InferenceCompletedBody, "completed", "inference"), accepts(FailedBody, "failed", "inference")]),
+  endpoint("exportStarted", [accepts(ExportStartedBody, "started", "export")]),
+  endpoint("exportCompletion", [accepts(ExportCompletedBody, "completed", "export"), accepts(FailedBody, "failed", "export")])
 ]
 
 /** Finds the endpoint a request path (relative to `CALLBACK_URL`) addresses, with its job id. */

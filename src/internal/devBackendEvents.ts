@@ -84,43 +84,6 @@ export interface DevBackendRejection {
   readonly issues: ReadonlyArray<DevBackendFieldIssue>
 }
 
-interface Candidate {
-  readonly schema: Schema.Schema.AnyNoContext
-  readonly payload: (body: never) => DevBackendPayload
-}
-
-const candidate = <A, I>(
-  schema: Schema.Schema<A, I>,
-  payload: (body: A) => DevBackendPayload
-): Candidate => ({ schema: schema as unknown as Schema.Schema.AnyNoContext, payload: payload as (body: never) => DevBackendPayload })
-
-const failedOn = (operation: DevBackendOperation) =>
-  candidate(FailedBody, (body) => ({ kind: "failed", operation, body }))
-
-/** For each endpoint, the bodies it accepts (tried in turn) and what each one means. */
-const candidates: Record<CallbackEndpointName, ReadonlyArray<Candidate>> = {
-  trainingProgress: [
-    candidate(TrainingStartedBody, (body) => ({ kind: "started", operation: "training", body })),
-    candidate(TrainingProgressBody, (body) => ({ kind: "progress", operation: "training", body }))
-  ],
-  trainingCompletion: [
-    candidate(CompletionBody, (body) => ({ kind: "completed", operation: "training", body })),
-    failedOn("training")
-  ],
-  trainingLogs: [candidate(LogEntryBody, (body) => ({ kind: "log", operation: "training", body }))],
-  validationResults: [candidate(ValidationBody, (body) => ({ kind: "validation", operation: "training", body }))],
-  inferenceStarted: [candidate(InferenceStartedBody, (body) => ({ kind: "started", operation: "inference", body }))],
-  inferenceCompletion: [
-    candidate(InferenceCompletedBody, (body) => ({ kind: "completed", operation: "inference", body })),
-    failedOn("inference")
-  ],
-  exportStarted: [candidate(ExportStartedBody, (body) => ({ kind: "started", operation: "export", body }))],
-  exportCompletion: [
-    candidate(ExportCompletedBody, (body) => ({ kind: "completed", operation: "export", body })),
-    failedOn("export")
-  ]
-}
-
 /** Renders a parse path as a JSON path: `metrics.extra_metrics["mAP50-95"]`, `image_results[0].iou`. */
 export const formatJsonPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.reduce<string>((acc, key) => {
@@ -214,7 +177,7 @@ export const decodeDevBackendRequest = (path: string, text: string): DevBackendD
     }
   }
   let closest: ReadonlyArray<DevBackendFieldIssue> | undefined
-  for (const { payload, schema } of candidates[endpoint.name]) {
+  for (const { kind, operation, schema } of endpoint.accepts) {
     const decoded = Schema.decodeUnknownEither(schema)(json, { onExcessProperty: "error", errors: "all" })
     if (Either.isRight(decoded)) {
       const body = decoded.right as { readonly job_id: number }
@@ -225,7 +188,7 @@ export const decodeDevBackendRequest = (path: string, text: string): DevBackendD
           issues: [{ field: "job_id", problem: `is ${body.job_id} but the path addresses job ${jobId}` }]
         }
       }
-      return { _tag: "Accepted", endpoint: endpoint.name, jobId, payload: payload(decoded.right as never) }
+      return { _tag: "Accepted", endpoint: endpoint.name, jobId, payload: { kind, operation, body: decoded.right } as DevBackendPayload }
     }
     const issues = fieldIssues(decoded.left)
     if (closest === undefined || issues.length < closest.length) closest = issues
