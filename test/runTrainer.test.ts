@@ -25,6 +25,8 @@ const jobEnv = (callbackUrl: string, cacheDir: string, extra: Record<string, str
   JOB_ID: "7",
   DATASET_CACHE_DIR: cacheDir,
   CALLBACK_RETRY_DELAY: "0.05",
+  // The default work dir (and its outbox file) lives under the temp dir: one per test.
+  TMPDIR: cacheDir,
   ...extra
 })
 

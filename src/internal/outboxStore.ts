@@ -421,7 +421,12 @@ export class OutboxStore {
     }
     this.flush()
     let kept = 0
-    for (const entry of this.fifo) if (entry.offset >= 0) kept++
+    for (const entry of this.fifo) {
+      if (entry.offset < 0) continue
+      // A report of a kept-out kind that had spilled is acknowledged, so a restart skips it.
+      if (keepOut.includes(entry.kind)) this.acknowledge(entry.seq)
+      else kept++
+    }
     if (kept === 0) this.truncate()
     this.closeFd()
     if (kept === 0 && this.options.journalPath !== undefined && this.journalError === undefined) {
