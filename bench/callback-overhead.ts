@@ -256,7 +256,7 @@ const outage = Effect.scoped(Effect.gen(function*() {
   const started = performance.now()
   const result = yield* withServices(
     backend.url,
-    { callbackRetryDelay: Duration.millis(50), callbackShutdownBudget: Duration.seconds(120) },
+    { callbackRetryDelay: Duration.millis(50), callbackShutdownBudget: Duration.minutes(15) },
     Effect.gen(function*() {
       const callback = yield* Callback
       const logs = yield* LogBuffer
