@@ -516,10 +516,8 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
           internalBucket: ctx.internalStorage.bucket
         })
       )).pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layerTest))
-      // The recorders never queue to the outbox; it is there for programs that use it directly.
       const capabilities = Layer.mergeAll(Callback.layerTest, LogBuffer.layerTest, ClearML.layerTest, Converter.layerTest).pipe(
-        Layer.provideMerge(storage),
-        Layer.provideMerge(ReportOutbox.layerMemory)
+        Layer.provideMerge(storage)
       )
       const cache = DatasetCache.layerWith({ cacheDir: options.cacheDir ?? path.join(root, "cache") })
       // In memory there is no transport to wait for: a failed upload is retried at once.
