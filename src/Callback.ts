@@ -17,6 +17,7 @@ import { callbackRetrySchedule, isTransient, makeBackendClient } from "./interna
 import {
   callbackPaths,
   CompletionBody,
+  EvaluationResultsBody,
   ExportCompletedBody,
   ExportStartedBody,
   FailedBody,
@@ -33,6 +34,9 @@ import {
   type CallbackCompletionReport,
   completionBody,
   encodeBody,
+  type CallbackEvaluationReport,
+  evaluationFailedBody,
+  evaluationResultsBody,
   type CallbackExportCompletedReport,
   exportCompletedBody,
   failedBody,
@@ -56,11 +60,13 @@ export {
   type CallbackMetrics,
   type CallbackOperation,
   type CallbackCompletionReport,
+  type CallbackEvaluationReport,
   type CallbackExportCompletedReport,
   exportMetadata,
   type ExportMetadataInput,
   type CallbackFailureReport,
   type CallbackInferenceCompletedReport,
+  type CallbackInferenceResult,
   type CallbackProgressReport,
   type CallbackStartedReport,
   type CallbackValidationImageResult,
@@ -70,8 +76,9 @@ export {
 /** The callback service. Every method fails only with `CallbackError`. */
 export interface CallbackService {
   /**
-   * Announces the start of the job. `operation` (default `training`) decides where a later
-   * `reportFailed` goes; for training, `totalEpochs` defaults to the resolved `epochs`.
+   * Announces the start of the job. `operation` (default: the job's kind) decides where it
+   * and a later `reportFailed` go; for training, `totalEpochs` defaults to the resolved
+   * `epochs`. An evaluation has no start endpoint: its start is recorded, nothing is sent.
    * Idempotent: once the backend has accepted a start of the same operation, a repeat is
    * not sent again (it would reset the job's progress), except to change the planned epochs
    * before any progress was reported.
@@ -88,7 +95,11 @@ export interface CallbackService {
    * defaults to the start's planned total (else the `epochs` config).
    */
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
-  /** Sends one epoch's validation results (after pending progress). */
+  /**
+   * Sends one epoch's validation results (after pending progress). Progress and validation
+   * exist only for training jobs: for another kind both fail with `reason: "Invalid"`
+   * (their endpoints would file the report under the training job with the same id).
+   */
   readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
   /** Reports a successful training run (after pending progress). */
   readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
@@ -101,6 +112,11 @@ export interface CallbackService {
   readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
   /** Reports a finished export. */
   readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
+  /**
+   * Reports the results of an evaluation (test run): `POST /test_inference/test/{id}/results`
+   * with `status: "completed"`; `task_type` defaults to the job's.
+   */
+  readonly reportEvaluationResults: (report: CallbackEvaluationReport) => Effect.Effect<void, CallbackError>
   /** Delivers pending progress now (bounded by the retry policy); never fails. */
   readonly flushProgress: Effect.Effect<void>
   /** What the job has reported so far (for runners deciding what is left to report). */
@@ -109,7 +125,7 @@ export interface CallbackService {
 
 /** The reporting state of a job, as `CallbackService.lifecycle` returns it. */
 export interface CallbackLifecycle {
-  /** The operation chosen by `reportStarted` (`training` before any start). */
+  /** The operation chosen by `reportStarted` (the job's kind before any start). */
   readonly operation: CallbackOperation
   /** Whether the backend accepted a start report. */
   readonly started: boolean
@@ -158,6 +174,7 @@ export const callbackNoop: CallbackService = {
   reportFailed: () => Effect.void,
   reportInferenceCompleted: () => Effect.void,
   reportExportCompleted: () => Effect.void,
+  reportEvaluationResults: () => Effect.void,
   flushProgress: Effect.void,
   lifecycle: Effect.succeed({ operation: "training", started: false, outcome: undefined, epochsCompleted: 0 })
 }
@@ -178,7 +195,16 @@ export const makeCallback = (
     const backend = makeBackendClient(ctx, client, options.attemptTimeout === undefined ? {} : { attemptTimeout: options.attemptTimeout })
     const jobId = ctx.jobId
     const progressPath = callbackPaths.trainingProgress(jobId)
-    const state = yield* Ref.make(initialState)
+    const state = yield* Ref.make<LifecycleState>({ ...initialState, operation: ctx.kind })
+    /** Progress and validation are training endpoints: another kind's id would address a different job. */
+    const trainingOnly = (what: string, path: string) =>
+      ctx.kind === "training" ? Effect.void : Effect.fail(
+        new CallbackError({
+          reason: "Invalid",
+          path,
+          detail: `${what} reports exist only for training jobs; this is an ${ctx.kind} job (${ctx.kind} id ${jobId})`
+        })
+      )
     const pending = yield* Ref.make(Option.none<unknown>())
     const wake = yield* Queue.sliding<void>(1)
     const wire = yield* Effect.makeSemaphore(1)
@@ -220,7 +246,7 @@ export const makeCallback = (
 
     return {
       reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
-        const operation = report.operation ?? "training"
+        const operation = report.operation ?? ctx.kind
         const at = yield* now
         const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
         const previous = yield* Ref.get(state)
@@ -242,11 +268,14 @@ export const makeCallback = (
           ? send(progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
           : operation === "inference"
           ? send(callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
-          : send(callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+          : operation === "export"
+          ? send(callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+          : Effect.logDebug("An evaluation has no start endpoint; its start is recorded only")
         return yield* Effect.zipRight(sent, Ref.update(state, (s) => ({ ...s, startDelivered: true })))
       }),
 
       reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
+        yield* trainingOnly("Progress", progressPath)
         const at = yield* now
         const current = yield* Ref.get(state)
         const totalEpochs = report.totalEpochs ?? current.plannedEpochs ?? ctx.basicConfig.epochs
@@ -262,6 +291,7 @@ export const makeCallback = (
       }),
 
       reportValidation: Effect.fn("Callback.reportValidation")(function*(report: CallbackValidationReport) {
+        yield* trainingOnly("Validation", callbackPaths.validationResults(jobId))
         const timestamp = isoTimestamp(yield* now)
         return yield* send(
           callbackPaths.validationResults(jobId),
@@ -285,6 +315,13 @@ export const makeCallback = (
       reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
         const s = yield* Ref.get(state)
         yield* Effect.annotateCurrentSpan("operation", s.operation)
+        if (s.operation === "evaluation") {
+          return yield* send(
+            callbackPaths.evaluationResults(jobId),
+            EvaluationResultsBody,
+            evaluationFailedBody(ctx.taskType, report)
+          ).pipe(Effect.zipRight(delivered("failed")))
+        }
         const path = s.operation === "inference"
           ? callbackPaths.inferenceCompletion(jobId)
           : s.operation === "export"
@@ -310,6 +347,14 @@ export const makeCallback = (
           callbackPaths.exportCompletion(jobId),
           ExportCompletedBody,
           exportCompletedBody(jobId, report, timestamp)
+        ).pipe(Effect.zipRight(delivered("completed")))
+      }),
+
+      reportEvaluationResults: Effect.fn("Callback.reportEvaluationResults")(function*(report: CallbackEvaluationReport) {
+        return yield* send(
+          callbackPaths.evaluationResults(jobId),
+          EvaluationResultsBody,
+          evaluationResultsBody(ctx.taskType, report)
         ).pipe(Effect.zipRight(delivered("completed")))
       }),
 

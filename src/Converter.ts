@@ -135,7 +135,7 @@ const make = Effect.gen(function*() {
         reason: "InvalidShape",
         file,
         jsonPath: options.taskType === undefined ? "task_type" : "",
-        detail: `unknown task type "${options.taskType ?? dataset.taskType}"`
+        detail: `the converter has no task for task type "${options.taskType ?? dataset.taskType}" (it converts detection, classification, segmentation and pose, and their aliases such as object_detection)`
       })
     }
     if (dataset.images.length === 0) {

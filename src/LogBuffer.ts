@@ -23,16 +23,34 @@ import {
 } from "effect"
 import { bestEffortWithin } from "./internal/bestEffort.js"
 import { makeBackendClient } from "./internal/backendClient.js"
+import { maxEventTypeLength } from "./internal/callbackBodies.js"
 import { BoundedLogQueue, type LogBufferEntry, type LogBufferLevel } from "./internal/logBufferQueue.js"
 import { JobContext } from "./JobContext.js"
 import { CheckpointEvents } from "./Storage.js"
 
 export type { LogBufferEntry, LogBufferLevel } from "./internal/logBufferQueue.js"
 
+/**
+ * The backend's `event_type` of an entry: at most 10 characters (the backend stores it in a
+ * column of 10; a longer one fails its insert). The usual ones are listed; any other string
+ * is cut to its first 10 characters when the entry is made.
+ */
+export type LogEventType =
+  | "trainer"
+  | "training"
+  | "validation"
+  | "checkpoint"
+  | "error"
+  | "dataset"
+  | "inference"
+  | "export"
+  | "evaluation"
+  | (string & {})
+
 /** Where an entry comes from and what it carries besides its message. */
 export interface LogBufferEntryOptions {
-  /** The backend's `event_type` (default `trainer`). */
-  readonly source?: string
+  /** The backend's `event_type` (default `trainer`), at most 10 characters (see `LogEventType`). */
+  readonly source?: LogEventType
   /** Structured data; must be JSON-serializable (anything else is replaced by its text). */
   readonly data?: Readonly<Record<string, unknown>>
 }
@@ -101,10 +119,19 @@ const jsonSafe = (data: Readonly<Record<string, unknown>> | undefined): Record<s
   }
 }
 
+/** An `event_type` the backend can store: cut to 10 characters (`maxEventTypeLength`), never empty. */
+export const boundedEventType = (source: string | undefined): string => {
+  const text = (source ?? "").trim()
+  if (text === "") return defaultSource
+  const chars = Array.from(text) // whole code points, so a cut never splits a surrogate pair
+  while (chars.join("").length > maxEventTypeLength) chars.pop()
+  return chars.join("")
+}
+
 const makeEntry = (level: LogBufferLevel, message: string, options: LogBufferEntryOptions, date: Date): LogBufferEntry => ({
   level,
   message,
-  source: options.source ?? defaultSource,
+  source: boundedEventType(options.source),
   data: jsonSafe(options.data),
   timestamp: date.toISOString()
 })
@@ -153,7 +180,9 @@ const entryBody = (jobId: number, entry: LogBufferEntry) => ({
 const makeLive = (options: LogBufferOptions) =>
   Effect.gen(function*() {
     const ctx = yield* JobContext
-    if (!ctx.isPrimary) return noop
+    // The logs endpoint is a training one: an inference, export or evaluation id would file
+    // the entries under the training job that happens to have the same number.
+    if (!ctx.isPrimary || ctx.kind !== "training") return noop
     const flushEvery = Duration.decode(options.flushEvery ?? Duration.seconds(5))
     const maxBatch = positiveInteger("maxBatch", options.maxBatch ?? 50)
     const capacity = positiveInteger("capacity", options.capacity ?? 10_000)
@@ -302,8 +331,9 @@ export class LogBufferTest extends Context.Tag("trainer-sdk/LogBufferTest")<LogB
 /** The log buffer: `const logs = yield* LogBuffer; yield* logs.info("epoch 3 done")`. */
 export class LogBuffer extends Context.Tag("trainer-sdk/LogBuffer")<LogBuffer, LogBufferService>() {
   /**
-   * The live buffer with the given thresholds, shipping to `CALLBACK_URL` on rank 0 (a
-   * no-op on other ranks). Its final flush runs when the layer's scope closes, whether the
+   * The live buffer with the given thresholds, shipping to `CALLBACK_URL` on rank 0 of a
+   * training job (a no-op on other ranks and for inference, export and evaluation jobs,
+   * which have no logs endpoint). Its final flush runs when the layer's scope closes, whether the
    * program succeeded, failed or was interrupted.
    */
   static readonly layerWith = (

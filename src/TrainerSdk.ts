@@ -7,11 +7,12 @@
  */
 import { FileSystem, HttpClient, Path } from "@effect/platform"
 import { NodeContext, NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer, Option, Runtime, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, Ref, Runtime, Schedule, type Scope } from "effect"
 import * as os from "node:os"
 import {
   Callback,
   type CallbackCompletionReport,
+  type CallbackEvaluationReport,
   type CallbackExportCompletedReport,
   type CallbackFailureReport,
   type CallbackInferenceCompletedReport,
@@ -73,7 +74,11 @@ export interface TrainerDatasetOptions extends Partial<EnsureDatasetOptions> {}
 export interface TrainerSdkService {
   /** The job context (environment) of this process. */
   readonly context: JobContextShape
-  /** The job's working directory (default `{tmpdir}/trainer-sdk/job-{JOB_ID}`). */
+  /**
+   * The job's working directory, created when the SDK starts (default
+   * `{tmpdir}/trainer-sdk/job-{JOB_ID}` for training, `{tmpdir}/trainer-sdk/{kind}-{id}`
+   * for the other kinds, e.g. `/tmp/trainer-sdk/inference-7`).
+   */
   readonly workDir: string
   readonly callback: CallbackService
   readonly storage: StorageService
@@ -85,7 +90,9 @@ export interface TrainerSdkService {
   readonly reportStarted: (report?: CallbackStartedReport) => Effect.Effect<void, CallbackError>
   /**
    * Queues the epoch's progress (never waits on the network) and reports its numeric
-   * metrics to ClearML at iteration `epoch`.
+   * metrics to ClearML at iteration `epoch`. Once a `best` checkpoint was uploaded through
+   * `uploadCheckpoint`, the report carries its URI as `best_checkpoint_path` (unless the
+   * report names one itself).
    */
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
   /** Sends validation results; numeric metrics go to ClearML under the `val` series. */
@@ -106,10 +113,18 @@ export interface TrainerSdkService {
    * (bounded like `reportCompleted`).
    */
   readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
-  /** Reports a finished inference run (after what synchronous hooks queued). */
+  /**
+   * An inference job's outcome, like `reportCompleted`: what synchronous hooks queued is
+   * sent, logs flushed, results reported, ClearML completed.
+   */
   readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
-  /** Reports a finished export (after what synchronous hooks queued). */
+  /** An export job's outcome, like `reportInferenceCompleted`. */
   readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
+  /**
+   * An evaluation (test run) job's outcome, like `reportInferenceCompleted`: its results go to
+   * `POST /test_inference/test/{id}/results`; numeric metrics go to ClearML under `test`.
+   */
+  readonly reportEvaluationResults: (report: CallbackEvaluationReport) => Effect.Effect<void, CallbackError>
   /**
    * Makes the job's dataset available through the node-wide cache and returns the view's
    * directory (`destDir/dataset`; `destDir` defaults to `workDir`).
@@ -122,7 +137,9 @@ export interface TrainerSdkService {
   /**
    * Uploads a checkpoint and waits for it (with metrics, a checkpoint log entry is shipped
    * too); returns its `s3://` URI. The epoch recorded for resuming defaults to the highest
-   * epoch reported as progress. Prefer `enqueueCheckpoint` inside the training loop.
+   * epoch reported as progress. A `best` checkpoint's URI (uploaded here or in the
+   * background) is carried in later progress reports. Prefer `enqueueCheckpoint` inside the
+   * training loop.
    */
   readonly uploadCheckpoint: (
     localPath: string,
@@ -246,7 +263,7 @@ export type TrainerTestServices =
 
 /** Options of `TrainerSdk.layerWith`. */
 export interface TrainerSdkLayerOptions {
-  /** The job's working directory (default `{tmpdir}/trainer-sdk/job-{JOB_ID}`). */
+  /** The job's working directory (default: see `TrainerSdkService.workDir`), created at start. */
   readonly workDir?: string
   /** How long `reportCompleted` waits for pending background checkpoint uploads (default 30 minutes). */
   readonly checkpointUploadWait?: Duration.DurationInput
@@ -298,10 +315,10 @@ export interface TrainerSdkCreateOptions {
   readonly handleSignals?: boolean
 }
 
-/** Validation metrics under ClearML's `val` series (a key that names its own series keeps it). */
-const validationSeries = (metrics: CallbackMetrics): CallbackMetrics => {
+/** Metrics under a ClearML series (`val`, `test`; a key that names its own series keeps it). */
+const inSeries = (series: string, metrics: CallbackMetrics): CallbackMetrics => {
   const result: Record<string, number | null> = {}
-  for (const [key, value] of Object.entries(metrics)) result[key.includes("/") ? key : `val/${key}`] = value
+  for (const [key, value] of Object.entries(metrics)) result[key.includes("/") ? key : `${series}/${key}`] = value
   return result
 }
 
@@ -313,7 +330,16 @@ export const makeTrainerSdk = (
 ): Effect.Effect<
   TrainerSdkService,
   never,
-  JobContext | Callback | Storage | DatasetCache | Converter | LogBuffer | ClearML | Path.Path | Scope.Scope
+  | JobContext
+  | Callback
+  | Storage
+  | DatasetCache
+  | Converter
+  | LogBuffer
+  | ClearML
+  | FileSystem.FileSystem
+  | Path.Path
+  | Scope.Scope
 > =>
   Effect.gen(function*() {
     const context = yield* JobContext
@@ -323,12 +349,21 @@ export const makeTrainerSdk = (
     const converter = yield* Converter
     const logs = yield* LogBuffer
     const clearml = yield* ClearML
+    const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const scope = yield* Effect.scope
     const runtime = yield* Effect.runtime<never>()
-    const workDir = path.resolve(options.workDir ?? path.join(os.tmpdir(), "trainer-sdk", `job-${context.jobId}`))
+    const workDir = path.resolve(
+      options.workDir ??
+        path.join(os.tmpdir(), "trainer-sdk", `${context.kind === "training" ? "job" : context.kind}-${context.jobId}`)
+    )
+    yield* fs.makeDirectory(workDir, { recursive: true }).pipe(
+      Effect.orDieWith((error) => new Error(`Cannot create the job's working directory ${workDir}: ${error.message}`))
+    )
     const uploadWait = options.checkpointUploadWait ?? Duration.minutes(30)
     const hookQueue = yield* makeHookQueue
+    /** The URI of the latest `best` checkpoint uploaded (waited for or in the background). */
+    const bestCheckpoint = yield* Ref.make(Option.none<string>())
     /** Epochs completed before this process started (set by `resume`). */
     let resumedEpoch = 0
 
@@ -337,7 +372,7 @@ export const makeTrainerSdk = (
       Effect.flatMap(
         upload.epoch === undefined ? currentEpoch : Effect.succeed(upload.epoch),
         (epoch) => storage.uploadCheckpoint(localPath, checkpointType, metrics, { epoch })
-      )
+      ).pipe(Effect.tap((uri) => checkpointType === "best" ? Ref.set(bestCheckpoint, Option.some(uri)) : Effect.void))
     const uploads = yield* makeCheckpointUploadQueue({
       snapshotDir: path.join(workDir, ".checkpoint-uploads"),
       upload: (snapshot, checkpointType, metrics, epoch) =>
@@ -349,14 +384,28 @@ export const makeTrainerSdk = (
     const progress = (report: CallbackProgressReport) =>
       report.epoch <= resumedEpoch
         ? Effect.logDebug(`Progress of epoch ${report.epoch} not sent: the job resumed after epoch ${resumedEpoch}`)
-        : Effect.zipRight(callback.reportProgress(report), clearml.reportMetrics(report.metrics, report.epoch))
+        : Effect.flatMap(Ref.get(bestCheckpoint), (best) =>
+          Effect.zipRight(
+            callback.reportProgress(
+              report.bestCheckpointPath === undefined && Option.isSome(best)
+                ? { ...report, bestCheckpointPath: best.value }
+                : report
+            ),
+            clearml.reportMetrics(report.metrics, report.epoch)
+          ))
     const validation = (report: CallbackValidationReport) =>
-      Effect.zipRight(callback.reportValidation(report), clearml.reportMetrics(validationSeries(report.allMetrics), report.epoch))
+      Effect.zipRight(callback.reportValidation(report), clearml.reportMetrics(inSeries("val", report.allMetrics), report.epoch))
     const log = (level: LogBufferLevel, message: string, logOptions?: LogBufferEntryOptions) =>
       Effect.zipRight(logs.log(level, message, logOptions), clearml.reportText(message, clearmlLevel[level]))
     const enqueueOptions = (enqueue: EnqueueCheckpointOptions) =>
       enqueue.epoch === undefined ? Effect.map(currentEpoch, (epoch) => ({ ...enqueue, epoch })) : Effect.succeed({ ...enqueue, epoch: enqueue.epoch })
     const afterHooks = <A, E>(effect: Effect.Effect<A, E>) => Effect.zipRight(hookQueue.drain, effect)
+    /**
+     * An outcome other than training's: what hooks queued goes first, the logs are flushed and
+     * ClearML completed after, each bounded: neither holds up the outcome.
+     */
+    const outcomeReport = <A>(send: (report: A) => Effect.Effect<void, CallbackError>) => (report: A) =>
+      afterHooks(Effect.zipRight(sideWork(logs.flush), Effect.zipLeft(send(report), sideWork(clearml.completed))))
     const awaitCheckpointUploads = Effect.zipRight(hookQueue.drain, uploads.awaitAll(uploadWait))
 
     const hooks: TrainerHooks = {
@@ -432,8 +481,14 @@ export const makeTrainerSdk = (
           Effect.ensuring(sideWork(clearml.failed(`[${report.errorType}] ${report.message}`)))
         )
       }),
-      reportInferenceCompleted: (report) => afterHooks(callback.reportInferenceCompleted(report)),
-      reportExportCompleted: (report) => afterHooks(callback.reportExportCompleted(report)),
+      reportInferenceCompleted: Effect.fn("TrainerSdk.reportInferenceCompleted")(
+        outcomeReport(callback.reportInferenceCompleted)
+      ),
+      reportExportCompleted: Effect.fn("TrainerSdk.reportExportCompleted")(outcomeReport(callback.reportExportCompleted)),
+      reportEvaluationResults: Effect.fn("TrainerSdk.reportEvaluationResults")(function*(report: CallbackEvaluationReport) {
+        if (report.metrics !== undefined) yield* clearml.reportMetrics(inSeries("test", report.metrics), 0)
+        return yield* outcomeReport(callback.reportEvaluationResults)(report)
+      }),
       downloadDatasetWithCache: Effect.fn("TrainerSdk.downloadDatasetWithCache")(
         function*(datasetOptions: TrainerDatasetOptions = {}) {
           return yield* cache.ensure({ ...datasetOptions, destDir: datasetOptions.destDir ?? workDir })

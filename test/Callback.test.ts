@@ -288,11 +288,17 @@ describe("Callback contract", () => {
       yield* callback.reportInferenceCompleted({
         totalImages: 10,
         totalInferenceTimeMs: 812.5,
-        results: [{ image: "a.jpg", boxes: [] }],
+        results: [{ imagePath: "s3://images/a.jpg", predictions: [{ class_name: "cat", confidence: 0.9 }] }],
         resultUrls: { predictions: "s3://r/p.json" }
       })
       yield* callback.reportInferenceCompleted({ totalImages: 0, totalInferenceTimeMs: 0, results: [] })
-      const [first, second] = yield* sent
+      yield* callback.reportInferenceCompleted({
+        results: [
+          { imagePath: "a.jpg", imageName: "a.jpg", inferenceTimeMs: 10 },
+          { imagePath: "b.jpg", inferenceTimeMs: 30 }
+        ]
+      })
+      const [first, second, third] = yield* sent
       assert.strictEqual(first!.path, "/test_inference/inference/jobs/123/callback/completion")
       assert.deepStrictEqual(first!.body, {
         type: "inference_completed",
@@ -301,11 +307,21 @@ describe("Callback contract", () => {
         total_images: 10,
         total_inference_time_ms: 812.5,
         avg_inference_time_ms: 81.25,
-        results: [{ image: "a.jpg", boxes: [] }],
+        results: [{ image_path: "s3://images/a.jpg", predictions: [{ class_name: "cat", confidence: 0.9 }] }],
         result_urls: { predictions: "s3://r/p.json" },
         timestamp: "1970-01-01T00:00:00.000Z"
       })
       assert.strictEqual((second!.body as { avg_inference_time_ms: number }).avg_inference_time_ms, 0)
+      // Totals default to the results' count and summed times; every result carries `predictions`.
+      expect(third!.body).toMatchObject({
+        total_images: 2,
+        total_inference_time_ms: 40,
+        avg_inference_time_ms: 20,
+        results: [
+          { image_path: "a.jpg", image_name: "a.jpg", predictions: [], inference_time_ms: 10 },
+          { image_path: "b.jpg", predictions: [], inference_time_ms: 30 }
+        ]
+      })
     }).pipe(withCallback()))
 
   it.effect("export completed with exportMetadata", () =>
@@ -383,6 +399,7 @@ describe("Callback contract", () => {
         "/export/jobs/{id}/callback/started",
         "/test_inference/inference/jobs/{id}/callback/completion",
         "/test_inference/inference/jobs/{id}/callback/started",
+        "/test_inference/test/{id}/results",
         "/training/jobs/{id}/callback/completion",
         "/training/jobs/{id}/callback/logs",
         "/training/jobs/{id}/callback/progress",

@@ -13,7 +13,8 @@ const settings = (apiHost: string, project = "trainer-sdk") => ({
   secretKey: Redacted.make("secret"),
   webHost: Option.some("http://web.example/"),
   project,
-  taskName: "job-42"
+  taskName: "job-42",
+  taskId: Option.none<string>()
 })
 
 const clearmlLayer = (apiHost: string, options: ClearMLOptions = {}, extra: { project?: string; rank?: number } = {}) =>

@@ -174,6 +174,20 @@ export const FailedBody = Schema.Struct({
 /** @see FailedBody */
 export type FailedBody = typeof FailedBody.Type
 
+/**
+ * One element of an inference report's `results`: `image_path` is required (the backend
+ * answers 422 without it), `predictions` is a list of objects (the SDK always sends it,
+ * `[]` when there are none).
+ */
+export const InferenceResultBody = Schema.Struct({
+  image_path: Schema.String,
+  image_name: optional(Schema.String),
+  predictions: Schema.Array(CallbackJsonObject),
+  inference_time_ms: optional(NonNegativeFinite)
+}).annotations({ identifier: "InferenceResultBody" })
+/** @see InferenceResultBody */
+export type InferenceResultBody = typeof InferenceResultBody.Type
+
 /** `POST /test_inference/inference/jobs/{id}/callback/completion` for a successful run. */
 export const InferenceCompletedBody = Schema.Struct({
   type: Schema.Literal("inference_completed"),
@@ -182,7 +196,7 @@ export const InferenceCompletedBody = Schema.Struct({
   total_images: NonNegativeInt,
   total_inference_time_ms: NonNegativeFinite,
   avg_inference_time_ms: NonNegativeFinite,
-  results: Schema.Array(Schema.Unknown),
+  results: Schema.Array(InferenceResultBody),
   result_urls: optional(CallbackJsonObject),
   timestamp: CallbackTimestamp
 }).annotations({ identifier: "InferenceCompletedBody" })
@@ -203,6 +217,37 @@ export const ExportCompletedBody = Schema.Struct({
 /** @see ExportCompletedBody */
 export type ExportCompletedBody = typeof ExportCompletedBody.Type
 
+/**
+ * `POST /test_inference/test/{test_run_id}/results`: an evaluation (test run) outcome. The
+ * body has no `job_id` (the path names the test run); `status` is `completed` or `failed`,
+ * and a failure carries `error_message` (and `traceback`).
+ */
+export const EvaluationResultsBody = Schema.Struct({
+  status: Schema.Literal("completed", "failed"),
+  task_type: Schema.String,
+  metrics: optional(CallbackMetricMap),
+  per_class_metrics: optional(Schema.Record({ key: Schema.String, value: CallbackMetricMap })),
+  class_names: optional(Schema.Array(Schema.String)),
+  num_images: optional(NonNegativeInt),
+  visualization_urls: optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  predictions_json_uri: optional(Schema.String),
+  config: optional(CallbackJsonObject),
+  error_message: optional(Schema.String),
+  traceback: optional(Schema.String)
+}).annotations({ identifier: "EvaluationResultsBody" })
+/** @see EvaluationResultsBody */
+export type EvaluationResultsBody = typeof EvaluationResultsBody.Type
+
+/** The longest `event_type` the backend can store (a column of 10 characters). */
+export const maxEventTypeLength = 10
+
+/** A log entry's `event_type`: at most 10 characters (a longer one makes the backend's insert fail). */
+export const LogEventType = Schema.String.pipe(
+  Schema.maxLength(maxEventTypeLength, {
+    message: () => `must be at most ${maxEventTypeLength} characters (the backend stores it in a column of 10)`
+  })
+).annotations({ identifier: "LogEventType" })
+
 /** Log levels the backend accepts. */
 export const LogLevel = Schema.Literal("DEBUG", "INFO", "WARNING", "ERROR")
 /** @see LogLevel */
@@ -211,7 +256,7 @@ export type LogLevel = typeof LogLevel.Type
 /** `POST /training/jobs/{id}/callback/logs`: one log entry per request. */
 export const LogEntryBody = Schema.Struct({
   job_id: CallbackJobId,
-  event_type: Schema.String,
+  event_type: LogEventType,
   message: Schema.String,
   level: LogLevel,
   data: CallbackJsonObject,
@@ -229,7 +274,8 @@ export const callbackPaths = {
   inferenceStarted: (id: number) => `/test_inference/inference/jobs/${id}/callback/started`,
   inferenceCompletion: (id: number) => `/test_inference/inference/jobs/${id}/callback/completion`,
   exportStarted: (id: number) => `/export/jobs/${id}/callback/started`,
-  exportCompletion: (id: number) => `/export/jobs/${id}/callback/completion`
+  exportCompletion: (id: number) => `/export/jobs/${id}/callback/completion`,
+  evaluationResults: (id: number) => `/test_inference/test/${id}/results`
 } as const
 
 /** The name of one callback endpoint. */
@@ -270,7 +316,8 @@ export const callbackEndpoints: ReadonlyArray<CallbackEndpoint> = [
   endpoint("inferenceStarted", [InferenceStartedBody]),
   endpoint("inferenceCompletion", [InferenceCompletedBody, FailedBody]),
   endpoint("exportStarted", [ExportStartedBody]),
-  endpoint("exportCompletion", [ExportCompletedBody, FailedBody])
+  endpoint("exportCompletion", [ExportCompletedBody, FailedBody]),
+  endpoint("evaluationResults", [EvaluationResultsBody])
 ]
 
 /** Finds the endpoint a request path (relative to `CALLBACK_URL`) addresses, with its job id. */
