@@ -476,8 +476,8 @@ const fromEffectConfigError = (error: EffectConfigError.ConfigError): ConfigErro
 
 /**
  * Plain values for `JobContext.layerTest`; everything but what a test cares about defaults.
- * `job` sets the kind and its variables (and the `jobId`, unless given); `taskType` also
- * sets `converterTask`, unless given.
+ * `job` sets the kind, its variables and the `jobId` (a `jobId` alone means a training job);
+ * `taskType` also sets `converterTask`, unless given.
  */
 export type JobContextInput = Partial<Omit<JobContextShape, "externalStorage" | "internalStorage" | "basicConfig" | "kind">> & {
   readonly externalStorage?: Partial<StorageEndpoint>
@@ -500,7 +500,7 @@ export const makeJobContext = (input: JobContextInput = {}): JobContextShape => 
     ...input,
     kind: job.kind,
     job,
-    jobId: input.jobId ?? jobIdOf(job),
+    jobId: jobIdOf(job),
     taskType,
     converterTask: input.converterTask ?? Option.fromNullable(normalizeTaskType(taskType)),
     rank,

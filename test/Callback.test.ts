@@ -269,6 +269,83 @@ describe("Callback contract", () => {
       assert.strictEqual((requests[1]!.body as { total_epochs_completed: number }).total_epochs_completed, 0)
     }).pipe(withCallback()))
 
+  const checkpoint = { uri: "s3://ckpt/checkpoints/31/best.pt", bucket: "ckpt", key: "checkpoints/31/best.pt" }
+
+  it.effect("an inference job (INFERENCE_JOB_ID) starts and fails on its own endpoints without being told the operation", () =>
+    Effect.gen(function*() {
+      const callback = yield* Callback
+      yield* callback.reportStarted()
+      yield* callback.reportFailed({ errorType: "CheckpointError", message: "no such checkpoint" })
+      assert.deepStrictEqual((yield* sent).map((r) => r.path), [
+        "/test_inference/inference/jobs/4/callback/started",
+        "/test_inference/inference/jobs/4/callback/completion"
+      ])
+      // Progress and validation are training endpoints: with this id they would address training job 4.
+      const progress = yield* Effect.flip(callback.reportProgress({ epoch: 1, totalEpochs: 2, metrics: {} }))
+      const validation = yield* Effect.flip(callback.reportValidation({ epoch: 1, primaryMetric: ["map", 0.1], allMetrics: {} }))
+      assert.strictEqual(progress.reason, "Invalid")
+      assert.include(progress.message, "only for training jobs")
+      assert.strictEqual(validation.reason, "Invalid")
+      assert.strictEqual((yield* sent).length, 2)
+    }).pipe(withCallback({
+      job: {
+        kind: "inference",
+        inferenceJobId: 4,
+        checkpointS3Uri: checkpoint,
+        imagesS3Uri: { uri: "s3://img/x/", bucket: "img", key: "x/" },
+        trainingJobId: Option.none()
+      }
+    })))
+
+  it.effect("an evaluation job (TEST_RUN_ID): no start request, results and failure to /test_inference/test/{id}/results", () =>
+    Effect.gen(function*() {
+      const callback = yield* Callback
+      yield* callback.reportStarted()
+      assert.deepStrictEqual(yield* sent, [])
+      assert.isTrue((yield* callback.lifecycle).started)
+      yield* callback.reportEvaluationResults({
+        metrics: { "mAP50-95": 0.5, precision: Number.NaN },
+        perClassMetrics: { cat: { ap: 0.6 } },
+        classNames: ["cat"],
+        numImages: 12,
+        visualizationUrls: { confusion_matrix: "s3://r/cm.png" },
+        predictionsJsonUri: "s3://r/predictions.json",
+        config: { conf_threshold: 0.25, split: "test" }
+      })
+      yield* callback.reportFailed({ errorType: "DatasetError", message: "no labels", traceback: "trace" })
+      const [results, failed] = yield* sent
+      assert.strictEqual(results!.path, "/test_inference/test/6/results")
+      assert.deepStrictEqual(results!.body, {
+        status: "completed",
+        task_type: "semantic_segmentation",
+        metrics: { "mAP50-95": 0.5, precision: null },
+        per_class_metrics: { cat: { ap: 0.6 } },
+        class_names: ["cat"],
+        num_images: 12,
+        visualization_urls: { confusion_matrix: "s3://r/cm.png" },
+        predictions_json_uri: "s3://r/predictions.json",
+        config: { conf_threshold: 0.25, split: "test" }
+      })
+      assert.strictEqual(failed!.path, "/test_inference/test/6/results")
+      assert.deepStrictEqual(failed!.body, {
+        status: "failed",
+        task_type: "semantic_segmentation",
+        error_message: "[DatasetError] no labels",
+        traceback: "trace"
+      })
+      for (const request of [results!, failed!]) assert.isTrue(validateOnBackend(request)._tag === "Right")
+      assert.strictEqual((yield* callback.lifecycle).outcome, "failed")
+    }).pipe(withCallback({
+      taskType: "semantic_segmentation",
+      job: {
+        kind: "evaluation",
+        testRunId: 6,
+        checkpointS3Uri: checkpoint,
+        datasetS3Uri: { uri: "s3://ds/d/", bucket: "ds", key: "d/" },
+        trainingJobId: Option.some(31)
+      }
+    })))
+
   it.effect("export: started and failure on the export paths", () =>
     Effect.gen(function*() {
       const callback = yield* Callback

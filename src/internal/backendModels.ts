@@ -81,7 +81,7 @@ export const LaxBool = Schema.transformOrFail(Schema.Unknown, Schema.Boolean, {
 }).annotations({ identifier: "bool" })
 
 /** `str`: strings only (pydantic does not turn numbers into strings). */
-export const Str = Schema.String.annotations({ identifier: "str" })
+export const Str = Schema.String
 
 const isoDateTime =
   /^\d{4}-\d{2}-\d{2}(?:[T t_]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$/
