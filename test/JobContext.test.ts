@@ -183,6 +183,14 @@ describe("JobContext", () => {
       assert.strictEqual(clearml.project, "trainer-sdk")
       assert.strictEqual(clearml.taskName, "job-77")
       assert.strictEqual(Redacted.value(clearml.secretKey), "s")
+      assert.isTrue(Option.isNone(clearml.taskId))
+      const borrowed = yield* resolveOk({
+        CLEARML_API_HOST: "http://clearml:8008",
+        CLEARML_API_ACCESS_KEY: "k",
+        CLEARML_API_SECRET_KEY: "s",
+        CLEARML_TASK_ID: " 4f2a9c "
+      })
+      assert.deepStrictEqual(Option.getOrThrow(borrowed.clearml).taskId, Option.some("4f2a9c"))
     }))
 
   describe("basic config priority: direct env > CONFIG key > legacy env > default", () => {
