@@ -199,7 +199,7 @@ export const startDevBackend = (
                   path,
                   endpoint: decoded.endpoint,
                   jobId: decoded.jobId,
-                  ignoredFields: decoded.ignoredFields
+                  ignored: decoded.ignored
                 } as DevBackendEvent
                 const key = `${event.operation}:${event.jobId}`
                 const status = jobStatusAfter(event, jobStatuses.get(key) ?? null)

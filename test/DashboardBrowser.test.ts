@@ -191,7 +191,7 @@ describe("dev backend dashboard in Chromium", () => {
               trs.map((tr) => [tr.getAttribute("data-type"), tr.querySelector("code")?.textContent])
             )
           )
-          assert.deepStrictEqual(rows, checkpointLogs.map((e) => [/^Saved (\w+) checkpoint$/.exec(e.body.message)![1], e.body.data["s3_uri"]]))
+          assert.deepStrictEqual(rows, checkpointLogs.map((e) => [/^Saved (\w+) checkpoint$/.exec(e.body.message)![1], e.body.data?.["s3_uri"]]))
 
           // The rejected request, with its field, in the job's own list too.
           assert.deepStrictEqual(yield* texts(page, `${job(1)} .job-rejections td.field`), ["progress_percent"])

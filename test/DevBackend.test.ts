@@ -170,7 +170,7 @@ describe("DevBackend", () => {
       assert.strictEqual(outsideApi.status, 404)
 
       const events = yield* backend.events
-      assert.deepStrictEqual(events.map((e) => [e.jobId, e.ignoredFields]), [[7, []], [7, ["learning_rate"]], [8, []]])
+      assert.deepStrictEqual(events.map((e) => [e.jobId, e.ignored]), [[7, {}], [7, { learning_rate: 0.01 }], [8, {}]])
       const rejections = yield* backend.rejections
       assert.deepStrictEqual(rejections.map((r) => r.status), [422, 422, 422, 422, 404, 404])
       assert.strictEqual(rejected.length, 6)
@@ -285,10 +285,10 @@ describe("DevBackend decoding and formatting", () => {
   })
 
   const event = (
-    payload: Omit<DevBackendEvent, "sequence" | "receivedAt" | "path" | "endpoint" | "jobId" | "ignoredFields">
+    payload: Omit<DevBackendEvent, "sequence" | "receivedAt" | "path" | "endpoint" | "jobId" | "ignored">
   ): DevBackendEvent => ({
     ...payload,
-    ignoredFields: [],
+    ignored: {},
     sequence: 1,
     receivedAt: 0,
     path: "/",

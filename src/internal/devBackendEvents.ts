@@ -61,8 +61,11 @@ export type DevBackendEvent = DevBackendPayload & {
   readonly endpoint: CallbackEndpointName
   /** The id in the path (the backend files the callback under it, whatever the body's `job_id`). */
   readonly jobId: number
-  /** Top-level fields the backend's model does not have: accepted and dropped, as the backend does. */
-  readonly ignoredFields: ReadonlyArray<string>
+  /**
+   * Top-level fields the backend's model does not have, with their values: accepted and
+   * dropped, as the backend does (e.g. a validation report's `is_best`).
+   */
+  readonly ignored: Readonly<Record<string, unknown>>
 }
 
 /** One problem of a rejected body: the JSON path (`""` for the body itself) and what is wrong. */
@@ -221,8 +224,8 @@ export type DevBackendDecoded =
     readonly endpoint: CallbackEndpointName
     readonly jobId: number
     readonly payload: DevBackendPayload
-    /** Top-level fields the model does not have (dropped). */
-    readonly ignoredFields: ReadonlyArray<string>
+    /** Top-level fields the model does not have (dropped), with their values. */
+    readonly ignored: Readonly<Record<string, unknown>>
   }
   | { readonly _tag: "NotFound" }
   | { readonly _tag: "Invalid"; readonly jobId: number; readonly issues: ReadonlyArray<DevBackendFieldIssue> }
@@ -230,7 +233,7 @@ export type DevBackendDecoded =
 /**
  * Decodes one POST (path relative to the API base, raw body text) as the backend does: the
  * body must be a JSON object its endpoint's model accepts (lax types, unknown fields
- * dropped and listed in `ignoredFields`); the job is the one the path names.
+ * dropped and kept in `ignored`); the job is the one the path names.
  */
 export const decodeDevBackendRequest = (path: string, text: string): DevBackendDecoded => {
   const match = matchCallbackEndpoint(path.split("?")[0]!)
@@ -257,8 +260,8 @@ export const decodeDevBackendRequest = (path: string, text: string): DevBackendD
   const extra = check?.(decoded.right as never) ?? []
   if (extra.length > 0) return { _tag: "Invalid", jobId, issues: extra }
   const fields = modelFields(schema)
-  const ignoredFields = Object.keys(json as object).filter((field) => !fields.has(field))
-  return { _tag: "Accepted", endpoint: endpoint.name, jobId, payload: payload(decoded.right as never), ignoredFields }
+  const ignored = Object.fromEntries(Object.entries(json as object).filter(([field]) => !fields.has(field)))
+  return { _tag: "Accepted", endpoint: endpoint.name, jobId, payload: payload(decoded.right as never), ignored }
 }
 
 const fieldsOf = new WeakMap<object, ReadonlySet<string>>()
