@@ -168,7 +168,7 @@ describe("dev backend dashboard in Chromium", () => {
             checkpointLogs.map((e) => e.sequence)
           )
           // Rows that arrived after a row logged later are marked, as the platform would show them out of place.
-          const late = logEvents.filter((e, i) => logEvents.slice(0, i).some((before) => Date.parse(before.body.timestamp) > Date.parse(e.body.timestamp)))
+          const late = logEvents.filter((e, i) => logEvents.slice(0, i).some((before) => Date.parse(before.body.timestamp ?? "") > Date.parse(e.body.timestamp ?? "")))
           assert.deepStrictEqual(
             yield* Effect.promise(() =>
               page.locator(`${job(1)} table.logs tbody tr.out-of-order`).evaluateAll((rows) => rows.map((row) => Number(row.getAttribute("data-sequence"))))
