@@ -63,8 +63,32 @@ const seedSampleDataset = (endpoint: string) =>
     (client) => Effect.sync(() => client.destroy())
   )
 
+/** Uploads a stand-in checkpoint for the example inference job to read. */
+const seedCheckpoint = (endpoint: string, key: string) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() =>
+      new S3Client({
+        endpoint,
+        region: "us-east-1",
+        forcePathStyle: true,
+        credentials: { accessKeyId: s3rverAccessKey, secretAccessKey: s3rverAccessKey }
+      })
+    ),
+    (client) =>
+      Effect.promise(() =>
+        client.send(new PutObjectCommand({ Bucket: checkpointsBucket, Key: key, Body: new TextEncoder().encode("simulated weights") }))
+      ),
+    (client) => Effect.sync(() => client.destroy())
+  )
+
 /** Options of `runEmbedded`. */
 export interface EmbeddedOptions {
+  /**
+   * The kind of job to start (default `training`): its id variable and its own variables
+   * are set as the platform's launcher sets them (`inference`: `INFERENCE_JOB_ID`,
+   * `CHECKPOINT_S3_URI` of a seeded checkpoint, `IMAGES_S3_URI` of the sample images).
+   */
+  readonly kind?: "training" | "inference"
   /** Report to this dev backend instead of starting (and printing) one. */
   readonly backend?: DevBackendHandle
   /** Variables that win over the environment and the defaults, e.g. `EPOCHS`. */
@@ -98,9 +122,19 @@ export const runEmbedded = <A, E>(
     yield* Console.log(`Embedded platform: backend ${backend.url}, S3 ${s3Endpoint}, dataset ${datasetId}`)
     yield* Console.log(`Dashboard: ${backend.dashboardUrl}  (open it in a browser to watch the run)\n`)
 
+    const checkpointKey = "checkpoints/1/best.pt"
+    if (options.kind === "inference") yield* seedCheckpoint(s3Endpoint, checkpointKey)
+    const jobVariables: ReadonlyArray<readonly [string, string]> = options.kind === "inference"
+      ? [
+        ["INFERENCE_JOB_ID", "1"],
+        ["CHECKPOINT_S3_URI", `s3://${checkpointsBucket}/${checkpointKey}`],
+        ["IMAGES_S3_URI", `s3://${datasetsBucket}/datasets/${datasetId}/images/`],
+        ["TRAINING_JOB_ID", "1"]
+      ]
+      : [["JOB_ID", "1"]]
     const connection = new Map([
       ["CALLBACK_URL", backend.url],
-      ["JOB_ID", "1"],
+      ...jobVariables,
       ["EXTERNAL_STORAGE_ENDPOINT", s3Endpoint],
       ["EXTERNAL_STORAGE_ACCESS_KEY", s3rverAccessKey],
       ["EXTERNAL_STORAGE_SECRET_KEY", s3rverAccessKey],

@@ -6,18 +6,20 @@
  * @since 0.1.0
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Context, Effect, Layer, Ref } from "effect"
+import { Context, Effect, Either, Layer, Ref } from "effect"
 import { DatasetError } from "./Errors.js"
 import { makeConverterReader } from "./internal/converterRead.js"
 import { makeConverterWriter } from "./internal/converterWrite.js"
 import { type DatasetValidation, makeDatasetValidator, type ValidateOptions } from "./internal/datasetValidate.js"
 import type { DatasetSplit } from "./internal/diceModel.js"
 import { normalizeTaskType } from "./internal/jobConfig.js"
+import { isPlatformSplitConfig, type PlatformSplitConfig, planPlatformSplit, type SplitPlan } from "./internal/splitConfig.js"
 import { assignSplits, countSplits, emptyRequiredSplits, type SplitOptions } from "./internal/splits.js"
 import type { ConverterTask } from "./internal/yoloLabels.js"
 import type { YoloValidation } from "./internal/yoloValidate.js"
 
 export type { DatasetSplit } from "./internal/diceModel.js"
+export type { PlatformSplitConfig } from "./internal/splitConfig.js"
 export type { SplitOptions, SplitRatios } from "./internal/splits.js"
 export type { ConverterTask } from "./internal/yoloLabels.js"
 export type { DatasetValidation, ValidateOptions } from "./internal/datasetValidate.js"
@@ -31,7 +33,13 @@ export interface ConvertOptions {
   readonly to: "yolo" | "coco"
   /** Task type or alias (`object_detection`, `seg`, ...); default: the file's, else detection. */
   readonly taskType?: string | undefined
-  readonly split?: SplitOptions | undefined
+  /**
+   * How to split: the converter's own options, or the platform's `CONFIG.split_config` as
+   * it arrives (either of its shapes: `{method: "manual"|"auto"|"partial", default_ratio,
+   * seed, splits}` or `{method: "use_dataset"|"auto"|"custom", ratio, seed, custom_splits,
+   * exclude_images}`; map keys are image ids as strings).
+   */
+  readonly split?: SplitOptions | PlatformSplitConfig | undefined
   /**
    * Classification: a class whose images are all outside the train split is an error
    * (Ultralytics' classifier counts its classes from the train folders and fails on such a
@@ -125,21 +133,36 @@ const make = Effect.gen(function*() {
 
   const convert = Effect.fn("Converter.convert")(function*(options: ConvertOptions) {
     const dir = path.resolve(options.datasetDir)
-    const { dataset, file } = options.from === "labelme"
+    const { dataset: loaded, file } = options.from === "labelme"
       ? yield* reader.loadLabelMe(dir)
       : yield* reader.loadDice(dir, options.taskType)
     const fromFileName = /annotations_(\w+)\.json$/.exec(file)?.[1]
-    const task = toTask(options.taskType ?? dataset.taskType ?? fromFileName)
+    const task = toTask(options.taskType ?? loaded.taskType ?? fromFileName)
     if (task === undefined) {
       return yield* new DatasetError({
         reason: "InvalidShape",
         file,
         jsonPath: options.taskType === undefined ? "task_type" : "",
-        detail: `the converter has no task for task type "${options.taskType ?? dataset.taskType}" (it converts detection, classification, segmentation and pose, and their aliases such as object_detection)`
+        detail: `the converter has no task for task type "${options.taskType ?? loaded.taskType}" (it converts detection, classification, segmentation and pose, and their aliases such as object_detection)`
       })
     }
-    if (dataset.images.length === 0) {
+    if (loaded.images.length === 0) {
       return yield* new DatasetError({ reason: "Empty", file, jsonPath: "images", detail: "the dataset has no images" })
+    }
+    const plan: SplitPlan = isPlatformSplitConfig(options.split)
+      ? yield* Either.match(planPlatformSplit(options.split, loaded.images), {
+        onLeft: (detail) => Effect.fail(new DatasetError({ reason: "InvalidShape", file: "CONFIG", jsonPath: "split_config", detail })),
+        onRight: Effect.succeed
+      })
+      : { split: options.split ?? {}, ignoreImageSplits: false, exclude: new Set<number>(), warnings: [] }
+    const dataset = plan.exclude.size === 0 && !plan.ignoreImageSplits ? loaded : {
+      ...loaded,
+      images: loaded.images
+        .filter((image) => !plan.exclude.has(image.id))
+        .map((image) => (plan.ignoreImageSplits ? { ...image, split: undefined } : image))
+    }
+    if (dataset.images.length === 0) {
+      return yield* new DatasetError({ reason: "Empty", file, jsonPath: "images", detail: "split_config.exclude_images leaves no image" })
     }
     if (options.to === "coco" && task === "classification") {
       return yield* new DatasetError({
@@ -152,7 +175,7 @@ const make = Effect.gen(function*() {
       return yield* new DatasetError({ reason: "InvalidShape", file, detail: "task pose but no annotation has keypoints" })
     }
     const { paths, root } = yield* reader.resolveImages(dir, file, dataset)
-    const splits = assignSplits(dataset.images, options.split)
+    const splits = assignSplits(dataset.images, plan.split)
     const splitCounts = countSplits(splits)
     const empty = emptyRequiredSplits(splitCounts)
     if (empty.length > 0) {
@@ -182,7 +205,7 @@ const make = Effect.gen(function*() {
       classes: result.classes,
       skipped: result.skipped,
       splits: splitCounts,
-      warnings: result.warnings,
+      warnings: [...plan.warnings, ...result.warnings],
       outputs: result.outputs,
       imageRoot: result.imageRoot,
       trainerInput

@@ -45,6 +45,7 @@ import {
 import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
 import { makeClientOver, makeTrainerClient, type TrainerClient } from "./internal/facade.js"
 import { runTrainerWith, settleSetupFailure, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
+import { isPlatformSplitConfig } from "./internal/splitConfig.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
 import {
@@ -132,7 +133,10 @@ export interface TrainerSdkService {
   readonly downloadDatasetWithCache: (
     options?: TrainerDatasetOptions
   ) => Effect.Effect<string, CacheError | StorageError | DownloadError | DatasetError>
-  /** Converts a dataset in place (`Converter.convert`; the task type defaults to the job's). */
+  /**
+   * Converts a dataset in place (`Converter.convert`): the task type defaults to the job's,
+   * the split to the platform's `CONFIG.split_config` when the job has one.
+   */
   readonly convertDataset: (options: ConvertOptions) => Effect.Effect<ConversionReport, DatasetError>
   /**
    * Uploads a checkpoint and waits for it (with metrics, a checkpoint log entry is shipped
@@ -364,6 +368,8 @@ export const makeTrainerSdk = (
     const hookQueue = yield* makeHookQueue
     /** The URI of the latest `best` checkpoint uploaded (waited for or in the background). */
     const bestCheckpoint = yield* Ref.make(Option.none<string>())
+    const splitConfig = context.config["split_config"]
+    const platformSplit = isPlatformSplitConfig(splitConfig) ? splitConfig : undefined
     /** Epochs completed before this process started (set by `resume`). */
     let resumedEpoch = 0
 
@@ -495,7 +501,11 @@ export const makeTrainerSdk = (
         }
       ),
       convertDataset: (convertOptions) =>
-        converter.convert({ ...convertOptions, taskType: convertOptions.taskType ?? context.taskType }),
+        converter.convert({
+          ...convertOptions,
+          taskType: convertOptions.taskType ?? context.taskType,
+          split: convertOptions.split ?? platformSplit
+        }),
       uploadCheckpoint,
       enqueueCheckpoint: (localPath, checkpointType, enqueue = {}) =>
         Effect.flatMap(enqueueOptions(enqueue), (resolved) => uploads.enqueue(localPath, checkpointType, resolved)),

@@ -82,7 +82,7 @@ describe("every body the SDK can produce passes the dev backend", () => {
       metrics: m,
       ...(checkpoint === undefined ? {} : { checkpointPath: checkpoint, bestCheckpointPath: checkpoint }),
       extraData: { note: "x" }
-    }, seconds === undefined ? {} : { epochDurationSeconds: seconds, estimatedTimeRemaining: seconds })
+    }, total, seconds === undefined ? {} : { epochDurationSeconds: seconds, estimatedTimeRemaining: seconds })
     const decoded = throughBackend(TrainingProgressBody, callbackPaths.trainingProgress(id), body)
     expectAccepted(decoded)
     assert(decoded._tag === "Accepted")
