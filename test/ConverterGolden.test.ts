@@ -1,0 +1,134 @@
+/**
+ * Golden outputs: every fixture dataset converted to YOLO and to COCO must produce exactly
+ * the files committed under `test/fixtures/expected/` (byte for byte, the dataset directory
+ * written as `$DIR`), plus a seeded synthetic dataset of both DICE shapes with every
+ * annotation kind, pinned by digest. Performance work on the converter must not change a
+ * byte of any output; a deliberate change of a writing rule regenerates the files with
+ * `UPDATE_GOLDEN=1 npx vitest run test/ConverterGolden.test.ts` and shows up in review.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { createHash } from "node:crypto"
+import { fileURLToPath } from "node:url"
+import { Converter, type ConvertOptions } from "../src/Converter.js"
+import { syntheticDice } from "./support/syntheticDice.js"
+
+const fixtures = fileURLToPath(new URL("./fixtures/datasets", import.meta.url))
+const expectedDir = fileURLToPath(new URL("./fixtures/expected", import.meta.url))
+const update = process.env["UPDATE_GOLDEN"] === "1"
+
+/** What a conversion left in the dataset directory: new files' text, links' targets, or the error. */
+type Outcome = Readonly<Record<string, string>>
+
+/** Every file and link under `dir` not in `before`, `dir` replaced by `$DIR` in names and contents. */
+const snapshot = (dir: string, before: ReadonlySet<string>) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const out: Record<string, string> = {}
+    const entries = (yield* fs.readDirectory(dir, { recursive: true })).map((e) => e.split(path.sep).join("/")).sort()
+    for (const entry of entries) {
+      if (before.has(entry)) continue
+      const full = path.join(dir, entry)
+      const link = yield* Effect.option(fs.readLink(full))
+      if (link._tag === "Some") {
+        out[entry] = `-> ${link.value.split(dir).join("$DIR")}`
+        continue
+      }
+      const info = yield* fs.stat(full)
+      if (info.type === "File") out[entry] = (yield* fs.readFileString(full)).split(dir).join("$DIR")
+    }
+    return out
+  })
+
+/** Converts a copy of `source` and snapshots what it wrote (or the error's reason and detail). */
+const convertCopy = (source: string, options: Omit<ConvertOptions, "datasetDir">) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = path.join(yield* fs.makeTempDirectoryScoped(), "ds")
+    yield* fs.copy(source, dir)
+    const before = new Set((yield* fs.readDirectory(dir, { recursive: true })).map((e) => e.split(path.sep).join("/")))
+    const result = yield* Effect.either(Effect.flatMap(Converter, (c) => c.convert({ ...options, datasetDir: dir })))
+    if (result._tag === "Left") return { error: `${result.left.reason}: ${result.left.detail}` } as Outcome
+    const { outputs: _outputs, imageRoot, ...report } = result.right
+    return {
+      ...(yield* snapshot(dir, before)),
+      "(report)": JSON.stringify({ ...report, imageRoot: imageRoot.split(dir).join("$DIR") }, null, 1)
+    } as Outcome
+  })
+
+/** Compares with (or, with UPDATE_GOLDEN=1, writes) the committed expected outcome. */
+const checkGolden = (name: string, outcome: Outcome) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const file = `${expectedDir}/${name}.json`
+    if (update) {
+      yield* fs.makeDirectory(expectedDir, { recursive: true })
+      yield* fs.writeFileString(file, JSON.stringify(outcome, null, 1) + "\n")
+    }
+    const expected = JSON.parse(yield* fs.readFileString(file)) as Outcome
+    expect(outcome).toStrictEqual(expected)
+  })
+
+const digest = (outcome: Outcome): string => createHash("sha256").update(JSON.stringify(outcome)).digest("hex")
+
+const cases: ReadonlyArray<readonly [string, "dice" | "labelme"]> = [
+  ["nested-detection", "dice"],
+  ["flat-segmentation", "dice"],
+  ["nested-classification", "dice"],
+  ["nested-pose", "dice"],
+  ["labelme-detection", "labelme"],
+  ["labelme-classification", "labelme"]
+]
+
+/**
+ * Digests of the synthetic datasets' outcomes, recorded with the converter before the
+ * performance work of issue #17 (regenerate deliberately as described above).
+ */
+const syntheticDigests: Readonly<Record<string, string>> = {
+  "synthetic-nested-detection--yolo":
+    "504f54e706f27d699afca6bf80b36e14c7120e4aa02485a69a73e007cc3650e7",
+  "synthetic-nested-detection--coco":
+    "c8b7ef8d03fcaa9a7f3f6b09dca828ff82943110e05659f26c6d32cfd8549f4d",
+  "synthetic-flat-segmentation--yolo":
+    "25b5e6834ca20338f0ad871186a54474376c37d7faf0f0b43e302b531d632992",
+  "synthetic-flat-segmentation--coco":
+    "e070720273cf23dc459edbb31a188ae70b37915495690d6bda7d3061ec73e10a",
+  "synthetic-nested-pose--yolo":
+    "12019805c3c2661866ae76d9b4c19aaf2b4c81ae7a423088fe5e4ce5ffc86ff6",
+  "synthetic-flat-pose--coco":
+    "a16cc85908f1df36ef5a1cf94e24b35c05f87fb1b9eb8bf88072cd048d4ee8dd"
+}
+
+layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter golden outputs", (it) => {
+  describe("fixtures", () => {
+    for (const [name, from] of cases) {
+      for (const to of ["yolo", "coco"] as const) {
+        it.scoped(`${name} → ${to}`, () =>
+          Effect.gen(function*() {
+            const outcome = yield* convertCopy(`${fixtures}/${name}`, { from, to })
+            yield* checkGolden(`${name}--${to}`, outcome)
+          }))
+      }
+    }
+  })
+
+  describe("synthetic datasets (seeded, every annotation kind and edge case)", () => {
+    for (const key of Object.keys(syntheticDigests)) {
+      const [, shape, task, to] = /^synthetic-(nested|flat)-(\w+)--(yolo|coco)$/.exec(key)!
+      it.scoped(key, () =>
+        Effect.gen(function*() {
+          const fs = yield* FileSystem.FileSystem
+          const dir = yield* fs.makeTempDirectoryScoped()
+          yield* Effect.promise(() => syntheticDice(dir, { images: 300, shape: shape as "nested" | "flat", task: task!, seed: 7 }))
+          const outcome = yield* convertCopy(dir, { from: "dice", to: to as "yolo" | "coco" })
+          expect(outcome["error"]).toBeUndefined()
+          if (update) console.log(`${key}: ${digest(outcome)}`)
+          else expect(digest(outcome)).toBe(syntheticDigests[key])
+        }))
+    }
+  })
+})
