@@ -9,10 +9,10 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer } from "effect"
 import { createHash } from "node:crypto"
 import { fileURLToPath } from "node:url"
-import { Converter, type ConvertOptions } from "../src/Converter.js"
+import { Converter, type ConvertOptions, makeConverter } from "../src/Converter.js"
 import { syntheticDice } from "./support/syntheticDice.js"
 
 const fixtures = fileURLToPath(new URL("./fixtures/datasets", import.meta.url))
@@ -131,4 +131,65 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter golden 
         }))
     }
   })
+})
+
+/** The converter that runs every conversion on its worker thread. */
+const OnWorker = Layer.provideMerge(Layer.effect(Converter, makeConverter({ fromBytes: 0 })), NodeContext.layer)
+
+layer(OnWorker)("Converter golden outputs on the worker thread", (it) => {
+  it.scoped("a synthetic dataset and a LabelMe fixture: the same bytes as in the caller's thread", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      yield* Effect.promise(() => syntheticDice(dir, { images: 300, shape: "nested", task: "pose", seed: 7 }))
+      const outcome = yield* convertCopy(dir, { from: "dice", to: "yolo" })
+      expect(digest(outcome)).toBe(syntheticDigests["synthetic-nested-pose--yolo"])
+      yield* checkGolden("labelme-detection--coco", yield* convertCopy(`${fixtures}/labelme-detection`, { from: "labelme", to: "coco" }))
+    }))
+
+  it.scoped("a DatasetError crosses the thread boundary intact (reason, file, JSON path, detail)", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      yield* fs.writeFileString(`${dir}/annotations_detection.json`, JSON.stringify({
+        classes: [],
+        images: [{ id: 1, file_name: "a.jpg", width: 4, height: 4, annotations: [{ class_id: 0, bbox: [1, 2, "3", 4] }] }]
+      }))
+      const error = yield* Effect.flip(Effect.flatMap(Converter, (c) => c.convert({ datasetDir: dir, from: "dice", to: "yolo" })))
+      expect(error._tag).toBe("DatasetError")
+      expect(error.reason).toBe("InvalidShape")
+      expect(error.file).toBe(`${dir}/annotations_detection.json`)
+      expect(error.jsonPath).toBe("images[0].annotations[0].bbox[2]")
+      expect(error.message).toContain("images[0].annotations[0].bbox[2]")
+    }))
+
+  it.scoped("the caller's event loop keeps turning; interrupting the caller stops the worker and leaves nothing half-written", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      yield* Effect.promise(() => syntheticDice(dir, { images: 3000, shape: "nested", task: "detection", seed: 3 }))
+      const before = (yield* fs.readDirectory(dir)).sort()
+      let ticks = 0
+      const timer = setInterval(() => ticks++, 1)
+      const fiber = yield* Effect.fork(Effect.flatMap(Converter, (c) => c.convert({ datasetDir: dir, from: "dice", to: "yolo" })))
+      // Wait until the worker has started writing (its staging directory appears), then interrupt.
+      const staged = yield* Effect.promise(async () => {
+        for (let i = 0; i < 6000; i++) {
+          const names = await fs.readDirectory(dir).pipe(Effect.runPromise)
+          if (names.some((n) => n.startsWith(".labels"))) return true
+          await new Promise((r) => setTimeout(r, 5))
+        }
+        return false
+      })
+      clearInterval(timer)
+      yield* Fiber.interrupt(fiber)
+      expect(staged).toBe(true)
+      // Timer callbacks kept running while the worker parsed and decoded (in this thread they could not).
+      expect(ticks).toBeGreaterThan(5)
+      const after = (yield* fs.readDirectory(dir)).sort()
+      expect(after.filter((n) => n.startsWith("."))).toEqual([])
+      // Either the conversion was stopped (nothing new) or it had just finished (all of it).
+      if (!after.includes("data.yaml")) expect(after).toEqual(before)
+      else expect(after).toEqual(expect.arrayContaining([...before, "labels", "train.txt", "val.txt", "data.yaml"]))
+    }))
 })
