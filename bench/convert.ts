@@ -9,7 +9,10 @@
  *   one `JSON.parse`, and creating as many label-sized files with plain synchronous writes;
  *   plus the stall an idle event loop shows (the noise under the stall figure);
  * - 20,000 images / 200,000 boxes to YOLO, best of 3, with the labels' digest checked
- *   against the one the converter produced before issue #17 (byte-identical output).
+ *   against the one the converter produced before issue #17 (byte-identical output);
+ * - the same conversions by the converter before #17 (its sources taken from git: the parent
+ *   of the commit adding `test/ConverterGolden.test.ts`, or `--baseline REV`; `--no-baseline`
+ *   skips it), so speed-ups are ratios measured side by side.
  *
  * Every measurement runs in a fresh child process (its peak RSS is its own) executing this
  * file bundled by esbuild — built JavaScript, as a trainer runs it, with the conversion
@@ -19,7 +22,7 @@
  * machine class's ext4, mounted with `discard`, deleting many files slows file creation for
  * seconds afterwards, so nothing is deleted between timed runs).
  *
- * Usage: `npx tsx bench/convert.ts [--images 118000] [--runs 3] [--fresh] [--prepare]` (`--prepare`
+ * Usage: `npx tsx bench/convert.ts [--images 118000] [--runs 3] [--fresh] [--prepare] [--no-baseline]` (`--prepare`
  * only generates the datasets).
  */
 import { NodeContext } from "@effect/platform-node"
@@ -196,25 +199,55 @@ const runChild = async (args: ReadonlyArray<string>): Promise<unknown> => {
 // ---------------------------------------------------------------------------------------------
 // Parent
 
-/** Bundles this file (and the conversion worker, its own entry) into `outDir`. */
-const bundle = async (outDir: string): Promise<string> => {
-  const { buildSync } = await import("esbuild")
-  const here = fileURLToPath(import.meta.url)
-  buildSync({
-    entryPoints: {
-      "convert-bench": here,
-      convertWorker: path.join(path.dirname(here), "../src/internal/convertWorker.ts")
-    },
+const here = fileURLToPath(import.meta.url)
+const repoRoot = path.resolve(path.dirname(here), "..")
+
+/**
+ * Bundles this file into `outDir`: with the conversion worker as its own entry, or, given
+ * `baselineSrc`, with the converter of that source tree (the converter before #17).
+ */
+const bundle = async (outDir: string, baselineSrc?: string): Promise<string> => {
+  const { build } = await import("esbuild")
+  await build({
+    entryPoints: baselineSrc === undefined
+      ? { "convert-bench": here, convertWorker: path.join(repoRoot, "src/internal/convertWorker.ts") }
+      : { "convert-bench": here },
     bundle: true,
-    splitting: true,
+    splitting: baselineSrc === undefined,
     platform: "node",
     format: "esm",
     outdir: outDir,
     logLevel: "error",
     external: ["esbuild"],
+    nodePaths: [path.join(repoRoot, "node_modules")],
+    plugins: baselineSrc === undefined ? [] : [{
+      name: "baseline-converter",
+      setup: (build) => {
+        build.onResolve({ filter: /\/src\/Converter\.js$/ }, () => ({ path: path.join(baselineSrc, "Converter.ts") }))
+      }
+    }],
     banner: { js: "import { createRequire as __cr } from \"node:module\"; const require = __cr(import.meta.url);" }
   })
   return path.join(outDir, "convert-bench.js")
+}
+
+/**
+ * The source tree of the converter before #17 — the parent of the commit that added its
+ * golden-output test (or `--baseline REV`) — extracted from git into `outDir`, or
+ * `undefined` when git cannot give it (then no baseline is measured).
+ */
+const baselineSource = (outDir: string): { readonly rev: string; readonly src: string } | undefined => {
+  const git = (...args: Array<string>) => spawnSync("git", ["-C", repoRoot, ...args], { encoding: "utf8", maxBuffer: 1 << 26 })
+  const flag = process.argv.indexOf("--baseline")
+  const rev = flag >= 0
+    ? process.argv[flag + 1]!
+    : `${git("log", "--diff-filter=A", "--format=%H", "--", "test/ConverterGolden.test.ts").stdout.trim().split("\n").pop()}^`
+  const archive = spawnSync("git", ["-C", repoRoot, "archive", "--format=tar", rev, "src"], { maxBuffer: 1 << 28 })
+  if (archive.status !== 0) return undefined
+  fs.mkdirSync(outDir, { recursive: true })
+  const untar = spawnSync("tar", ["-x", "-C", outDir], { input: archive.stdout })
+  if (untar.status !== 0) return undefined
+  return { rev: git("rev-parse", "--short", rev).stdout.trim(), src: path.join(outDir, "src") }
 }
 
 const child = <A>(script: string, ...args: Array<string>): A => {
@@ -241,7 +274,9 @@ const main = async (): Promise<void> => {
   const images = numberFlag("images", 118_000)
   const runs = Math.max(1, numberFlag("runs", 3))
   const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), "convert-bench-script-"))
-  const script = await bundle(scriptDir)
+  const script = await bundle(path.join(scriptDir, "now"))
+  const baseline = process.argv.includes("--no-baseline") ? undefined : baselineSource(path.join(scriptDir, "baseline-src"))
+  const before = baseline === undefined ? undefined : await bundle(path.join(scriptDir, "before"), baseline.src)
   fs.rmSync(path.join(benchRoot, "runs"), { recursive: true, force: true })
   const large = dataset(images, 7)
   const small = dataset(20_000, 10)
@@ -261,32 +296,54 @@ const main = async (): Promise<void> => {
   )
 
   const smallRuns: Array<ConvertRun> = []
-  let digest = ""
+  const smallBefore: Array<ConvertRun> = []
+  let digest = "", digestOfBaseline = ""
   for (let i = 0; i < runs; i++) {
     const dir = runDir(small)
     smallRuns.push(child<ConvertRun>(script, "convert", dir, "yolo"))
     if (i === 0) digest = yoloDigest(dir)
     console.log(`20k → YOLO run ${i + 1}: ${JSON.stringify(smallRuns[i])}`)
+    if (before !== undefined) {
+      const dirBefore = runDir(small)
+      smallBefore.push(child<ConvertRun>(before, "convert", dirBefore, "yolo"))
+      if (i === 0) digestOfBaseline = yoloDigest(dirBefore)
+      console.log(`20k → YOLO run ${i + 1}, before #17: ${JSON.stringify(smallBefore[i])}`)
+    }
   }
   const yolo = child<ConvertRun>(script, "convert", runDir(large), "yolo")
   console.log(`${images} → YOLO: ${JSON.stringify(yolo)}`)
+  const yoloBefore = before === undefined ? undefined : child<ConvertRun>(before, "convert", runDir(large), "yolo")
+  if (yoloBefore) console.log(`${images} → YOLO before #17: ${JSON.stringify(yoloBefore)}`)
   const coco = child<ConvertRun>(script, "convert", runDir(large), "coco")
   console.log(`${images} → COCO: ${JSON.stringify(coco)}`)
+  const cocoBefore = before === undefined ? undefined : child<ConvertRun>(before, "convert", runDir(large), "coco")
+  if (cocoBefore) console.log(`${images} → COCO before #17: ${JSON.stringify(cocoBefore)}`)
 
-  const best = [...smallRuns].sort((a, b) => a.ms - b.ms)[0]!
-  const identical = digest === digestBefore17
+  const bestOf = (all: ReadonlyArray<ConvertRun>) => [...all].sort((a, b) => a.ms - b.ms)[0]!
+  const best = bestOf(smallRuns)
+  const identical = digest === digestBefore17 && (baseline === undefined || digest === digestOfBaseline)
+  const versus = (now: ConvertRun, then: ConvertRun | undefined) =>
+    then === undefined
+      ? "no baseline measured"
+      : `before #17 (${baseline!.rev}) in the same run: ${(then.ms / 1000).toFixed(2)} s, RSS growth ${gb(then.growthMb)} GB, ` +
+        `stall ${then.stallMs.toFixed(0)} ms — now ${(then.ms / now.ms).toFixed(2)}x faster, ${
+          (now.growthMb / then.growthMb).toFixed(2)
+        }x the memory`
   const load = `load average ${os.loadavg().map((l) => l.toFixed(1)).join("/")} on ${os.cpus().length} cores`
   const floors = `floors in the same run: JSON.parse of the ${annotationMb.toFixed(0)} MB file ${
     (parse.ms / 1000).toFixed(2)
   } s (RSS +${gb(parse.growthMb)} GB), creating ${images} label-sized files ${(files.ms / 1000).toFixed(2)} s`
   const stallNote = `idle event loop in the same conditions: ${idle.stallMs.toFixed(0)} ms longest stall (scheduling noise)`
-  for (const [name, run, wallTarget, rssTarget] of [["yolo", yolo, 5, 0.6], ["coco", coco, 6, 0.9]] as const) {
+  for (
+    const [name, run, then, wallTarget, rssTarget] of [["yolo", yolo, yoloBefore, 5, 0.6], ["coco", coco, cocoBefore, 6, 0.9]] as const
+  ) {
     report({
       name: `convert-${images / 1000}k-${name}`,
       figure: `DICE → ${name.toUpperCase()}, ${run.images} images / ${run.objects} boxes: ${(run.ms / 1000).toFixed(2)} s wall, ` +
         `peak RSS growth ${gb(run.growthMb)} GB, longest event-loop stall ${run.stallMs.toFixed(0)} ms`,
-      comparison: `${floors}; wall / (parse + file floors) = ${(run.ms / (parse.ms + (name === "yolo" ? files.ms : 0))).toFixed(2)}x; ` +
-        `RSS growth ${(run.growthMb / annotationMb).toFixed(2)}x the annotation file`,
+      comparison: `${versus(run, then)}; ${floors}; wall / (parse + file floors) = ${
+        (run.ms / (parse.ms + (name === "yolo" ? files.ms : 0))).toFixed(2)
+      }x; RSS growth ${(run.growthMb / annotationMb).toFixed(2)}x the annotation file`,
       target: `<= ${wallTarget} s wall, <= ${rssTarget} GB RSS growth, stall <= 100 ms`,
       met: run.ms <= wallTarget * 1000 && run.growthMb <= rssTarget * 1024 && run.stallMs <= 100,
       notes: `${stallNote}; ${load}; timed from the call to convert() to its report (process start excluded)`
@@ -297,8 +354,11 @@ const main = async (): Promise<void> => {
     figure: `DICE → YOLO, ${best.images} images / ${best.objects} boxes: best of ${runs} ${(best.ms / 1000).toFixed(2)} s ` +
       `(all: ${smallRuns.map((r) => (r.ms / 1000).toFixed(2)).join(", ")} s), peak RSS growth ${gb(best.growthMb)} GB, ` +
       `longest stall ${Math.max(...smallRuns.map((r) => r.stallMs)).toFixed(0)} ms`,
-    comparison: `labels, split lists and data.yaml ${identical ? "byte-identical to" : "DIFFERENT from"} the pre-#17 converter's ` +
-      `(sha256 ${digest.slice(0, 12)}); file-creation floor for 20k files ≈ ${(files.ms * 20_000 / images / 1000).toFixed(2)} s (scaled)`,
+    comparison: `${versus(best, smallBefore.length > 0 ? bestOf(smallBefore) : undefined)} (best of ${runs} each); labels, ` +
+      `split lists and data.yaml ${identical ? "byte-identical to" : "DIFFERENT from"} the pre-#17 converter's ` +
+      `(sha256 ${digest.slice(0, 12)}, recorded and, with a baseline, recomputed in this run); file-creation floor for 20k files ≈ ${
+        (files.ms * 20_000 / images / 1000).toFixed(2)
+      } s (scaled)`,
     target: "<= 0.9 s best of 3; byte-identical labels",
     met: best.ms <= 900 && identical,
     notes: `${load}`
