@@ -66,7 +66,10 @@ export const makeConverterWriter = Effect.gen(function*() {
       yield* datasetIo(
         file,
         Effect.scoped(Effect.flatMap(fs.open(tmp, { flag: "w" }), (handle) =>
-          Effect.forEach(pieces, (piece) => handle.writeAll(encoder.encode(piece)), { discard: true })))
+          // An empty piece is skipped: writing zero bytes is an error of FileSystem.writeAll.
+          Effect.forEach(pieces, (piece) => piece === "" ? Effect.void : handle.writeAll(encoder.encode(piece)), {
+            discard: true
+          })))
       ).pipe(
         Effect.zipRight(datasetIo(file, fs.rename(tmp, file))),
         Effect.tapError(() => Effect.ignore(fs.remove(tmp)))
