@@ -182,7 +182,11 @@ export class ConverterTest extends Context.Tag("trainer-sdk/ConverterTest")<Conv
 
 /** The converter service tag. */
 export class Converter extends Context.Tag("trainer-sdk/Converter")<Converter, ConverterService>() {
-  /** The live converter on `@effect/platform`'s FileSystem. */
+  /**
+   * The live converter on `@effect/platform`'s FileSystem; a large conversion runs on a
+   * worker thread with Node's file system instead, off the caller's event loop (see
+   * `makeConverter`).
+   */
   static readonly layer: Layer.Layer<Converter, never, FileSystem.FileSystem | Path.Path> = Layer.effect(Converter, make)
 
   /**
