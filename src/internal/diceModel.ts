@@ -608,7 +608,9 @@ export const decodeDiceBytes = (
   chunkBytes: number = defaultChunkBytes
 ): Either.Either<DiceDataset, DatasetError> => {
   const fast = decodeDicePieces(bytes, chunkBytes)
-  return fast !== undefined ? Either.right(fast) : Either.flatMap(parseJsonBytes(file, bytes), (doc) => decodeDice(file, doc))
+  return fast !== undefined
+    ? uniqueImageIds(file)(fast)
+    : Either.flatMap(parseJsonBytes(file, bytes), (doc) => decodeDice(file, doc))
 }
 
 /**
