@@ -148,6 +148,31 @@ layer(OnWorker)("Converter golden outputs on the worker thread", (it) => {
       yield* checkGolden("labelme-detection--coco", yield* convertCopy(`${fixtures}/labelme-detection`, { from: "labelme", to: "coco" }))
     }))
 
+  it.scoped("the platform's split_config and a task alias cross the thread boundary and are honoured as in the caller's thread", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      yield* Effect.promise(() => syntheticDice(dir, { images: 300, shape: "nested", task: "detection", seed: 7 }))
+      const options: Omit<ConvertOptions, "datasetDir"> = {
+        from: "dice",
+        to: "yolo",
+        taskType: "object_detection",
+        split: { method: "custom", ratio: [0.6, 0.3, 0.1], seed: 5, custom_splits: { "1003": "test", "42": "val" }, exclude_images: ["1000", 1001] }
+      }
+      const onWorker = yield* convertCopy(dir, options)
+      const inProcess = yield* convertCopy(dir, options).pipe(Effect.provide(Converter.layerInProcess))
+      expect(onWorker["error"]).toBeUndefined()
+      expect(onWorker).toStrictEqual(inProcess)
+      const report = JSON.parse(onWorker["(report)"]!) as { images: number; taskType: string; warnings: Array<string> }
+      expect(report.images).toBe(298)
+      expect(report.taskType).toBe("detection")
+      expect(report.warnings).toContain("split_config.custom_splits names 1 image(s) the dataset does not have: 42")
+      // Image id 1000 + i is img_{i}: 1003 is pinned to test, 1000 and 1001 are left out.
+      expect(onWorker["test.txt"]).toMatch(/\/img_3\./)
+      const lists = ["train.txt", "val.txt", "test.txt"].map((name) => onWorker[name] ?? "").join("\n")
+      expect(lists).not.toMatch(/\/img_[01]\./)
+    }))
+
   it.scoped("a DatasetError crosses the thread boundary intact (reason, file, JSON path, detail)", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
