@@ -48,15 +48,7 @@ import { runTrainerWith, settleSetupFailure, type TrainerOutcome, type TrainerRu
 import { isPlatformSplitConfig } from "./internal/splitConfig.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
-import {
-  type DatasetDownloadSummary,
-  type DownloadOptions,
-  MemoryStorage,
-  Storage,
-  type StorageService,
-  type UploadCheckpointOptions,
-  type UploadFileOptions
-} from "./Storage.js"
+import { MemoryStorage, Storage, type StorageService, type UploadCheckpointOptions } from "./Storage.js"
 
 export type {
   CheckpointUpload,
@@ -178,13 +170,9 @@ export interface TrainerSdkService {
    */
   readonly resume: Effect.Effect<Option.Option<ResumePoint>, CheckpointError | StorageError>
   /** Uploads any file under the caller's key (`Storage.uploadFile`); returns its `s3://` URI. */
-  readonly uploadFile: (localPath: string, key: string, options?: UploadFileOptions) => Effect.Effect<string, StorageError>
+  readonly uploadFile: StorageService["uploadFile"]
   /** Downloads every object of a dataset to `destDir`, bypassing the cache (`Storage.downloadDataset`). */
-  readonly downloadDataset: (
-    datasetId: string,
-    destDir: string,
-    options?: DownloadOptions
-  ) => Effect.Effect<DatasetDownloadSummary, StorageError | DownloadError | DatasetError>
+  readonly downloadDataset: StorageService["downloadDataset"]
   /** Downloads a checkpoint (`s3://` URI of the internal store) to `localPath`; returns `localPath`. */
   readonly downloadCheckpoint: (uri: string, localPath: string) => Effect.Effect<string, StorageError | CheckpointError>
   /** One log entry to the backend (buffered) and a console line to ClearML. */
@@ -243,8 +231,10 @@ export interface CheckpointUploadHandle {
 }
 
 /** Everything a trainer program may require from `TrainerSdk.layer` (the Node `HttpClient` included). */
-export type TrainerServices =
-  | TrainerSdk
+export type TrainerServices = TrainerSdk | TrainerCapabilities | HttpClient.HttpClient
+
+/** The capability services (and the platform's file system) that `TrainerSdk` is built over. */
+export type TrainerCapabilities =
   | JobContext
   | Callback
   | Storage
@@ -254,7 +244,6 @@ export type TrainerServices =
   | ClearML
   | FileSystem.FileSystem
   | Path.Path
-  | HttpClient.HttpClient
 
 /** `TrainerServices` plus the recorders of `TrainerSdk.layerTest`. */
 export type TrainerTestServices =
@@ -334,16 +323,7 @@ export const makeTrainerSdk = (
 ): Effect.Effect<
   TrainerSdkService,
   never,
-  | JobContext
-  | Callback
-  | Storage
-  | DatasetCache
-  | Converter
-  | LogBuffer
-  | ClearML
-  | FileSystem.FileSystem
-  | Path.Path
-  | Scope.Scope
+  TrainerCapabilities | Scope.Scope
 > =>
   Effect.gen(function*() {
     const context = yield* JobContext
