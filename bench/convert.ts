@@ -35,22 +35,11 @@ import { fileURLToPath } from "node:url"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { Effect } from "effect"
 import { Converter } from "../src/Converter.js"
+import { mulberry32 } from "../test/support/syntheticDice.js"
 import { numberFlag, report } from "./lib/report.js"
 
 const benchRoot = path.join(os.tmpdir(), "trainer-sdk-bench")
 const generatorVersion = 2
-
-/** A small seeded PRNG (mulberry32), so every run generates the same dataset. */
-const seeded = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * The cached dataset of `images` images with `boxesPerImage` boxes on average (COCO-like
@@ -62,7 +51,7 @@ const dataset = (images: number, boxesPerImage: number): string => {
   if (fs.existsSync(done) && !process.argv.includes("--fresh")) return dir
   fs.rmSync(dir, { recursive: true, force: true })
   fs.mkdirSync(path.join(dir, "images"), { recursive: true })
-  const random = seeded(images)
+  const random = mulberry32(images)
   const classes = Array.from({ length: 80 }, (_, i) => ({ id: i + 1, name: `class_${i}`, supercategory: "thing" }))
   const out = fs.openSync(path.join(dir, "annotations_detection.json"), "w")
   fs.writeSync(

@@ -33,8 +33,8 @@ const startLocalS3 = (directory: string): Effect.Effect<string, never, Scope.Sco
     (server) => Effect.promise(server.close)
   ).pipe(Effect.map((server) => server.endpoint))
 
-/** Uploads the generated sample dataset to `datasets/{datasetId}/` of the datasets bucket. */
-const seedSampleDataset = (endpoint: string) =>
+/** Runs `use` with an S3 client of the local server at `endpoint`, destroyed afterwards. */
+const withLocalS3Client = <A, E, R>(endpoint: string, use: (client: S3Client) => Effect.Effect<A, E, R>) =>
   Effect.acquireUseRelease(
     Effect.sync(() =>
       new S3Client({
@@ -44,6 +44,14 @@ const seedSampleDataset = (endpoint: string) =>
         credentials: { accessKeyId: s3rverAccessKey, secretAccessKey: s3rverAccessKey }
       })
     ),
+    use,
+    (client) => Effect.sync(() => client.destroy())
+  )
+
+/** Uploads the generated sample dataset to `datasets/{datasetId}/` of the datasets bucket. */
+const seedSampleDataset = (endpoint: string) =>
+  withLocalS3Client(
+    endpoint,
     (client) =>
       Effect.forEach(
         sampleDiceDataset(),
@@ -59,26 +67,17 @@ const seedSampleDataset = (endpoint: string) =>
             )
           ),
         { concurrency: 4, discard: true }
-      ),
-    (client) => Effect.sync(() => client.destroy())
+      )
   )
 
 /** Uploads a stand-in checkpoint for the example inference job to read. */
 const seedCheckpoint = (endpoint: string, key: string) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() =>
-      new S3Client({
-        endpoint,
-        region: "us-east-1",
-        forcePathStyle: true,
-        credentials: { accessKeyId: s3rverAccessKey, secretAccessKey: s3rverAccessKey }
-      })
-    ),
+  withLocalS3Client(
+    endpoint,
     (client) =>
       Effect.promise(() =>
         client.send(new PutObjectCommand({ Bucket: checkpointsBucket, Key: key, Body: new TextEncoder().encode("simulated weights") }))
-      ),
-    (client) => Effect.sync(() => client.destroy())
+      )
   )
 
 /** Options of `runEmbedded`. */

@@ -17,7 +17,8 @@ export interface SyntheticOptions {
   readonly seed: number
 }
 
-const mulberry32 = (seed: number) => {
+/** A small seeded PRNG (mulberry32): the same seed gives the same sequence in [0, 1). */
+export const mulberry32 = (seed: number) => {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
