@@ -33,8 +33,8 @@ const startLocalS3 = (directory: string): Effect.Effect<string, never, Scope.Sco
     (server) => Effect.promise(server.close)
   ).pipe(Effect.map((server) => server.endpoint))
 
-/** Uploads the generated sample dataset to `datasets/{datasetId}/` of the datasets bucket. */
-const seedSampleDataset = (endpoint: string) =>
+/** Runs `use` with an S3 client of the local server at `endpoint`, destroyed afterwards. */
+const withLocalS3Client = <A, E, R>(endpoint: string, use: (client: S3Client) => Effect.Effect<A, E, R>) =>
   Effect.acquireUseRelease(
     Effect.sync(() =>
       new S3Client({
@@ -44,6 +44,14 @@ const seedSampleDataset = (endpoint: string) =>
         credentials: { accessKeyId: s3rverAccessKey, secretAccessKey: s3rverAccessKey }
       })
     ),
+    use,
+    (client) => Effect.sync(() => client.destroy())
+  )
+
+/** Uploads the generated sample dataset to `datasets/{datasetId}/` of the datasets bucket. */
+const seedSampleDataset = (endpoint: string) =>
+  withLocalS3Client(
+    endpoint,
     (client) =>
       Effect.forEach(
         sampleDiceDataset(),
@@ -59,12 +67,27 @@ const seedSampleDataset = (endpoint: string) =>
             )
           ),
         { concurrency: 4, discard: true }
-      ),
-    (client) => Effect.sync(() => client.destroy())
+      )
+  )
+
+/** Uploads a stand-in checkpoint for the example inference job to read. */
+const seedCheckpoint = (endpoint: string, key: string) =>
+  withLocalS3Client(
+    endpoint,
+    (client) =>
+      Effect.promise(() =>
+        client.send(new PutObjectCommand({ Bucket: checkpointsBucket, Key: key, Body: new TextEncoder().encode("simulated weights") }))
+      )
   )
 
 /** Options of `runEmbedded`. */
 export interface EmbeddedOptions {
+  /**
+   * The kind of job to start (default `training`): its id variable and its own variables
+   * are set as the platform's launcher sets them (`inference`: `INFERENCE_JOB_ID`,
+   * `CHECKPOINT_S3_URI` of a seeded checkpoint, `IMAGES_S3_URI` of the sample images).
+   */
+  readonly kind?: "training" | "inference"
   /** Report to this dev backend instead of starting (and printing) one. */
   readonly backend?: DevBackendHandle
   /** Variables that win over the environment and the defaults, e.g. `EPOCHS`. */
@@ -98,9 +121,19 @@ export const runEmbedded = <A, E>(
     yield* Console.log(`Embedded platform: backend ${backend.url}, S3 ${s3Endpoint}, dataset ${datasetId}`)
     yield* Console.log(`Dashboard: ${backend.dashboardUrl}  (open it in a browser to watch the run)\n`)
 
+    const checkpointKey = "checkpoints/1/best.pt"
+    if (options.kind === "inference") yield* seedCheckpoint(s3Endpoint, checkpointKey)
+    const jobVariables: ReadonlyArray<readonly [string, string]> = options.kind === "inference"
+      ? [
+        ["INFERENCE_JOB_ID", "1"],
+        ["CHECKPOINT_S3_URI", `s3://${checkpointsBucket}/${checkpointKey}`],
+        ["IMAGES_S3_URI", `s3://${datasetsBucket}/datasets/${datasetId}/images/`],
+        ["TRAINING_JOB_ID", "1"]
+      ]
+      : [["JOB_ID", "1"]]
     const connection = new Map([
       ["CALLBACK_URL", backend.url],
-      ["JOB_ID", "1"],
+      ...jobVariables,
       ["EXTERNAL_STORAGE_ENDPOINT", s3Endpoint],
       ["EXTERNAL_STORAGE_ACCESS_KEY", s3rverAccessKey],
       ["EXTERNAL_STORAGE_SECRET_KEY", s3rverAccessKey],

@@ -41,16 +41,19 @@ const chunk = (type: string, data: Uint8Array): Buffer => {
 
 type Box = readonly [x: number, y: number, w: number, h: number]
 
-/** An RGB PNG of `width`×`height` with each box filled in its colour. */
-const png = (width: number, height: number, boxes: ReadonlyArray<{ box: Box; rgb: readonly [number, number, number] }>) => {
+/**
+ * An 8-bit RGB PNG of `width`×`height` whose pixel at (x, y) has the colour `rgbAt(x, y)`:
+ * a valid signature, IHDR with its checksum, zlib-compressed rows and IEND.
+ */
+export const encodeRgbPng = (
+  width: number,
+  height: number,
+  rgbAt: (x: number, y: number) => readonly [number, number, number]
+): Uint8Array => {
   const rows = Buffer.alloc((width * 3 + 1) * height)
   for (let y = 0; y < height; y++) {
     const row = y * (width * 3 + 1)
-    for (let x = 0; x < width; x++) {
-      const hit = boxes.find(({ box: [bx, by, bw, bh] }) => x >= bx && x < bx + bw && y >= by && y < by + bh)
-      const [r, g, b] = hit?.rgb ?? [235, 235, 225]
-      rows.set([r, g, b], row + 1 + x * 3)
-    }
+    for (let x = 0; x < width; x++) rows.set(rgbAt(x, y), row + 1 + x * 3)
   }
   const header = Buffer.alloc(13)
   header.writeUInt32BE(width, 0)
@@ -63,6 +66,14 @@ const png = (width: number, height: number, boxes: ReadonlyArray<{ box: Box; rgb
     chunk("IEND", new Uint8Array())
   ])
 }
+
+const background = [235, 235, 225] as const
+
+/** An RGB PNG of `width`×`height` with each box filled in its colour. */
+const png = (width: number, height: number, boxes: ReadonlyArray<{ box: Box; rgb: readonly [number, number, number] }>) =>
+  encodeRgbPng(width, height, (x, y) =>
+    boxes.find(({ box: [bx, by, bw, bh] }) => x >= bx && x < bx + bw && y >= by && y < by + bh)?.rgb ?? background
+  )
 
 const colours = { 1: [255, 107, 107], 2: [78, 205, 196] } as const
 

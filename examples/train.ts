@@ -3,14 +3,18 @@
  * in an image). With `CALLBACK_URL` set it runs against the real platform through
  * `runTrainer`; without it, against in-process stand-ins (see `embedded.ts`).
  *
+ * `--kind inference` runs the example inference job instead (`examples/inference.ts`); on the
+ * platform the kind follows from the environment (`INFERENCE_JOB_ID` means inference).
+ *
  * Ask it to fail with `--fail` (at epoch 3) or `FAIL_AT_EPOCH=<n>`. `--promise` runs the
- * Promise trainer of the README (`readme/promiseTrainer.ts`) through `TrainerSdk.run` instead.
- * In embedded mode the dev backend's dashboard stays up 30 s after the run
+ * Promise trainer of the README (`readme/promiseTrainer.ts`) through `TrainerSdk.run` instead
+ * (a training job). In embedded mode the dev backend's dashboard stays up 30 s after the run
  * (`DASHBOARD_LINGER_SECONDS=<n>`), or with `--serve` until Ctrl-C.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Duration } from "effect"
+import { Duration, Effect } from "effect"
 import { runTrainer, TrainerSdk } from "../src/index.js"
+import { exampleInference } from "./inference.js"
 import { train as promiseTrainer } from "./readme/promiseTrainer.js"
 import { exampleTrainer } from "./trainer.js"
 
@@ -24,9 +28,25 @@ const failAtEpoch = process.argv.includes("--fail")
   ? Number(process.env["FAIL_AT_EPOCH"])
   : undefined
 const usePromises = process.argv.includes("--promise")
-const program = usePromises
+const kindArgument = process.argv.indexOf("--kind")
+const requestedKind = kindArgument >= 0 ? process.argv[kindArgument + 1] : undefined
+if (requestedKind !== undefined && requestedKind !== "training" && requestedKind !== "inference") {
+  console.error(`--kind must be training or inference, got ${requestedKind ?? "nothing"}`)
+  process.exit(2)
+}
+if (usePromises && requestedKind === "inference") {
+  console.error("--promise runs the README's Promise trainer, a training job: it does not combine with --kind inference")
+  process.exit(2)
+}
+const training = usePromises
   ? TrainerSdk.fromPromise(promiseTrainer)
   : exampleTrainer(failAtEpoch === undefined ? {} : { failAtEpoch })
+// On the platform the environment decides: INFERENCE_JOB_ID starts the inference program.
+const program = process.env["CALLBACK_URL"]
+  ? Effect.flatMap(TrainerSdk, (sdk) => sdk.context.kind === "inference" ? exampleInference : training)
+  : requestedKind === "inference"
+  ? exampleInference
+  : training
 
 if (process.env["CALLBACK_URL"]) {
   if (usePromises) await TrainerSdk.run(promiseTrainer)
@@ -39,7 +59,8 @@ if (process.env["CALLBACK_URL"]) {
     : Duration.seconds(Number.isFinite(lingerSeconds) && lingerSeconds > 0 ? lingerSeconds : 0)
   // Ctrl-C while the dashboard lingers still exits with the trainer's own code.
   let exitCode = 2
-  NodeRuntime.runMain(runEmbedded(program, { linger, onExitCode: (code) => (exitCode = code) }), {
+  const kind = requestedKind === "inference" ? "inference" as const : "training" as const
+  NodeRuntime.runMain(runEmbedded(program, { kind, linger, onExitCode: (code) => (exitCode = code) }), {
     teardown: () => process.exit(exitCode)
   })
 }

@@ -1,6 +1,6 @@
 /**
  * The lifecycle callbacks of a job to the platform backend: started, progress, validation,
- * completed, failed, inference and export results.
+ * completed, failed, inference, export and evaluation results.
  *
  * Every report goes through the job's `ReportOutbox`: queueing never waits on the network,
  * and the wire order is the order of the calls (started → progress/validation… → outcome),
@@ -11,12 +11,13 @@
  */
 import { HttpClient } from "@effect/platform"
 import { Clock, Context, Effect, Either, Layer, Ref, type Schema } from "effect"
-import type { CallbackError } from "./Errors.js"
+import { CallbackError } from "./Errors.js"
 import { JobContext } from "./JobContext.js"
 import { type ReportKind, ReportOutbox, type ReportOutboxService } from "./Outbox.js"
 import {
   callbackPaths,
   CompletionBody,
+  EvaluationResultsBody,
   ExportCompletedBody,
   ExportStartedBody,
   FailedBody,
@@ -33,6 +34,9 @@ import {
   type CallbackCompletionReport,
   completionBody,
   encodeBody,
+  type CallbackEvaluationReport,
+  evaluationFailedBody,
+  evaluationResultsBody,
   type CallbackExportCompletedReport,
   exportCompletedBody,
   failedBody,
@@ -56,11 +60,13 @@ export {
   type CallbackMetrics,
   type CallbackOperation,
   type CallbackCompletionReport,
+  type CallbackEvaluationReport,
   type CallbackExportCompletedReport,
   exportMetadata,
   type ExportMetadataInput,
   type CallbackFailureReport,
   type CallbackInferenceCompletedReport,
+  type CallbackInferenceResult,
   type CallbackProgressReport,
   type CallbackStartedReport,
   type CallbackValidationImageResult,
@@ -70,8 +76,9 @@ export {
 /** The callback service. Every method fails only with `CallbackError`. */
 export interface CallbackService {
   /**
-   * Queues the start of the job. `operation` (default `training`) decides where a later
-   * `reportFailed` goes; for training, `totalEpochs` defaults to the resolved `epochs`.
+   * Queues the start of the job. `operation` (default: the job's kind) decides where it and
+   * a later `reportFailed` go; for training, `totalEpochs` defaults to the resolved `epochs`.
+   * An evaluation has no start endpoint: its start is recorded, nothing is sent.
    * Idempotent: once a start of the same operation was reported, a repeat is not sent again
    * (it would reset the job's progress), except to change the planned epochs before any
    * progress was reported. Never waits on the network; fails only with `reason: "Invalid"`.
@@ -87,7 +94,11 @@ export interface CallbackService {
    * `epochs` config).
    */
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
-  /** Queues one epoch's validation results, like progress. */
+  /**
+   * Queues one epoch's validation results, like progress. Progress and validation exist
+   * only for training jobs: for another kind both fail with `reason: "Invalid"` (their
+   * endpoints would file the report under the training job with the same id).
+   */
   readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
   /**
    * Reports a successful training run after everything queued before it, and waits for its
@@ -104,6 +115,11 @@ export interface CallbackService {
   readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
   /** Reports a finished export; waits like `reportCompleted`. */
   readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
+  /**
+   * Reports the results of an evaluation (test run): `POST /test_inference/test/{id}/results`
+   * with `status: "completed"` (`task_type` defaults to the job's); waits like `reportCompleted`.
+   */
+  readonly reportEvaluationResults: (report: CallbackEvaluationReport) => Effect.Effect<void, CallbackError>
   /** Waits until everything queued so far is delivered (at most the shutdown budget); never fails. */
   readonly flushProgress: Effect.Effect<void>
   /**
@@ -118,7 +134,7 @@ export interface CallbackService {
 
 /** The reporting state of a job, as `CallbackService.lifecycle` returns it. */
 export interface CallbackLifecycle {
-  /** The operation chosen by `reportStarted` (`training` before any start). */
+  /** The operation chosen by `reportStarted` (the job's kind before any start). */
   readonly operation: CallbackOperation
   /** Whether a start report was queued (it is delivered before anything queued after it). */
   readonly started: boolean
@@ -166,6 +182,7 @@ export const callbackNoop: CallbackService = {
   reportFailed: () => Effect.void,
   reportInferenceCompleted: () => Effect.void,
   reportExportCompleted: () => Effect.void,
+  reportEvaluationResults: () => Effect.void,
   flushProgress: Effect.void,
   awaitOutcome: Effect.succeed(true),
   lifecycle: Effect.succeed({
@@ -187,7 +204,16 @@ export const makeCallback: Effect.Effect<CallbackService, never, JobContext | Re
   const outbox: ReportOutboxService = yield* ReportOutbox
   const jobId = ctx.jobId
   const progressPath = callbackPaths.trainingProgress(jobId)
-  const state = yield* Ref.make(initialState)
+  const state = yield* Ref.make<LifecycleState>({ ...initialState, operation: ctx.kind })
+  /** Progress and validation are training endpoints: another kind's id would address a different job. */
+  const trainingOnly = (what: string, path: string) =>
+    ctx.kind === "training" ? Effect.void : Effect.fail(
+      new CallbackError({
+        reason: "Invalid",
+        path,
+        detail: `${what} reports exist only for training jobs; this is an ${ctx.kind} job (${ctx.kind} id ${jobId})`
+      })
+    )
 
   /** Encodes `body` through its schema and queues it; a body that breaks the contract fails `Invalid`. */
   const queue = <A, I>(kind: ReportKind, path: string, schema: Schema.Schema<A, I>, body: A) =>
@@ -221,7 +247,7 @@ export const makeCallback: Effect.Effect<CallbackService, never, JobContext | Re
 
   return {
     reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
-      const operation = report.operation ?? "training"
+      const operation = report.operation ?? ctx.kind
       const at = yield* now
       const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
       const previous = yield* Ref.get(state)
@@ -234,7 +260,9 @@ export const makeCallback: Effect.Effect<CallbackService, never, JobContext | Re
         ? queue("started", progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
         : operation === "inference"
         ? queue("started", callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
-        : queue("started", callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+        : operation === "export"
+        ? queue("started", callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+        : Effect.logDebug("An evaluation has no start endpoint; its start is recorded only")
       yield* Ref.set(state, {
         ...initialState,
         operation,
@@ -246,6 +274,7 @@ export const makeCallback: Effect.Effect<CallbackService, never, JobContext | Re
     }),
 
     reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
+      yield* trainingOnly("Progress", progressPath)
       const at = yield* now
       const current = yield* Ref.get(state)
       const totalEpochs = report.totalEpochs ?? current.plannedEpochs ?? ctx.basicConfig.epochs
@@ -259,6 +288,7 @@ export const makeCallback: Effect.Effect<CallbackService, never, JobContext | Re
     }),
 
     reportValidation: Effect.fn("Callback.reportValidation")(function*(report: CallbackValidationReport) {
+      yield* trainingOnly("Validation", callbackPaths.validationResults(jobId))
       const timestamp = isoTimestamp(yield* now)
       yield* queue(
         "validation",
@@ -284,6 +314,9 @@ export const makeCallback: Effect.Effect<CallbackService, never, JobContext | Re
     reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
       const s = yield* Ref.get(state)
       yield* Effect.annotateCurrentSpan("operation", s.operation)
+      if (s.operation === "evaluation") {
+        return yield* outcome("failed", callbackPaths.evaluationResults(jobId), EvaluationResultsBody, evaluationFailedBody(ctx.taskType, report))
+      }
       const path = s.operation === "inference"
         ? callbackPaths.inferenceCompletion(jobId)
         : s.operation === "export"
@@ -309,6 +342,15 @@ export const makeCallback: Effect.Effect<CallbackService, never, JobContext | Re
         callbackPaths.exportCompletion(jobId),
         ExportCompletedBody,
         exportCompletedBody(jobId, report, timestamp)
+      )
+    }),
+
+    reportEvaluationResults: Effect.fn("Callback.reportEvaluationResults")(function*(report: CallbackEvaluationReport) {
+      return yield* outcome(
+        "completed",
+        callbackPaths.evaluationResults(jobId),
+        EvaluationResultsBody,
+        evaluationResultsBody(ctx.taskType, report)
       )
     }),
 

@@ -2,6 +2,8 @@
  * Optional experiment tracking in ClearML: scalars, console text, hyper-parameters and the
  * task's lifecycle, batched to the ClearML REST API. Enabled only when the three
  * `CLEARML_API_*` variables are set; it never fails training (one warning, then silence).
+ * With `CLEARML_TASK_ID` set (the backend created the job's task), events go into that task
+ * and no task is created; its status is left to the backend.
  *
  * @since 0.1.0
  */
@@ -189,7 +191,27 @@ const makeLive = (options: ClearMLOptions) =>
     const lock = yield* Effect.makeSemaphore(1)
 
     const task = yield* Deferred.make<Option.Option<ClearMLTask>>()
+    /** `CLEARML_TASK_ID`: the backend's own task for this job, reported into; its status stays the backend's to set. */
+    const borrowed = settings.taskId
     yield* Effect.gen(function*() {
+      if (Option.isSome(borrowed)) {
+        const id = borrowed.value
+        // The project only serves the web link: a task the server cannot describe is still reported into.
+        const project = yield* api.call("tasks.get_by_id", { task: id }).pipe(
+          Effect.map((data) => {
+            const found = data["task"]
+            const value = typeof found === "object" && found !== null ? (found as Record<string, unknown>)["project"] : undefined
+            return typeof value === "string" ? Option.some(value) : Option.none<string>()
+          }),
+          Effect.orElseSucceed(() => Option.none<string>())
+        )
+        return Option.some<ClearMLTask>({
+          id,
+          project: Option.getOrElse(project, () => ""),
+          webLink: Option.flatMap(project, (p) =>
+            Option.map(settings.webHost, (web) => `${web.replace(/\/+$/, "")}/projects/${p}/experiments/${id}/output/log`))
+        })
+      }
       const project = yield* api.projectId(settings.project)
       const created = yield* api.call("tasks.create", { name: settings.taskName, type: options.taskType ?? "training", project })
       const id = created["id"]
@@ -269,6 +291,7 @@ const makeLive = (options: ClearMLOptions) =>
       Effect.suspend(() => {
         if (state.phase !== "created") return Effect.void
         state.phase = "started"
+        if (Option.isSome(borrowed)) return Effect.void
         return call("tasks.started", { task: t.id })
       })
     )
@@ -280,6 +303,7 @@ const makeLive = (options: ClearMLOptions) =>
           Effect.suspend(() => {
             if (state.phase === "ended") return Effect.void
             state.phase = "ended"
+            if (Option.isSome(borrowed)) return Effect.void
             return call(`tasks.${action}`, { task: t.id, force: true, status_reason: reason, status_message: reason })
           })
         )

@@ -8,16 +8,17 @@
 import { FileSystem, Path } from "@effect/platform"
 import { Context, Effect, Layer, Ref } from "effect"
 import { DatasetError } from "./Errors.js"
-import { makeConverterReader } from "./internal/converterRead.js"
-import { makeConverterWriter } from "./internal/converterWrite.js"
+import { makeConvertHere } from "./internal/converterRun.js"
+import { convertOnWorker } from "./internal/converterThread.js"
 import { type DatasetValidation, makeDatasetValidator, type ValidateOptions } from "./internal/datasetValidate.js"
-import type { DatasetSplit } from "./internal/diceModel.js"
-import { normalizeTaskType } from "./internal/jobConfig.js"
-import { assignSplits, countSplits, emptyRequiredSplits, type SplitOptions } from "./internal/splits.js"
+import { diceAnnotationFileNames, type DatasetSplit } from "./internal/diceModel.js"
+import type { PlatformSplitConfig } from "./internal/splitConfig.js"
+import type { SplitOptions } from "./internal/splits.js"
 import type { ConverterTask } from "./internal/yoloLabels.js"
 import type { YoloValidation } from "./internal/yoloValidate.js"
 
 export type { DatasetSplit } from "./internal/diceModel.js"
+export type { PlatformSplitConfig } from "./internal/splitConfig.js"
 export type { SplitOptions, SplitRatios } from "./internal/splits.js"
 export type { ConverterTask } from "./internal/yoloLabels.js"
 export type { DatasetValidation, ValidateOptions } from "./internal/datasetValidate.js"
@@ -31,7 +32,13 @@ export interface ConvertOptions {
   readonly to: "yolo" | "coco"
   /** Task type or alias (`object_detection`, `seg`, ...); default: the file's, else detection. */
   readonly taskType?: string | undefined
-  readonly split?: SplitOptions | undefined
+  /**
+   * How to split: the converter's own options, or the platform's `CONFIG.split_config` as
+   * it arrives (either of its shapes: `{method: "manual"|"auto"|"partial", default_ratio,
+   * seed, splits}` or `{method: "use_dataset"|"auto"|"custom", ratio, seed, custom_splits,
+   * exclude_images}`; map keys are image ids as strings).
+   */
+  readonly split?: SplitOptions | PlatformSplitConfig | undefined
   /**
    * Classification: a class whose images are all outside the train split is an error
    * (Ultralytics' classifier counts its classes from the train folders and fails on such a
@@ -109,92 +116,58 @@ export interface ConverterService {
   readonly validate: (datasetDir: string, options?: ValidateOptions) => Effect.Effect<DatasetValidation, DatasetError>
 }
 
-/** A task type or alias as a converter task (`undefined` means detection; an unknown name gives `undefined`). */
-const toTask = (raw: string | undefined): ConverterTask | undefined =>
-  raw === undefined ? "detection" : normalizeTaskType(raw)
+/** When `Converter.layer` moves a conversion to a worker thread. */
+export interface OffThreadOptions {
+  /**
+   * Convert on a worker thread once the annotation input (the DICE file, or LabelMe's
+   * `label_map.json` times 64) is at least this many bytes; `Infinity` never does.
+   */
+  readonly fromBytes: number
+}
+
+/** The default: a 1 MiB DICE file (about 10,000 boxes) or LabelMe index of about 3,000 images. */
+export const defaultOffThread: OffThreadOptions = { fromBytes: 1 << 20 }
 
 /**
- * The converter: `convert` loads the dataset (reader), settles the task and the splits, and
- * hands the images found to the writer of the requested layout.
+ * The converter. A large conversion runs on a worker thread (its own Node file system,
+ * the same code), so parsing and label writing never block the caller's event loop:
+ * heartbeats, log shipping and progress reports keep flowing. Small ones run here, on the
+ * provided FileSystem.
  */
-const make = Effect.gen(function*() {
-  const path = yield* Path.Path
-  const reader = yield* makeConverterReader
-  const writer = yield* makeConverterWriter
-  const validator = yield* makeDatasetValidator
+export const makeConverter = (offThread: OffThreadOptions) =>
+  Effect.gen(function*() {
+    const here = yield* makeConvertHere
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const validator = yield* makeDatasetValidator
 
-  const convert = Effect.fn("Converter.convert")(function*(options: ConvertOptions) {
-    const dir = path.resolve(options.datasetDir)
-    const { dataset, file } = options.from === "labelme"
-      ? yield* reader.loadLabelMe(dir)
-      : yield* reader.loadDice(dir, options.taskType)
-    const fromFileName = /annotations_(\w+)\.json$/.exec(file)?.[1]
-    const task = toTask(options.taskType ?? dataset.taskType ?? fromFileName)
-    if (task === undefined) {
-      return yield* new DatasetError({
-        reason: "InvalidShape",
-        file,
-        jsonPath: options.taskType === undefined ? "task_type" : "",
-        detail: `unknown task type "${options.taskType ?? dataset.taskType}"`
+    /** The size that decides where to convert: the annotation file's (LabelMe: 64 × the index's). */
+    const inputBytes = (options: ConvertOptions) =>
+      Effect.gen(function*() {
+        const dir = path.resolve(options.datasetDir)
+        const [names, scale] = options.from === "labelme"
+          ? [["label_map.json"], 64]
+          : [diceAnnotationFileNames(options.taskType), 1]
+        for (const name of names) {
+          const info = yield* Effect.option(fs.stat(path.join(dir, name)))
+          if (info._tag === "Some") return Number(info.value.size) * scale
+        }
+        return 0
       })
-    }
-    if (dataset.images.length === 0) {
-      return yield* new DatasetError({ reason: "Empty", file, jsonPath: "images", detail: "the dataset has no images" })
-    }
-    if (options.to === "coco" && task === "classification") {
-      return yield* new DatasetError({
-        reason: "Unsupported",
-        file,
-        detail: "classification has no COCO instance form: convert it to YOLO (an ImageFolder tree) instead"
-      })
-    }
-    if (task === "pose" && !dataset.images.some((i) => i.annotations.some((a) => a.keypoints !== undefined && a.keypoints.length >= 3))) {
-      return yield* new DatasetError({ reason: "InvalidShape", file, detail: "task pose but no annotation has keypoints" })
-    }
-    const { paths, root } = yield* reader.resolveImages(dir, file, dataset)
-    const splits = assignSplits(dataset.images, options.split)
-    const splitCounts = countSplits(splits)
-    const empty = emptyRequiredSplits(splitCounts)
-    if (empty.length > 0) {
-      return yield* new DatasetError({
-        reason: "EmptySplit",
-        file,
-        detail: `the ${empty.join(" and ")} split${empty.length > 1 ? "s are" : " is"} empty (train ${splitCounts.train}, val ${splitCounts.val}, ` +
-          `test ${splitCounts.test}): trainers need both; give the images a split field, pass split assignments or ratios, or add images`
-      })
-    }
-    const result = options.to === "coco"
-      ? yield* writer.toCoco(dir, dataset, task as "detection" | "segmentation" | "pose", splits, paths, root)
-      : task === "classification"
-      ? { ...yield* writer.toClassifyFolders(dir, dataset, splits, paths, options.allowClassesWithoutTrainImages ?? false), imageRoot: dir }
-      : { ...yield* writer.toYolo(dir, dataset, task, splits, paths), imageRoot: dir }
-    const trainerInput: TrainerInput = options.to === "coco"
-      ? { kind: "cocoAnnotations", path: path.join(dir, "annotations") }
-      : task === "classification"
-      ? { kind: "directory", path: dir }
-      : { kind: "dataYaml", path: path.join(dir, "data.yaml") }
-    return {
-      to: options.to,
-      taskType: task,
-      images: dataset.images.length,
-      objects: result.objects,
-      negatives: result.negatives,
-      classes: result.classes,
-      skipped: result.skipped,
-      splits: splitCounts,
-      warnings: result.warnings,
-      outputs: result.outputs,
-      imageRoot: result.imageRoot,
-      trainerInput
-    } satisfies ConversionReport
+
+    const convert = Effect.fn("Converter.convert")(function*(options: ConvertOptions) {
+      const offThreadNow = Number.isFinite(offThread.fromBytes) && (yield* inputBytes(options)) >= offThread.fromBytes
+      return yield* (offThreadNow ? convertOnWorker(options) : here(options))
+    })
+
+    const validateYolo = Effect.fn("Converter.validateYolo")(validator.validateYolo)
+    const validateCoco = Effect.fn("Converter.validateCoco")(validator.validateCoco)
+    const validate = Effect.fn("Converter.validate")(validator.validate)
+
+    return Converter.of({ convert, validateYolo, validateCoco, validate })
   })
 
-  const validateYolo = Effect.fn("Converter.validateYolo")(validator.validateYolo)
-  const validateCoco = Effect.fn("Converter.validateCoco")(validator.validateCoco)
-  const validate = Effect.fn("Converter.validate")(validator.validate)
-
-  return Converter.of({ convert, validateYolo, validateCoco, validate })
-})
+const make = makeConverter(defaultOffThread)
 
 /** One conversion seen by `Converter.layerTest`. */
 export interface ConverterRun {
@@ -209,8 +182,22 @@ export class ConverterTest extends Context.Tag("trainer-sdk/ConverterTest")<Conv
 
 /** The converter service tag. */
 export class Converter extends Context.Tag("trainer-sdk/Converter")<Converter, ConverterService>() {
-  /** The live converter on `@effect/platform`'s FileSystem. */
+  /**
+   * The live converter on `@effect/platform`'s FileSystem; a large conversion runs on a
+   * worker thread with Node's file system instead, off the caller's event loop (see
+   * `makeConverter`).
+   */
   static readonly layer: Layer.Layer<Converter, never, FileSystem.FileSystem | Path.Path> = Layer.effect(Converter, make)
+
+  /**
+   * The converter that always runs on the provided FileSystem, in the caller's thread (for a
+   * FileSystem other than Node's). Large conversions then block the event loop while they
+   * parse and write.
+   */
+  static readonly layerInProcess: Layer.Layer<Converter, never, FileSystem.FileSystem | Path.Path> = Layer.effect(
+    Converter,
+    makeConverter({ fromBytes: Infinity })
+  )
 
   /**
    * The live converter plus a `ConverterTest` record of every successful conversion. A

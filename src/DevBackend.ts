@@ -1,10 +1,10 @@
 /**
  * A local stand-in for the platform backend, so a trainer can be dry-run without the
  * platform: an HTTP server on 127.0.0.1 that accepts every callback endpoint of the spec,
- * validates each body strictly with the contract's schemas (excess properties and a
- * `job_id` differing from the path are errors), answers like the backend (200, 422 naming
- * the field, 404) and records what it accepted, in order. Its root URL serves a live
- * dashboard of what it recorded (see `DevBackendHandle.dashboardUrl`).
+ * validates each body exactly as strictly as the backend's models (lax types, unknown
+ * fields dropped and listed on the event; see internal/backendModels.ts), answers like the
+ * backend (200, 422 naming the field, 404) and records what it accepted, in order. Its root
+ * URL serves a live dashboard of what it recorded (see `DevBackendHandle.dashboardUrl`).
  *
  * Node-specific (it listens with `@effect/platform-node`'s `NodeHttpServer`).
  *
@@ -118,7 +118,8 @@ export const startDevBackend = (
     // permit, so `onEvent` sees the recorded order; readers get copies.
     const events: Array<DevBackendEvent> = []
     const rejections: Array<DevBackendRejection> = []
-    const jobStatuses = new Map<number, string | null>()
+    /** Keyed by operation and id: a training job and an inference job may share a number. */
+    const jobStatuses = new Map<string, string | null>()
     const reporting = yield* Effect.makeSemaphore(1)
     // Bumped after each recorded event or rejection; the dashboard's stream follows it.
     const revision = yield* SubscriptionRef.make(0)
@@ -197,11 +198,13 @@ export const startDevBackend = (
                   receivedAt,
                   path,
                   endpoint: decoded.endpoint,
-                  jobId: decoded.jobId
+                  jobId: decoded.jobId,
+                  ignored: decoded.ignored
                 } as DevBackendEvent
-                const status = jobStatusAfter(event, jobStatuses.get(event.jobId) ?? null)
+                const key = `${event.operation}:${event.jobId}`
+                const status = jobStatusAfter(event, jobStatuses.get(key) ?? null)
                 events.push(event)
-                jobStatuses.set(event.jobId, status)
+                jobStatuses.set(key, status)
                 return [event, status] as const
               }),
               ([event]) => Effect.zipRight(changed, onEvent(event))

@@ -9,20 +9,99 @@ import { ConfigError } from "./Errors.js"
 import {
   type BasicConfig,
   basicConfigVariables,
+  detectJobKind,
   type EnvLookup,
   atLeast,
+  type JobKind,
+  normalizeTaskType,
   parseInteger,
   within,
   parseJsonObject,
   parseNumber,
-  parseTaskType,
+  parseS3Uri,
+  type PrimaryMetricMode,
   resolveAdvancedConfig,
   resolveBasicConfig,
+  resolvePrimaryMetric,
+  type S3Uri,
   type TaskType
 } from "./internal/jobConfig.js"
 import { maskUrlValue } from "./internal/redact.js"
 
-export { type BasicConfig, normalizeTaskType, type TaskType } from "./internal/jobConfig.js"
+export {
+  type BasicConfig,
+  type JobKind,
+  jobIdVariables,
+  normalizeTaskType,
+  type PrimaryMetricMode,
+  type S3Uri,
+  type TaskType
+} from "./internal/jobConfig.js"
+
+/** A training job (`JOB_ID`); its other variables are the context's common fields. */
+export interface TrainingJobVariables {
+  readonly kind: "training"
+  /** `JOB_ID`. */
+  readonly jobId: number
+  /** `DATASET_S3_URI`, when set. */
+  readonly datasetS3Uri: Option.Option<S3Uri>
+}
+
+/** An inference job (`INFERENCE_JOB_ID`). */
+export interface InferenceJobVariables {
+  readonly kind: "inference"
+  /** `INFERENCE_JOB_ID`. */
+  readonly inferenceJobId: number
+  /** `CHECKPOINT_S3_URI` (required): the model to run. */
+  readonly checkpointS3Uri: S3Uri
+  /** `IMAGES_S3_URI` (required): the images to run it on (usually a prefix). */
+  readonly imagesS3Uri: S3Uri
+  /** `TRAINING_JOB_ID`, when known. */
+  readonly trainingJobId: Option.Option<number>
+}
+
+/** An export job (`EXPORT_JOB_ID`). */
+export interface ExportJobVariables {
+  readonly kind: "export"
+  /** `EXPORT_JOB_ID`. */
+  readonly exportJobId: number
+  /** `TRAINING_JOB_ID` (required): the training job whose model is exported. */
+  readonly trainingJobId: number
+  /** `CHECKPOINT_S3_URI` (required). */
+  readonly checkpointS3Uri: S3Uri
+  /** `EXPORT_FORMAT` (required), e.g. `onnx`. */
+  readonly exportFormat: string
+}
+
+/** An evaluation (test run) job (`TEST_RUN_ID`). */
+export interface EvaluationJobVariables {
+  readonly kind: "evaluation"
+  /** `TEST_RUN_ID`. */
+  readonly testRunId: number
+  /** `CHECKPOINT_S3_URI` (required): the model to evaluate. */
+  readonly checkpointS3Uri: S3Uri
+  /** `DATASET_S3_URI` (required): the labelled dataset to evaluate it on. */
+  readonly datasetS3Uri: S3Uri
+  /** `TRAINING_JOB_ID`, when known. */
+  readonly trainingJobId: Option.Option<number>
+}
+
+/** The kind of job with its own typed variables (a discriminated union on `kind`). */
+export type JobVariables = TrainingJobVariables | InferenceJobVariables | ExportJobVariables | EvaluationJobVariables
+
+/** The id of a job of any kind (`JOB_ID`, `INFERENCE_JOB_ID`, `EXPORT_JOB_ID` or `TEST_RUN_ID`). */
+export const jobIdOf = (job: JobVariables): number => {
+  switch (job.kind) {
+    case "training":
+      return job.jobId
+    case "inference":
+      return job.inferenceJobId
+    case "export":
+      return job.exportJobId
+    case "evaluation":
+      return job.testRunId
+  }
+}
 
 /** One S3-compatible store: endpoint, credentials and bucket. */
 export interface StorageEndpoint {
@@ -40,16 +119,27 @@ export interface ClearMLSettings {
   readonly webHost: Option.Option<string>
   readonly project: string
   readonly taskName: string
+  /**
+   * `CLEARML_TASK_ID`: the task the backend already created for this job. When set, the SDK
+   * reports into it instead of creating a second one.
+   */
+  readonly taskId: Option.Option<string>
 }
 
 /** The resolved job context of a trainer process. */
 export interface JobContextShape {
   /** Backend API base URL (`CALLBACK_URL`). */
   readonly callbackUrl: string
-  /** The job id (`JOB_ID`), an integer. */
+  /** The kind of job, from which id variable is set (`JOB_ID` means training). */
+  readonly kind: JobKind
+  /** The kind with its own typed variables (`CHECKPOINT_S3_URI`, `IMAGES_S3_URI`, ...). */
+  readonly job: JobVariables
+  /** The job id under its kind's variable (`JOB_ID`, `INFERENCE_JOB_ID`, `EXPORT_JOB_ID`, `TEST_RUN_ID`). */
   readonly jobId: number
-  /** Normalized task type (`TASK_TYPE`). */
-  readonly taskType: TaskType
+  /** The task type as given (`TASK_TYPE`, trimmed; default `detection`); reported as is. */
+  readonly taskType: string
+  /** The converter task `taskType` maps to (its aliases included), if any. */
+  readonly converterTask: Option.Option<TaskType>
   readonly modelName: string
   readonly framework: string
   readonly datasetId: string
@@ -90,6 +180,12 @@ export interface JobContextShape {
   readonly basicConfig: BasicConfig
   /** Framework-specific config (`CONFIG.advanced_config` or `ADVANCED_CONFIG`). */
   readonly advancedConfig: Record<string, unknown>
+  /** The parsed `CONFIG` object as the platform sent it (`{}` when unset): every key, framework keys included. */
+  readonly config: Record<string, unknown>
+  /** `CONFIG.primary_metric`, when set. */
+  readonly primaryMetric: Option.Option<string>
+  /** `CONFIG.primary_metric_mode` (default `max`). */
+  readonly primaryMetricMode: PrimaryMetricMode
   /** ClearML settings, when enabled. */
   readonly clearml: Option.Option<ClearMLSettings>
 }
@@ -97,6 +193,14 @@ export interface JobContextShape {
 const plainVariables = [
   "CALLBACK_URL",
   "JOB_ID",
+  "INFERENCE_JOB_ID",
+  "EXPORT_JOB_ID",
+  "TEST_RUN_ID",
+  "TRAINING_JOB_ID",
+  "CHECKPOINT_S3_URI",
+  "IMAGES_S3_URI",
+  "DATASET_S3_URI",
+  "EXPORT_FORMAT",
   "TASK_TYPE",
   "MODEL_NAME",
   "FRAMEWORK",
@@ -128,6 +232,7 @@ const plainVariables = [
   "CLEARML_WEB_HOST",
   "CLEARML_PROJECT",
   "CLEARML_TASK_NAME",
+  "CLEARML_TASK_ID",
   ...basicConfigVariables
 ] as const
 
@@ -211,12 +316,67 @@ const secondsWithin = (variable: string, min: number, max: number) => (value: nu
     ? Either.right(Duration.millis(Math.round(value * 1000)))
     : Either.left(new ConfigError({ reason: "Invalid", variable, detail: `must be between ${min} and ${max} seconds, got ${value}` }))
 
+const optionalInteger = (env: RawEnvironment, variable: string): Either.Either<Option.Option<number>, ConfigError> => {
+  const raw = env.plain(variable)
+  return raw === undefined ? Either.right(Option.none()) : Either.map(parseInteger(variable, raw), Option.some)
+}
+
+const requiredS3Uri = (env: RawEnvironment, variable: string, object: boolean) =>
+  Either.flatMap(required(env, variable), (raw) => parseS3Uri(variable, raw, { object }))
+
+/**
+ * The kind of job (from which id variable is set) and the kind's own variables, typed: ids
+ * are integers, `s3://` URIs parsed; a variable the kind's launcher always sets is required.
+ */
+export const resolveJobVariables = (env: RawEnvironment): Either.Either<JobVariables, ConfigError> =>
+  Either.gen(function*() {
+    const { kind, raw, variable } = yield* detectJobKind(env.plain)
+    const id = yield* parseInteger(variable, raw)
+    switch (kind) {
+      case "training": {
+        const dataset = env.plain("DATASET_S3_URI")
+        return {
+          kind,
+          jobId: id,
+          datasetS3Uri: dataset === undefined
+            ? Option.none()
+            : Option.some(yield* parseS3Uri("DATASET_S3_URI", dataset))
+        } satisfies TrainingJobVariables
+      }
+      case "inference":
+        return {
+          kind,
+          inferenceJobId: id,
+          checkpointS3Uri: yield* requiredS3Uri(env, "CHECKPOINT_S3_URI", true),
+          imagesS3Uri: yield* requiredS3Uri(env, "IMAGES_S3_URI", false),
+          trainingJobId: yield* optionalInteger(env, "TRAINING_JOB_ID")
+        } satisfies InferenceJobVariables
+      case "export":
+        return {
+          kind,
+          exportJobId: id,
+          trainingJobId: yield* Either.flatMap(required(env, "TRAINING_JOB_ID"), (r) => parseInteger("TRAINING_JOB_ID", r)),
+          checkpointS3Uri: yield* requiredS3Uri(env, "CHECKPOINT_S3_URI", true),
+          exportFormat: (yield* required(env, "EXPORT_FORMAT")).trim()
+        } satisfies ExportJobVariables
+      case "evaluation":
+        return {
+          kind,
+          testRunId: id,
+          checkpointS3Uri: yield* requiredS3Uri(env, "CHECKPOINT_S3_URI", true),
+          datasetS3Uri: yield* requiredS3Uri(env, "DATASET_S3_URI", false),
+          trainingJobId: yield* optionalInteger(env, "TRAINING_JOB_ID")
+        } satisfies EvaluationJobVariables
+    }
+  })
+
 /** Resolves and validates the whole job context from the raw environment (pure). */
 export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContextShape, ConfigError> =>
   Either.gen(function*() {
     const callbackUrl = yield* required(env, "CALLBACK_URL").pipe(Either.flatMap((raw) => parseUrl("CALLBACK_URL", raw)))
-    const jobId = yield* required(env, "JOB_ID").pipe(Either.flatMap((raw) => parseInteger("JOB_ID", raw)))
-    const taskType = yield* optionalWith(env, "TASK_TYPE", "detection" as TaskType, parseTaskType)
+    const job = yield* resolveJobVariables(env)
+    const jobId = jobIdOf(job)
+    const taskType = env.plain("TASK_TYPE")?.trim() ?? "detection"
     const cacheMaxGb = yield* optionalWith(env, "DATASET_CACHE_MAX_GB", 50, parseNumber).pipe(
       Either.flatMap(atLeast("DATASET_CACHE_MAX_GB", 0))
     )
@@ -254,6 +414,7 @@ export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContext
     const configJson = yield* optionalWith(env, "CONFIG", {} as Record<string, unknown>, parseJsonObject)
     const basicConfig = yield* resolveBasicConfig(env.plain, configJson)
     const advancedConfig = yield* resolveAdvancedConfig(configJson, env.plain("ADVANCED_CONFIG"))
+    const primaryMetric = yield* resolvePrimaryMetric(configJson)
     const clearmlHost = env.plain("CLEARML_API_HOST")
     const clearmlKey = env.plain("CLEARML_API_ACCESS_KEY")
     const clearmlSecret = env.secret("CLEARML_API_SECRET_KEY")
@@ -264,13 +425,17 @@ export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContext
         secretKey: clearmlSecret,
         webHost: Option.fromNullable(env.plain("CLEARML_WEB_HOST")),
         project: env.plain("CLEARML_PROJECT") ?? "trainer-sdk",
-        taskName: env.plain("CLEARML_TASK_NAME") ?? `job-${jobId}`
+        taskName: env.plain("CLEARML_TASK_NAME") ?? (job.kind === "training" ? `job-${jobId}` : `${job.kind}-${jobId}`),
+        taskId: Option.fromNullable(env.plain("CLEARML_TASK_ID")?.trim())
       })
       : Option.none()
     return {
       callbackUrl,
+      kind: job.kind,
+      job,
       jobId,
       taskType,
+      converterTask: Option.fromNullable(normalizeTaskType(taskType)),
       modelName: env.plain("MODEL_NAME") ?? "",
       framework: env.plain("FRAMEWORK") ?? "",
       datasetId: env.plain("DATASET_ID") ?? "",
@@ -298,6 +463,9 @@ export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContext
       isPrimary: rank === 0,
       basicConfig,
       advancedConfig,
+      config: configJson,
+      primaryMetric: Option.fromNullable(primaryMetric.name),
+      primaryMetricMode: primaryMetric.mode,
       clearml
     } satisfies JobContextShape
   })
@@ -322,8 +490,12 @@ const fromEffectConfigError = (error: EffectConfigError.ConfigError): ConfigErro
   return first(error)
 }
 
-/** Plain values for `JobContext.layerTest`; everything but what a test cares about defaults. */
-export type JobContextInput = Partial<Omit<JobContextShape, "externalStorage" | "internalStorage" | "basicConfig">> & {
+/**
+ * Plain values for `JobContext.layerTest`; everything but what a test cares about defaults.
+ * `job` sets the kind, its variables and the `jobId` (a `jobId` alone means a training job);
+ * `taskType` also sets `converterTask`, unless given.
+ */
+export type JobContextInput = Partial<Omit<JobContextShape, "externalStorage" | "internalStorage" | "basicConfig" | "kind">> & {
   readonly externalStorage?: Partial<StorageEndpoint>
   readonly internalStorage?: Partial<StorageEndpoint>
   readonly basicConfig?: Partial<BasicConfig>
@@ -336,9 +508,17 @@ export const makeJobContext = (input: JobContextInput = {}): JobContextShape => 
     secret: () => undefined
   }))
   const rank = input.rank ?? defaults.rank
+  const job: JobVariables = input.job ??
+    (input.jobId === undefined ? defaults.job : { kind: "training", jobId: input.jobId, datasetS3Uri: Option.none() })
+  const taskType = input.taskType ?? defaults.taskType
   return {
     ...defaults,
     ...input,
+    kind: job.kind,
+    job,
+    jobId: jobIdOf(job),
+    taskType,
+    converterTask: input.converterTask ?? Option.fromNullable(normalizeTaskType(taskType)),
     rank,
     isPrimary: input.isPrimary ?? rank === 0,
     externalStorage: { ...defaults.externalStorage, ...input.externalStorage },

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Context, Effect, Either, FiberRefs, HashMap, Layer, Logger, LogLevel, Schema } from "effect"
-import { callbackPaths, LogEntryBody } from "./internal/callbackBodies.js"
+import { callbackPaths, LogEntryBody, maxEventTypeLength } from "./internal/callbackBodies.js"
 import { JobContext } from "./JobContext.js"
 import { insideOutbox, ReportOutbox } from "./Outbox.js"
 import { CheckpointEvents } from "./Storage.js"
@@ -24,13 +24,27 @@ export interface LogBufferEntry {
   readonly timestamp: string
 }
 
+/**
+ * The backend's `event_type` of an entry: at most 10 characters (the backend stores it in a
+ * column of 10; a longer one fails its insert). The usual ones are listed; any other string
+ * is cut to its first 10 characters when the entry is made.
+ */
+export type LogEventType =
+  | "trainer"
+  | "training"
+  | "validation"
+  | "checkpoint"
+  | "error"
+  | "dataset"
+  | "inference"
+  | "export"
+  | "evaluation"
+  | (string & {})
+
 /** Where an entry comes from and what it carries besides its message. */
 export interface LogBufferEntryOptions {
-  /**
-   * The backend's `event_type` (default `trainer`). The backend stores at most 10
-   * characters (a longer value fails its insert), so a longer source is cut to 10.
-   */
-  readonly source?: string
+  /** The backend's `event_type` (default `trainer`), at most 10 characters (see `LogEventType`). */
+  readonly source?: LogEventType
   /** Structured data; must be JSON-serializable (anything else is replaced by its text). */
   readonly data?: Readonly<Record<string, unknown>>
 }
@@ -72,8 +86,6 @@ export interface LogBufferService {
 
 const defaultSource = "trainer"
 
-/** The longest `event_type` the backend stores. */
-export const maxLogSourceLength = 10
 
 const jsonSafe = (data: Readonly<Record<string, unknown>> | undefined): Record<string, unknown> => {
   if (data === undefined) return {}
@@ -85,10 +97,19 @@ const jsonSafe = (data: Readonly<Record<string, unknown>> | undefined): Record<s
   }
 }
 
+/** An `event_type` the backend can store: cut to 10 characters (`maxEventTypeLength`), never empty. */
+export const boundedEventType = (source: string | undefined): string => {
+  const text = (source ?? "").trim()
+  if (text === "") return defaultSource
+  const chars = Array.from(text) // whole code points, so a cut never splits a surrogate pair
+  while (chars.join("").length > maxEventTypeLength) chars.pop()
+  return chars.join("")
+}
+
 const makeEntry = (level: LogBufferLevel, message: string, options: LogBufferEntryOptions, date: Date): LogBufferEntry => ({
   level,
   message,
-  source: (options.source ?? defaultSource).slice(0, maxLogSourceLength),
+  source: boundedEventType(options.source),
   data: jsonSafe(options.data),
   timestamp: date.toISOString()
 })
@@ -119,7 +140,9 @@ const encodeEntry = Schema.encodeEither(LogEntryBody)
  */
 const makeLive = Effect.gen(function*() {
   const ctx = yield* JobContext
-  if (!ctx.isPrimary) return noop
+  // The logs endpoint is a training one: an inference, export or evaluation id would file
+  // the entries under the training job that happens to have the same number.
+  if (!ctx.isPrimary || ctx.kind !== "training") return noop
   const outbox = yield* ReportOutbox
   const path = callbackPaths.trainingLogs(ctx.jobId)
   let unencodable = 0
@@ -212,8 +235,9 @@ export class LogBufferTest extends Context.Tag("trainer-sdk/LogBufferTest")<LogB
 /** The log buffer: `const logs = yield* LogBuffer; yield* logs.info("epoch 3 done")`. */
 export class LogBuffer extends Context.Tag("trainer-sdk/LogBuffer")<LogBuffer, LogBufferService>() {
   /**
-   * The live buffer over the job's `ReportOutbox` (shared with `Callback`), on rank 0 (a
-   * no-op on other ranks). What is queued is delivered when the outbox closes, within the
+   * The live buffer over the job's `ReportOutbox` (shared with `Callback`), on rank 0 of a
+   * training job (a no-op on other ranks and for inference, export and evaluation jobs,
+   * which have no logs endpoint). What is queued is delivered when the outbox closes, within the
    * shutdown budget, whether the program succeeded, failed or was interrupted.
    */
   static readonly layer: Layer.Layer<LogBuffer, never, JobContext | ReportOutbox> = Layer.effect(LogBuffer, makeLive)

@@ -132,8 +132,12 @@ export interface ReportOutboxOptions {
 /** True on the outbox's own fiber, so a `Logger` bridge never queues the outbox's own logs. */
 export const insideOutbox: FiberRef.FiberRef<boolean> = FiberRef.unsafeMake(false)
 
-/** The job's default working directory: `{tmpdir}/trainer-sdk/job-{JOB_ID}`. */
-export const defaultWorkDir = (jobId: number): string => nodePath.join(os.tmpdir(), "trainer-sdk", `job-${jobId}`)
+/**
+ * The job's default working directory: `{tmpdir}/trainer-sdk/job-{JOB_ID}` for training,
+ * `{kind}-{id}` for the other kinds (`inference-7`, `export-3`, `evaluation-12`).
+ */
+export const defaultWorkDir = (job: Pick<JobContextShape, "kind" | "jobId">): string =>
+  nodePath.join(os.tmpdir(), "trainer-sdk", `${job.kind === "training" ? "job" : job.kind}-${job.jobId}`)
 
 /** The outbox file inside its directory. */
 export const outboxFileName = "reports.jsonl"
@@ -200,7 +204,7 @@ export const makeReportOutbox = (
       options.attemptTimeout === undefined ? {} : { attemptTimeout: options.attemptTimeout }
     )
     const stderr: Console.Console = yield* Effect.console
-    const dir = options.dir === undefined ? nodePath.join(defaultWorkDir(ctx.jobId), "outbox") : options.dir
+    const dir = options.dir === undefined ? nodePath.join(defaultWorkDir(ctx), "outbox") : options.dir
     const journalPath = dir === null ? undefined : nodePath.join(dir, outboxFileName)
     const store = new OutboxStore({
       memoryBytes: ctx.outboxMemoryBytes,

@@ -7,11 +7,12 @@
  */
 import { FileSystem, HttpClient, Path } from "@effect/platform"
 import { NodeContext, NodeHttpClient, NodeRuntime } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer, Option, Runtime, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, Ref, Runtime, Schedule, type Scope } from "effect"
 import * as nodePath from "node:path"
 import {
   Callback,
   type CallbackCompletionReport,
+  type CallbackEvaluationReport,
   type CallbackExportCompletedReport,
   type CallbackFailureReport,
   type CallbackInferenceCompletedReport,
@@ -45,18 +46,11 @@ import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
 import { makeClientOver, makeTrainerClient, type TrainerClient } from "./internal/facade.js"
 import { handleShutdownSignal } from "./internal/shutdown.js"
 import { runTrainerWith, settleSetupFailure, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
+import { isPlatformSplitConfig } from "./internal/splitConfig.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
 import { defaultWorkDir, ReportOutbox } from "./Outbox.js"
-import {
-  type DatasetDownloadSummary,
-  type DownloadOptions,
-  MemoryStorage,
-  Storage,
-  type StorageService,
-  type UploadCheckpointOptions,
-  type UploadFileOptions
-} from "./Storage.js"
+import { MemoryStorage, Storage, type StorageService, type UploadCheckpointOptions } from "./Storage.js"
 
 export type {
   CheckpointUpload,
@@ -75,7 +69,11 @@ export interface TrainerDatasetOptions extends Partial<EnsureDatasetOptions> {}
 export interface TrainerSdkService {
   /** The job context (environment) of this process. */
   readonly context: JobContextShape
-  /** The job's working directory (default `{tmpdir}/trainer-sdk/job-{JOB_ID}`). */
+  /**
+   * The job's working directory, created when the SDK starts (default
+   * `{tmpdir}/trainer-sdk/job-{JOB_ID}` for training, `{tmpdir}/trainer-sdk/{kind}-{id}`
+   * for the other kinds, e.g. `/tmp/trainer-sdk/inference-7`).
+   */
   readonly workDir: string
   readonly callback: CallbackService
   readonly storage: StorageService
@@ -87,7 +85,9 @@ export interface TrainerSdkService {
   readonly reportStarted: (report?: CallbackStartedReport) => Effect.Effect<void, CallbackError>
   /**
    * Queues the epoch's progress (never waits on the network) and reports its numeric
-   * metrics to ClearML at iteration `epoch`.
+   * metrics to ClearML at iteration `epoch`. Once a `best` checkpoint was uploaded through
+   * `uploadCheckpoint`, the report carries its URI as `best_checkpoint_path` (unless the
+   * report names one itself).
    */
   readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
   /** Queues validation results (never waits on the network); numeric metrics go to ClearML under the `val` series. */
@@ -107,10 +107,18 @@ export interface TrainerSdkService {
    * then reports the failure like `reportCompleted` and ends the ClearML task as failed.
    */
   readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
-  /** Reports a finished inference run (after what synchronous hooks queued). */
+  /**
+   * An inference job's outcome, like `reportCompleted`: what synchronous hooks queued is
+   * sent, logs flushed, results reported, ClearML completed.
+   */
   readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
-  /** Reports a finished export (after what synchronous hooks queued). */
+  /** An export job's outcome, like `reportInferenceCompleted`. */
   readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
+  /**
+   * An evaluation (test run) job's outcome, like `reportInferenceCompleted`: its results go to
+   * `POST /test_inference/test/{id}/results`; numeric metrics go to ClearML under `test`.
+   */
+  readonly reportEvaluationResults: (report: CallbackEvaluationReport) => Effect.Effect<void, CallbackError>
   /**
    * Makes the job's dataset available through the node-wide cache and returns the view's
    * directory (`destDir/dataset`; `destDir` defaults to `workDir`).
@@ -118,12 +126,17 @@ export interface TrainerSdkService {
   readonly downloadDatasetWithCache: (
     options?: TrainerDatasetOptions
   ) => Effect.Effect<string, CacheError | StorageError | DownloadError | DatasetError>
-  /** Converts a dataset in place (`Converter.convert`; the task type defaults to the job's). */
+  /**
+   * Converts a dataset in place (`Converter.convert`): the task type defaults to the job's,
+   * the split to the platform's `CONFIG.split_config` when the job has one.
+   */
   readonly convertDataset: (options: ConvertOptions) => Effect.Effect<ConversionReport, DatasetError>
   /**
    * Uploads a checkpoint and waits for it (with metrics, a checkpoint log entry is shipped
    * too); returns its `s3://` URI. The epoch recorded for resuming defaults to the highest
-   * epoch reported as progress. Prefer `enqueueCheckpoint` inside the training loop.
+   * epoch reported as progress. A `best` checkpoint's URI (uploaded here or in the
+   * background) is carried in later progress reports. Prefer `enqueueCheckpoint` inside the
+   * training loop.
    */
   readonly uploadCheckpoint: (
     localPath: string,
@@ -158,13 +171,9 @@ export interface TrainerSdkService {
    */
   readonly resume: Effect.Effect<Option.Option<ResumePoint>, CheckpointError | StorageError>
   /** Uploads any file under the caller's key (`Storage.uploadFile`); returns its `s3://` URI. */
-  readonly uploadFile: (localPath: string, key: string, options?: UploadFileOptions) => Effect.Effect<string, StorageError>
+  readonly uploadFile: StorageService["uploadFile"]
   /** Downloads every object of a dataset to `destDir`, bypassing the cache (`Storage.downloadDataset`). */
-  readonly downloadDataset: (
-    datasetId: string,
-    destDir: string,
-    options?: DownloadOptions
-  ) => Effect.Effect<DatasetDownloadSummary, StorageError | DownloadError | DatasetError>
+  readonly downloadDataset: StorageService["downloadDataset"]
   /** Downloads a checkpoint (`s3://` URI of the internal store) to `localPath`; returns `localPath`. */
   readonly downloadCheckpoint: (uri: string, localPath: string) => Effect.Effect<string, StorageError | CheckpointError>
   /** One log entry to the backend (buffered) and a console line to ClearML. */
@@ -223,8 +232,10 @@ export interface CheckpointUploadHandle {
 }
 
 /** Everything a trainer program may require from `TrainerSdk.layer` (the Node `HttpClient` included). */
-export type TrainerServices =
-  | TrainerSdk
+export type TrainerServices = TrainerSdk | TrainerCapabilities | HttpClient.HttpClient
+
+/** The capability services (and the platform's file system) that `TrainerSdk` is built over. */
+export type TrainerCapabilities =
   | JobContext
   | Callback
   | Storage
@@ -235,7 +246,6 @@ export type TrainerServices =
   | ReportOutbox
   | FileSystem.FileSystem
   | Path.Path
-  | HttpClient.HttpClient
 
 /** `TrainerServices` plus the recorders of `TrainerSdk.layerTest`. */
 export type TrainerTestServices =
@@ -248,7 +258,7 @@ export type TrainerTestServices =
 
 /** Options of `TrainerSdk.layerWith`. */
 export interface TrainerSdkLayerOptions {
-  /** The job's working directory (default `{tmpdir}/trainer-sdk/job-{JOB_ID}`). */
+  /** The job's working directory (default: see `TrainerSdkService.workDir`), created at start. */
   readonly workDir?: string
   /** How long `reportCompleted` waits for pending background checkpoint uploads (default 30 minutes). */
   readonly checkpointUploadWait?: Duration.DurationInput
@@ -300,10 +310,10 @@ export interface TrainerSdkCreateOptions {
   readonly handleSignals?: boolean
 }
 
-/** Validation metrics under ClearML's `val` series (a key that names its own series keeps it). */
-const validationSeries = (metrics: CallbackMetrics): CallbackMetrics => {
+/** Metrics under a ClearML series (`val`, `test`; a key that names its own series keeps it). */
+const inSeries = (series: string, metrics: CallbackMetrics): CallbackMetrics => {
   const result: Record<string, number | null> = {}
-  for (const [key, value] of Object.entries(metrics)) result[key.includes("/") ? key : `val/${key}`] = value
+  for (const [key, value] of Object.entries(metrics)) result[key.includes("/") ? key : `${series}/${key}`] = value
   return result
 }
 
@@ -315,7 +325,7 @@ export const makeTrainerSdk = (
 ): Effect.Effect<
   TrainerSdkService,
   never,
-  JobContext | Callback | Storage | DatasetCache | Converter | LogBuffer | ClearML | Path.Path | Scope.Scope
+  TrainerCapabilities | Scope.Scope
 > =>
   Effect.gen(function*() {
     const context = yield* JobContext
@@ -325,12 +335,20 @@ export const makeTrainerSdk = (
     const converter = yield* Converter
     const logs = yield* LogBuffer
     const clearml = yield* ClearML
+    const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const scope = yield* Effect.scope
     const runtime = yield* Effect.runtime<never>()
-    const workDir = path.resolve(options.workDir ?? defaultWorkDir(context.jobId))
+    const workDir = path.resolve(options.workDir ?? defaultWorkDir(context))
+    yield* fs.makeDirectory(workDir, { recursive: true }).pipe(
+      Effect.orDieWith((error) => new Error(`Cannot create the job's working directory ${workDir}: ${error.message}`))
+    )
     const uploadWait = options.checkpointUploadWait ?? Duration.minutes(30)
     const hookQueue = yield* makeHookQueue
+    /** The URI of the latest `best` checkpoint uploaded (waited for or in the background). */
+    const bestCheckpoint = yield* Ref.make(Option.none<string>())
+    const splitConfig = context.config["split_config"]
+    const platformSplit = isPlatformSplitConfig(splitConfig) ? splitConfig : undefined
     /** Epochs completed before this process started (set by `resume`). */
     let resumedEpoch = 0
 
@@ -339,7 +357,7 @@ export const makeTrainerSdk = (
       Effect.flatMap(
         upload.epoch === undefined ? currentEpoch : Effect.succeed(upload.epoch),
         (epoch) => storage.uploadCheckpoint(localPath, checkpointType, metrics, { epoch })
-      )
+      ).pipe(Effect.tap((uri) => checkpointType === "best" ? Ref.set(bestCheckpoint, Option.some(uri)) : Effect.void))
     const uploads = yield* makeCheckpointUploadQueue({
       snapshotDir: path.join(workDir, ".checkpoint-uploads"),
       upload: (snapshot, checkpointType, metrics, epoch) =>
@@ -351,14 +369,28 @@ export const makeTrainerSdk = (
     const progress = (report: CallbackProgressReport) =>
       report.epoch <= resumedEpoch
         ? Effect.logDebug(`Progress of epoch ${report.epoch} not sent: the job resumed after epoch ${resumedEpoch}`)
-        : Effect.zipRight(callback.reportProgress(report), clearml.reportMetrics(report.metrics, report.epoch))
+        : Effect.flatMap(Ref.get(bestCheckpoint), (best) =>
+          Effect.zipRight(
+            callback.reportProgress(
+              report.bestCheckpointPath === undefined && Option.isSome(best)
+                ? { ...report, bestCheckpointPath: best.value }
+                : report
+            ),
+            clearml.reportMetrics(report.metrics, report.epoch)
+          ))
     const validation = (report: CallbackValidationReport) =>
-      Effect.zipRight(callback.reportValidation(report), clearml.reportMetrics(validationSeries(report.allMetrics), report.epoch))
+      Effect.zipRight(callback.reportValidation(report), clearml.reportMetrics(inSeries("val", report.allMetrics), report.epoch))
     const log = (level: LogBufferLevel, message: string, logOptions?: LogBufferEntryOptions) =>
       Effect.zipRight(logs.log(level, message, logOptions), clearml.reportText(message, clearmlLevel[level]))
     const enqueueOptions = (enqueue: EnqueueCheckpointOptions) =>
       enqueue.epoch === undefined ? Effect.map(currentEpoch, (epoch) => ({ ...enqueue, epoch })) : Effect.succeed({ ...enqueue, epoch: enqueue.epoch })
     const afterHooks = <A, E>(effect: Effect.Effect<A, E>) => Effect.zipRight(hookQueue.drain, effect)
+    /**
+     * An outcome other than training's: what hooks queued goes first, the logs are flushed and
+     * ClearML completed after, each bounded: neither holds up the outcome.
+     */
+    const outcomeReport = <A>(send: (report: A) => Effect.Effect<void, CallbackError>) => (report: A) =>
+      afterHooks(Effect.zipRight(sideWork(logs.flush), Effect.zipLeft(send(report), sideWork(clearml.completed))))
     const awaitCheckpointUploads = Effect.zipRight(hookQueue.drain, uploads.awaitAll(uploadWait))
 
     const hooks: TrainerHooks = {
@@ -432,15 +464,25 @@ export const makeTrainerSdk = (
           Effect.ensuring(sideWork(clearml.failed(`[${report.errorType}] ${report.message}`)))
         )
       }),
-      reportInferenceCompleted: (report) => afterHooks(callback.reportInferenceCompleted(report)),
-      reportExportCompleted: (report) => afterHooks(callback.reportExportCompleted(report)),
+      reportInferenceCompleted: Effect.fn("TrainerSdk.reportInferenceCompleted")(
+        outcomeReport(callback.reportInferenceCompleted)
+      ),
+      reportExportCompleted: Effect.fn("TrainerSdk.reportExportCompleted")(outcomeReport(callback.reportExportCompleted)),
+      reportEvaluationResults: Effect.fn("TrainerSdk.reportEvaluationResults")(function*(report: CallbackEvaluationReport) {
+        if (report.metrics !== undefined) yield* clearml.reportMetrics(inSeries("test", report.metrics), 0)
+        return yield* outcomeReport(callback.reportEvaluationResults)(report)
+      }),
       downloadDatasetWithCache: Effect.fn("TrainerSdk.downloadDatasetWithCache")(
         function*(datasetOptions: TrainerDatasetOptions = {}) {
           return yield* cache.ensure({ ...datasetOptions, destDir: datasetOptions.destDir ?? workDir })
         }
       ),
       convertDataset: (convertOptions) =>
-        converter.convert({ ...convertOptions, taskType: convertOptions.taskType ?? context.taskType }),
+        converter.convert({
+          ...convertOptions,
+          taskType: convertOptions.taskType ?? context.taskType,
+          split: convertOptions.split ?? platformSplit
+        }),
       uploadCheckpoint,
       enqueueCheckpoint: (localPath, checkpointType, enqueue = {}) =>
         Effect.flatMap(enqueueOptions(enqueue), (resolved) => uploads.enqueue(localPath, checkpointType, resolved)),

@@ -273,6 +273,83 @@ describe("Callback contract", () => {
       assert.strictEqual((requests[1]!.body as { total_epochs_completed: number }).total_epochs_completed, 0)
     }).pipe(withCallback()))
 
+  const checkpoint = { uri: "s3://ckpt/checkpoints/31/best.pt", bucket: "ckpt", key: "checkpoints/31/best.pt" }
+
+  it.effect("an inference job (INFERENCE_JOB_ID) starts and fails on its own endpoints without being told the operation", () =>
+    Effect.gen(function*() {
+      const callback = yield* Callback
+      yield* callback.reportStarted()
+      yield* callback.reportFailed({ errorType: "CheckpointError", message: "no such checkpoint" })
+      assert.deepStrictEqual((yield* sent).map((r) => r.path), [
+        "/test_inference/inference/jobs/4/callback/started",
+        "/test_inference/inference/jobs/4/callback/completion"
+      ])
+      // Progress and validation are training endpoints: with this id they would address training job 4.
+      const progress = yield* Effect.flip(callback.reportProgress({ epoch: 1, totalEpochs: 2, metrics: {} }))
+      const validation = yield* Effect.flip(callback.reportValidation({ epoch: 1, primaryMetric: ["map", 0.1], allMetrics: {} }))
+      assert.strictEqual(progress.reason, "Invalid")
+      assert.include(progress.message, "only for training jobs")
+      assert.strictEqual(validation.reason, "Invalid")
+      assert.strictEqual((yield* sent).length, 2)
+    }).pipe(withCallback({
+      job: {
+        kind: "inference",
+        inferenceJobId: 4,
+        checkpointS3Uri: checkpoint,
+        imagesS3Uri: { uri: "s3://img/x/", bucket: "img", key: "x/" },
+        trainingJobId: Option.none()
+      }
+    })))
+
+  it.effect("an evaluation job (TEST_RUN_ID): no start request, results and failure to /test_inference/test/{id}/results", () =>
+    Effect.gen(function*() {
+      const callback = yield* Callback
+      yield* callback.reportStarted()
+      assert.deepStrictEqual(yield* sent, [])
+      assert.isTrue((yield* callback.lifecycle).started)
+      yield* callback.reportEvaluationResults({
+        metrics: { "mAP50-95": 0.5, precision: Number.NaN },
+        perClassMetrics: { cat: { ap: 0.6 } },
+        classNames: ["cat"],
+        numImages: 12,
+        visualizationUrls: { confusion_matrix: "s3://r/cm.png" },
+        predictionsJsonUri: "s3://r/predictions.json",
+        config: { conf_threshold: 0.25, split: "test" }
+      })
+      yield* callback.reportFailed({ errorType: "DatasetError", message: "no labels", traceback: "trace" })
+      const [results, failed] = yield* sent
+      assert.strictEqual(results!.path, "/test_inference/test/6/results")
+      assert.deepStrictEqual(results!.body, {
+        status: "completed",
+        task_type: "semantic_segmentation",
+        metrics: { "mAP50-95": 0.5, precision: null },
+        per_class_metrics: { cat: { ap: 0.6 } },
+        class_names: ["cat"],
+        num_images: 12,
+        visualization_urls: { confusion_matrix: "s3://r/cm.png" },
+        predictions_json_uri: "s3://r/predictions.json",
+        config: { conf_threshold: 0.25, split: "test" }
+      })
+      assert.strictEqual(failed!.path, "/test_inference/test/6/results")
+      assert.deepStrictEqual(failed!.body, {
+        status: "failed",
+        task_type: "semantic_segmentation",
+        error_message: "[DatasetError] no labels",
+        traceback: "trace"
+      })
+      for (const request of [results!, failed!]) assert.isTrue(validateOnBackend(request)._tag === "Right")
+      assert.strictEqual((yield* callback.lifecycle).outcome, "failed")
+    }).pipe(withCallback({
+      taskType: "semantic_segmentation",
+      job: {
+        kind: "evaluation",
+        testRunId: 6,
+        checkpointS3Uri: checkpoint,
+        datasetS3Uri: { uri: "s3://ds/d/", bucket: "ds", key: "d/" },
+        trainingJobId: Option.some(31)
+      }
+    })))
+
   it.effect("export: started and failure on the export paths", () =>
     Effect.gen(function*() {
       const callback = yield* Callback
@@ -292,11 +369,17 @@ describe("Callback contract", () => {
       yield* callback.reportInferenceCompleted({
         totalImages: 10,
         totalInferenceTimeMs: 812.5,
-        results: [{ image: "a.jpg", boxes: [] }],
+        results: [{ imagePath: "s3://images/a.jpg", predictions: [{ class_name: "cat", confidence: 0.9 }] }],
         resultUrls: { predictions: "s3://r/p.json" }
       })
       yield* callback.reportInferenceCompleted({ totalImages: 0, totalInferenceTimeMs: 0, results: [] })
-      const [first, second] = yield* sent
+      yield* callback.reportInferenceCompleted({
+        results: [
+          { imagePath: "a.jpg", imageName: "a.jpg", inferenceTimeMs: 10 },
+          { imagePath: "b.jpg", inferenceTimeMs: 30 }
+        ]
+      })
+      const [first, second, third] = yield* sent
       assert.strictEqual(first!.path, "/test_inference/inference/jobs/123/callback/completion")
       assert.deepStrictEqual(first!.body, {
         type: "inference_completed",
@@ -305,11 +388,21 @@ describe("Callback contract", () => {
         total_images: 10,
         total_inference_time_ms: 812.5,
         avg_inference_time_ms: 81.25,
-        results: [{ image: "a.jpg", boxes: [] }],
+        results: [{ image_path: "s3://images/a.jpg", predictions: [{ class_name: "cat", confidence: 0.9 }] }],
         result_urls: { predictions: "s3://r/p.json" },
         timestamp: "1970-01-01T00:00:00.000Z"
       })
       assert.strictEqual((second!.body as { avg_inference_time_ms: number }).avg_inference_time_ms, 0)
+      // Totals default to the results' count and summed times; every result carries `predictions`.
+      expect(third!.body).toMatchObject({
+        total_images: 2,
+        total_inference_time_ms: 40,
+        avg_inference_time_ms: 20,
+        results: [
+          { image_path: "a.jpg", image_name: "a.jpg", predictions: [], inference_time_ms: 10 },
+          { image_path: "b.jpg", predictions: [], inference_time_ms: 30 }
+        ]
+      })
     }).pipe(withCallback()))
 
   it.effect("export completed with exportMetadata", () =>
@@ -387,6 +480,7 @@ describe("Callback contract", () => {
         "/export/jobs/{id}/callback/started",
         "/test_inference/inference/jobs/{id}/callback/completion",
         "/test_inference/inference/jobs/{id}/callback/started",
+        "/test_inference/test/{id}/results",
         "/training/jobs/{id}/callback/completion",
         "/training/jobs/{id}/callback/logs",
         "/training/jobs/{id}/callback/progress",

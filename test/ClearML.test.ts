@@ -13,13 +13,22 @@ const settings = (apiHost: string, project = "trainer-sdk") => ({
   secretKey: Redacted.make("secret"),
   webHost: Option.some("http://web.example/"),
   project,
-  taskName: "job-42"
+  taskName: "job-42",
+  taskId: Option.none<string>()
 })
 
-const clearmlLayer = (apiHost: string, options: ClearMLOptions = {}, extra: { project?: string; rank?: number } = {}) =>
+const clearmlLayer = (
+  apiHost: string,
+  options: ClearMLOptions = {},
+  extra: { project?: string; rank?: number; taskId?: string } = {}
+) =>
   ClearML.layerWith({ worker: "test-host", flushEvery: "1 hour", retrySchedule: Schedule.recurs(1), ...options }).pipe(
     Layer.provide(Layer.mergeAll(
-      JobContext.layerTest({ jobId: 42, rank: extra.rank ?? 0, clearml: Option.some(settings(apiHost, extra.project)) }),
+      JobContext.layerTest({
+        jobId: 42,
+        rank: extra.rank ?? 0,
+        clearml: Option.some({ ...settings(apiHost, extra.project), taskId: Option.fromNullable(extra.taskId) })
+      }),
       NodeHttpClient.layerUndici
     ))
   )
@@ -116,6 +125,30 @@ describe("ClearML against a fake server", () => {
       assert.deepStrictEqual(result.stats, { queued: 0, sent: 4, skipped: 2, undelivered: 0 })
       assert.strictEqual(lines.length, 1)
       assert.include(lines[0], "NaN/Infinity")
+    }).pipe(Effect.scoped))
+
+  it.live("with CLEARML_TASK_ID it reports into the backend's task: no project or task created, status left to the backend", () =>
+    Effect.gen(function*() {
+      const fake = yield* startFakeClearml()
+      fake.projects.set("platform", "project-backend")
+      fake.tasks.set("backend-task-7", { name: "job-42", project: "project-backend", type: "training", status: "in_progress", hyperparams: [] })
+      const link = yield* Effect.gen(function*() {
+        const clearml = yield* ClearML
+        yield* clearml.started
+        yield* clearml.reportMetrics({ loss: 0.5 }, 1)
+        yield* clearml.reportText("epoch 1 done")
+        yield* clearml.completed
+        return yield* clearml.webLink
+      }).pipe(Effect.provide(clearmlLayer(fake.url, {}, { taskId: "backend-task-7" })))
+
+      assert.deepStrictEqual(fake.violations, [])
+      assert.strictEqual(fake.tasks.size, 1)
+      assert.isFalse(fake.calls.some((c) => c.startsWith("projects.") || c === "tasks.create"))
+      assert.isFalse(fake.calls.some((c) => ["tasks.started", "tasks.completed", "tasks.failed", "tasks.stopped"].includes(c)))
+      assert.strictEqual(fake.tasks.get("backend-task-7")!.status, "in_progress")
+      assert.deepStrictEqual(scalars(fake), [["loss", "train", 1, 0.5]])
+      assert.isTrue(fake.events.every((e) => e["task"] === "backend-task-7"))
+      assert.deepStrictEqual(link, Option.some("http://web.example/projects/project-backend/experiments/backend-task-7/output/log"))
     }).pipe(Effect.scoped))
 
   it.live("ends the task failed with the classified reason when the program fails", () =>

@@ -252,11 +252,11 @@ describe("trainer-sdk CLI", () => {
       const accepted = yield* post(entry)
       assert.strictEqual(accepted.status, 200)
       assert.strictEqual(accepted.body.success, true)
-      const rejected = yield* post({ ...entry, level: "LOUD" })
+      const rejected = yield* post({ ...entry, event_type: "preprocessing" })
       assert.strictEqual(rejected.status, 422)
       assert.strictEqual(rejected.body.success, false)
-      assert.include(String(rejected.body.message), "level")
-      expect(rejected.body.errors).toEqual([{ field: "level", problem: expect.stringContaining("\"LOUD\"") }])
+      assert.include(String(rejected.body.message), "event_type")
+      expect(rejected.body.errors).toEqual([{ field: "event_type", problem: expect.stringContaining("10 characters") }])
       // The dashboard it announces shows both.
       const dashboard = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/) /.exec(stdout)?.[1]
       assert.strictEqual(dashboard, url.replace(/api\/v1$/, ""))
@@ -268,7 +268,7 @@ describe("trainer-sdk CLI", () => {
       assert.strictEqual(code, 0)
       const printed = lines(stdout)
       assert.include(printed, "[job 4] log         INFO     trainer: hello")
-      assert.isTrue(printed.some((line) => line.startsWith("[job 4] REJECTED") && line.includes("level")))
+      assert.isTrue(printed.some((line) => line.startsWith("[job 4] REJECTED") && line.includes("event_type")))
       assert.isTrue(printed.some((line) => line.startsWith("1 callbacks accepted, 1 rejected")))
     }))
 })

@@ -19,7 +19,15 @@ const recorder = () => {
   const add = (at: number, path: string, body: unknown) => {
     const decoded = decodeDevBackendRequest(path, JSON.stringify(body))
     if (decoded._tag !== "Accepted") throw new Error(`test body refused: ${JSON.stringify(decoded)}`)
-    events.push({ ...decoded.payload, sequence: events.length + 1, receivedAt: at, path, endpoint: decoded.endpoint, jobId: decoded.jobId } as DevBackendEvent)
+    events.push({
+      ...decoded.payload,
+      sequence: events.length + 1,
+      receivedAt: at,
+      path,
+      endpoint: decoded.endpoint,
+      jobId: decoded.jobId,
+      ignored: decoded.ignored
+    } as DevBackendEvent)
   }
   return { events, add }
 }

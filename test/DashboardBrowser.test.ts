@@ -168,7 +168,7 @@ describe("dev backend dashboard in Chromium", () => {
             checkpointLogs.map((e) => e.sequence)
           )
           // Rows that arrived after a row logged later are marked, as the platform would show them out of place.
-          const late = logEvents.filter((e, i) => logEvents.slice(0, i).some((before) => Date.parse(before.body.timestamp) > Date.parse(e.body.timestamp)))
+          const late = logEvents.filter((e, i) => logEvents.slice(0, i).some((before) => Date.parse(before.body.timestamp ?? "") > Date.parse(e.body.timestamp ?? "")))
           assert.deepStrictEqual(
             yield* Effect.promise(() =>
               page.locator(`${job(1)} table.logs tbody tr.out-of-order`).evaluateAll((rows) => rows.map((row) => Number(row.getAttribute("data-sequence"))))
@@ -191,7 +191,7 @@ describe("dev backend dashboard in Chromium", () => {
               trs.map((tr) => [tr.getAttribute("data-type"), tr.querySelector("code")?.textContent])
             )
           )
-          assert.deepStrictEqual(rows, checkpointLogs.map((e) => [/^Saved (\w+) checkpoint$/.exec(e.body.message)![1], e.body.data["s3_uri"]]))
+          assert.deepStrictEqual(rows, checkpointLogs.map((e) => [/^Saved (\w+) checkpoint$/.exec(e.body.message)![1], e.body.data?.["s3_uri"]]))
 
           // The rejected request, with its field, in the job's own list too.
           assert.deepStrictEqual(yield* texts(page, `${job(1)} .job-rejections td.field`), ["progress_percent"])

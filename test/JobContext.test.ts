@@ -3,6 +3,31 @@ import { ConfigProvider, Duration, Effect, Either, Layer, Logger, Option, Redact
 import { ConfigError, JobContext, makeJobContext, normalizeTaskType } from "../src/index.js"
 
 const base = { CALLBACK_URL: "http://backend:8000/api/v1", JOB_ID: "123" }
+const common = { CALLBACK_URL: "http://backend:8000/api/v1" }
+const inference = {
+  ...common,
+  INFERENCE_JOB_ID: "4",
+  CHECKPOINT_S3_URI: "s3://training-checkpoints/checkpoints/31/best.pt",
+  IMAGES_S3_URI: "s3://inference-images/jobs/4/",
+  TRAINING_JOB_ID: "31"
+}
+const exportEnv = {
+  ...common,
+  EXPORT_JOB_ID: "5",
+  TRAINING_JOB_ID: "31",
+  CHECKPOINT_S3_URI: "s3://training-checkpoints/checkpoints/31/best.pt",
+  EXPORT_FORMAT: "onnx"
+}
+const evaluation = {
+  ...common,
+  TEST_RUN_ID: "6",
+  CHECKPOINT_S3_URI: "s3://training-checkpoints/checkpoints/31/best.pt",
+  DATASET_S3_URI: "s3://training-datasets/datasets/ds-9"
+}
+const omit = (env: Record<string, string>, name: string): Record<string, string> => {
+  const { [name]: _, ...rest } = env
+  return rest
+}
 
 /** Resolves the job context from a map of environment variables. */
 const resolve = (env: Record<string, string>) =>
@@ -107,19 +132,29 @@ describe("JobContext", () => {
       assert.strictEqual(Duration.toMillis(ctx.callbackRetryDelay), 250)
     }))
 
-  it.effect("normalizes task type aliases", () =>
+  it.effect("keeps every task type as given and maps the known aliases to the converter's tasks", () =>
     Effect.gen(function*() {
-      const cases: Array<[string, string]> = [
-        ["object_detection", "detection"],
-        ["image_classification", "classification"],
-        ["instance_segmentation", "segmentation"],
-        ["pose_estimation", "pose"],
-        ["Detection", "detection"],
-        ["  segmentation ", "segmentation"]
+      // Every task type the platform's trainers declare (platform-behaviour.md), and a few spellings.
+      const cases: Array<[string, string, string | undefined]> = [
+        ["detection", "detection", "detection"],
+        ["object_detection", "object_detection", "detection"],
+        ["open_vocabulary_detection", "open_vocabulary_detection", undefined],
+        ["classification", "classification", "classification"],
+        ["image_classification", "image_classification", "classification"],
+        ["segmentation", "segmentation", "segmentation"],
+        ["instance_segmentation", "instance_segmentation", "segmentation"],
+        ["semantic_segmentation", "semantic_segmentation", undefined],
+        ["panoptic_segmentation", "panoptic_segmentation", undefined],
+        ["pose", "pose", "pose"],
+        ["pose_estimation", "pose_estimation", "pose"],
+        ["Detection", "Detection", "detection"],
+        ["  segmentation ", "segmentation", "segmentation"],
+        ["depth_estimation", "depth_estimation", undefined]
       ]
-      for (const [raw, expected] of cases) {
+      for (const [raw, given, task] of cases) {
         const ctx = yield* resolveOk({ TASK_TYPE: raw })
-        assert.strictEqual(ctx.taskType, expected, raw)
+        assert.strictEqual(ctx.taskType, given, raw)
+        assert.deepStrictEqual(Option.getOrUndefined(ctx.converterTask), task, raw)
       }
       assert.isUndefined(normalizeTaskType("depth"))
     }))
@@ -148,6 +183,14 @@ describe("JobContext", () => {
       assert.strictEqual(clearml.project, "trainer-sdk")
       assert.strictEqual(clearml.taskName, "job-77")
       assert.strictEqual(Redacted.value(clearml.secretKey), "s")
+      assert.isTrue(Option.isNone(clearml.taskId))
+      const borrowed = yield* resolveOk({
+        CLEARML_API_HOST: "http://clearml:8008",
+        CLEARML_API_ACCESS_KEY: "k",
+        CLEARML_API_SECRET_KEY: "s",
+        CLEARML_TASK_ID: " 4f2a9c "
+      })
+      assert.deepStrictEqual(Option.getOrThrow(borrowed.clearml).taskId, Option.some("4f2a9c"))
     }))
 
   describe("basic config priority: direct env > CONFIG key > legacy env > default", () => {
@@ -207,6 +250,82 @@ describe("JobContext", () => {
       }))
   })
 
+  describe("the kind of job follows from which id variable is set", () => {
+    const uri = (value: string) => {
+      const [bucket, ...key] = value.slice("s3://".length).split("/")
+      return { uri: value, bucket: bucket!, key: key.join("/") }
+    }
+    it.effect("training (JOB_ID), with DATASET_S3_URI parsed when set", () =>
+      Effect.gen(function*() {
+        const ctx = yield* resolveOk({ DATASET_S3_URI: "s3://training-datasets/datasets/ds-1" })
+        assert.strictEqual(ctx.kind, "training")
+        assert.deepStrictEqual(ctx.job, {
+          kind: "training",
+          jobId: 123,
+          datasetS3Uri: Option.some(uri("s3://training-datasets/datasets/ds-1"))
+        })
+        assert.deepStrictEqual((yield* resolveOk({})).job, { kind: "training", jobId: 123, datasetS3Uri: Option.none() })
+      }))
+    it.effect("inference (INFERENCE_JOB_ID): checkpoint and images URIs, TRAINING_JOB_ID when known", () =>
+      Effect.gen(function*() {
+        const ctx = yield* Effect.flatMap(resolve(inference), Effect.orDie)
+        assert.strictEqual(ctx.kind, "inference")
+        assert.strictEqual(ctx.jobId, 4)
+        assert.deepStrictEqual(ctx.job, {
+          kind: "inference",
+          inferenceJobId: 4,
+          checkpointS3Uri: uri("s3://training-checkpoints/checkpoints/31/best.pt"),
+          imagesS3Uri: uri("s3://inference-images/jobs/4/"),
+          trainingJobId: Option.some(31)
+        })
+        const unknownTraining = yield* Effect.flatMap(resolve(omit(inference, "TRAINING_JOB_ID")), Effect.orDie)
+        assert.deepStrictEqual(unknownTraining.job.kind === "inference" && unknownTraining.job.trainingJobId, Option.none())
+        assert.strictEqual(unknownTraining.taskType, "detection")
+      }))
+    it.effect("export (EXPORT_JOB_ID): training job, checkpoint and format", () =>
+      Effect.gen(function*() {
+        const ctx = yield* Effect.flatMap(resolve(exportEnv), Effect.orDie)
+        assert.deepStrictEqual(ctx.job, {
+          kind: "export",
+          exportJobId: 5,
+          trainingJobId: 31,
+          checkpointS3Uri: uri("s3://training-checkpoints/checkpoints/31/best.pt"),
+          exportFormat: "onnx"
+        })
+        assert.strictEqual(ctx.jobId, 5)
+      }))
+    it.effect("evaluation (TEST_RUN_ID): checkpoint and dataset URIs", () =>
+      Effect.gen(function*() {
+        const ctx = yield* Effect.flatMap(resolve(evaluation), Effect.orDie)
+        assert.deepStrictEqual(ctx.job, {
+          kind: "evaluation",
+          testRunId: 6,
+          checkpointS3Uri: uri("s3://training-checkpoints/checkpoints/31/best.pt"),
+          datasetS3Uri: uri("s3://training-datasets/datasets/ds-9"),
+          trainingJobId: Option.none()
+        })
+        assert.strictEqual(ctx.jobId, 6)
+      }))
+    it.effect("the raw CONFIG object, primary metric and mode are reachable", () =>
+      Effect.gen(function*() {
+        const config = {
+          epochs: 3,
+          primary_metric: "mAP50-95",
+          primary_metric_mode: "min",
+          split_config: { method: "auto", default_ratio: [0.7, 0.3], seed: 7 },
+          mosaic: 0.5
+        }
+        const ctx = yield* resolveOk({ CONFIG: JSON.stringify(config) })
+        assert.deepStrictEqual(ctx.config, config)
+        assert.deepStrictEqual(ctx.primaryMetric, Option.some("mAP50-95"))
+        assert.strictEqual(ctx.primaryMetricMode, "min")
+        const plain = yield* resolveOk({})
+        assert.deepStrictEqual(plain.config, {})
+        assert.isTrue(Option.isNone(plain.primaryMetric))
+        assert.strictEqual(plain.primaryMetricMode, "max")
+      }))
+  })
+
   describe("bad input is a ConfigError naming the variable", () => {
     const cases: Array<[string, Record<string, string>, string, "Missing" | "Invalid"]> = [
       ["missing CALLBACK_URL", { JOB_ID: "1" }, "CALLBACK_URL", "Missing"],
@@ -221,7 +340,6 @@ describe("JobContext", () => {
       ["non-numeric CONFIG.epochs", { ...base, CONFIG: "{\"epochs\":\"x\"}" }, "CONFIG.epochs", "Invalid"],
       ["non-numeric legacy CONFIG_BATCH", { ...base, CONFIG_BATCH: "big" }, "CONFIG_BATCH", "Invalid"],
       ["negative cache size", { ...base, DATASET_CACHE_MAX_GB: "-1" }, "DATASET_CACHE_MAX_GB", "Invalid"],
-      ["unknown task type", { ...base, TASK_TYPE: "depth_estimation" }, "TASK_TYPE", "Invalid"],
       ["bad callback URL", { ...base, CALLBACK_URL: "backend:8000" }, "CALLBACK_URL", "Invalid"],
       ["negative retries", { ...base, CALLBACK_MAX_RETRIES: "-2" }, "CALLBACK_MAX_RETRIES", "Invalid"],
       ["non-numeric retry delay", { ...base, CALLBACK_RETRY_DELAY: "soon" }, "CALLBACK_RETRY_DELAY", "Invalid"],
@@ -232,7 +350,21 @@ describe("JobContext", () => {
       ["zero shutdown budget", { ...base, CALLBACK_SHUTDOWN_BUDGET: "0" }, "CALLBACK_SHUTDOWN_BUDGET", "Invalid"],
       ["non-numeric shutdown budget", { ...base, CALLBACK_SHUTDOWN_BUDGET: "soon" }, "CALLBACK_SHUTDOWN_BUDGET", "Invalid"],
       ["zero outbox memory", { ...base, CALLBACK_OUTBOX_MEMORY_MB: "0" }, "CALLBACK_OUTBOX_MEMORY_MB", "Invalid"],
-      ["non-integer RANK", { ...base, RANK: "first" }, "RANK", "Invalid"]
+      ["non-integer RANK", { ...base, RANK: "first" }, "RANK", "Invalid"],
+      ["no job id of any kind", { CALLBACK_URL: "http://b/api", TEST_RUN: "3" }, "JOB_ID", "Missing"],
+      ["two job ids", { ...base, INFERENCE_JOB_ID: "4" }, "JOB_ID+INFERENCE_JOB_ID", "Invalid"],
+      ["non-integer INFERENCE_JOB_ID", { ...inference, INFERENCE_JOB_ID: "4x" }, "INFERENCE_JOB_ID", "Invalid"],
+      ["inference without CHECKPOINT_S3_URI", omit(inference, "CHECKPOINT_S3_URI"), "CHECKPOINT_S3_URI", "Missing"],
+      ["inference without IMAGES_S3_URI", omit(inference, "IMAGES_S3_URI"), "IMAGES_S3_URI", "Missing"],
+      ["a checkpoint URI naming no object", { ...inference, CHECKPOINT_S3_URI: "s3://ckpt/" }, "CHECKPOINT_S3_URI", "Invalid"],
+      ["an images URI that is not s3://", { ...inference, IMAGES_S3_URI: "/data/images" }, "IMAGES_S3_URI", "Invalid"],
+      ["a bucket name S3 refuses", { ...inference, IMAGES_S3_URI: "s3://Bad_Bucket/x" }, "IMAGES_S3_URI", "Invalid"],
+      ["non-integer TRAINING_JOB_ID", { ...inference, TRAINING_JOB_ID: "abc" }, "TRAINING_JOB_ID", "Invalid"],
+      ["export without TRAINING_JOB_ID", omit(exportEnv, "TRAINING_JOB_ID"), "TRAINING_JOB_ID", "Missing"],
+      ["export without EXPORT_FORMAT", omit(exportEnv, "EXPORT_FORMAT"), "EXPORT_FORMAT", "Missing"],
+      ["evaluation without DATASET_S3_URI", omit(evaluation, "DATASET_S3_URI"), "DATASET_S3_URI", "Missing"],
+      ["a training DATASET_S3_URI that is not s3://", { ...base, DATASET_S3_URI: "http://x/y" }, "DATASET_S3_URI", "Invalid"],
+      ["primary_metric_mode other than max/min", { ...base, CONFIG: "{\"primary_metric_mode\":\"up\"}" }, "CONFIG.primary_metric_mode", "Invalid"]
     ]
     for (const [name, env, variable, reason] of cases) {
       it.effect(name, () =>

@@ -289,7 +289,8 @@ describe("ReportOutbox", () => {
           secretKey: Redacted.make("CLEARML-SECRET"),
           webHost: Option.none(),
           project: "p",
-          taskName: "t"
+          taskName: "t",
+          taskId: Option.none()
         })
       }, { dir: null })))
       const sent = JSON.stringify(backend.state.stored)

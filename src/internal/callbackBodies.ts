@@ -174,6 +174,20 @@ export const FailedBody = Schema.Struct({
 /** @see FailedBody */
 export type FailedBody = typeof FailedBody.Type
 
+/**
+ * One element of an inference report's `results`: `image_path` is required (the backend
+ * answers 422 without it), `predictions` is a list of objects (the SDK always sends it,
+ * `[]` when there are none).
+ */
+export const InferenceResultBody = Schema.Struct({
+  image_path: Schema.String,
+  image_name: optional(Schema.String),
+  predictions: Schema.Array(CallbackJsonObject),
+  inference_time_ms: optional(NonNegativeFinite)
+}).annotations({ identifier: "InferenceResultBody" })
+/** @see InferenceResultBody */
+export type InferenceResultBody = typeof InferenceResultBody.Type
+
 /** `POST /test_inference/inference/jobs/{id}/callback/completion` for a successful run. */
 export const InferenceCompletedBody = Schema.Struct({
   type: Schema.Literal("inference_completed"),
@@ -182,7 +196,7 @@ export const InferenceCompletedBody = Schema.Struct({
   total_images: NonNegativeInt,
   total_inference_time_ms: NonNegativeFinite,
   avg_inference_time_ms: NonNegativeFinite,
-  results: Schema.Array(Schema.Unknown),
+  results: Schema.Array(InferenceResultBody),
   result_urls: optional(CallbackJsonObject),
   timestamp: CallbackTimestamp
 }).annotations({ identifier: "InferenceCompletedBody" })
@@ -203,6 +217,37 @@ export const ExportCompletedBody = Schema.Struct({
 /** @see ExportCompletedBody */
 export type ExportCompletedBody = typeof ExportCompletedBody.Type
 
+/**
+ * `POST /test_inference/test/{test_run_id}/results`: an evaluation (test run) outcome. The
+ * body has no `job_id` (the path names the test run); `status` is `completed` or `failed`,
+ * and a failure carries `error_message` (and `traceback`).
+ */
+export const EvaluationResultsBody = Schema.Struct({
+  status: Schema.Literal("completed", "failed"),
+  task_type: Schema.String,
+  metrics: optional(CallbackMetricMap),
+  per_class_metrics: optional(Schema.Record({ key: Schema.String, value: CallbackMetricMap })),
+  class_names: optional(Schema.Array(Schema.String)),
+  num_images: optional(NonNegativeInt),
+  visualization_urls: optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  predictions_json_uri: optional(Schema.String),
+  config: optional(CallbackJsonObject),
+  error_message: optional(Schema.String),
+  traceback: optional(Schema.String)
+}).annotations({ identifier: "EvaluationResultsBody" })
+/** @see EvaluationResultsBody */
+export type EvaluationResultsBody = typeof EvaluationResultsBody.Type
+
+/** The longest `event_type` the backend can store (a column of 10 characters). */
+export const maxEventTypeLength = 10
+
+/** A log entry's `event_type`: at most 10 characters (a longer one makes the backend's insert fail). */
+export const LogEventType = Schema.String.pipe(
+  Schema.maxLength(maxEventTypeLength, {
+    message: () => `must be at most ${maxEventTypeLength} characters (the backend stores it in a column of 10)`
+  })
+).annotations({ identifier: "LogEventType" })
+
 /** Log levels the backend accepts. */
 export const LogLevel = Schema.Literal("DEBUG", "INFO", "WARNING", "ERROR")
 /** @see LogLevel */
@@ -211,7 +256,7 @@ export type LogLevel = typeof LogLevel.Type
 /** `POST /training/jobs/{id}/callback/logs`: one log entry per request. */
 export const LogEntryBody = Schema.Struct({
   job_id: CallbackJobId,
-  event_type: Schema.String,
+  event_type: LogEventType,
   message: Schema.String,
   level: LogLevel,
   data: CallbackJsonObject,
@@ -229,24 +274,12 @@ export const callbackPaths = {
   inferenceStarted: (id: number) => `/test_inference/inference/jobs/${id}/callback/started`,
   inferenceCompletion: (id: number) => `/test_inference/inference/jobs/${id}/callback/completion`,
   exportStarted: (id: number) => `/export/jobs/${id}/callback/started`,
-  exportCompletion: (id: number) => `/export/jobs/${id}/callback/completion`
+  exportCompletion: (id: number) => `/export/jobs/${id}/callback/completion`,
+  evaluationResults: (id: number) => `/test_inference/test/${id}/results`
 } as const
 
 /** The name of one callback endpoint. */
 export type CallbackEndpointName = keyof typeof callbackPaths
-
-/** What an accepted callback announces. */
-export type CallbackEventKind = "started" | "progress" | "validation" | "completed" | "failed" | "log"
-
-/** The operation a callback belongs to. */
-export type CallbackEventOperation = "training" | "inference" | "export"
-
-/** One body an endpoint accepts, and what it means. */
-export interface CallbackEndpointBody {
-  readonly schema: Schema.Schema.AnyNoContext
-  readonly kind: CallbackEventKind
-  readonly operation: CallbackEventOperation
-}
 
 /** One endpoint of the contract: its path template and the bodies it accepts. */
 export interface CallbackEndpoint {
@@ -255,42 +288,36 @@ export interface CallbackEndpoint {
   readonly template: string
   /** Matches a request path; group 1 is the job id. */
   readonly pattern: RegExp
-  /** The accepted bodies with their meaning, each tried in turn. */
-  readonly accepts: ReadonlyArray<CallbackEndpointBody>
-  /** The accepted body schemas (of `accepts`). */
+  /** The accepted bodies, each tried in turn. */
   readonly bodies: ReadonlyArray<Schema.Schema.AnyNoContext>
   /** The union of `bodies`, to decode an incoming JSON value in one go. */
   readonly body: Schema.Schema<unknown, unknown>
 }
 
-const accepts = (schema: Schema.Schema.AnyNoContext, kind: CallbackEventKind, operation: CallbackEventOperation): CallbackEndpointBody => ({
-  schema,
-  kind,
-  operation
-})
-
-const endpoint = (name: CallbackEndpointName, bodies: ReadonlyArray<CallbackEndpointBody>): CallbackEndpoint => {
+const endpoint = (
+  name: CallbackEndpointName,
+  bodies: ReadonlyArray<Schema.Schema.AnyNoContext>
+): CallbackEndpoint => {
   const template = callbackPaths[name](0).replace("/0/", "/{id}/")
   const pattern = new RegExp(`^${template.replace("{id}", "(-?\\d+)")}$`)
-  const schemas = bodies.map((b) => b.schema)
-  return { name, template, pattern, accepts: bodies, bodies: schemas, body: Schema.Union(...schemas) as Schema.Schema<unknown, unknown> }
+  return { name, template, pattern, bodies, body: Schema.Union(...bodies) as Schema.Schema<unknown, unknown> }
 }
 
 /**
- * Every callback endpoint with the bodies it accepts and what each means: the one table of
- * the wire contract. The SDK sends to `callbackPaths` (the same table's paths) through these
- * schemas; a dev backend matches the request path against `pattern` and decodes the JSON
- * with each of `accepts` using `{ onExcessProperty: "error" }`.
+ * Every callback endpoint with the body schemas it accepts. A dev backend matches the
+ * request path against `pattern` and decodes the JSON with `body` using
+ * `{ onExcessProperty: "error" }`.
  */
 export const callbackEndpoints: ReadonlyArray<CallbackEndpoint> = [
-  endpoint("trainingProgress", [accepts(TrainingStartedBody, "started", "training"), accepts(TrainingProgressBody, "progress", "training")]),
-  endpoint("trainingCompletion", [accepts(CompletionBody, "completed", "training"), accepts(FailedBody, "failed", "training")]),
-  endpoint("trainingLogs", [accepts(LogEntryBody, "log", "training")]),
-  endpoint("validationResults", [accepts(ValidationBody, "validation", "training")]),
-  endpoint("inferenceStarted", [accepts(InferenceStartedBody, "started", "inference")]),
-  endpoint("inferenceCompletion", [accepts(InferenceCompletedBody, "completed", "inference"), accepts(FailedBody, "failed", "inference")]),
-  endpoint("exportStarted", [accepts(ExportStartedBody, "started", "export")]),
-  endpoint("exportCompletion", [accepts(ExportCompletedBody, "completed", "export"), accepts(FailedBody, "failed", "export")])
+  endpoint("trainingProgress", [TrainingStartedBody, TrainingProgressBody]),
+  endpoint("trainingCompletion", [CompletionBody, FailedBody]),
+  endpoint("trainingLogs", [LogEntryBody]),
+  endpoint("validationResults", [ValidationBody]),
+  endpoint("inferenceStarted", [InferenceStartedBody]),
+  endpoint("inferenceCompletion", [InferenceCompletedBody, FailedBody]),
+  endpoint("exportStarted", [ExportStartedBody]),
+  endpoint("exportCompletion", [ExportCompletedBody, FailedBody]),
+  endpoint("evaluationResults", [EvaluationResultsBody])
 ]
 
 /** Finds the endpoint a request path (relative to `CALLBACK_URL`) addresses, with its job id. */

@@ -6,9 +6,11 @@ import { Either, ParseResult, Schema } from "effect"
 import { CallbackError, type ErrorType } from "../Errors.js"
 import type {
   CompletionBody,
+  EvaluationResultsBody,
   ExportCompletedBody,
   FailedBody,
   InferenceCompletedBody,
+  InferenceResultBody,
   MetricsBlock,
   TrainingProgressBody,
   TrainingStartedBody,
@@ -19,12 +21,15 @@ import type {
 /** Metrics as a trainer reports them; `null`, NaN and ±Infinity travel as `null`. */
 export type CallbackMetrics = Readonly<Record<string, number | null>>
 
-/** The operation a job runs; it decides where a failure is reported. */
-export type CallbackOperation = "training" | "inference" | "export"
+/**
+ * The operation a job runs; it decides where the start and a failure are reported. It
+ * defaults to the job's kind (`evaluation` for a `TEST_RUN_ID` job).
+ */
+export type CallbackOperation = "training" | "inference" | "export" | "evaluation"
 
 /** Input of `reportStarted`. */
 export interface CallbackStartedReport {
-  /** Default `training`. */
+  /** Default: the job's kind (`JOB_ID` training, `INFERENCE_JOB_ID` inference, ...). */
   readonly operation?: CallbackOperation
   /** Training only; default the resolved `epochs` config. Must be > 0. */
   readonly totalEpochs?: number
@@ -104,12 +109,42 @@ export interface CallbackFailureReport {
   readonly epochsCompleted?: number
 }
 
+/** One image's inference result. */
+export interface CallbackInferenceResult {
+  /** Where the image is (required by the backend), e.g. its `s3://` URI or its key. */
+  readonly imagePath: string
+  readonly imageName?: string
+  /** The model's predictions for the image (default none), e.g. `{class_name, confidence, bbox}`. */
+  readonly predictions?: ReadonlyArray<Readonly<Record<string, unknown>>>
+  readonly inferenceTimeMs?: number
+}
+
 /** Input of `reportInferenceCompleted`. */
 export interface CallbackInferenceCompletedReport {
-  readonly totalImages: number
-  readonly totalInferenceTimeMs: number
-  readonly results: ReadonlyArray<unknown>
+  /** Per-image results. */
+  readonly results: ReadonlyArray<CallbackInferenceResult>
+  /** Default: the number of results. */
+  readonly totalImages?: number
+  /** Default: the sum of the results' `inferenceTimeMs` (0 when none has one). */
+  readonly totalInferenceTimeMs?: number
+  /** Not stored by the backend (its model has no such field); sent when given. */
   readonly resultUrls?: Readonly<Record<string, unknown>>
+}
+
+/** Input of `reportEvaluationResults`: the results of an evaluation (test run). */
+export interface CallbackEvaluationReport {
+  /** Default: the job's task type. */
+  readonly taskType?: string
+  readonly metrics?: CallbackMetrics
+  readonly perClassMetrics?: Readonly<Record<string, CallbackMetrics>>
+  readonly classNames?: ReadonlyArray<string>
+  /** Images evaluated. */
+  readonly numImages?: number
+  readonly visualizationUrls?: Readonly<Record<string, string>>
+  /** Where the per-image predictions were uploaded (an `s3://` URI). */
+  readonly predictionsJsonUri?: string
+  /** The evaluation's settings (thresholds, image size, split, ...). */
+  readonly config?: Readonly<Record<string, unknown>>
 }
 
 /** Input of `reportExportCompleted`; `metadata` is usually built with `exportMetadata`. */
@@ -312,9 +347,7 @@ export const validationBody = (
     timestamp,
     class_names: report.classNames,
     visualization_urls: report.visualizationUrls,
-    per_class_metrics: report.perClassMetrics === undefined
-      ? undefined
-      : Object.fromEntries(Object.entries(report.perClassMetrics).map(([name, m]) => [name, metricMap(m)])),
+    per_class_metrics: metricMaps(report.perClassMetrics),
     overall_loss: report.overallLoss === undefined ? undefined : finiteOrNull(report.overallLoss),
     confusion_matrix: report.confusionMatrix,
     pr_curves: report.prCurves,
@@ -362,22 +395,70 @@ export const failedBody = (jobId: number, report: CallbackFailureReport, epochsC
     traceback: report.traceback
   })
 
-/** The inference-completed body; the average is 0 when there are no images. */
+/** One inference result on the wire (`predictions` always present). */
+export const inferenceResultBody = (result: CallbackInferenceResult): InferenceResultBody =>
+  defined({
+    image_path: result.imagePath,
+    image_name: result.imageName,
+    predictions: (result.predictions ?? []).map((p) => ({ ...p })),
+    inference_time_ms: result.inferenceTimeMs
+  })
+
+/**
+ * The inference-completed body: totals default to the results' count and summed times; the
+ * average is 0 when there are no images.
+ */
 export const inferenceCompletedBody = (
   jobId: number,
   report: CallbackInferenceCompletedReport,
   timestamp: string
-): InferenceCompletedBody =>
-  defined({
+): InferenceCompletedBody => {
+  const totalImages = report.totalImages ?? report.results.length
+  const totalTime = report.totalInferenceTimeMs ??
+    report.results.reduce((sum, r) => sum + (r.inferenceTimeMs ?? 0), 0)
+  return defined({
     type: "inference_completed" as const,
     job_id: jobId,
     status: "completed" as const,
-    total_images: report.totalImages,
-    total_inference_time_ms: report.totalInferenceTimeMs,
-    avg_inference_time_ms: report.totalImages > 0 ? report.totalInferenceTimeMs / report.totalImages : 0,
-    results: report.results,
+    total_images: totalImages,
+    total_inference_time_ms: totalTime,
+    avg_inference_time_ms: totalImages > 0 ? totalTime / totalImages : 0,
+    results: report.results.map(inferenceResultBody),
     result_urls: report.resultUrls,
     timestamp
+  })
+}
+
+const metricMaps = (
+  perClass: Readonly<Record<string, CallbackMetrics>> | undefined
+): Record<string, Record<string, number | null>> | undefined =>
+  perClass === undefined
+    ? undefined
+    : Object.fromEntries(Object.entries(perClass).map(([name, m]) => [name, metricMap(m)]))
+
+/** The evaluation (test run) results body; `taskType` is the fallback when the report names none. */
+export const evaluationResultsBody = (taskType: string, report: CallbackEvaluationReport): EvaluationResultsBody =>
+  defined({
+    status: "completed" as const,
+    task_type: report.taskType ?? taskType,
+    metrics: report.metrics === undefined ? undefined : metricMap(report.metrics),
+    per_class_metrics: metricMaps(report.perClassMetrics),
+    class_names: report.classNames,
+    num_images: report.numImages,
+    visualization_urls: report.visualizationUrls,
+    predictions_json_uri: report.predictionsJsonUri,
+    config: report.config === undefined ? undefined : { ...report.config },
+    error_message: undefined,
+    traceback: undefined
+  })
+
+/** The evaluation failure body: the results endpoint with `status: "failed"`. */
+export const evaluationFailedBody = (taskType: string, report: CallbackFailureReport): EvaluationResultsBody =>
+  defined({
+    status: "failed" as const,
+    task_type: taskType,
+    error_message: failedErrorMessage(report.errorType, report.message),
+    traceback: report.traceback
   })
 
 /** The export-completed body. */

@@ -133,6 +133,17 @@ const integerOption = (name: string): Options.Options<number> =>
 /** The accepted `--task` values, as shown in help and errors. */
 const taskChoices = "detection, classification, segmentation or pose (or an alias such as object_detection, cls)"
 
+/** `--task`: one of the converter's tasks or an alias of one; anything else names the choices. */
+const taskOption = Options.text("task").pipe(
+  Options.withPseudoName("task"),
+  Options.mapEffect((value) => {
+    const task = normalizeTaskType(value)
+    return task === undefined
+      ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--task must be ${taskChoices}, got "${value}"`)))
+      : Effect.succeed(task)
+  })
+)
+
 // convert ---------------------------------------------------------------------------------
 
 const convert = Command.make(
@@ -142,17 +153,7 @@ const convert = Command.make(
       Options.withDescription("Annotation format of the dataset: DICE (annotations*.json) or LabelMe")
     ),
     to: choiceOption("to", ["yolo", "coco"]).pipe(Options.withDescription("Format to write")),
-    task: Options.text("task").pipe(
-      Options.withPseudoName("task"),
-      Options.mapEffect((value) => {
-        const task = normalizeTaskType(value)
-        return task === undefined
-          ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--task must be ${taskChoices}, got "${value}"`)))
-          : Effect.succeed(task)
-      }),
-      Options.withDescription(`${taskChoices} (default: the file's)`),
-      Options.optional
-    ),
+    task: taskOption.pipe(Options.withDescription(`${taskChoices} (default: the file's)`), Options.optional),
     seed: integerOption("seed").pipe(Options.withDescription("Seed of the random train/val split (default 42)"), Options.optional),
     valRatio: Options.float("val-ratio").pipe(
       Options.withDescription("Share of images in the validation split, in (0, 1) (default 0.2)"),
@@ -195,14 +196,7 @@ const validate = Command.make(
       Options.withDescription("Fewer images than this is an issue (default 1)"),
       Options.optional
     ),
-    task: Options.text("task").pipe(
-      Options.withPseudoName("task"),
-      Options.mapEffect((value) => {
-        const task = normalizeTaskType(value)
-        return task === undefined
-          ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--task must be ${taskChoices}, got "${value}"`)))
-          : Effect.succeed(task)
-      }),
+    task: taskOption.pipe(
       Options.withDescription("The dataset's task: segmentation requires a segmentation on every COCO annotation"),
       Options.optional
     ),

@@ -6,7 +6,7 @@ import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Either } from "effect"
 import { DatasetError } from "../Errors.js"
-import { decodeDice, type DiceDataset, diceAnnotationFileNames, parseJsonBytes } from "./diceModel.js"
+import { decodeDiceBytes, type DiceDataset, diceAnnotationFileNames, parseJsonBytes } from "./diceModel.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
 import { isPlainFileName, normalizeRelativeName, resolveInside } from "./safeName.js"
 
@@ -64,8 +64,8 @@ export const makeConverterReader = Effect.gen(function*() {
           detail: "no DICE annotation file found"
         })
       }
-      const doc = yield* readJson(file)
-      return { file, dataset: yield* decodeDice(file, doc) }
+      const bytes = yield* datasetIo(file, fs.readFile(file))
+      return { file, dataset: yield* decodeDiceBytes(file, bytes) }
     })
 
   const loadLabelMe = (dir: string) =>

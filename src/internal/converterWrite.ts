@@ -9,6 +9,7 @@ import { DatasetError } from "../Errors.js"
 import { cocoDocuments } from "./cocoExport.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DatasetSplit, DiceDataset } from "./diceModel.js"
+import { jsonPieces } from "./jsonPieces.js"
 import { flipIndex } from "./objectRules.js"
 import { isInside } from "./safeName.js"
 import { classifyPlan, type ConverterTask, yoloContext, yoloDataYaml, yoloImageLines, yoloLabelPath } from "./yoloLabels.js"
@@ -55,10 +56,21 @@ export const makeConverterWriter = Effect.gen(function*() {
   const tmpName = (file: string) =>
     Random.nextIntBetween(0, 2 ** 31).pipe(Effect.map((n) => `${file}.tmp-${n.toString(36)}`))
 
-  const writeAtomic = (file: string, text: string) =>
+  const writeAtomic = (file: string, text: string) => writeAtomicPieces(file, [text])
+
+  /** Writes `pieces` one after another to a temporary name, then moves it to `file`. */
+  const writeAtomicPieces = (file: string, pieces: Iterable<string>) =>
     Effect.gen(function*() {
       const tmp = yield* tmpName(file)
-      yield* datasetIo(file, fs.writeFileString(tmp, text)).pipe(
+      const encoder = new TextEncoder()
+      yield* datasetIo(
+        file,
+        Effect.scoped(Effect.flatMap(fs.open(tmp, { flag: "w" }), (handle) =>
+          // An empty piece is skipped: writing zero bytes is an error of FileSystem.writeAll.
+          Effect.forEach(pieces, (piece) => piece === "" ? Effect.void : handle.writeAll(encoder.encode(piece)), {
+            discard: true
+          })))
+      ).pipe(
         Effect.zipRight(datasetIo(file, fs.rename(tmp, file))),
         Effect.tapError(() => Effect.ignore(fs.remove(tmp)))
       )
@@ -381,12 +393,12 @@ export const makeConverterWriter = Effect.gen(function*() {
         const doc = out.splits[s]
         if (doc === undefined) yield* datasetIo(file, fs.remove(file, { force: true }))
         else {
-          yield* writeAtomic(file, JSON.stringify(doc))
+          yield* writeAtomicPieces(file, jsonPieces(doc))
           outputs.push(file)
         }
       }
       const allFile = path.join(annDir, "instances_all.json")
-      yield* writeAtomic(allFile, JSON.stringify(out.all))
+      yield* writeAtomicPieces(allFile, jsonPieces(out.all))
       outputs.push(allFile)
       const negatives = out.all.images.length - new Set(out.all.annotations.map((a) => a.image_id)).size
       const warnings: Array<string> = []

@@ -5,7 +5,7 @@
  * Pure: the same recorded events always give the same state. Served as JSON at
  * `/dashboard/state` and pushed over Server-Sent Events at `/dashboard/stream`.
  */
-import type { MetricsBlock } from "./callbackBodies.js"
+import type { BackendMetrics } from "./backendModels.js"
 import type { DevBackendEvent, DevBackendFieldIssue, DevBackendOperation, DevBackendRejection } from "./devBackendEvents.js"
 
 /** How many log rows per job the platform keeps (platform-behaviour.md); older rows are gone there. */
@@ -87,7 +87,7 @@ export interface DashboardRejection {
 /** Everything the dashboard shows about one job. */
 export interface DashboardJob {
   readonly jobId: number
-  /** The operation (job kind): `training`, `inference`, `export`; `null` until a report says. */
+  /** The operation (job kind): `training`, `inference`, `export`, `evaluation`; `null` until a report says. */
   readonly kind: DevBackendOperation | null
   /** `waiting` until a started or progress report arrives (only logs or validation so far). */
   readonly status: "waiting" | "running" | "completed" | "failed"
@@ -161,16 +161,25 @@ interface JobDraft {
   result: Array<{ readonly label: string; readonly value: string }>
 }
 
-/** Every numeric metric of a block: all of `extra_metrics`, plus loss/accuracy/learning rate under their own names when not already there. */
-export const blockMetrics = (block: MetricsBlock): Record<string, number> => {
+/**
+ * Every numeric metric of a block (as the backend's model decoded it; every field may be
+ * missing): all of `extra_metrics`, plus loss/accuracy/learning rate under their own names
+ * when not already there.
+ */
+export const blockMetrics = (block: BackendMetrics | null | undefined): Record<string, number> => {
   const out: Record<string, number> = {}
-  for (const [name, value] of Object.entries(block.extra_metrics)) if (value !== null) out[name] = value
-  const has = (...names: ReadonlyArray<string>) => names.some((name) => name in block.extra_metrics)
-  if (block.loss !== null && !has("loss")) out["loss"] = block.loss
-  if (block.accuracy !== null && !has("accuracy", "mAP50-95")) out["accuracy"] = block.accuracy
-  if (block.learning_rate !== null && !has(...learningRateMetricNames)) out["learning_rate"] = block.learning_rate
+  if (block === null || block === undefined) return out
+  const extra = block.extra_metrics ?? {}
+  for (const [name, value] of Object.entries(extra)) if (typeof value === "number" && Number.isFinite(value)) out[name] = value
+  const has = (...names: ReadonlyArray<string>) => names.some((name) => name in extra)
+  if (typeof block.loss === "number" && !has("loss")) out["loss"] = block.loss
+  if (typeof block.accuracy === "number" && !has("accuracy", "mAP50-95")) out["accuracy"] = block.accuracy
+  if (typeof block.learning_rate === "number" && !has(...learningRateMetricNames)) out["learning_rate"] = block.learning_rate
   return out
 }
+
+/** `value`, with `null` (an Optional field sent as null) read as absent. */
+const given = <A>(value: A | null | undefined): A | undefined => value ?? undefined
 
 /** Chart order: loss first, then the other metrics as first reported, the learning rate last. */
 const chartOrder = (names: ReadonlyArray<string>): Array<string> => {
@@ -201,7 +210,7 @@ const numericRecord = (value: unknown): Record<string, number | null> => {
   return out
 }
 
-const blockView = (block: MetricsBlock): Record<string, number | null> => ({ ...blockMetrics(block) })
+const blockView = (block: BackendMetrics | null | undefined): Record<string, number | null> => ({ ...blockMetrics(block) })
 
 const applyEvent = (job: JobDraft, event: DevBackendEvent): void => {
   job.updatedAt = event.receivedAt
@@ -222,62 +231,70 @@ const applyEvent = (job: JobDraft, event: DevBackendEvent): void => {
       job.status = "running"
       job.currentEpoch = body.current_epoch
       job.totalEpochs = body.total_epochs
-      job.progressPercent = body.progress_percent
+      job.progressPercent = given(body.progress_percent) ?? Math.min(100, (body.current_epoch / body.total_epochs) * 100)
       const metrics = blockMetrics(body.metrics)
       for (const name of Object.keys(metrics)) if (!job.metricNames.includes(name)) job.metricNames.push(name)
       job.epochs.set(body.current_epoch, { epoch: body.current_epoch, at: event.receivedAt, metrics })
       const left = body.total_epochs - body.current_epoch
-      const perEpoch = body.epoch_duration_seconds ??
+      const perEpoch = given(body.epoch_duration_seconds) ??
         (body.current_epoch > 0 ? (event.receivedAt - job.startedAt) / 1000 / body.current_epoch : undefined)
-      const seconds = body.estimated_time_remaining ?? (perEpoch === undefined ? undefined : perEpoch * Math.max(0, left))
+      const seconds = given(body.estimated_time_remaining) ?? (perEpoch === undefined ? undefined : perEpoch * Math.max(0, left))
       job.estimate = seconds === undefined ? job.estimate : { at: event.receivedAt, seconds }
-      for (const [type, uri] of [["checkpoint", body.checkpoint_path], ["best", body.best_checkpoint_path]] as const) {
+      for (const [type, uri] of [["checkpoint", given(body.checkpoint_path)], ["best", given(body.best_checkpoint_path)]] as const) {
         if (uri !== undefined) job.completionCheckpoints.push({ type, uri, metrics: blockView(body.metrics), at: event.receivedAt, source: "progress" })
       }
       return
     }
     case "validation": {
       const body = event.body
-      job.primaryMetricName = body.primary_metric_name
-      job.validations.set(body.epoch, { epoch: body.epoch, value: body.primary_metric_value, reportedBest: body.is_best })
-      const perClass = body.per_class_metrics ?? {}
-      const classNames = body.class_names ?? []
+      job.primaryMetricName = given(body.primary_metric_name) ?? job.primaryMetricName
+      // `is_best` is not in the backend's model: it is among the fields the dev backend dropped.
+      job.validations.set(body.epoch, {
+        epoch: body.epoch,
+        value: given(body.primary_metric_value) ?? null,
+        reportedBest: event.ignored["is_best"] === true
+      })
+      const perClass: Record<string, unknown> = { ...given(body.per_class_metrics) }
+      const classNames = given(body.class_names) ?? []
       const ordered = [...classNames.filter((name) => name in perClass), ...Object.keys(perClass).filter((name) => !classNames.includes(name))]
       job.latestValidation = {
         epoch: body.epoch,
         taskType: body.task_type,
-        primaryMetricName: body.primary_metric_name,
-        primaryMetricValue: body.primary_metric_value,
-        metrics: body.metrics,
-        overallLoss: body.overall_loss ?? null,
+        primaryMetricName: given(body.primary_metric_name) ?? "",
+        primaryMetricValue: given(body.primary_metric_value) ?? null,
+        metrics: numericRecord(body.metrics),
+        overallLoss: given(body.overall_loss) ?? null,
         classNames,
-        perClassMetrics: ordered.map((className) => ({ className, metrics: perClass[className]! })),
-        confusionMatrix: body.confusion_matrix ?? null,
-        visualizationUrls: body.visualization_urls ?? {}
+        perClassMetrics: ordered.map((className) => ({ className, metrics: numericRecord(perClass[className]) })),
+        confusionMatrix: given(body.confusion_matrix) ?? null,
+        visualizationUrls: given(body.visualization_urls) ?? {}
       }
       return
     }
     case "log": {
       const body = event.body
       const checkpoint = body.event_type === "checkpoint"
-      const time = Date.parse(body.timestamp)
+      const data = given(body.data) ?? {}
+      const timestamp = given(body.timestamp) ?? ""
+      // The backend's model takes any string here: one that is no date is never "late".
+      const time = Date.parse(timestamp)
       const outOfOrder = time < job.latestLogTime
       if (time > job.latestLogTime) job.latestLogTime = time
       job.logs.push({
         sequence: event.sequence,
         at: event.receivedAt,
-        level: body.level,
+        level: body.level ?? "INFO",
         eventType: body.event_type,
         message: body.message,
-        timestamp: body.timestamp,
-        data: body.data,
+        timestamp,
+        data,
         checkpoint,
         outOfOrder
       })
-      const uri = body.data["s3_uri"]
+      const uri = data["s3_uri"]
       if (checkpoint && typeof uri === "string") {
         const type = /^Saved (.+) checkpoint$/.exec(body.message)?.[1] ?? "checkpoint"
-        job.checkpoints.push({ type, uri, metrics: numericRecord(body.data["metrics"]), at: event.receivedAt, source: "log" })
+        job.checkpoints.push({ type, uri, metrics: numericRecord(data["metrics"]), at: event.receivedAt, source: "log" })
       }
       return
     }
@@ -288,43 +305,60 @@ const applyEvent = (job: JobDraft, event: DevBackendEvent): void => {
       switch (event.operation) {
         case "training": {
           const body = event.body
+          const bestEpoch = given(body.best_epoch)
+          const duration = given(body.total_duration_seconds)
+          const mlflowRunId = given(body.mlflow_run_id)
           job.result = [
             { label: "epochs completed", value: String(body.total_epochs_completed) },
-            ...(body.best_epoch === undefined ? [] : [{ label: "best epoch", value: String(body.best_epoch) }]),
-            ...(body.total_duration_seconds === undefined
-              ? []
-              : [{ label: "duration", value: `${body.total_duration_seconds} s` }]),
-            ...(body.mlflow_run_id === undefined ? [] : [{ label: "MLflow run", value: body.mlflow_run_id }])
+            ...(bestEpoch === undefined ? [] : [{ label: "best epoch", value: String(bestEpoch) }]),
+            ...(duration === undefined ? [] : [{ label: "duration", value: `${duration} s` }]),
+            ...(mlflowRunId === undefined ? [] : [{ label: "MLflow run", value: mlflowRunId }])
           ]
-          const named: ReadonlyArray<readonly [string, string | undefined, MetricsBlock | undefined]> = [
-            ["best", body.best_checkpoint_path, body.best_metrics],
-            ["last", body.last_checkpoint_path, body.final_metrics],
-            ["final", body.final_checkpoint_path, body.final_metrics],
-            ["artifacts", body.model_artifacts_path, undefined]
+          const named: ReadonlyArray<readonly [string, string | undefined, BackendMetrics | null | undefined]> = [
+            ["best", given(body.best_checkpoint_path), body.best_metrics],
+            ["last", given(body.last_checkpoint_path), body.final_metrics],
+            ["final", given(body.final_checkpoint_path), body.final_metrics],
+            ["artifacts", given(body.model_artifacts_path), undefined]
           ]
           for (const [type, uri, block] of named) {
             if (uri !== undefined) {
-              job.completionCheckpoints.push({ type, uri, metrics: block === undefined ? {} : blockView(block), at: event.receivedAt, source: "completion" })
+              job.completionCheckpoints.push({ type, uri, metrics: blockView(block), at: event.receivedAt, source: "completion" })
             }
           }
           return
         }
         case "inference": {
           const body = event.body
+          const results = given(body.results) ?? []
+          const line = (label: string, value: number | null | undefined, unit = "") =>
+            value === null || value === undefined ? [] : [{ label, value: `${value}${unit}` }]
           job.result = [
-            { label: "images", value: String(body.total_images) },
-            { label: "total inference time", value: `${body.total_inference_time_ms} ms` },
-            { label: "average per image", value: `${body.avg_inference_time_ms} ms` },
-            { label: "results", value: String(body.results.length) }
+            ...line("images", given(body.total_images) ?? results.length),
+            ...line("total inference time", body.total_inference_time_ms, " ms"),
+            ...line("average per image", body.avg_inference_time_ms, " ms"),
+            { label: "results", value: String(results.length) }
           ]
           return
         }
         case "export": {
           const body = event.body
           job.result = [
-            { label: "format", value: body.export_format },
-            { label: "output", value: body.output_s3_uri },
-            { label: "size", value: `${body.file_size_bytes} bytes` }
+            { label: "format", value: given(body.export_format) ?? "" },
+            { label: "output", value: given(body.output_s3_uri) ?? "" },
+            { label: "size", value: `${given(body.file_size_bytes) ?? 0} bytes` }
+          ]
+          return
+        }
+        case "evaluation": {
+          const body = event.body
+          const metrics = numericRecord(body.metrics)
+          const images = given(body.num_images)
+          const predictions = given(body.predictions_json_uri)
+          job.result = [
+            { label: "task type", value: body.task_type },
+            ...(images === undefined ? [] : [{ label: "images", value: String(images) }]),
+            ...Object.entries(metrics).map(([label, value]) => ({ label, value: String(value) })),
+            ...(predictions === undefined ? [] : [{ label: "predictions", value: predictions }])
           ]
           return
         }
@@ -335,12 +369,11 @@ const applyEvent = (job: JobDraft, event: DevBackendEvent): void => {
       job.status = "failed"
       job.endedAt = event.receivedAt
       job.estimate = null
-      job.error = {
-        type: errorTypeOf(event.body.error_message),
-        message: event.body.error_message,
-        traceback: event.body.traceback ?? null
-      }
-      job.result = [{ label: "epochs completed", value: String(event.body.total_epochs_completed) }]
+      const message = given(event.body.error_message) ?? ""
+      job.error = { type: errorTypeOf(message), message, traceback: given(event.body.traceback) ?? null }
+      job.result = event.operation === "training"
+        ? [{ label: "epochs completed", value: String(event.body.total_epochs_completed) }]
+        : []
       return
     }
   }
@@ -385,15 +418,29 @@ const finish = (job: JobDraft, rejections: ReadonlyArray<DashboardRejection>): D
   }
 }
 
+/** The operation a refused request's path belongs to (`undefined` for the shared training paths of logs and validation). */
+const rejectedOperation = (path: string): DevBackendOperation | undefined =>
+  path.startsWith("/test_inference/inference/")
+    ? "inference"
+    : path.startsWith("/test_inference/test/")
+    ? "evaluation"
+    : path.startsWith("/export/")
+    ? "export"
+    : path.startsWith("/training/jobs/") && !path.endsWith("/logs")
+    ? "training"
+    : undefined
+
 /** Projects what a dev backend recorded into the dashboard's state, at time `now`. */
 export const projectDashboardState = (
   events: ReadonlyArray<DevBackendEvent>,
   rejections: ReadonlyArray<DevBackendRejection>,
   now: number
 ): DashboardState => {
-  const jobs = new Map<number, JobDraft>()
-  const draft = (jobId: number, at: number): JobDraft => {
-    const existing = jobs.get(jobId)
+  // Keyed by operation and id: a training job and an inference job may share a number.
+  // Log and validation reports belong to training jobs; a refused request to its path's job.
+  const jobs = new Map<string, JobDraft>()
+  const draft = (key: string, jobId: number, at: number): JobDraft => {
+    const existing = jobs.get(key)
     if (existing !== undefined) return existing
     const job: JobDraft = {
       jobId,
@@ -418,12 +465,17 @@ export const projectDashboardState = (
       completionCheckpoints: [],
       result: []
     }
-    jobs.set(jobId, job)
+    jobs.set(key, job)
     return job
   }
-  for (const event of events) applyEvent(draft(event.jobId, event.receivedAt), event)
+  for (const event of events) applyEvent(draft(`${event.operation}:${event.jobId}`, event.jobId, event.receivedAt), event)
   // A job whose every request was refused still gets a view: showing why is the point of a dry run.
-  for (const rejection of rejections) if (rejection.jobId !== undefined) draft(rejection.jobId, rejection.receivedAt)
+  for (const rejection of rejections) {
+    if (rejection.jobId === undefined) continue
+    const operation = rejectedOperation(rejection.path)
+    const seen = Array.from(jobs.keys()).find((key) => key.endsWith(`:${rejection.jobId}`) && (operation === undefined || key.startsWith(`${operation}:`)))
+    draft(seen ?? `${operation ?? "training"}:${rejection.jobId}`, rejection.jobId, rejection.receivedAt)
+  }
   const refused = rejections.map(rejectionView)
   return {
     now,

@@ -6,23 +6,21 @@
 import { Either, ParseResult, Schema } from "effect"
 import { maxJsonDepth } from "./diceModel.js"
 import {
-  type CallbackEndpointName,
-  CompletionBody,
-  ExportCompletedBody,
-  ExportStartedBody,
-  FailedBody,
-  InferenceCompletedBody,
-  InferenceStartedBody,
-  LogEntryBody,
-  type MetricsBlock,
-  matchCallbackEndpoint,
-  TrainingProgressBody,
-  TrainingStartedBody,
-  ValidationBody
-} from "./callbackBodies.js"
+  BackendCompletion,
+  BackendExportCompletion,
+  BackendInferenceResults,
+  BackendLogEvent,
+  type BackendMetrics,
+  BackendOperationStarted,
+  BackendProgress,
+  BackendTestResults,
+  BackendValidation,
+  exportCompletedRequired
+} from "./backendModels.js"
+import { type CallbackEndpointName, matchCallbackEndpoint } from "./callbackBodies.js"
 
 /** The operation a callback belongs to. */
-export type DevBackendOperation = "training" | "inference" | "export"
+export type DevBackendOperation = "training" | "inference" | "export" | "evaluation"
 
 /** What an accepted callback announced. */
 export type DevBackendEventKind = "started" | "progress" | "validation" | "completed" | "failed" | "log"
@@ -37,18 +35,20 @@ export const devBackendEventKinds: ReadonlyArray<DevBackendEventKind> = [
   "failed"
 ]
 
-/** The kind, operation and decoded body of an accepted callback (a discriminated union). */
+/**
+ * The kind, operation and body (as the backend's model decoded it) of an accepted callback
+ * (a discriminated union). Outcomes are told apart by `status` (`failed` is a failure).
+ */
 export type DevBackendPayload =
-  | { readonly kind: "started"; readonly operation: "training"; readonly body: typeof TrainingStartedBody.Type }
-  | { readonly kind: "started"; readonly operation: "inference"; readonly body: typeof InferenceStartedBody.Type }
-  | { readonly kind: "started"; readonly operation: "export"; readonly body: typeof ExportStartedBody.Type }
-  | { readonly kind: "progress"; readonly operation: "training"; readonly body: typeof TrainingProgressBody.Type }
-  | { readonly kind: "validation"; readonly operation: "training"; readonly body: typeof ValidationBody.Type }
-  | { readonly kind: "log"; readonly operation: "training"; readonly body: typeof LogEntryBody.Type }
-  | { readonly kind: "completed"; readonly operation: "training"; readonly body: typeof CompletionBody.Type }
-  | { readonly kind: "completed"; readonly operation: "inference"; readonly body: typeof InferenceCompletedBody.Type }
-  | { readonly kind: "completed"; readonly operation: "export"; readonly body: typeof ExportCompletedBody.Type }
-  | { readonly kind: "failed"; readonly operation: DevBackendOperation; readonly body: typeof FailedBody.Type }
+  | { readonly kind: "started"; readonly operation: "training"; readonly body: BackendProgress }
+  | { readonly kind: "started"; readonly operation: "inference" | "export"; readonly body: BackendOperationStarted }
+  | { readonly kind: "progress"; readonly operation: "training"; readonly body: BackendProgress }
+  | { readonly kind: "validation"; readonly operation: "training"; readonly body: BackendValidation }
+  | { readonly kind: "log"; readonly operation: "training"; readonly body: BackendLogEvent }
+  | { readonly kind: "completed" | "failed"; readonly operation: "training"; readonly body: BackendCompletion }
+  | { readonly kind: "completed" | "failed"; readonly operation: "inference"; readonly body: BackendInferenceResults }
+  | { readonly kind: "completed" | "failed"; readonly operation: "export"; readonly body: BackendExportCompletion }
+  | { readonly kind: "completed" | "failed"; readonly operation: "evaluation"; readonly body: BackendTestResults }
 
 /** One accepted callback, as recorded by the dev backend. */
 export type DevBackendEvent = DevBackendPayload & {
@@ -59,7 +59,13 @@ export type DevBackendEvent = DevBackendPayload & {
   /** The request path relative to the API base, e.g. `/training/jobs/7/callback/progress`. */
   readonly path: string
   readonly endpoint: CallbackEndpointName
+  /** The id in the path (the backend files the callback under it, whatever the body's `job_id`). */
   readonly jobId: number
+  /**
+   * Top-level fields the backend's model does not have, with their values: accepted and
+   * dropped, as the backend does (e.g. a validation report's `is_best`).
+   */
+  readonly ignored: Readonly<Record<string, unknown>>
 }
 
 /** One problem of a rejected body: the JSON path (`""` for the body itself) and what is wrong. */
@@ -82,6 +88,59 @@ export interface DevBackendRejection {
   readonly jobId: number | undefined
   /** Empty for a 404; the one problem with the body as a whole (field `""`) for a 413 or 500. */
   readonly issues: ReadonlyArray<DevBackendFieldIssue>
+}
+
+const isFailure = (body: { readonly status: string }) => body.status === "failed"
+const outcome = (body: { readonly status: string }) => (isFailure(body) ? "failed" as const : "completed" as const)
+
+/** Extra checks beyond the model's fields (a successful export must say what it produced). */
+const exportCompletionIssues = (body: typeof BackendExportCompletion.Type): ReadonlyArray<DevBackendFieldIssue> =>
+  isFailure(body)
+    ? []
+    : exportCompletedRequired.flatMap((field) =>
+      body[field] === undefined || body[field] === null
+        ? [{ field, problem: "is missing (a completed export must carry it)" }]
+        : []
+    )
+
+interface EndpointModel {
+  readonly schema: Schema.Schema.AnyNoContext
+  readonly payload: (body: never) => DevBackendPayload
+  readonly check?: (body: never) => ReadonlyArray<DevBackendFieldIssue>
+}
+
+const model = <A, I>(
+  schema: Schema.Schema<A, I>,
+  payload: (body: A) => DevBackendPayload,
+  check?: (body: A) => ReadonlyArray<DevBackendFieldIssue>
+): EndpointModel => ({
+  schema: schema as unknown as Schema.Schema.AnyNoContext,
+  payload: payload as (body: never) => DevBackendPayload,
+  ...(check === undefined ? {} : { check: check as (body: never) => ReadonlyArray<DevBackendFieldIssue> })
+})
+
+/** A training progress report at epoch 0 without metrics is the job's start. */
+const isTrainingStart = (body: BackendProgress) =>
+  body.status === "running" && body.current_epoch === 0 && (body.metrics === undefined || body.metrics === null)
+
+/** For each endpoint, the backend's model and what an accepted body means. */
+const models: Record<CallbackEndpointName, EndpointModel> = {
+  trainingProgress: model(BackendProgress, (body) =>
+    isTrainingStart(body)
+      ? { kind: "started", operation: "training", body }
+      : { kind: "progress", operation: "training", body }),
+  trainingCompletion: model(BackendCompletion, (body) => ({ kind: outcome(body), operation: "training", body })),
+  trainingLogs: model(BackendLogEvent, (body) => ({ kind: "log", operation: "training", body })),
+  validationResults: model(BackendValidation, (body) => ({ kind: "validation", operation: "training", body })),
+  inferenceStarted: model(BackendOperationStarted, (body) => ({ kind: "started", operation: "inference", body })),
+  inferenceCompletion: model(BackendInferenceResults, (body) => ({ kind: outcome(body), operation: "inference", body })),
+  exportStarted: model(BackendOperationStarted, (body) => ({ kind: "started", operation: "export", body })),
+  exportCompletion: model(
+    BackendExportCompletion,
+    (body) => ({ kind: outcome(body), operation: "export", body }),
+    exportCompletionIssues
+  ),
+  evaluationResults: model(BackendTestResults, (body) => ({ kind: outcome(body), operation: "evaluation", body }))
 }
 
 /** Renders a parse path as a JSON path: `metrics.extra_metrics["mAP50-95"]`, `image_results[0].iou`. */
@@ -109,7 +168,14 @@ export const mergeUnionProblems = (problems: ReadonlyArray<string>): string => {
   return problems.join("; or ")
 }
 
-/** One issue per field: the alternatives of a union are merged into one line (`mergeUnionProblems`). */
+/** The `null` / missing alternatives of an optional field, which say nothing about what was wrong. */
+const optionalAlternative = /^Expected (null|undefined), actual /
+
+/**
+ * One issue per field: the alternatives of a union are merged into one line
+ * (`mergeUnionProblems`), an optional field's `null`/missing alternatives are left out, and
+ * a field whose deeper parts are named is not named again on its own.
+ */
 const fieldIssues = (error: ParseResult.ParseError): ReadonlyArray<DevBackendFieldIssue> => {
   const byField = new Map<string, Array<string>>()
   for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
@@ -119,7 +185,13 @@ const fieldIssues = (error: ParseResult.ParseError): ReadonlyArray<DevBackendFie
     if (!problems.includes(problem)) problems.push(problem)
     byField.set(field, problems)
   }
-  return Array.from(byField, ([field, problems]) => ({ field, problem: mergeUnionProblems(problems) }))
+  const fields = Array.from(byField.keys())
+  return Array.from(byField).flatMap(([field, problems]) => {
+    const telling = problems.filter((problem) => !optionalAlternative.test(problem))
+    if (telling.length > 0) return [{ field, problem: mergeUnionProblems(telling) }]
+    const deeper = fields.some((other) => other !== field && (other.startsWith(`${field}.`) || other.startsWith(`${field}[`)))
+    return deeper ? [] : [{ field, problem: mergeUnionProblems(problems) }]
+  })
 }
 
 /**
@@ -147,15 +219,21 @@ export const tooDeepField = (value: unknown): ReadonlyArray<PropertyKey> | undef
 
 /** The outcome of decoding one request: the event payload, or the problems with its body. */
 export type DevBackendDecoded =
-  | { readonly _tag: "Accepted"; readonly endpoint: CallbackEndpointName; readonly jobId: number; readonly payload: DevBackendPayload }
+  | {
+    readonly _tag: "Accepted"
+    readonly endpoint: CallbackEndpointName
+    readonly jobId: number
+    readonly payload: DevBackendPayload
+    /** Top-level fields the model does not have (dropped), with their values. */
+    readonly ignored: Readonly<Record<string, unknown>>
+  }
   | { readonly _tag: "NotFound" }
   | { readonly _tag: "Invalid"; readonly jobId: number; readonly issues: ReadonlyArray<DevBackendFieldIssue> }
 
 /**
- * Decodes one POST (path relative to the API base, raw body text) strictly: the body must
- * be JSON matching one of the endpoint's schemas with no excess property, and its `job_id`
- * must equal the id in the path. When no schema matches, the issues of the closest one
- * (fewest problems) are returned.
+ * Decodes one POST (path relative to the API base, raw body text) as the backend does: the
+ * body must be a JSON object its endpoint's model accepts (lax types, unknown fields
+ * dropped and kept in `ignored`); the job is the one the path names.
  */
 export const decodeDevBackendRequest = (path: string, text: string): DevBackendDecoded => {
   const match = matchCallbackEndpoint(path.split("?")[0]!)
@@ -176,24 +254,28 @@ export const decodeDevBackendRequest = (path: string, text: string): DevBackendD
       issues: [{ field: formatJsonPath(deep), problem: `nests arrays/objects deeper than ${maxJsonDepth} levels` }]
     }
   }
-  let closest: ReadonlyArray<DevBackendFieldIssue> | undefined
-  for (const { kind, operation, schema } of endpoint.accepts) {
-    const decoded = Schema.decodeUnknownEither(schema)(json, { onExcessProperty: "error", errors: "all" })
-    if (Either.isRight(decoded)) {
-      const body = decoded.right as { readonly job_id: number }
-      if (body.job_id !== jobId) {
-        return {
-          _tag: "Invalid",
-          jobId,
-          issues: [{ field: "job_id", problem: `is ${body.job_id} but the path addresses job ${jobId}` }]
-        }
-      }
-      return { _tag: "Accepted", endpoint: endpoint.name, jobId, payload: { kind, operation, body: decoded.right } as DevBackendPayload }
-    }
-    const issues = fieldIssues(decoded.left)
-    if (closest === undefined || issues.length < closest.length) closest = issues
-  }
-  return { _tag: "Invalid", jobId, issues: closest ?? [] }
+  const { check, payload, schema } = models[endpoint.name]
+  const decoded = Schema.decodeUnknownEither(schema)(json, { onExcessProperty: "ignore", errors: "all" })
+  if (Either.isLeft(decoded)) return { _tag: "Invalid", jobId, issues: fieldIssues(decoded.left) }
+  const extra = check?.(decoded.right as never) ?? []
+  if (extra.length > 0) return { _tag: "Invalid", jobId, issues: extra }
+  const fields = modelFields(schema)
+  const ignored = Object.fromEntries(Object.entries(json as object).filter(([field]) => !fields.has(field)))
+  return { _tag: "Accepted", endpoint: endpoint.name, jobId, payload: payload(decoded.right as never), ignored }
+}
+
+const fieldsOf = new WeakMap<object, ReadonlySet<string>>()
+
+/** The top-level field names of a struct schema. */
+const modelFields = (schema: Schema.Schema.AnyNoContext): ReadonlySet<string> => {
+  const cached = fieldsOf.get(schema)
+  if (cached !== undefined) return cached
+  const ast = schema.ast
+  const names = new Set(
+    ast._tag === "TypeLiteral" ? ast.propertySignatures.map((p) => String(p.name)) : []
+  )
+  fieldsOf.set(schema, names)
+  return names
 }
 
 /** The `job_status` the backend answers with after `payload`, given the job's previous status. */
@@ -205,23 +287,32 @@ export const jobStatusAfter = (payload: DevBackendPayload, previous: string | nu
     : previous
 
 /** A metric value for humans: integers as is, others with 4 significant digits. */
-const formatNumber = (value: number | null): string =>
-  value === null ? "null" : Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(4)))
+const formatNumber = (value: number | null | undefined): string =>
+  value === null || value === undefined
+    ? "null"
+    : Number.isInteger(value)
+    ? String(value)
+    : String(Number(value.toPrecision(4)))
 
-const formatMetrics = (metrics: Readonly<Record<string, number | null>>): string =>
-  Object.entries(metrics).map(([name, value]) => `${name}=${formatNumber(value)}`).join(" ")
+const formatMetrics = (metrics: Readonly<Record<string, unknown>>): string =>
+  Object.entries(metrics)
+    .map(([name, value]) => `${name}=${typeof value === "number" || value === null ? formatNumber(value) : JSON.stringify(value)}`)
+    .join(" ")
 
-const formatBlock = (block: MetricsBlock): string => {
-  if (Object.keys(block.extra_metrics).length > 0) return formatMetrics(block.extra_metrics)
-  const named: Record<string, number | null> = {}
-  if (block.loss !== null) named.loss = block.loss
-  if (block.accuracy !== null) named.accuracy = block.accuracy
-  if (block.learning_rate !== null) named.learning_rate = block.learning_rate
+const formatBlock = (block: BackendMetrics | null | undefined): string => {
+  if (block === null || block === undefined) return ""
+  if (block.extra_metrics && Object.keys(block.extra_metrics).length > 0) return formatMetrics(block.extra_metrics)
+  const named: Record<string, number> = {}
+  if (typeof block.loss === "number") named.loss = block.loss
+  if (typeof block.accuracy === "number") named.accuracy = block.accuracy
+  if (typeof block.learning_rate === "number") named.learning_rate = block.learning_rate
   return formatMetrics(named)
 }
 
-const columns = (...parts: ReadonlyArray<string | undefined>): string =>
-  parts.filter((part): part is string => part !== undefined && part !== "").join("  ")
+const present = <A>(value: A | null | undefined): value is A => value !== null && value !== undefined
+
+const columns = (...parts: ReadonlyArray<string | null | undefined>): string =>
+  parts.filter((part): part is string => present(part) && part !== "").join("  ")
 
 const label = (text: string): string => text.padEnd(10)
 
@@ -237,10 +328,11 @@ const describePayload = (payload: DevBackendPayload): string => {
       return columns(
         label("progress"),
         `epoch ${b.current_epoch}/${b.total_epochs}`,
-        `${b.progress_percent.toFixed(1)}%`,
+        present(b.progress_percent) ? `${b.progress_percent.toFixed(1)}%` : undefined,
         formatBlock(b.metrics),
-        b.estimated_time_remaining === undefined ? undefined : `eta ${Math.round(b.estimated_time_remaining)}s`,
-        b.checkpoint_path === undefined ? undefined : `checkpoint=${b.checkpoint_path}`
+        present(b.estimated_time_remaining) ? `eta ${Math.round(b.estimated_time_remaining)}s` : undefined,
+        present(b.checkpoint_path) ? `checkpoint=${b.checkpoint_path}` : undefined,
+        present(b.best_checkpoint_path) ? `best=${b.best_checkpoint_path}` : undefined
       )
     }
     case "validation": {
@@ -248,47 +340,63 @@ const describePayload = (payload: DevBackendPayload): string => {
       return columns(
         label("validation"),
         `epoch ${b.epoch}`,
-        `${b.primary_metric_name}=${formatNumber(b.primary_metric_value)}${b.is_best ? " (best)" : ""}`,
+        present(b.primary_metric_name) ? `${b.primary_metric_name}=${formatNumber(b.primary_metric_value)}` : undefined,
         `task=${b.task_type}`
       )
     }
     case "log": {
       const b = payload.body
-      return columns(label("log"), b.level.padEnd(7), `${b.event_type}: ${b.message}`)
+      return columns(label("log"), (b.level ?? "INFO").padEnd(7), `${b.event_type}: ${b.message}`)
     }
-    case "failed": {
-      const b = payload.body
-      return columns(
-        label("failed"),
-        payload.operation,
-        `after ${b.total_epochs_completed} epochs`,
-        b.error_message
-      )
-    }
+    case "failed":
     case "completed":
       switch (payload.operation) {
         case "training": {
           const b = payload.body
-          return columns(
-            label("completed"),
-            "training",
-            `${b.total_epochs_completed} epochs`,
-            formatBlock(b.final_metrics),
-            b.best_checkpoint_path === undefined ? undefined : `best=${b.best_checkpoint_path}`
-          )
+          return payload.kind === "failed"
+            ? columns(label("failed"), "training", `after ${b.total_epochs_completed} epochs`, b.error_message)
+            : columns(
+              label("completed"),
+              "training",
+              `${b.total_epochs_completed} epochs`,
+              formatBlock(b.final_metrics),
+              present(b.best_checkpoint_path) ? `best=${b.best_checkpoint_path}` : undefined
+            )
         }
         case "inference": {
           const b = payload.body
-          return columns(
-            label("completed"),
-            "inference",
-            `${b.total_images} images`,
-            `avg ${formatNumber(b.avg_inference_time_ms)} ms`
-          )
+          return payload.kind === "failed"
+            ? columns(label("failed"), "inference", b.error_message)
+            : columns(
+              label("completed"),
+              "inference",
+              `${b.total_images ?? b.results?.length ?? 0} images`,
+              present(b.avg_inference_time_ms) ? `avg ${formatNumber(b.avg_inference_time_ms)} ms` : undefined
+            )
         }
         case "export": {
           const b = payload.body
-          return columns(label("completed"), "export", b.export_format, `${b.file_size_bytes} bytes`, b.output_s3_uri)
+          return payload.kind === "failed"
+            ? columns(label("failed"), "export", b.error_message)
+            : columns(
+              label("completed"),
+              "export",
+              b.export_format,
+              present(b.file_size_bytes) ? `${b.file_size_bytes} bytes` : undefined,
+              b.output_s3_uri
+            )
+        }
+        case "evaluation": {
+          const b = payload.body
+          return payload.kind === "failed"
+            ? columns(label("failed"), "evaluation", b.error_message)
+            : columns(
+              label("completed"),
+              "evaluation",
+              `task=${b.task_type}`,
+              present(b.num_images) ? `${b.num_images} images` : undefined,
+              present(b.metrics) ? formatMetrics(b.metrics) : undefined
+            )
         }
       }
   }
@@ -308,6 +416,7 @@ export const formatDevBackendRejection = (rejection: DevBackendRejection): strin
 
 /** What the backend knows about one job at the end. */
 export interface DevBackendJobSummary {
+  /** The id in the paths (a training job and an inference job may share a number: they are separate jobs). */
   readonly jobId: number
   readonly operation: DevBackendOperation
   /** `running`, `completed`, `failed`, or `null` when only logs or validation arrived. */
@@ -340,10 +449,11 @@ export const summarizeDevBackendEvents = (
     completed: 0,
     failed: 0
   }
-  const jobs = new Map<number, DevBackendJobSummary>()
+  const jobs = new Map<string, DevBackendJobSummary>()
   for (const event of events) {
     counts[event.kind] += 1
-    const previous: DevBackendJobSummary = jobs.get(event.jobId) ?? {
+    const key = `${event.operation}:${event.jobId}`
+    const previous: DevBackendJobSummary = jobs.get(key) ?? {
       jobId: event.jobId,
       operation: event.operation,
       status: null,
@@ -351,15 +461,14 @@ export const summarizeDevBackendEvents = (
       totalEpochs: undefined,
       errorMessage: undefined
     }
-    jobs.set(event.jobId, {
+    jobs.set(key, {
       ...previous,
-      operation: event.kind === "log" || event.kind === "validation" ? previous.operation : event.operation,
       status: jobStatusAfter(event, previous.status),
       lastEpoch: event.kind === "progress" ? event.body.current_epoch : previous.lastEpoch,
       totalEpochs: event.kind === "progress" || (event.kind === "started" && event.operation === "training")
         ? event.body.total_epochs
         : previous.totalEpochs,
-      errorMessage: event.kind === "failed" ? event.body.error_message : previous.errorMessage
+      errorMessage: event.kind === "failed" ? event.body.error_message ?? undefined : previous.errorMessage
     })
   }
   return { accepted: events.length, rejected: rejections.length, counts, jobs: Array.from(jobs.values()) }

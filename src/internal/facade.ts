@@ -6,6 +6,7 @@
 import { Cause, Context, Duration, Effect, Exit, Fiber, type Layer, ManagedRuntime, Option, Runtime } from "effect"
 import type {
   CallbackCompletionReport,
+  CallbackEvaluationReport,
   CallbackExportCompletedReport,
   CallbackFailureReport,
   CallbackInferenceCompletedReport,
@@ -46,8 +47,12 @@ export interface TrainerClient {
   /** Waits for the background checkpoint uploads, then reports completion (see `TrainerSdkService.reportCompleted`). */
   readonly reportCompleted: (report: CallbackCompletionReport) => Promise<void>
   readonly reportFailed: (report: CallbackFailureReport) => Promise<void>
+  /** An inference job's outcome (see `TrainerSdkService.reportInferenceCompleted`). */
   readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Promise<void>
+  /** An export job's outcome (see `TrainerSdkService.reportExportCompleted`). */
   readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Promise<void>
+  /** An evaluation (test run) job's results (see `TrainerSdkService.reportEvaluationResults`). */
+  readonly reportEvaluationResults: (report: CallbackEvaluationReport) => Promise<void>
   /** Uploads a checkpoint and waits for it; returns its `s3://` URI. */
   readonly uploadCheckpoint: (
     localPath: string,
@@ -118,6 +123,7 @@ export const makeClientOver = (
     reportFailed: (report) => run(sdk.reportFailed(report)),
     reportInferenceCompleted: (report) => run(sdk.reportInferenceCompleted(report)),
     reportExportCompleted: (report) => run(sdk.reportExportCompleted(report)),
+    reportEvaluationResults: (report) => run(sdk.reportEvaluationResults(report)),
     uploadCheckpoint: (localPath, checkpointType, metrics, options) =>
       run(sdk.uploadCheckpoint(localPath, checkpointType, metrics, options)),
     enqueueCheckpoint: (localPath, checkpointType, options) =>

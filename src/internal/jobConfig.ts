@@ -5,7 +5,7 @@
 import { Either } from "effect"
 import { ConfigError } from "../Errors.js"
 
-/** The four task types the platform trains. */
+/** The converter's four tasks; every task type the platform sends maps to one of them or to none. */
 export type TaskType = "detection" | "classification" | "segmentation" | "pose"
 
 const taskAliases: Record<string, TaskType> = {
@@ -27,18 +27,102 @@ const taskAliases: Record<string, TaskType> = {
   keypoints: "pose"
 }
 
-/** Normalizes a task type or one of its aliases (case-insensitive), or `undefined` when unknown. */
+/**
+ * The converter task a task type or alias maps to (case-insensitive, `-` read as `_`), or
+ * `undefined` when it maps to none (`open_vocabulary_detection`, `semantic_segmentation`,
+ * `panoptic_segmentation`, or anything unknown).
+ */
 export const normalizeTaskType = (raw: string): TaskType | undefined =>
   taskAliases[raw.trim().toLowerCase().replace(/-/g, "_")]
 
 const invalid = (variable: string, detail: string) => new ConfigError({ reason: "Invalid", variable, detail })
 
-/** Parses a task type, rejecting anything that is not a known type or alias. */
-export const parseTaskType = (variable: string, raw: string): Either.Either<TaskType, ConfigError> => {
-  const task = normalizeTaskType(raw)
-  return task === undefined
-    ? Either.left(invalid(variable, `unknown task type "${raw}" (expected detection, classification, segmentation or pose, or an alias such as object_detection)`))
-    : Either.right(task)
+/** The kinds of platform job, each started with its own job id variable. */
+export type JobKind = "training" | "inference" | "export" | "evaluation"
+
+/** The job id variable of each kind (platform-behaviour.md: "How each kind of job is started"). */
+export const jobIdVariables: ReadonlyArray<{ readonly kind: JobKind; readonly variable: string }> = [
+  { kind: "training", variable: "JOB_ID" },
+  { kind: "inference", variable: "INFERENCE_JOB_ID" },
+  { kind: "export", variable: "EXPORT_JOB_ID" },
+  { kind: "evaluation", variable: "TEST_RUN_ID" }
+]
+
+/**
+ * The kind of job and its id variable, from which id variable is set: exactly one of
+ * `JOB_ID`, `INFERENCE_JOB_ID`, `EXPORT_JOB_ID`, `TEST_RUN_ID` must be.
+ */
+export const detectJobKind = (
+  env: EnvLookup
+): Either.Either<{ readonly kind: JobKind; readonly variable: string; readonly raw: string }, ConfigError> => {
+  const set = jobIdVariables.flatMap(({ kind, variable }) => {
+    const raw = env(variable)
+    return raw === undefined ? [] : [{ kind, variable, raw }]
+  })
+  if (set.length === 1) return Either.right(set[0]!)
+  const names = jobIdVariables.map((v) => v.variable).join(", ")
+  return set.length === 0
+    ? Either.left(
+      new ConfigError({
+        reason: "Missing",
+        variable: "JOB_ID",
+        detail: `one of ${names} is required (the job id under the name of its kind)`
+      })
+    )
+    : Either.left(invalid(set.map((s) => s.variable).join("+"), `set only one of ${names}: the variable decides the kind of job`))
+}
+
+/** An `s3://bucket/key` URI, parsed. */
+export interface S3Uri {
+  /** The URI as given (trimmed). */
+  readonly uri: string
+  readonly bucket: string
+  /** The object key or prefix (no leading `/`; may be empty for a whole bucket). */
+  readonly key: string
+}
+
+/**
+ * Parses an `s3://bucket/key` URI: the scheme must be `s3`, the bucket a valid S3 bucket
+ * name; `object: true` requires a key (a checkpoint names an object, not a bucket).
+ */
+export const parseS3Uri = (
+  variable: string,
+  raw: string,
+  options: { readonly object?: boolean } = {}
+): Either.Either<S3Uri, ConfigError> => {
+  const uri = raw.trim()
+  const match = /^s3:\/\/([^/]*)(?:\/(.*))?$/i.exec(uri)
+  if (match === null) return Either.left(invalid(variable, `expected an s3://bucket/key URI, got "${raw}"`))
+  const bucket = match[1]!
+  const key = match[2] ?? ""
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    return Either.left(invalid(variable, `"${bucket}" is not a valid bucket name (in "${raw}")`))
+  }
+  if (options.object === true && (key === "" || key.endsWith("/"))) {
+    return Either.left(invalid(variable, `expected the URI of an object, got "${raw}" (no object key)`))
+  }
+  return Either.right({ uri, bucket, key })
+}
+
+/** The two modes of `CONFIG.primary_metric_mode`. */
+export type PrimaryMetricMode = "max" | "min"
+
+/** Reads `CONFIG.primary_metric` and `CONFIG.primary_metric_mode` (default `max`). */
+export const resolvePrimaryMetric = (
+  config: Record<string, unknown>
+): Either.Either<{ readonly name: string | undefined; readonly mode: PrimaryMetricMode }, ConfigError> => {
+  const name = config["primary_metric"]
+  const mode = config["primary_metric_mode"]
+  if (name !== undefined && name !== null && typeof name !== "string") {
+    return Either.left(invalid("CONFIG.primary_metric", `expected a string, got ${JSON.stringify(name)}`))
+  }
+  if (mode !== undefined && mode !== null && mode !== "max" && mode !== "min") {
+    return Either.left(invalid("CONFIG.primary_metric_mode", `expected "max" or "min", got ${JSON.stringify(mode)}`))
+  }
+  return Either.right({
+    name: typeof name === "string" && name.trim() !== "" ? name.trim() : undefined,
+    mode: mode === "min" ? "min" : "max"
+  })
 }
 
 /** Parses a whole decimal integer ("12", "-1"); rejects "1.5", "12abc", "". */

@@ -9,7 +9,7 @@ import { Cause, Config, type Context, Duration, Effect, Exit, Fiber, Layer, Opti
 import { Callback, type CallbackOperation, type CallbackStartedReport } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
 import { classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
-import { JobContext } from "../JobContext.js"
+import { JobContext, jobIdVariables, type JobVariables } from "../JobContext.js"
 import { ReportOutbox } from "../Outbox.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
 import type { TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
@@ -19,7 +19,8 @@ import { completionWithUploads } from "./checkpointUploads.js"
 export interface TrainerRunOptions {
   /**
    * The job's operation: what the runner's start report announces and where a failure
-   * raised before any start is routed. Default `training`.
+   * raised before any start is routed. Default: the job's kind (from which of `JOB_ID`,
+   * `INFERENCE_JOB_ID`, `EXPORT_JOB_ID`, `TEST_RUN_ID` is set).
    */
   readonly operation?: CallbackOperation
   /** `totalEpochs` of the runner's start report (default: the `epochs` config). */
@@ -61,9 +62,9 @@ const outcome = (
   delivered
 })
 
-/** The start report the runner sends (or fills in): the options' operation and planned epochs. */
-const startOf = (options: TrainerRunOptions): CallbackStartedReport => ({
-  operation: options.operation ?? "training",
+/** The start report the runner sends (or fills in): the options' operation (else the job's kind) and planned epochs. */
+const startOf = (options: TrainerRunOptions, kind: CallbackOperation): CallbackStartedReport => ({
+  operation: options.operation ?? kind,
   ...(options.totalEpochs === undefined ? {} : { totalEpochs: options.totalEpochs })
 })
 
@@ -72,7 +73,8 @@ const startReport = (options: TrainerRunOptions, scope: Scope.Scope) =>
   options.reportStarted === false ? Effect.void : Effect.gen(function*() {
     const callback = yield* Callback
     const clearml = yield* ClearML
-    yield* callback.reportStarted(startOf(options))
+    const ctx = yield* JobContext
+    yield* callback.reportStarted(startOf(options, ctx.kind))
     yield* Effect.forkIn(clearml.started, scope)
   })
 
@@ -91,12 +93,13 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag:
     const sdk = yield* Effect.serviceOption(sdkTag)
     const callback = yield* Callback
     const clearml = yield* ClearML
+    const ctx = yield* JobContext
     const outbox = yield* ReportOutbox
     yield* outbox.beginShutdown
     const state = yield* callback.lifecycle
 
     /** The start report the backend expects before an outcome (queued; fails only for an invalid report). */
-    const ensureStarted = state.started ? Effect.void : callback.reportStarted(startOf(options)).pipe(
+    const ensureStarted = state.started ? Effect.void : callback.reportStarted(startOf(options, ctx.kind)).pipe(
       Effect.catchAll((error) => Effect.logWarning("Start report not queued", error.message))
     )
     /** The outcome the program reported itself: kept, and waited for. */
@@ -106,11 +109,25 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag:
     return yield* Exit.matchEffect(exit, {
       onSuccess: () => {
         if (state.outcome !== undefined) return reported(state.outcome)
-        if (state.operation !== "training" || (!state.started && (options.operation ?? "training") !== "training")) {
-          return Effect.as(
-            Effect.logWarning(`The ${state.operation} program ended without reporting its outcome`),
-            outcome("completed", true)
-          )
+        const operation = state.started ? state.operation : options.operation ?? ctx.kind
+        if (operation !== "training") {
+          // Only training has a default outcome (a completion without metrics); an inference,
+          // export or evaluation without its results would leave the job running forever.
+          const failure = {
+            errorType: "UnknownError" as const,
+            message: `The ${operation} program ended without reporting its results`
+          }
+          return Effect.gen(function*() {
+            yield* Effect.logError(`${failure.message}; reporting the job failed`)
+            yield* ensureStarted
+            return yield* callback.reportFailed(failure).pipe(
+              Effect.as(outcome("failed", true, failure)),
+              Effect.catchAll((error) =>
+                Effect.as(Effect.logError("Failure report not delivered", error.message), outcome("failed", false, failure))
+              ),
+              Effect.zipLeft(sideWork(clearml.failed(`[${failure.errorType}] ${failure.message}`)))
+            )
+          })
         }
         return Effect.gen(function*() {
           yield* ensureStarted
@@ -160,10 +177,34 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag:
 /** A config value read leniently (absent or unreadable: none). */
 const lenient = <A>(config: Config.Config<A>) => Effect.option(Effect.orElseFail(config, () => undefined))
 
+/** Where a job's kind-specific variables could not be read: the setup failure report needs only the kind and id. */
+const unreadUri = { uri: "", bucket: "", key: "" }
+
+/** The kind and id of the job for a setup failure report, read leniently: exactly one id variable holding an integer. */
+const jobForSetupFailure = Effect.gen(function*() {
+  const set: Array<JobVariables> = []
+  for (const { kind, variable } of jobIdVariables) {
+    const id = yield* lenient(Config.integer(variable))
+    if (Option.isNone(id)) continue
+    const trainingJobId = Option.none<number>()
+    set.push(
+      kind === "training"
+        ? { kind, jobId: id.value, datasetS3Uri: Option.none() }
+        : kind === "inference"
+        ? { kind, inferenceJobId: id.value, checkpointS3Uri: unreadUri, imagesS3Uri: unreadUri, trainingJobId }
+        : kind === "export"
+        ? { kind, exportJobId: id.value, trainingJobId: 0, checkpointS3Uri: unreadUri, exportFormat: "" }
+        : { kind, testRunId: id.value, checkpointS3Uri: unreadUri, datasetS3Uri: unreadUri, trainingJobId }
+    )
+  }
+  return set.length === 1 ? Option.some(set[0]!) : Option.none<JobVariables>()
+})
+
 /**
  * A layer that could not be built (the environment is invalid): report the failure with
- * just `CALLBACK_URL` and `JOB_ID` when those two are usable, so the platform hears of it.
- * The retry and budget settings are taken when readable, clamped to their valid ranges.
+ * just `CALLBACK_URL` and the job id variable of its kind when those are usable, so the
+ * platform hears of it. The retry and budget settings are taken when readable, clamped to
+ * their valid ranges.
  */
 export const settleSetupFailure = (
   cause: Cause.Cause<unknown>,
@@ -173,15 +214,17 @@ export const settleSetupFailure = (
     const failure = { errorType: classifyCause(cause), message: describeCause(cause) }
     yield* Effect.logError(`Trainer setup failed: [${failure.errorType}] ${failure.message}`)
     const callbackUrl = yield* lenient(Config.string("CALLBACK_URL"))
-    const jobId = yield* lenient(Config.integer("JOB_ID"))
-    if (Option.isNone(callbackUrl) || Option.isNone(jobId)) return outcome("failed", false, failure)
+    const job = yield* jobForSetupFailure
+    if (Option.isNone(callbackUrl) || Option.isNone(job)) return outcome("failed", false, failure)
     const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value))
     const retries = yield* lenient(Config.integer("CALLBACK_MAX_RETRIES"))
     const delay = yield* lenient(Config.number("CALLBACK_RETRY_DELAY"))
     const budget = yield* lenient(Config.number("CALLBACK_SHUTDOWN_BUDGET"))
-    const job = JobContext.layerTest({
+    const taskType = yield* lenient(Config.string("TASK_TYPE"))
+    const context = JobContext.layerTest({
       callbackUrl: callbackUrl.value,
-      jobId: jobId.value,
+      job: job.value,
+      ...Option.match(taskType, { onNone: () => ({}), onSome: (t) => ({ taskType: t.trim() }) }),
       ...Option.match(retries, { onNone: () => ({}), onSome: (n) => ({ callbackMaxRetries: clamp(n, 0, 10) }) }),
       ...Option.match(delay, {
         onNone: () => ({}),
@@ -195,7 +238,7 @@ export const settleSetupFailure = (
     return yield* Effect.gen(function*() {
       const callback = yield* Callback
       yield* Effect.flatMap(ReportOutbox, (outbox) => outbox.beginShutdown)
-      yield* callback.reportStarted({ operation: options.operation ?? "training" }).pipe(Effect.ignore)
+      yield* callback.reportStarted({ operation: options.operation ?? job.value.kind }).pipe(Effect.ignore)
       return yield* callback.reportFailed({ ...failure, traceback: Cause.pretty(cause) })
     }).pipe(
       Effect.as(outcome("failed", true, failure)),
@@ -205,7 +248,7 @@ export const settleSetupFailure = (
           outcome("failed", false, failure)
         )
       ),
-      Effect.provide(Callback.layer.pipe(Layer.provideMerge(ReportOutbox.layer), Layer.provide(job)))
+      Effect.provide(Callback.layer.pipe(Layer.provideMerge(ReportOutbox.layer), Layer.provide(context)))
     )
   })
 

@@ -193,6 +193,11 @@ const handle = (state: FakeClearmlState, options: FakeClearmlOptions, tokens: { 
         state.tasks.set(id, { name, project, type, status: "created", hyperparams: [] })
         return envelope(200, { id })
       }
+      case "tasks.get_by_id": {
+        const task = typeof json["task"] === "string" ? state.tasks.get(json["task"]) : undefined
+        if (task === undefined) return envelope(400, {}, 101, "Invalid task id")
+        return envelope(200, { task: { id: json["task"], project: task.project, name: task.name, status: task.status } })
+      }
       case "tasks.started":
       case "tasks.ping":
       case "tasks.completed":

@@ -1,0 +1,83 @@
+/**
+ * Runs a conversion on a worker thread (`convertWorker`), so its CPU-bound parts — parsing a
+ * 100+ MB annotation file, building the model, formatting labels, creating tens of thousands
+ * of files — never hold up the caller's event loop. Only the options go in and the report
+ * (or the `DatasetError`) comes back. Interrupting the caller interrupts the conversion in
+ * the worker, whose finalizers remove what it staged, before the thread ends.
+ */
+import { Effect } from "effect"
+import { createRequire } from "node:module"
+import { pathToFileURL } from "node:url"
+import { Worker } from "node:worker_threads"
+import type { ConversionReport, ConvertOptions } from "../Converter.js"
+import { DatasetError } from "../Errors.js"
+
+/** What the worker is asked. */
+export type WorkerRequest =
+  | { readonly _tag: "Convert"; readonly options: ConvertOptions }
+  | { readonly _tag: "Interrupt" }
+
+/** The fields of a `DatasetError`, as they cross the thread boundary. */
+export type DatasetErrorFields = ConstructorParameters<typeof DatasetError>[0]
+
+/** What the worker answers (once). */
+export type WorkerReply =
+  | { readonly _tag: "Done"; readonly report: ConversionReport }
+  | { readonly _tag: "Failed"; readonly error: DatasetErrorFields }
+  | { readonly _tag: "Defect"; readonly message: string }
+  | { readonly _tag: "Interrupted" }
+
+/** How long an interrupted worker gets to run its finalizers before the thread is stopped. */
+const interruptGraceMs = 30_000
+
+/**
+ * Starts the worker thread. From compiled JavaScript it is `convertWorker.js` next to this
+ * module; from TypeScript sources (tests, `tsx`) the thread first registers tsx's loader.
+ */
+const startWorker = (): Worker => {
+  const here = import.meta.url
+  if (!here.endsWith(".ts")) return new Worker(new URL("./convertWorker.js", here))
+  const api = pathToFileURL(createRequire(here).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href
+  const entry = new URL("./convertWorker.ts", here).href
+  return new Worker(
+    `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`,
+    { eval: true }
+  )
+}
+
+/** Converts on a worker thread: the report, or the same `DatasetError` the caller's thread would give. */
+export const convertOnWorker = (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>
+  Effect.async<ConversionReport, DatasetError>((resume) => {
+    const worker = startWorker()
+    let settled = false
+    const settle = (effect: Effect.Effect<ConversionReport, DatasetError>) => {
+      if (settled) return
+      settled = true
+      resume(effect)
+      void worker.terminate()
+    }
+    worker.on("message", (reply: WorkerReply) => {
+      switch (reply._tag) {
+        case "Done":
+          return settle(Effect.succeed(reply.report))
+        case "Failed":
+          return settle(Effect.fail(new DatasetError(reply.error)))
+        case "Defect":
+          return settle(Effect.die(new Error(`conversion worker: ${reply.message}`)))
+        case "Interrupted":
+          return
+      }
+    })
+    worker.on("error", (error) => settle(Effect.die(error)))
+    worker.on("exit", (code) => settle(Effect.die(new Error(`conversion worker exited early (code ${code})`))))
+    worker.postMessage({ _tag: "Convert", options } satisfies WorkerRequest)
+    return Effect.async<void>((exited) => {
+      settled = true
+      const timer = setTimeout(() => void worker.terminate(), interruptGraceMs)
+      worker.once("exit", () => {
+        clearTimeout(timer)
+        exited(Effect.void)
+      })
+      worker.postMessage({ _tag: "Interrupt" } satisfies WorkerRequest)
+    })
+  })
