@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Cause, Chunk, Option, Schema } from "effect"
+import { field } from "./internal/json.js"
 
 /** A bad or missing environment variable or training-config key. */
 export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
@@ -219,8 +220,6 @@ const networkCodes = new Set([
   "UND_ERR_SOCKET"
 ])
 
-const field = (u: unknown, name: string): unknown =>
-  typeof u === "object" && u !== null && name in u ? (u as Record<string, unknown>)[name] : undefined
 
 /** Error codes found on a value and along its `cause` chain (bounded depth). */
 const errorCodes = (u: unknown): ReadonlyArray<string> => {

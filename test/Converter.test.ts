@@ -354,6 +354,11 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(error.paths).toEqual([`${dir}/annotations_detection.json`, `${dir}/annotations.json`])
         const labelme = yield* convertError({ datasetDir: dir, from: "labelme", to: "yolo" })
         expect(labelme.paths).toEqual([`${dir}/label_map.json`])
+        // Every alias the job context accepts names its task's file (one alias table for both).
+        const keypoint = yield* convertError({ datasetDir: dir, from: "dice", to: "yolo", taskType: "Keypoint" })
+        expect(keypoint.paths).toEqual([`${dir}/annotations_pose.json`, `${dir}/annotations.json`])
+        const unknown = yield* convertError({ datasetDir: dir, from: "dice", to: "yolo", taskType: "open-vocabulary" })
+        expect(unknown.paths).toEqual([`${dir}/annotations_open_vocabulary.json`, `${dir}/annotations.json`])
       }))
 
     it.scoped("a file name climbing out of the dataset is refused", () =>

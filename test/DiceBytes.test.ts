@@ -6,14 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
-import {
-  decodeDice,
-  decodeDiceBytes,
-  decodeDicePieces,
-  type DiceDataset,
-  maxJsonDepth,
-  parseJsonBytes
-} from "../src/internal/diceModel.js"
+import { decodeDice, decodeDiceBytes, decodeDicePieces, type DiceDataset } from "../src/internal/diceModel.js"
+import { maxJsonDepth, parseJsonBytes } from "../src/internal/json.js"
 import type { DatasetError } from "../src/Errors.js"
 import { jsonPieces } from "../src/internal/jsonPieces.js"
 

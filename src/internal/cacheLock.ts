@@ -13,6 +13,7 @@ import * as os from "node:os"
 import { CacheError } from "../Errors.js"
 import { startCacheHeartbeat } from "./cacheHeartbeat.js"
 import { leasesDirName, locksDirName } from "./cacheKey.js"
+import { isAlreadyExists, isNotFound } from "./files.js"
 
 /** Who holds a lock or a lease; written as JSON into the file for diagnostics and the PID fast path. */
 export interface CacheHolder {
@@ -96,11 +97,9 @@ const randomToken = (): string => `${process.pid.toString(36)}-${Math.random().t
 /** A fresh random token (temporary names, holder identity). */
 export const newCacheToken: Effect.Effect<string> = Effect.sync(randomToken)
 
-const ioError = (path: string, detail: string) => (cause: PlatformError) =>
-  new CacheError({ reason: "Io", path, detail: `${detail}: ${cause.message}`, cause })
-
-const isAlreadyExists = (e: PlatformError): boolean => e._tag === "SystemError" && e.reason === "AlreadyExists"
-const isNotFound = (e: PlatformError): boolean => e._tag === "SystemError" && e.reason === "NotFound"
+/** Maps a file-system failure on `path` to a `CacheError` with reason `Io`. */
+export const cacheIoError = (path: string, detail: string, key?: string) => (cause: PlatformError) =>
+  new CacheError({ reason: "Io", path, key, detail: `${detail}: ${cause.message}`, cause })
 
 /** The cross-process locks and leases of one cache directory, bound to this process. */
 export interface CacheCoordinator {
@@ -166,7 +165,7 @@ export const makeCacheCoordinator = (
         return Option.some({ holder, stale: isHolderStale({ nowMs, mtimeMs, staleAfterMs, holder, local }) })
       }).pipe(
         Effect.catchIf(isNotFound, () => Effect.succeed(Option.none())),
-        Effect.mapError(ioError(file, "cannot read"))
+        Effect.mapError(cacheIoError(file, "cannot read"))
       )
 
     /**
@@ -198,7 +197,7 @@ export const makeCacheCoordinator = (
             fs.makeDirectory(path.dirname(file), { recursive: true }).pipe(Effect.zipRight(write))),
           Effect.as(Option.some(holder)),
           Effect.catchIf(isAlreadyExists, () => Effect.succeed(Option.none<CacheHolder>())),
-          Effect.mapError(ioError(file, "cannot create"))
+          Effect.mapError(cacheIoError(file, "cannot create"))
         )
       })
 
@@ -220,7 +219,7 @@ export const makeCacheCoordinator = (
           if (Option.isSome(state) && state.value.stale) {
             yield* fs.remove(lockFile).pipe(
               Effect.catchIf(isNotFound, () => Effect.void),
-              Effect.mapError(ioError(lockFile, "cannot remove stale lock"))
+              Effect.mapError(cacheIoError(lockFile, "cannot remove stale lock"))
             )
           }
         }).pipe(Effect.ensuring(Effect.ignore(fs.remove(breaker))))
@@ -296,7 +295,7 @@ export const makeCacheCoordinator = (
         const dir = leaseDir(key)
         yield* refuseLink(leasesDir)
         yield* refuseLink(dir)
-        yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(ioError(dir, "cannot create")))
+        yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(cacheIoError(dir, "cannot create")))
         const token = yield* newCacheToken
         const file = path.join(dir, `${token}.lease`)
         const holder = yield* createExclusive(file)
@@ -312,7 +311,7 @@ export const makeCacheCoordinator = (
         const dir = leaseDir(key)
         const names = yield* fs.readDirectory(dir).pipe(
           Effect.catchIf(isNotFound, () => Effect.succeed([] as Array<string>)),
-          Effect.mapError(ioError(dir, "cannot list"))
+          Effect.mapError(cacheIoError(dir, "cannot list"))
         )
         let live = 0
         for (const name of names) {
@@ -328,7 +327,7 @@ export const makeCacheCoordinator = (
     const removeLeases = (key: string) =>
       fs.remove(leaseDir(key), { recursive: true }).pipe(
         Effect.catchIf(isNotFound, () => Effect.void),
-        Effect.mapError(ioError(leaseDir(key), "cannot remove"))
+        Effect.mapError(cacheIoError(leaseDir(key), "cannot remove"))
       )
 
     return { withLock, tryWithLock, takeLease, liveLeaseCount, removeLeases } satisfies CacheCoordinator

@@ -5,11 +5,10 @@
  * one entry, and the trash that takes slow deletes out of every lock.
  */
 import type { FileSystem, Path } from "@effect/platform"
-import type { PlatformError } from "@effect/platform/Error"
 import { Clock, Effect, Either, Option, Ref } from "effect"
 import { CacheError } from "../Errors.js"
 import { completeMarkerName, metadataFileName, metadataLockName, tempEntryName, validateCacheKey } from "./cacheKey.js"
-import { type CacheCoordinator, newCacheToken } from "./cacheLock.js"
+import { type CacheCoordinator, cacheIoError, newCacheToken } from "./cacheLock.js"
 import {
   type CacheEntryRecord,
   type CacheMetadataFile,
@@ -20,13 +19,7 @@ import {
   planCacheEviction,
   toDatasetCacheEntry
 } from "./cacheMetadata.js"
-
-/** Maps a file-system failure on `path` to a `CacheError` with reason `Io`. */
-export const cacheIoError = (path: string, detail: string, key?: string) => (cause: PlatformError) =>
-  new CacheError({ reason: "Io", path, key, detail: `${detail}: ${cause.message}`, cause })
-
-/** Whether a file-system failure means the path does not exist. */
-export const isNotFound = (e: PlatformError): boolean => e._tag === "SystemError" && e.reason === "NotFound"
+import { isNotFound, writeFileAtomically } from "./files.js"
 
 /** What the store works on. */
 export interface CacheStoreEnv {
@@ -108,10 +101,7 @@ export const makeCacheStore = (env: CacheStoreEnv) =>
     /** Atomic write: a temporary file renamed over the metadata file. */
     const writeMetadata = (metadata: CacheMetadataFile) =>
       Effect.gen(function*() {
-        const temp = `${metadataFile}.tmp-${yield* newCacheToken}`
-        yield* fs.writeFileString(temp, encodeCacheMetadata(metadata)).pipe(
-          Effect.zipRight(fs.rename(temp, metadataFile)),
-          Effect.tapError(() => Effect.ignore(fs.remove(temp))),
+        yield* writeFileAtomically(fs, path, metadataFile, encodeCacheMetadata(metadata)).pipe(
           Effect.mapError(cacheIoError(metadataFile, "cannot write"))
         )
       })

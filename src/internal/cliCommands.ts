@@ -27,7 +27,7 @@ import {
   formatDownloadProgress,
   formatValidation
 } from "./cliFormat.js"
-import { parseJsonBytes } from "./diceModel.js"
+import { parseJsonBytes } from "./json.js"
 import type { DownloadProgress } from "./downloads.js"
 
 /** Where the CLI writes: stdout lines, stderr lines and a progress line on stderr. */

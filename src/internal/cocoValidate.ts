@@ -4,6 +4,7 @@
  * inside their image, and a `segmentation` on every annotation of a segmentation dataset.
  * Pure: the service reads the files.
  */
+import { isRecord } from "./json.js"
 
 /** An image entry that passed the checks. */
 export interface CheckedCocoImage {
@@ -22,7 +23,6 @@ export interface CocoDocumentCheck {
   readonly categories: number
 }
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 const isFiniteNumber = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
 
 /** Issues listed per document before the rest are counted. */

@@ -6,6 +6,7 @@ import { Path } from "@effect/platform"
 import { Effect, Either } from "effect"
 import type { ConversionReport, ConvertOptions, TrainerInput } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
+import { annotationFileTaskType } from "./annotationNames.js"
 import { makeConverterReader } from "./converterRead.js"
 import { makeConverterWriter } from "./converterWrite.js"
 import { normalizeTaskType } from "./jobConfig.js"
@@ -32,7 +33,7 @@ export const makeConvertHere = Effect.gen(function*() {
       const { dataset: loaded, file } = options.from === "labelme"
         ? yield* reader.loadLabelMe(dir)
         : yield* reader.loadDice(dir, options.taskType)
-      const fromFileName = /annotations_(\w+)\.json$/.exec(file)?.[1]
+      const fromFileName = annotationFileTaskType(file)
       const task = toTask(options.taskType ?? loaded.taskType ?? fromFileName)
       if (task === undefined) {
         return yield* new DatasetError({

@@ -9,7 +9,7 @@ import { FileSystem, Path } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { checkCocoDocument } from "./cocoValidate.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
-import { parseJsonBytes } from "./diceModel.js"
+import { parseJsonBytes } from "./json.js"
 import {
   headerPrefixBytes,
   headerTailBytes,

@@ -4,7 +4,7 @@
  * rendering and a run summary.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { maxJsonDepth } from "./diceModel.js"
+import { formatJsonPath, maxJsonDepth, tooDeepField } from "./json.js"
 import {
   BackendCompletion,
   BackendExportCompletion,
@@ -143,15 +143,6 @@ const models: Record<CallbackEndpointName, EndpointModel> = {
   evaluationResults: model(BackendTestResults, (body) => ({ kind: outcome(body), operation: "evaluation", body }))
 }
 
-/** Renders a parse path as a JSON path: `metrics.extra_metrics["mAP50-95"]`, `image_results[0].iou`. */
-export const formatJsonPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>((acc, key) => {
-    if (typeof key === "number") return `${acc}[${key}]`
-    const name = String(key)
-    if (/^[A-Za-z_$][\w$]*$/.test(name)) return acc === "" ? name : `${acc}.${name}`
-    return `${acc}[${JSON.stringify(name)}]`
-  }, "")
-
 const literalMismatch = /^Expected ("(?:[^"\\]|\\.)*"|-?\d[\d.e+-]*|true|false|null), actual (.*)$/s
 
 /**
@@ -192,29 +183,6 @@ const fieldIssues = (error: ParseResult.ParseError): ReadonlyArray<DevBackendFie
     const deeper = fields.some((other) => other !== field && (other.startsWith(`${field}.`) || other.startsWith(`${field}[`)))
     return deeper ? [] : [{ field, problem: mergeUnionProblems(problems) }]
   })
-}
-
-/**
- * Where a parsed body nests arrays/objects deeper than `maxJsonDepth`: the path of its
- * top-level field (`[]` when the body itself is too deep an array), or `undefined` when it
- * does not. Iterative, so a hostile body cannot overflow the stack here.
- */
-export const tooDeepField = (value: unknown): ReadonlyArray<PropertyKey> | undefined => {
-  const stack: Array<readonly [unknown, number, ReadonlyArray<PropertyKey>]> = [[value, 1, []]]
-  while (stack.length > 0) {
-    const [current, depth, field] = stack.pop()!
-    if (typeof current !== "object" || current === null) continue
-    if (depth > maxJsonDepth) return field
-    const entries: Array<readonly [PropertyKey, unknown]> = Array.isArray(current)
-      ? current.map((child, index) => [index, child] as const)
-      : Object.entries(current)
-    for (const [key, child] of entries) {
-      if (typeof child === "object" && child !== null) {
-        stack.push([child, depth + 1, depth === 1 && !Array.isArray(current) ? [key] : field])
-      }
-    }
-  }
-  return undefined
 }
 
 /** The outcome of decoding one request: the event payload, or the problems with its body. */

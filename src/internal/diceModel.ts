@@ -4,6 +4,7 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import { DatasetError } from "../Errors.js"
+import { formatJsonPath, maxJsonDepth, parseJsonBytes } from "./json.js"
 import { defaultChunkBytes, forEachChunk, parseRange, scanObject, type ScannedMember } from "./jsonChunks.js"
 
 /** One of the three dataset splits. */
@@ -91,18 +92,6 @@ export const parseSplit = (raw: string | null | undefined): DatasetSplit | undef
   }
 }
 
-/** Formats a Schema parse error path as `images[3].width`. */
-export const formatJsonPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) =>
-      typeof key === "number"
-        ? `${acc}[${key}]`
-        : /^[A-Za-z_$][\w$]*$/.test(String(key))
-        ? `${acc}${acc === "" ? "" : "."}${String(key)}`
-        : `${acc}[${JSON.stringify(String(key))}]`,
-    ""
-  )
-
 /** Turns a Schema parse error into a `DatasetError` naming the file and the first JSON path. */
 export const parseErrorToDatasetError = (file: string, error: ParseResult.ParseError): DatasetError => {
   const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
@@ -112,70 +101,6 @@ export const parseErrorToDatasetError = (file: string, error: ParseResult.ParseE
     jsonPath: issue ? formatJsonPath(issue.path) : "",
     detail: issue ? issue.message : "invalid dataset shape"
   })
-}
-
-/**
- * Deepest nesting of arrays and objects accepted in an annotation file. Real files nest a
- * handful of levels; a hostile one nested thousands deep would overflow the stack of every
- * recursive consumer (error formatting, `JSON.stringify`), so it is rejected up front.
- */
-export const maxJsonDepth = 256
-
-/**
- * Whether a parsed JSON value nests arrays/objects deeper than `limit`. Recursive but bounded:
- * it never descends more than `limit + 1` levels, whatever the value holds.
- */
-const nestsDeeperThan = (value: unknown, limit: number): boolean => {
-  const walk = (node: object, depth: number): boolean => {
-    if (depth > limit) return true
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const child: unknown = node[i]
-        if (typeof child === "object" && child !== null && walk(child, depth + 1)) return true
-      }
-    } else {
-      for (const key in node) {
-        const child: unknown = (node as Record<string, unknown>)[key]
-        if (typeof child === "object" && child !== null && walk(child, depth + 1)) return true
-      }
-    }
-    return false
-  }
-  return typeof value === "object" && value !== null && walk(value, 1)
-}
-
-/**
- * Parses JSON text, failing with a `DatasetError` that names the file and the parser's
- * message; a document nested deeper than `maxJsonDepth` is rejected the same way.
- */
-export const parseJsonText = (file: string, text: string): Either.Either<unknown, DatasetError> => {
-  const invalid = (detail: string) => Either.left(new DatasetError({ reason: "InvalidJson", file, detail }))
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (error) {
-    return invalid(`malformed JSON: ${error instanceof Error ? error.message : String(error)}`)
-  }
-  return nestsDeeperThan(doc, maxJsonDepth)
-    ? invalid(`JSON nested deeper than ${maxJsonDepth} levels`)
-    : Either.right(doc)
-}
-
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
-
-/**
- * Parses the bytes of a JSON file (see `parseJsonText`). The bytes must be UTF-8 (a BOM is
- * dropped): invalid sequences are a `DatasetError` naming the file, never silently replaced,
- * since a replaced character in a file name points at an image that does not exist.
- */
-export const parseJsonBytes = (file: string, bytes: Uint8Array): Either.Either<unknown, DatasetError> => {
-  let text: string
-  try {
-    text = strictUtf8.decode(bytes)
-  } catch {
-    return Either.left(new DatasetError({ reason: "InvalidJson", file, detail: "not valid UTF-8 text" }))
-  }
-  return parseJsonText(file, text)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,46 +536,4 @@ export const decodeDiceBytes = (
   return fast !== undefined
     ? uniqueImageIds(file)(fast)
     : Either.flatMap(parseJsonBytes(file, bytes), (doc) => decodeDice(file, doc))
-}
-
-/**
- * The annotation file names looked for in `dataset_dir` for a task type, in order (every
- * task's file when no task type is known), ending with the `annotations.json` fallback.
- */
-export const diceAnnotationFileNames = (taskType: string | undefined): ReadonlyArray<string> => {
-  const t = taskType?.trim().toLowerCase().replace(/-/g, "_")
-  const named = (() => {
-    switch (t) {
-      case undefined:
-      case "":
-        return [
-          "annotations_detection.json",
-          "annotations_segmentation.json",
-          "annotations_pose.json",
-          "annotations_classification.json"
-        ]
-      case "detection":
-      case "object_detection":
-      case "det":
-      case "detect":
-        return ["annotations_detection.json"]
-      case "classification":
-      case "image_classification":
-      case "cls":
-      case "classify":
-        return ["annotations_classification.json"]
-      case "segmentation":
-      case "instance_segmentation":
-      case "seg":
-      case "segment":
-        return ["annotations_segmentation.json"]
-      case "pose":
-      case "pose_estimation":
-      case "keypoints":
-        return ["annotations_pose.json"]
-      default:
-        return [`annotations_${t}.json`]
-    }
-  })()
-  return [...named, "annotations.json"]
 }

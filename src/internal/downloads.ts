@@ -8,6 +8,7 @@ import { FileSystem, Path } from "@effect/platform"
 import { Effect, Either, Random, Schedule } from "effect"
 import { DatasetError, DownloadError, type FailedObject, StorageError } from "../Errors.js"
 import type { ObjectStore } from "../ObjectStore.js"
+import { isRecord } from "./json.js"
 import { resolveInside, temporarySibling } from "./safeName.js"
 
 /** A bucket and key named by an `s3://bucket/key` URI. */
@@ -34,18 +35,6 @@ export const parseS3Uri = (uri: string): Either.Either<S3Location, StorageError>
 /** The last segment of a key. */
 export const baseName = (key: string): string => key.slice(key.lastIndexOf("/") + 1)
 
-/** Whether a key directly under `prefix` is an annotation file (`annotations*.json`). */
-export const isAnnotationKey = (prefix: string, key: string): boolean => {
-  if (!key.startsWith(prefix)) return false
-  const rest = key.slice(prefix.length)
-  return !rest.includes("/") && rest.startsWith("annotations") && rest.endsWith(".json")
-}
-
-/** The primary annotation file: the first whose name contains `detection`, else the first. */
-export const primaryAnnotation = (names: ReadonlyArray<string>): string | undefined =>
-  names.find((n) => baseName(n).includes("detection")) ?? names[0]
-
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 /** `images[].file_name` of a COCO-style annotation document, deduplicated in order. */
 export const annotationImageNames = (doc: unknown, file: string): Either.Either<ReadonlyArray<string>, DatasetError> => {

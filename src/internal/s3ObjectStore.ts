@@ -32,6 +32,7 @@ import type { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { StorageError, type StorageFailureReason } from "../Errors.js"
 import type { GetObjectOptions, ListObjectsOptions, ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
+import { field } from "./json.js"
 
 /** How long one S3 request may take; see the README's "Storage timeouts". */
 export interface S3Timeouts {
@@ -162,8 +163,6 @@ export const defaultS3Retry: Schedule.Schedule<unknown, StorageError> = Schedule
   Schedule.intersect(Schedule.recurs(3))
 )
 
-const field = (u: unknown, name: string): unknown =>
-  typeof u === "object" && u !== null ? (u as Record<string, unknown>)[name] : undefined
 
 const statusOf = (error: unknown): number | undefined => {
   const status = field(field(error, "$metadata"), "httpStatusCode")

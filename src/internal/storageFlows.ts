@@ -8,12 +8,12 @@
  * service as a plain `Option`, so this module never imports the public one.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Chunk, Context, Effect, Either, Option, Random, type Schedule, Stream } from "effect"
+import { Chunk, Context, Effect, Either, Option, type Schedule, Stream } from "effect"
 import { type CallbackMetrics, metricMap } from "./callbackReports.js"
 import { makeCheckpointRecords } from "./checkpointRecords.js"
 import { CheckpointError, DatasetError, type DownloadError, StorageError } from "../Errors.js"
 import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
-import { parseJsonBytes } from "./diceModel.js"
+import { isAnnotationKey, primaryAnnotation } from "./annotationNames.js"
 import {
   annotationImageNames,
   annotationImageRoot,
@@ -21,16 +21,16 @@ import {
   cocoImageUris,
   type DownloadOptions,
   type ExecutorSettings,
-  isAnnotationKey,
   labelMeEntries,
   localIO,
   parseS3Uri,
   planItems,
-  primaryAnnotation,
   rewriteCocoFileNames,
   runDownloads,
   type S3Location
 } from "./downloads.js"
+import { writeFileAtomically } from "./files.js"
+import { parseJsonBytes } from "./json.js"
 import { isPlainFileName } from "./safeName.js"
 
 /** What a selective dataset download produced. */
@@ -171,14 +171,7 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
 
   /** Writes `text` to `file` through a temp name and a rename. */
   const writeAtomically = (file: string, text: string): Effect.Effect<void, StorageError> =>
-    Effect.flatMap(Random.nextInt, (n) => {
-      const tmp = `${file}.tmp-${(n >>> 0).toString(36)}`
-      return fs.writeFileString(tmp, text).pipe(
-        Effect.zipRight(fs.rename(tmp, file)),
-        Effect.mapError(localIO(file, "cannot write")),
-        Effect.onError(() => Effect.ignore(fs.remove(tmp, { force: true })))
-      )
-    })
+    Effect.mapError(writeFileAtomically(fs, path, file, text), localIO(file, "cannot write"))
 
   /** Reads an annotation file: strict UTF-8, bounded nesting (see `parseJsonBytes`). */
   const readJson = (file: string): Effect.Effect<unknown, DatasetError> =>
