@@ -28,6 +28,7 @@ import {
   formatValidation
 } from "./cliFormat.js"
 import { parseJsonBytes } from "./json.js"
+import { integerText } from "./jobConfig.js"
 import type { DownloadProgress } from "./downloads.js"
 
 /** Where the CLI writes: stdout lines, stderr lines and a progress line on stderr. */
@@ -123,11 +124,12 @@ const choiceOption = <const C extends ReadonlyArray<string>>(name: string, choic
 const integerOption = (name: string): Options.Options<number> =>
   Options.text(name).pipe(
     Options.withPseudoName("integer"),
-    Options.mapEffect((value) =>
-      /^[+-]?\d+$/.test(value.trim()) && Number.isSafeInteger(Number(value))
-        ? Effect.succeed(Number(value))
+    Options.mapEffect((value) => {
+      const integer = integerText(value)
+      return integer !== undefined
+        ? Effect.succeed(integer)
         : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name} must be an integer, got "${value}"`)))
-    )
+    })
   )
 
 /** The accepted `--task` values, as shown in help and errors. */

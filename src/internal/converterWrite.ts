@@ -4,11 +4,12 @@
  * name) and moved into place, so nothing is left half-written on failure.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Effect, Random } from "effect"
+import { Effect } from "effect"
 import { DatasetError } from "../Errors.js"
 import { cocoDocuments } from "./cocoExport.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DatasetSplit, DiceDataset } from "./diceModel.js"
+import { temporaryToken, writeFileAtomically } from "./files.js"
 import { jsonPieces } from "./jsonPieces.js"
 import { flipIndex } from "./objectRules.js"
 import { isInside } from "./safeName.js"
@@ -53,28 +54,11 @@ export const makeConverterWriter = Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
 
-  const tmpName = (file: string) =>
-    Random.nextIntBetween(0, 2 ** 31).pipe(Effect.map((n) => `${file}.tmp-${n.toString(36)}`))
+  const tmpName = (file: string) => Effect.map(temporaryToken, (token) => `${file}.tmp-${token}`)
 
-  const writeAtomic = (file: string, text: string) => writeAtomicPieces(file, [text])
-
-  /** Writes `pieces` one after another to a temporary name, then moves it to `file`. */
-  const writeAtomicPieces = (file: string, pieces: Iterable<string>) =>
-    Effect.gen(function*() {
-      const tmp = yield* tmpName(file)
-      const encoder = new TextEncoder()
-      yield* datasetIo(
-        file,
-        Effect.scoped(Effect.flatMap(fs.open(tmp, { flag: "w" }), (handle) =>
-          // An empty piece is skipped: writing zero bytes is an error of FileSystem.writeAll.
-          Effect.forEach(pieces, (piece) => piece === "" ? Effect.void : handle.writeAll(encoder.encode(piece)), {
-            discard: true
-          })))
-      ).pipe(
-        Effect.zipRight(datasetIo(file, fs.rename(tmp, file))),
-        Effect.tapError(() => Effect.ignore(fs.remove(tmp)))
-      )
-    })
+  /** Writes a text, or pieces one after another, to `file` atomically (see `writeFileAtomically`). */
+  const writeAtomic = (file: string, content: string | Iterable<string>) =>
+    datasetIo(file, writeFileAtomically(fs, path, file, content))
 
   /**
    * Removes stale Ultralytics `*.cache` files where Ultralytics writes them: next to each
@@ -393,12 +377,12 @@ export const makeConverterWriter = Effect.gen(function*() {
         const doc = out.splits[s]
         if (doc === undefined) yield* datasetIo(file, fs.remove(file, { force: true }))
         else {
-          yield* writeAtomicPieces(file, jsonPieces(doc))
+          yield* writeAtomic(file, jsonPieces(doc))
           outputs.push(file)
         }
       }
       const allFile = path.join(annDir, "instances_all.json")
-      yield* writeAtomicPieces(allFile, jsonPieces(out.all))
+      yield* writeAtomic(allFile, jsonPieces(out.all))
       outputs.push(allFile)
       const negatives = out.all.images.length - new Set(out.all.annotations.map((a) => a.image_id)).size
       const warnings: Array<string> = []

@@ -5,9 +5,10 @@
  * temp file + rename, progress, and all failures gathered into one `DownloadError`.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Effect, Either, Random, Schedule } from "effect"
+import { Effect, Either, Schedule } from "effect"
 import { DatasetError, DownloadError, type FailedObject, StorageError } from "../Errors.js"
 import type { ObjectStore } from "../ObjectStore.js"
+import { temporaryToken } from "./files.js"
 import { isRecord } from "./json.js"
 import { resolveInside, temporarySibling } from "./safeName.js"
 
@@ -256,8 +257,8 @@ export const runDownloads = (
     const onProgress = settings.onProgress
 
     const fetchOne = (item: DownloadItem): Effect.Effect<number, StorageError> =>
-      Effect.flatMap(Random.nextInt, (n) => {
-        const tmp = temporarySibling(path, item.dest, (n >>> 0).toString(36))
+      Effect.flatMap(temporaryToken, (token) => {
+        const tmp = temporarySibling(path, item.dest, token)
         return item.store.getToFile(item.key, tmp, item.size === undefined ? {} : { size: item.size }).pipe(
           Effect.retry({ schedule: settings.retry, while: isTransientStorageError }),
           Effect.mapError((error) =>

@@ -125,12 +125,16 @@ export const resolvePrimaryMetric = (
   })
 }
 
+/** A whole decimal integer written as text ("12", " -1 "), or `undefined` ("1.5", "12abc", "", beyond 2^53). */
+export const integerText = (raw: string): number | undefined => {
+  const text = raw.trim()
+  return /^[+-]?\d+$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : undefined
+}
+
 /** Parses a whole decimal integer ("12", "-1"); rejects "1.5", "12abc", "". */
 export const parseInteger = (variable: string, raw: string): Either.Either<number, ConfigError> => {
-  const text = raw.trim()
-  return /^[+-]?\d+$/.test(text) && Number.isSafeInteger(Number(text))
-    ? Either.right(Number(text))
-    : Either.left(invalid(variable, `expected an integer, got "${raw}"`))
+  const value = integerText(raw)
+  return value !== undefined ? Either.right(value) : Either.left(invalid(variable, `expected an integer, got "${raw}"`))
 }
 
 /** Parses a finite decimal number. */
