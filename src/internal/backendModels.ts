@@ -17,6 +17,7 @@
  */
 import { ParseResult, Schema, type SchemaAST } from "effect"
 import { maxEventTypeLength } from "./callbackBodies.js"
+import { integerText } from "./jobConfig.js"
 
 const typeError = (ast: SchemaAST.AST, actual: unknown, message: string) =>
   ParseResult.fail(new ParseResult.Type(ast, actual, message))
@@ -35,8 +36,8 @@ export const LaxInt = Schema.transformOrFail(Schema.Unknown, Schema.Number, {
   decode: (input, _options, ast) => {
     const value = typeof input === "number"
       ? input
-      : typeof input === "string" && /^\s*[+-]?\d+\s*$/.test(input)
-      ? Number(input)
+      : typeof input === "string"
+      ? integerText(input) ?? Number.NaN
       : Number.NaN
     return Number.isSafeInteger(value)
       ? ParseResult.succeed(value)
