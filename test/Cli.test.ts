@@ -3,42 +3,16 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
-import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
 import { MemoryStorage, Storage } from "../src/Storage.js"
 import { formatCacheEntries, formatCliError, formatDownloadProgress } from "../src/internal/cliFormat.js"
+import { repoRoot, runCliInProcess as runCli, runCliProcess, spawnCli } from "./support/cli.js"
 import { startS3rver } from "./support/s3rver.js"
 
 const cliKey = Either.getOrThrow(cacheKeyOf("ds-cats", "0123456789abcdef-v1"))
-const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/datasets/${name}`, import.meta.url))
-
-interface CliRun {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const spawnCli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  spawn(process.execPath, ["--openssl-legacy-provider", "--import", "tsx", "src/cli.ts", ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, NO_COLOR: "1", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-
-/** Runs `trainer-sdk args` in a child process (as `node --import tsx src/cli.ts`). */
-const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  Effect.async<CliRun>((resume) => {
-    const child = spawnCli(args, env)
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
 
 const stripAnsi = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "")
 const lines = (text: string) => text.split("\n").filter((line) => line.trim() !== "")
@@ -52,6 +26,24 @@ const datasetCopy = (name: string) =>
     const dir = path.join(root, name)
     yield* fs.copy(fixture(name), dir)
     return { fs, path, root, dir }
+  })
+
+/** Fills `cacheDir` with one entry (ds-cats, snapshot snap-9) from in-memory storage, as a trainer would have. */
+const fillCache = (cacheDir: string, destDir: string) =>
+  Effect.gen(function*() {
+    const storage = yield* Layer.build(Storage.layerMemory)
+    const memory = Context.get(storage, MemoryStorage).external
+    memory.seed(
+      "datasets/ds-cats/annotations_detection.json",
+      JSON.stringify({ images: [{ id: 1, file_name: "a.jpg" }], annotations: [], categories: [] })
+    )
+    memory.seed("datasets/ds-cats/images/a.jpg", "x".repeat(3000))
+    yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir })).pipe(
+      Effect.provide(DatasetCache.layerWith({ cacheDir }).pipe(Layer.provide(Layer.merge(
+        Layer.succeedContext(storage),
+        JobContext.layerTest({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" })
+      ))))
+    ))
   })
 
 describe("trainer-sdk CLI", () => {
@@ -105,14 +97,15 @@ describe("trainer-sdk CLI", () => {
       assert.strictEqual(run.stdout, "")
     }))
 
-  it.live("usage errors name the option: an unknown task, a negative minimum, a non-integer; piped help has no colours", () =>
+  it.live("usage errors name the option: an unknown task, a negative minimum, a non-integer; help without colours names the whole command", () =>
     Effect.gen(function*() {
-      const [task, minImages, seed, help] = yield* Effect.all([
+      const [task, minImages, seed, help, colourHelp] = yield* Effect.all([
         runCli(["convert", "--from", "dice", "--to", "yolo", "--task", "banana", repoRoot]),
         runCli(["validate", "--min-images", "-3", repoRoot]),
         runCli(["convert", "--from", "dice", "--to", "yolo", "--seed", "abc", repoRoot]),
-        runCli(["cache", "list", "--help"], { NO_COLOR: "" })
-      ], { concurrency: 4 })
+        runCli(["cache", "list", "--help"]),
+        runCli(["cache", "list", "--help"], {}, { colour: true })
+      ])
       assert.strictEqual(task.code, 2)
       assert.deepStrictEqual(lines(task.stderr), [
         "error: --task must be detection, classification, segmentation or pose (or an alias such as object_detection, cls), got \"banana\""
@@ -124,6 +117,10 @@ describe("trainer-sdk CLI", () => {
       assert.strictEqual(help.code, 0)
       assert.notInclude(help.stdout, "\u001b[")
       assert.include(lines(help.stdout), "$ trainer-sdk cache list")
+      // The colours are dropped by the CLI, not missing from @effect/cli's help.
+      assert.strictEqual(colourHelp.code, 0)
+      assert.include(colourHelp.stdout, "\u001b[")
+      assert.strictEqual(stripAnsi(colourHelp.stdout), help.stdout)
     }))
 
   it.live("storage and cache commands: argument errors first, then one line naming a bad variable they read", () =>
@@ -150,20 +147,7 @@ describe("trainer-sdk CLI", () => {
       const path = yield* Path.Path
       const root = yield* fs.makeTempDirectoryScoped()
       const cacheDir = path.join(root, "cache")
-      // Fill the cache in-process from in-memory storage, as a trainer would have.
-      const storage = yield* Layer.build(Storage.layerMemory)
-      const memory = Context.get(storage, MemoryStorage).external
-      memory.seed(
-        "datasets/ds-cats/annotations_detection.json",
-        JSON.stringify({ images: [{ id: 1, file_name: "a.jpg" }], annotations: [], categories: [] })
-      )
-      memory.seed("datasets/ds-cats/images/a.jpg", "x".repeat(3000))
-      yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir: path.join(root, "job") })).pipe(
-        Effect.provide(DatasetCache.layerWith({ cacheDir }).pipe(Layer.provide(Layer.merge(
-          Layer.succeedContext(storage),
-          JobContext.layerTest({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" })
-        ))))
-      ))
+      yield* fillCache(cacheDir, path.join(root, "job"))
 
       // An operator on a node has no job: CALLBACK_URL unset and a stray JOB_ID do not matter.
       const env = { CALLBACK_URL: "", JOB_ID: "not-a-job", DATASET_CACHE_DIR: cacheDir }
@@ -223,6 +207,88 @@ describe("trainer-sdk CLI", () => {
       const errorLines = lines(failed.stderr).filter((line) => line.startsWith("error: "))
       assert.strictEqual(errorLines.length, 1)
       assert.include(errorLines[0], "s3://training-datasets/coco/none.jpg")
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
+
+/**
+ * The program edge (`src/cli.ts`): one spawned run per command, checking what only a real
+ * process shows: the output on the process streams, the colour choice on a pipe, the exit
+ * code and, for dev-backend, Ctrl-C.
+ */
+describe("trainer-sdk CLI as a process", () => {
+  it.live("--help on a pipe lists every command without colours even when NO_COLOR is unset; exit code 0", () =>
+    Effect.gen(function*() {
+      const run = yield* runCliProcess(["--help"], { NO_COLOR: "" })
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.notInclude(run.stdout, "\u001b[")
+      for (const command of ["convert", "validate", "download", "cache list", "cache prune", "dev-backend"]) {
+        assert.include(run.stdout, `- ${command}`)
+      }
+      assert.strictEqual(run.stderr, "")
+    }))
+
+  it.scopedLive("convert writes the YOLO dataset and prints the report; validate of a broken copy prints the issues and exits 1", () =>
+    Effect.gen(function*() {
+      const { dir, fs, path, root } = yield* datasetCopy("nested-detection")
+      const converted = yield* runCliProcess(["convert", "--from", "dice", "--to", "yolo", "--seed", "7", dir])
+      assert.strictEqual(converted.code, 0, converted.stderr)
+      assert.match(lines(converted.stdout)[0]!, /^converted \d+ images \(dice -> yolo, detection\)/)
+      assert.deepStrictEqual(lines(converted.stderr), [`converting ${dir} (dice -> yolo)...`])
+      assert.isTrue(yield* fs.exists(path.join(dir, "data.yaml")))
+
+      const broken = path.join(root, "broken")
+      yield* fs.copy(dir, broken)
+      yield* fs.writeFileString(path.join(broken, "data.yaml"), "names: [cat\n")
+      const invalid = yield* runCliProcess(["validate", broken])
+      assert.strictEqual(invalid.code, 1)
+      assert.include(invalid.stdout, "is not a valid YOLO dataset")
+      expect(lines(invalid.stderr)).toEqual([expect.stringMatching(/^error: .*broken is invalid: \d+ issue\(s\)$/)])
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("download --annotation fetches the images from S3, the progress bar ends at 100% on stderr", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const s3 = yield* startS3rver(["training-datasets"])
+      const client = new S3Client(s3.clientConfig)
+      yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
+      yield* Effect.promise(() =>
+        client.send(new PutObjectCommand({ Bucket: "training-datasets", Key: "coco/x/1.jpg", Body: "image 1" }))
+      )
+      const root = yield* fs.makeTempDirectoryScoped()
+      const annotation = path.join(root, "coco.json")
+      yield* fs.writeFileString(annotation, JSON.stringify({
+        images: [{ id: 1, file_name: "s3://training-datasets/coco/x/1.jpg" }],
+        annotations: [],
+        categories: [{ id: 1, name: "cat" }]
+      }))
+      const dest = path.join(root, "out")
+      const run = yield* runCliProcess(["download", "--annotation", annotation, "--dest", dest], {
+        EXTERNAL_STORAGE_ENDPOINT: s3.endpoint,
+        EXTERNAL_STORAGE_ACCESS_KEY: s3.accessKey,
+        EXTERNAL_STORAGE_SECRET_KEY: "S3RVER"
+      })
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.match(run.stdout, /^downloaded 2 files \(.+\): 1 images to .+out; annotations: .+annotations\.json\n$/)
+      assert.strictEqual(lines(run.stderr).at(-1), "[########################] 100%  1/1 files  7 B / 7 B")
+      assert.strictEqual(yield* fs.readFileString(path.join(dest, "images", "1.jpg")), "image 1")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scopedLive("cache list and cache prune read DATASET_CACHE_DIR from the environment, without a job", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const root = yield* fs.makeTempDirectoryScoped()
+      const cacheDir = path.join(root, "cache")
+      yield* fillCache(cacheDir, path.join(root, "job"))
+      const env = { CALLBACK_URL: "", JOB_ID: "not-a-job", DATASET_CACHE_DIR: cacheDir }
+      const listed = yield* runCliProcess(["cache", "list"], env)
+      assert.strictEqual(listed.code, 0, listed.stderr)
+      assert.match(lines(listed.stdout)[1]!, new RegExp(`^${cliKey}\\s+ds-cats\\s+snap-9\\s`))
+      const pruned = yield* runCliProcess(["cache", "prune", "--max-gb", "0"], env)
+      assert.strictEqual(pruned.code, 0, pruned.stderr)
+      assert.include(pruned.stdout, `evicted 1 entries (${cliKey}); 0 left`)
+      assert.isFalse(yield* fs.exists(path.join(cacheDir, cliKey)))
     }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scopedLive("dev-backend accepts a valid callback, rejects an invalid body with a 422 naming the field, prints both", () =>

@@ -447,10 +447,13 @@ export const runTrainerSdkCli = (argv: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const terminal = yield* CliTerminal
     const console = yield* Effect.console
+    // `@effect/cli` prints help, version and completions with `Console.log`: onto stdout
+    // through the terminal, like every other line of the CLI.
     const helpOutput: Console.Console = {
       ...console,
       error: () => Effect.void,
-      log: (...args) => console.log(...args.map((arg) => typeof arg === "string" ? helpText(argv, arg, terminal.colour) : arg))
+      log: (...args) =>
+        terminal.out(args.map((arg) => typeof arg === "string" ? helpText(argv, arg, terminal.colour) : String(arg)).join(" "))
     }
     return yield* cli(argv).pipe(
       Effect.withConsole(helpOutput),
