@@ -9,6 +9,11 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts", "examples/**/*.test.ts"],
     pool: "forks",
+    // Many files mostly wait (child processes, local servers, timeouts of the transport
+    // tests): on 2 cores, three files at a time keep both busy (vitest's default is one less
+    // than the core count, a single worker here).
+    maxWorkers: 3,
+    minWorkers: 1,
     poolOptions: {
       forks: {
         // s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 only offers
