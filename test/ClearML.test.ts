@@ -1,6 +1,6 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Option, Redacted, Schedule } from "effect"
+import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Option, Redacted, Schedule, TestClock, TestServices } from "effect"
 import { ClearML, type ClearMLOptions, ClearMLTest } from "../src/ClearML.js"
 import { TrainerError } from "../src/Errors.js"
 import { clearmlMetricName, escapeRegex, jwtExpiryMillis, splitIntoBatches } from "../src/internal/clearmlEvents.js"
@@ -216,23 +216,48 @@ describe("ClearML against a fake server", () => {
       assert.strictEqual(onlyTask(fake).task.project, "project-by-someone-else")
     }).pipe(Effect.scoped))
 
-  it.live("logs in again before the token expires, and pings a silent task", () =>
+  it.scoped("logs in again before the token expires, and pings a silent task", () =>
     Effect.gen(function*() {
-      const fake = yield* startFakeClearml({ tokenLifetimeSeconds: 2 })
+      // The fake signs and expires tokens on the test's clock: a 2 s token issued at 0.
+      const clock = yield* Effect.clock
+      const fake = yield* startFakeClearml({ tokenLifetimeSeconds: 2, now: () => clock.unsafeCurrentTimeMillis() })
       yield* Effect.gen(function*() {
         const clearml = yield* ClearML
         yield* clearml.started
         assert.strictEqual(fake.logins, 1)
-        yield* Effect.sleep("1200 millis")
+        // Nothing sent for 400 ms: a ping, still with the first token.
+        yield* TestClock.adjust("500 millis")
+        yield* TestServices.provideLive(eventually(() => fake.pings >= 1))
+        assert.strictEqual(fake.logins, 1)
+        // Past half the token's life, before its end: the next call logs in first.
+        yield* TestClock.adjust("1 second")
         yield* clearml.reportText("later")
         yield* clearml.flush
+        assert.strictEqual(fake.logins, 2)
       }).pipe(Effect.provide(clearmlLayer(fake.url, { pingEvery: "400 millis" })))
+      assert.deepStrictEqual(fake.violations, [])
+      // No call ever carried an expired (or unknown) token.
+      assert.strictEqual(fake.unauthorized, 0)
+      assert.strictEqual(fake.events.filter((e) => e["type"] === "log").length, 1)
+      assert.strictEqual(onlyTask(fake).task.status, "completed")
+    }))
+
+  it.scoped("a token that expired while nothing was sent is replaced before the next call", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const fake = yield* startFakeClearml({ tokenLifetimeSeconds: 2, now: () => clock.unsafeCurrentTimeMillis() })
+      yield* Effect.gen(function*() {
+        const clearml = yield* ClearML
+        yield* clearml.started
+        yield* TestClock.adjust("5 seconds")
+        yield* clearml.reportText("much later")
+        yield* clearml.flush
+      }).pipe(Effect.provide(clearmlLayer(fake.url, { pingEvery: "1 hour" })))
       assert.deepStrictEqual(fake.violations, [])
       assert.strictEqual(fake.logins, 2)
       assert.strictEqual(fake.unauthorized, 0)
-      assert.isAtLeast(fake.pings, 1)
       assert.strictEqual(onlyTask(fake).task.status, "completed")
-    }).pipe(Effect.scoped))
+    }))
 
   it.live("an unreachable server never fails training and warns once", () =>
     Effect.gen(function*() {

@@ -18,8 +18,10 @@ export interface FakeClearmlOptions {
   readonly maxBatchBytes?: number
   /** Revoke the first token after this many authorized calls (once), so the client must log in again. */
   readonly revokeFirstTokenAfter?: number
-  /** Lifetime of issued tokens (`exp` claim). Default 30 days. */
+  /** Lifetime of issued tokens (`exp` claim); an expired token is answered 401. Default 30 days. */
   readonly tokenLifetimeSeconds?: number
+  /** The fake's clock in epoch ms, for `exp` and expiry (default `Date.now`; a test's `TestClock` to share it). */
+  readonly now?: () => number
   /** Someone else creates the project between the client's lookup and its create (400/801). */
   readonly projectCreateRace?: boolean
 }
@@ -87,8 +89,16 @@ const checkEvent = (event: Record<string, unknown>, tasks: Map<string, FakeTask>
   }
 }
 
-const handle = (state: FakeClearmlState, options: FakeClearmlOptions, tokens: { valid: Set<string>; first?: string; authorizedWithFirst: number }) =>
+/** Issued tokens with their expiry (epoch ms), the first one, and the calls authorized with it. */
+interface Tokens {
+  readonly valid: Map<string, number>
+  first?: string
+  authorizedWithFirst: number
+}
+
+const handle = (state: FakeClearmlState, options: FakeClearmlOptions, tokens: Tokens) =>
   Effect.gen(function*() {
+    const now = options.now ?? Date.now
     const request = yield* HttpServerRequest.HttpServerRequest
     const endpoint = new URL(request.url, "http://fake").pathname.slice(1)
     const body = yield* Effect.orDie(request.text)
@@ -109,17 +119,22 @@ const handle = (state: FakeClearmlState, options: FakeClearmlOptions, tokens: { 
       if (authorization !== expected) return envelope(401, {}, 0, "invalid credentials")
       if (body !== "" && body !== "{}") return violation("login body must be empty")
       state.logins++
-      const exp = Math.floor(Date.now() / 1000) + (options.tokenLifetimeSeconds ?? 30 * 24 * 3600)
+      const exp = Math.floor(now() / 1000) + (options.tokenLifetimeSeconds ?? 30 * 24 * 3600)
       const token = `${base64Url("{\"alg\":\"HS256\"}")}.${base64Url(JSON.stringify({ exp, n: state.logins }))}.sig`
-      tokens.valid.add(token)
+      tokens.valid.set(token, exp * 1000)
       if (tokens.first === undefined) tokens.first = token
       return envelope(200, { token })
     }
 
     const token = authorization.startsWith("Bearer ") ? authorization.slice(7) : undefined
-    if (token === undefined || !tokens.valid.has(token)) {
+    const expiresAt = token === undefined ? undefined : tokens.valid.get(token)
+    if (token === undefined || expiresAt === undefined) {
       state.unauthorized++
       return envelope(401, {}, 30, "Invalid token")
+    }
+    if (now() >= expiresAt) {
+      state.unauthorized++
+      return envelope(401, {}, 30, "Token expired")
     }
     if (token === tokens.first && options.revokeFirstTokenAfter !== undefined) {
       tokens.authorizedWithFirst++
@@ -230,11 +245,7 @@ const handle = (state: FakeClearmlState, options: FakeClearmlOptions, tokens: { 
 /** Starts the fake on 127.0.0.1 (random port) for the current scope and returns its live state. */
 export const startFakeClearml = (options: FakeClearmlOptions = {}) =>
   Effect.gen(function*() {
-    const tokens = { valid: new Set<string>(), authorizedWithFirst: 0 } as {
-      valid: Set<string>
-      first?: string
-      authorizedWithFirst: number
-    }
+    const tokens: Tokens = { valid: new Map(), authorizedWithFirst: 0 }
     const serverLayer = NodeHttpServer.layer(() => http.createServer(), { port: 0, host: "127.0.0.1" })
     const server = Context.get(yield* Layer.build(serverLayer), HttpServer.HttpServer)
     const address = server.address
