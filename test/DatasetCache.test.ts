@@ -1,7 +1,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Exit, Layer, Ref, Scope } from "effect"
+import { Context, Effect, Either, Exit, Layer, Ref, Scope, TestClock } from "effect"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import type { MemoryObjectStore } from "../src/ObjectStore.js"
@@ -26,8 +26,11 @@ const seedDataset = (store: MemoryObjectStore, datasetId: string, images: Record
 
 const annotationKey = (datasetId: string) => `datasets/${datasetId}/annotations_detection.json`
 
-/** A temp cache dir over one in-memory storage, and a way to run with a fresh cache layer (its own lease scope). */
-const harness = Effect.gen(function*() {
+/**
+ * A temp cache dir over one in-memory storage, and a way to run with a fresh cache layer (its
+ * own lease scope); `defaults` are options of every layer.
+ */
+const harnessWith = (defaults: Partial<DatasetCacheOptions>) => Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   const root = yield* fs.makeTempDirectoryScoped()
@@ -35,7 +38,14 @@ const harness = Effect.gen(function*() {
   const storage = yield* Layer.build(Storage.layerMemory)
   const memory = Context.get(storage, MemoryStorage).external
   const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
-    DatasetCache.layerWith({ cacheDir, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis", ...options })
+    DatasetCache.layerWith({
+      cacheDir,
+      staleAfter: "2 seconds",
+      heartbeatEvery: "100 millis",
+      pollEvery: "20 millis",
+      ...defaults,
+      ...options
+    })
       .pipe(Layer.provide(Layer.merge(
         Layer.succeedContext(storage),
         JobContext.layerTest({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hashA, ...job })
@@ -48,10 +58,22 @@ const harness = Effect.gen(function*() {
   return { fs, path, root, cacheDir, memory, cacheLayer, withCache }
 })
 
+const harness = harnessWith({})
+
+/**
+ * For tests on `TestClock`: the clock set to the wall clock (lock and lease files carry real
+ * modification times, which the cache compares with its `Clock`), and leases live for as long
+ * as their holder (the test's clock moves on without real time passing).
+ */
+const harnessOnTestClock = Effect.zipRight(
+  Effect.suspend(() => TestClock.setTime(Date.now())),
+  harnessWith({ staleAfter: "1 hour" })
+)
+
 describe("DatasetCache", () => {
-  it.scopedLive("a miss downloads once, a hit materializes a fresh view without downloading", () =>
+  it.scoped("a miss downloads once, a hit materializes a fresh view without downloading", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
+      const { cacheDir, fs, memory, path, root, withCache } = yield* harnessOnTestClock
       seedDataset(memory, "ds1", { "a.jpg": "AAAA", "sub/b.jpg": "BB" })
       const progress = yield* Ref.make(0)
       const [first, second, entries] = yield* withCache((cache) =>
@@ -61,10 +83,10 @@ describe("DatasetCache", () => {
             onProgress: () => Ref.update(progress, (n) => n + 1)
           })
           const before = (yield* cache.entries)[0]!
-          yield* Effect.sleep("5 millis")
+          yield* TestClock.adjust("1 second")
           const second = yield* cache.ensure({ destDir: path.join(root, "job2") })
           const after = (yield* cache.entries)[0]!
-          expect(after.lastAccessed.getTime()).toBeGreaterThan(before.lastAccessed.getTime())
+          expect(after.lastAccessed.getTime() - before.lastAccessed.getTime()).toBe(1000)
           return [first, second, yield* cache.entries] as const
         })
       )
@@ -127,9 +149,9 @@ describe("DatasetCache", () => {
       expect(removeBad.reason).toBe("InvalidKey")
     }).pipe(Effect.provide(NodeContext.layer)))
 
-  it.scopedLive("eviction removes the least recently used entry, never the one returned nor a leased one", () =>
+  it.scoped("eviction removes the least recently used entry, never the one returned nor a leased one", () =>
     Effect.gen(function*() {
-      const { cacheDir, cacheLayer, fs, memory, path, root, withCache } = yield* harness
+      const { cacheDir, cacheLayer, fs, memory, path, root, withCache } = yield* harnessOnTestClock
       seedDataset(memory, "dsA", { "a.jpg": "x".repeat(100) })
       seedDataset(memory, "dsB", { "b.jpg": "x".repeat(100) })
       seedDataset(memory, "dsC", { "c.jpg": "x".repeat(100) })
@@ -139,11 +161,11 @@ describe("DatasetCache", () => {
       // Each entry is ~230 bytes; the limit keeps two.
       const limit = { maxBytes: 500 }
       yield* withCache(ensure("dsA", hashA, "j1"), limit)
-      yield* Effect.sleep("5 millis")
+      yield* TestClock.adjust("1 second")
       yield* withCache(ensure("dsB", hashB, "j2"), limit)
-      yield* Effect.sleep("5 millis")
+      yield* TestClock.adjust("1 second")
       yield* withCache(ensure("dsA", hashA, "j3"), limit) // A is now more recent than B
-      yield* Effect.sleep("5 millis")
+      yield* TestClock.adjust("1 second")
       yield* withCache(ensure("dsC", hashC, "j4"), limit)
       expect((yield* withCache((cache) => cache.entries)).map((e) => e.key)).toEqual([keyA, keyC].sort())
       expect(yield* fs.exists(path.join(cacheDir, keyB))).toBe(false)
@@ -152,7 +174,7 @@ describe("DatasetCache", () => {
       const scope = yield* Scope.make()
       const leased = yield* Layer.buildWithScope(cacheLayer(limit), scope)
       yield* Effect.flatMap(DatasetCache, ensure("dsA", hashA, "j5")).pipe(Effect.provide(leased))
-      yield* Effect.sleep("5 millis")
+      yield* TestClock.adjust("1 second")
       const afterB = yield* withCache((cache) => Effect.zipRight(ensure("dsB", hashB, "j6")(cache), cache.entries), limit)
       expect(afterB.map((e) => e.key)).toEqual([keyA, keyB].sort())
       expect(yield* withCache((cache) => cache.prune({ maxBytes: 0 }))).toEqual([keyB])
