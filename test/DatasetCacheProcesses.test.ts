@@ -141,7 +141,7 @@ describe("DatasetCache across processes", () => {
       }
       expect((yield* fs.readDirectory(cacheDir)).sort()).toEqual([".cache_metadata.json", ".leases", ".locks", key])
       expect(Object.keys(JSON.parse(yield* fs.readFileString(path.join(cacheDir, ".cache_metadata.json"))))).toEqual([key])
-    }).pipe(Effect.provide(NodeContext.layer)), 60_000)
+    }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scopedLive("a process killed with SIGKILL mid-download while holding the lock: the next caller recovers promptly", () =>
     Effect.gen(function*() {
@@ -174,7 +174,7 @@ describe("DatasetCache across processes", () => {
       expect(annotationGets()).toBe(2)
       expect((yield* fs.readDirectory(path.join(view, "images"))).sort()).toEqual(imageNames)
       expect((yield* fs.readDirectory(cacheDir)).sort()).toEqual([".cache_metadata.json", ".leases", ".locks", key])
-    }).pipe(Effect.provide(NodeContext.layer)), 60_000)
+    }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scopedLive("a holder whose main thread is blocked longer than the stale threshold keeps its lease while another process evicts", () =>
     Effect.gen(function*() {
@@ -213,7 +213,7 @@ describe("DatasetCache across processes", () => {
       holder.child.kill("SIGKILL")
       yield* exitOf(holder)
       expect(yield* Effect.flatMap(DatasetCache, (c) => c.prune({ maxBytes: 0 })).pipe(Effect.provide(cache))).toEqual([key])
-    }).pipe(Effect.provide(NodeContext.layer)), 60_000)
+    }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scopedLive("eviction never removes an entry leased by a live process, and reclaims it once that process is gone", () =>
     Effect.gen(function*() {
@@ -248,6 +248,6 @@ describe("DatasetCache across processes", () => {
       const afterKill = yield* Effect.flatMap(DatasetCache, (c) => c.prune({ maxBytes: 0 })).pipe(Effect.provide(cache))
       expect(afterKill).toEqual([key])
       expect(yield* fs.exists(path.join(cacheDir, key))).toBe(false)
-    }).pipe(Effect.provide(NodeContext.layer)), 60_000)
+    }).pipe(Effect.provide(NodeContext.layer)))
 })
 

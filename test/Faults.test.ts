@@ -101,7 +101,7 @@ describe("Storage behind a faulty S3 proxy", () => {
       for (const fault of ["error500", "reset", "truncate", "stall"] as const) assert.isAbove(stats[fault], 5, fault)
       const faults = stats.error500 + stats.reset + stats.truncate + stats.stall
       assert.isAbove(faults / (faults + stats.forwarded), 0.12)
-    }).pipe(Effect.provide(NodeContext.layer)), 60_000)
+    }).pipe(Effect.provide(NodeContext.layer)))
 
   describe("a truncated GET body never leaves a file with the final name", () => {
     /** s3rver with a checkpoint and a two-object dataset, behind a proxy truncating object GETs. */
@@ -250,5 +250,5 @@ describe("Callback behind a flapping backend", () => {
         assert.strictEqual(sequence[at - 1], `progress:${epoch}`, sequence.join(", "))
       }
       assert.strictEqual(progress.at(-1), epochs)
-    })), 60_000)
+    })))
 })

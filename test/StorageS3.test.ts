@@ -58,7 +58,7 @@ const sha256File = (file: string) =>
   )
 
 describe("Storage on a local S3 server", () => {
-  layer(TestLayer, { timeout: 60_000 })((it) => {
+  layer(TestLayer, { timeout: 120_000 })((it) => {
     it.scoped("a 64 MiB checkpoint round-trips through multipart upload, byte-identical", () =>
       Effect.gen(function*() {
         const storage = yield* Storage
