@@ -8,12 +8,12 @@
  * @since 0.1.0
  */
 import { HttpClient } from "@effect/platform"
-import type { Console } from "effect"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schedule } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
 import { hostname } from "node:os"
 import { failureMessage } from "./Errors.js"
 import type { CallbackMetrics } from "./internal/callbackReports.js"
 import { bestEffortWithin } from "./internal/bestEffort.js"
+import { makeBatchShipper, positiveInteger } from "./internal/batchShipper.js"
 import { ClearMLCallError, makeClearMLApi } from "./internal/clearmlApi.js"
 import {
   type ClearMLEvent,
@@ -144,21 +144,13 @@ interface ClearMLTask {
   readonly webLink: Option.Option<string>
 }
 
-const positiveInteger = (name: string, value: number): number => {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`ClearML option ${name} must be a positive integer, got ${value}`)
-  return value
-}
-
 const makeLive = (options: ClearMLOptions) =>
   Effect.gen(function*() {
     const ctx = yield* JobContext
     if (!ctx.isPrimary || Option.isNone(ctx.clearml)) return noop
     const settings = ctx.clearml.value
     const worker = options.worker ?? hostname()
-    const flushEvery = Duration.decode(options.flushEvery ?? Duration.seconds(5))
-    const maxEvents = positiveInteger("maxEvents", options.maxEvents ?? 100)
-    const maxRequestBytes = positiveInteger("maxRequestBytes", options.maxRequestBytes ?? 15 * 1024 * 1024)
-    const capacity = positiveInteger("capacity", options.capacity ?? 10_000)
+    const maxRequestBytes = positiveInteger("ClearML", "maxRequestBytes", options.maxRequestBytes ?? 15 * 1024 * 1024)
     const pingEvery = Duration.decode(options.pingEvery ?? Duration.seconds(30))
     const closeTimeout = Duration.decode(options.closeTimeout ?? Duration.seconds(15))
     const api = yield* makeClearMLApi(settings, yield* HttpClient.HttpClient, {
@@ -168,27 +160,21 @@ const makeLive = (options: ClearMLOptions) =>
       retrySchedule: options.retrySchedule ??
         Schedule.exponential("500 millis", 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(4)))
     })
-    const stderr: Console.Console = yield* Effect.console
     const warned = new Set<string>()
     const warnOnce = (kind: string, text: string) =>
       Effect.suspend(() => {
         if (warned.has(kind)) return Effect.void
         warned.add(kind)
-        return stderr.error(`[trainer-sdk] ${text}`)
+        return Effect.logWarning(text)
       })
     const onCallFailure = (e: ClearMLCallError) =>
       warnOnce("call", `${e.message}; training goes on, further ClearML failures are not reported`)
 
     const state = {
-      queue: [] as Array<ClearMLEvent>,
       phase: "created" as "created" | "started" | "ended",
-      sent: 0,
       skipped: 0,
-      undelivered: 0,
       lastSentAt: yield* Clock.currentTimeMillis
     }
-    const wake = yield* Queue.dropping<void>(1)
-    const lock = yield* Effect.makeSemaphore(1)
 
     const task = yield* Deferred.make<Option.Option<ClearMLTask>>()
     /** `CLEARML_TASK_ID`: the backend's own task for this job, reported into; its status stays the backend's to set. */
@@ -230,57 +216,52 @@ const makeLive = (options: ClearMLOptions) =>
       Effect.forkScoped
     )
 
-    const enqueue = (event: ClearMLEvent) =>
-      Effect.sync(() => {
-        if (state.queue.length >= capacity) {
-          state.queue.shift()
-          state.undelivered++
-        }
-        state.queue.push(event)
-        if (state.queue.length >= maxEvents) Queue.unsafeOffer(wake, undefined)
-      })
-
     const skip = Effect.suspend(() => {
       state.skipped++
       return warnOnce("skip", "ClearML cannot store NaN/Infinity or a fractional iteration: such scalars are skipped (see stats)")
     })
 
+    /** Sends one `events.add_batch` body of `count` events; returns how many were not delivered. */
     const sendBatch = (id: string, body: string, count: number) =>
       api.addBatch(body).pipe(
         Effect.flatMap((data) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) => {
-            const errors = typeof data["errors"] === "number" ? data["errors"] : 0
-            state.sent += count - errors
-            state.undelivered += errors
             state.lastSentAt = now
+            const errors = typeof data["errors"] === "number" ? data["errors"] : 0
             return errors > 0
-              ? warnOnce("call", `ClearML rejected ${errors} event(s) of a batch for task ${id}: ${JSON.stringify(data["errors_info"] ?? {})}`)
-              : Effect.void
+              ? Effect.as(
+                warnOnce("call", `ClearML rejected ${errors} event(s) of a batch for task ${id}: ${JSON.stringify(data["errors_info"] ?? {})}`),
+                errors
+              )
+              : Effect.succeed(0)
           })
         ),
-        Effect.catchAll((e) => {
-          state.undelivered += count
-          return onCallFailure(e)
-        })
+        Effect.catchAll((e) => Effect.as(onCallFailure(e), count))
       )
 
-    const flush = lock.withPermits(1)(Effect.gen(function*() {
-      const current = yield* Deferred.await(task)
-      const events = state.queue.splice(0)
-      if (Option.isNone(current)) {
-        state.undelivered += events.length
-        return
-      }
-      if (events.length === 0) return
-      const batches = splitIntoBatches(events.map((e) => eventLine(e, current.value.id, worker)), maxRequestBytes)
-      if (batches.oversized > 0) {
-        state.undelivered += batches.oversized
-        yield* warnOnce("oversize", `ClearML event(s) larger than ${maxRequestBytes} bytes were skipped`)
-      }
-      for (let i = 0; i < batches.bodies.length; i++) {
-        yield* sendBatch(current.value.id, batches.bodies[i]!, batches.counts[i]!)
-      }
-    }))
+    /** Ships events into the task (once it exists) in bodies under the size cap; returns how many were not delivered. */
+    const ship = (events: ReadonlyArray<ClearMLEvent>) =>
+      Effect.gen(function*() {
+        const current = yield* Deferred.await(task)
+        if (Option.isNone(current)) return events.length
+        const batches = splitIntoBatches(events.map((e) => eventLine(e, current.value.id, worker)), maxRequestBytes)
+        if (batches.oversized > 0) yield* warnOnce("oversize", `ClearML event(s) larger than ${maxRequestBytes} bytes were skipped`)
+        let undelivered = batches.oversized
+        for (let i = 0; i < batches.bodies.length; i++) {
+          undelivered += yield* sendBatch(current.value.id, batches.bodies[i]!, batches.counts[i]!)
+        }
+        return undelivered
+      })
+
+    const shipper = yield* makeBatchShipper({
+      label: "ClearML",
+      capacity: positiveInteger("ClearML", "capacity", options.capacity ?? 10_000),
+      wakeAt: positiveInteger("ClearML", "maxEvents", options.maxEvents ?? 100),
+      interval: options.flushEvery ?? Duration.seconds(5),
+      closeTimeout,
+      ship
+    })
+    const flush = shipper.flush
 
     const withTask = (f: (t: ClearMLTask) => Effect.Effect<void>) =>
       Effect.flatMap(Deferred.await(task), Option.match({ onNone: () => Effect.void, onSome: f }))
@@ -309,12 +290,6 @@ const makeLive = (options: ClearMLOptions) =>
         )
       )
 
-    yield* Effect.race(Queue.take(wake), Effect.sleep(flushEvery)).pipe(
-      Effect.zipRight(flush),
-      Effect.forever,
-      Effect.forkScoped
-    )
-
     yield* Effect.sleep(pingEvery).pipe(
       Effect.zipRight(withTask((t) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -339,7 +314,7 @@ const makeLive = (options: ClearMLOptions) =>
     })
 
     return {
-      ...fromPrimitives({ enqueue, skip }),
+      ...fromPrimitives({ enqueue: shipper.offer, skip }),
       reportHyperParams: (params) =>
         withTask((t) =>
           call("tasks.edit_hyper_params", {
@@ -354,11 +329,11 @@ const makeLive = (options: ClearMLOptions) =>
       stopped: (reason) => end("stopped", reason),
       flush,
       webLink: Effect.map(Deferred.await(task), Option.flatMap((t) => t.webLink)),
-      stats: Effect.sync(() => ({
-        queued: state.queue.length,
-        sent: state.sent,
+      stats: Effect.map(shipper.stats, (s) => ({
+        queued: s.queued,
+        sent: s.shipped,
         skipped: state.skipped,
-        undelivered: state.undelivered
+        undelivered: s.failed + s.dropped
       }))
     } satisfies ClearMLService
   })

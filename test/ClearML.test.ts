@@ -1,6 +1,6 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Option, Redacted, Schedule, TestClock, TestServices } from "effect"
+import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Logger, LogLevel, Option, Redacted, Schedule, TestClock, TestServices } from "effect"
 import { ClearML, type ClearMLOptions, ClearMLTest } from "../src/ClearML.js"
 import { TrainerError } from "../src/Errors.js"
 import { clearmlMetricName, escapeRegex, jwtExpiryMillis, splitIntoBatches } from "../src/internal/clearmlEvents.js"
@@ -33,11 +33,13 @@ const clearmlLayer = (
     ))
   )
 
-/** A console whose `error` lines are recorded. */
-const captureConsole = Effect.gen(function*() {
-  const base = yield* Effect.console
+/** A logger recording the messages of warnings and errors (the service never prints). */
+const captureWarnings = Effect.sync(() => {
   const lines: Array<string> = []
-  return { console: { ...base, error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" "))) }, lines }
+  const logger = Logger.make(({ logLevel, message }) => {
+    if (logLevel.ordinal >= LogLevel.Warning.ordinal) lines.push((Array.isArray(message) ? message : [message]).join(" "))
+  })
+  return { logger: Logger.add(logger), lines }
 })
 
 const eventually = (check: () => boolean) =>
@@ -91,7 +93,7 @@ describe("ClearML against a fake server", () => {
   it.live("reports scalars and text, refreshes a revoked token, and completes the task", () =>
     Effect.gen(function*() {
       const fake = yield* startFakeClearml({ revokeFirstTokenAfter: 2 })
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       const project = "vision (v2).*"
       const result = yield* Effect.gen(function*() {
         const clearml = yield* ClearML
@@ -103,7 +105,7 @@ describe("ClearML against a fake server", () => {
         yield* clearml.reportHyperParams({ lr: 0.001, optimizer: "SGD" })
         yield* clearml.flush
         return { link: yield* clearml.webLink, stats: yield* clearml.stats }
-      }).pipe(Effect.provide(clearmlLayer(fake.url, {}, { project })), Effect.withConsole(console))
+      }).pipe(Effect.provide(clearmlLayer(fake.url, {}, { project })), Effect.provide(logger))
 
       assert.deepStrictEqual(fake.violations, [])
       assert.strictEqual(fake.logins, 2)
@@ -261,7 +263,7 @@ describe("ClearML against a fake server", () => {
 
   it.live("an unreachable server never fails training and warns once", () =>
     Effect.gen(function*() {
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       const stats = yield* Effect.gen(function*() {
         const clearml = yield* ClearML
         yield* clearml.started
@@ -269,7 +271,7 @@ describe("ClearML against a fake server", () => {
         yield* clearml.flush
         yield* clearml.completed
         return yield* clearml.stats
-      }).pipe(Effect.provide(clearmlLayer("http://127.0.0.1:1")), Effect.withConsole(console))
+      }).pipe(Effect.provide(clearmlLayer("http://127.0.0.1:1")), Effect.provide(logger))
       assert.strictEqual(stats.undelivered, 1)
       assert.strictEqual(lines.length, 1)
       assert.include(lines[0], "ClearML")
