@@ -13,15 +13,15 @@
  *   append-only file under the job's work dir. Log entries beyond their byte budget are
  *   dropped (counted; a summary entry follows once delivery resumes); nothing else is.
  * - Closing drains what is queued within the shutdown budget (`CALLBACK_SHUTDOWN_BUDGET`,
- *   counted from SIGTERM when there was one); what is left is said on stderr and kept in the
- *   file, so a restart of the same job delivers it first.
+ *   counted from SIGTERM when there was one); what is left is logged (`Effect.logError`,
+ *   annotated `deliveryReportAnnotation`, which the runner also writes to stderr) and kept in
+ *   the file, so a restart of the same job delivers it first.
  *
  * @since 0.2.0
  */
 import { HttpClient } from "@effect/platform"
 import {
   Clock,
-  type Console,
   Context,
   Deferred,
   Duration,
@@ -44,7 +44,7 @@ import { callbackPaths, LogEntryBody } from "./internal/callbackBodies.js"
 import { encodeBody, isoTimestamp } from "./internal/callbackReports.js"
 import { type OutboxDropClass, OutboxStore, type OutboxStoreStats } from "./internal/outboxStore.js"
 import { makeRedactor, redactJson } from "./internal/redact.js"
-import { onShutdownSignal } from "./internal/shutdown.js"
+import { deliveryReportAnnotation, onShutdownSignal } from "./internal/shutdown.js"
 
 export type { OutboxDropClass } from "./internal/outboxStore.js"
 
@@ -203,7 +203,6 @@ export const makeReportOutbox = (
       yield* HttpClient.HttpClient,
       options.attemptTimeout === undefined ? {} : { attemptTimeout: options.attemptTimeout }
     )
-    const stderr: Console.Console = yield* Effect.console
     const dir = options.dir === undefined ? nodePath.join(defaultWorkDir(ctx), "outbox") : options.dir
     const journalPath = dir === null ? undefined : nodePath.join(dir, outboxFileName)
     const store = new OutboxStore({
@@ -373,6 +372,13 @@ export const makeReportOutbox = (
       lost
     }))
 
+    /**
+     * A closing report: logged (never queued in this closing outbox: the `Logger` bridge skips
+     * it) and annotated so the runner also writes it to stderr.
+     */
+    const closingReport = (log: typeof Effect.logError, text: string) =>
+      log(text).pipe(Effect.annotateLogs(deliveryReportAnnotation, true), Effect.locally(insideOutbox, true))
+
     // Added after the fork, so it runs first on close: drain within the budget, then stop the sender.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -385,8 +391,9 @@ export const makeReportOutbox = (
         const kept = store.persistAndClose(["outcome"])
         const s = yield* stats
         if (Object.keys(left).length > 0) {
-          yield* stderr.error(
-            `[trainer-sdk] the shutdown budget of ${Duration.format(ctx.callbackShutdownBudget)} ran out; not delivered to the backend: ${
+          yield* closingReport(
+            Effect.logError,
+            `the shutdown budget of ${Duration.format(ctx.callbackShutdownBudget)} ran out; not delivered to the backend: ${
               describeCounts(left)
             }${kept > 0 && journalPath !== undefined ? `; ${kept} kept in ${journalPath} for a restart of this job` : ""}${
               lastFailure === undefined ? "" : ` (last failure: ${lastFailure.message})`
@@ -395,8 +402,9 @@ export const makeReportOutbox = (
         }
         const refused = describeCounts(s.rejected)
         if (refused !== "" || s.droppedLogs > 0 || s.skippedLogs > 0 || s.lost > 0 || s.journalError !== undefined) {
-          yield* stderr.error(
-            `[trainer-sdk] report delivery summary: ${describeCounts(s.delivered) || "nothing"} delivered${
+          yield* closingReport(
+            Effect.logWarning,
+            `report delivery summary: ${describeCounts(s.delivered) || "nothing"} delivered${
               refused === "" ? "" : `; rejected by the backend (4xx): ${refused}`
             }${s.droppedLogs > 0 ? `; ${s.droppedLogs} log entries dropped (outbox full)` : ""}${
               s.skippedLogs > 0 ? `; ${s.skippedLogs} log entries given up at the shutdown deadline` : ""

@@ -1,11 +1,12 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Logger, LogLevel, Option, Redacted, Schedule, TestClock, TestServices } from "effect"
+import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Option, Redacted, Schedule, TestClock, TestServices } from "effect"
 import { ClearML, type ClearMLOptions, ClearMLTest } from "../src/ClearML.js"
 import { TrainerError } from "../src/Errors.js"
 import { clearmlMetricName, escapeRegex, jwtExpiryMillis, splitIntoBatches } from "../src/internal/clearmlEvents.js"
 import { JobContext } from "../src/JobContext.js"
 import { type FakeClearmlState, startFakeClearml } from "./support/fakeClearml.js"
+import { captureWarnings } from "./support/logs.js"
 
 const settings = (apiHost: string, project = "trainer-sdk") => ({
   apiHost,
@@ -32,15 +33,6 @@ const clearmlLayer = (
       NodeHttpClient.layerUndici
     ))
   )
-
-/** A logger recording the messages of warnings and errors (the service never prints). */
-const captureWarnings = Effect.sync(() => {
-  const lines: Array<string> = []
-  const logger = Logger.make(({ logLevel, message }) => {
-    if (logLevel.ordinal >= LogLevel.Warning.ordinal) lines.push((Array.isArray(message) ? message : [message]).join(" "))
-  })
-  return { logger: Logger.add(logger), lines }
-})
 
 const eventually = (check: () => boolean) =>
   Effect.repeat(Effect.sync(check), { until: (ok) => ok, schedule: Schedule.spaced("20 millis") }).pipe(

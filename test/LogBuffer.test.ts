@@ -5,6 +5,7 @@ import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import { LogBuffer, LogBufferTest } from "../src/LogBuffer.js"
 import { ReportOutbox } from "../src/Outbox.js"
 import { CheckpointEvents } from "../src/Storage.js"
+import { captureWarnings } from "./support/logs.js"
 
 interface WireEntry {
   readonly job_id: number
@@ -61,13 +62,6 @@ const liveLayer = (fake: FakeBackend, context: JobContextInput = {}) =>
       Layer.succeed(HttpClient.HttpClient, fake.client)
     ))
   )
-
-/** A console whose `error` lines are recorded. */
-const captureConsole = Effect.gen(function*() {
-  const base = yield* Effect.console
-  const lines: Array<string> = []
-  return { console: { ...base, error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" "))) }, lines }
-})
 
 const info = (message: string) => Effect.flatMap(LogBuffer, (logs) => logs.info(message))
 
@@ -147,12 +141,12 @@ describe("LogBuffer", () => {
   it.effect("closing gives up at the shutdown budget on a backend that never answers, and says what was left", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend(Effect.never)
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       const closing = yield* Effect.gen(function*() {
         for (const m of ["a", "b", "c"]) yield* info(m)
       }).pipe(
         Effect.provide(liveLayer(fake, { callbackShutdownBudget: Duration.seconds(2) })),
-        Effect.withConsole(console),
+        Effect.provide(logger),
         Effect.fork
       )
       yield* fake.waitForAttempts(0)
@@ -168,7 +162,7 @@ describe("LogBuffer", () => {
   it.effect("beyond the log budget DEBUG/INFO entries are dropped first, WARNING/ERROR kept longer; a summary entry follows once delivery resumes", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       yield* Ref.set(fake.status, 503)
       yield* Effect.gen(function*() {
         const logs = yield* LogBuffer
@@ -193,7 +187,7 @@ describe("LogBuffer", () => {
       }).pipe(
         Effect.ensuring(Ref.set(fake.status, 200)),
         Effect.provide(liveLayer(fake, { outboxMemoryBytes: 1000, callbackRetryDelay: Duration.millis(100) })),
-        Effect.withConsole(console)
+        Effect.provide(logger)
       )
       assert.isTrue(lines.some((l) => l.includes("5 log entries dropped (outbox full)")), lines.join("\n"))
     }))
@@ -201,7 +195,7 @@ describe("LogBuffer", () => {
   it.effect("a 4xx on a log entry never fails the caller: logged with status and body, counted, and the next entries go out", () =>
     Effect.gen(function*() {
       const fake = yield* makeFakeBackend()
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       yield* Ref.set(fake.status, 422)
       yield* Effect.gen(function*() {
         const logs = yield* LogBuffer
@@ -212,7 +206,7 @@ describe("LogBuffer", () => {
         yield* logs.flush
         assert.deepStrictEqual(yield* fake.messages, ["kept"])
         assert.deepStrictEqual(yield* logs.stats, { buffered: 0, shipped: 1, failed: 1, dropped: 0 })
-      }).pipe(Effect.provide(liveLayer(fake)), Effect.withConsole(console))
+      }).pipe(Effect.provide(liveLayer(fake)), Effect.provide(logger))
       assert.isTrue(lines.some((l) => l.includes("rejected by the backend (4xx): 1 log entry")), lines.join("\n"))
       assert.strictEqual(fake.paths.length, 2)
     }))

@@ -9,6 +9,7 @@ import { type JobContextInput, JobContext } from "../src/JobContext.js"
 import { LogBuffer } from "../src/LogBuffer.js"
 import { outboxFileName, ReportOutbox, type ReportOutboxOptions } from "../src/Outbox.js"
 import { maskUrlCredentials, maskUrlValue } from "../src/internal/redact.js"
+import { captureWarnings } from "./support/logs.js"
 
 /** One request the in-memory backend stored. */
 interface Stored {
@@ -63,13 +64,6 @@ const services = (backend: Backend, job: JobContextInput, options: ReportOutboxO
       Layer.succeed(HttpClient.HttpClient, backend.client)
     ))
   )
-
-/** A console whose `error` lines are recorded. */
-const captureConsole = Effect.gen(function*() {
-  const base = yield* Effect.console
-  const lines: Array<string> = []
-  return { console: { ...base, error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" "))) }, lines }
-})
 
 const tempDir = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "outbox-test-" }))
 
@@ -159,7 +153,7 @@ describe("ReportOutbox", () => {
   it.scoped("restart of the same job: reports left in the outbox file are delivered first, each once", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       const job = { callbackRetryDelay: Duration.seconds(1), callbackShutdownBudget: Duration.seconds(5), outboxMemoryBytes: 2048 }
       // First run: epochs 1–2 are delivered, then the backend goes down for good.
       const first = makeBackend()
@@ -175,7 +169,7 @@ describe("ReportOutbox", () => {
           yield* logs.info(`epoch ${epoch} done`)
           yield* callback.reportProgress({ epoch, totalEpochs: 10, metrics: { loss: 1 / epoch } })
         }
-      }).pipe(Effect.provide(services(first, job, { dir })), Effect.withConsole(console), Effect.fork)
+      }).pipe(Effect.provide(services(first, job, { dir })), Effect.provide(logger), Effect.fork)
       yield* adjustUntilDone(firstRun, 30)
       assert.deepStrictEqual(first.state.stored.map((r) => [kindOf(r), r.body["current_epoch"] ?? r.body["message"]]), [
         ["started", 0],
@@ -254,7 +248,7 @@ describe("ReportOutbox", () => {
   it.effect("a 4xx on progress or validation is counted and said on stderr with status and body; training goes on", () =>
     Effect.gen(function*() {
       const backend = makeBackend()
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       backend.state.reject = (p) => (p.endsWith("/results") ? 422 : undefined)
       yield* Effect.gen(function*() {
         const callback = yield* Callback
@@ -265,7 +259,7 @@ describe("ReportOutbox", () => {
         const stats = yield* outbox.stats
         assert.deepStrictEqual(stats.rejected, { validation: 1 })
         assert.deepStrictEqual(stats.delivered, { progress: 1, outcome: 1 })
-      }).pipe(Effect.provide(services(backend, {}, { dir: null })), Effect.withConsole(console))
+      }).pipe(Effect.provide(services(backend, {}, { dir: null })), Effect.provide(logger))
       assert.isTrue(lines.some((l) => l.includes("rejected by the backend (4xx): 1 validation")), lines.join("\n"))
     }))
 
@@ -303,13 +297,13 @@ describe("ReportOutbox", () => {
 
   it.effect("closing under a hung backend ends at the budget and says what was not delivered", () =>
     Effect.gen(function*() {
-      const { console, lines } = yield* captureConsole
+      const { lines, logger } = yield* captureWarnings
       const hung = HttpClient.make(() => Effect.never)
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(
         services({ state: makeBackend().state, client: hung }, { callbackShutdownBudget: Duration.seconds(3) }, { dir: null }),
         scope
-      ).pipe(Effect.withConsole(console))
+      ).pipe(Effect.provide(logger))
       yield* Effect.flatMap(Callback, (c) => c.reportProgress({ epoch: 1, totalEpochs: 2, metrics: {} })).pipe(Effect.provide(context))
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       yield* TestClock.adjust("2999 millis")

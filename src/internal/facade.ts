@@ -3,7 +3,7 @@
  * resolve with the service's result or reject with the SDK's own error instance (never a
  * `FiberFailure` wrapper).
  */
-import { Cause, Context, Duration, Effect, Exit, Fiber, type Layer, ManagedRuntime, Option, Runtime } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, ManagedRuntime, Option, Runtime } from "effect"
 import type {
   CallbackCompletionReport,
   CallbackEvaluationReport,
@@ -32,7 +32,7 @@ import type {
 import type { CheckpointUploadsSummary, EnqueueCheckpointOptions } from "./checkpointUploads.js"
 import { promiseOf } from "./hookQueue.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
-import { handleShutdownSignal } from "./shutdown.js"
+import { deliveryReportsOnStderr, handleShutdownSignal } from "./shutdown.js"
 
 /** The trainer SDK for Promise-based code (`TrainerSdk.run(async (sdk) => …)` or `await TrainerSdk.create()`). */
 export interface TrainerClient {
@@ -198,7 +198,8 @@ export const makeTrainerClient = async (
     readonly reportSetupFailure: (cause: Cause.Cause<unknown>) => Promise<void>
   }
 ): Promise<TrainerClient> => {
-  const managed = ManagedRuntime.make(layer)
+  // The outbox's closing reports go to stderr too: this is the program's edge.
+  const managed = ManagedRuntime.make(Layer.provideMerge(layer, deliveryReportsOnStderr))
   const built = await managed.runtimeEffect.pipe(
     Effect.flatMap((runtime) => Effect.map(Effect.provide(sdkTag, runtime), (sdk) => ({ runtime, sdk }))),
     Effect.exit,

@@ -14,6 +14,7 @@ import { ReportOutbox } from "../Outbox.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
 import type { TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
 import { completionWithUploads } from "./checkpointUploads.js"
+import { deliveryReportsOnStderr } from "./shutdown.js"
 
 /** Options of `runTrainer` / `runTrainerEffect`. */
 export interface TrainerRunOptions {
@@ -263,7 +264,8 @@ const shielded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, 
 /**
  * Runs `program` over `layer`, settles the outcome (see `settle`) even when the program is
  * interrupted, then closes the layer with the program's exit (so ClearML and the log
- * shipper see the same outcome). Never fails; the returned outcome carries the exit code.
+ * shipper see the same outcome); what the outbox could not deliver by then is said on
+ * stderr. Never fails; the returned outcome carries the exit code.
  */
 export const runTrainerWith = <A, E>(
   sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
@@ -274,11 +276,11 @@ export const runTrainerWith = <A, E>(
   Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const built = yield* Effect.exit(restore(Layer.buildWithScope(layer, scope)))
+      const built = yield* Effect.exit(restore(Layer.buildWithScope(Layer.provideMerge(layer, deliveryReportsOnStderr), scope)))
       let result: TrainerOutcome
       if (Exit.isFailure(built)) {
         yield* Scope.close(scope, built)
-        result = yield* shielded(settleSetupFailure(built.cause, options))
+        result = yield* shielded(Effect.provide(settleSetupFailure(built.cause, options), deliveryReportsOnStderr))
       } else {
         const exit = yield* Effect.exit(
           restore(Effect.provide(Effect.zipRight(startReport(options, scope), program), built.value))

@@ -8,6 +8,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { Duration, Effect, Layer } from "effect"
 import { JobContext } from "../../src/JobContext.js"
 import { LogBuffer } from "../../src/LogBuffer.js"
+import { deliveryReportsOnStderr } from "../../src/internal/shutdown.js"
 import { ReportOutbox } from "../../src/Outbox.js"
 
 const [callbackUrl, workDir] = process.argv.slice(2)
@@ -22,7 +23,9 @@ const layer = LogBuffer.layer.pipe(
   Layer.provide(Layer.mergeAll(
     JobContext.layerTest({ jobId: 7, callbackUrl: callbackUrl!, callbackShutdownBudget: Duration.seconds(1) }),
     NodeHttpClient.layerUndici
-  ))
+  )),
+  // This program is its own edge: the outbox's closing reports go to stderr, as under `runTrainer`.
+  Layer.provideMerge(deliveryReportsOnStderr)
 )
 
 const program = Effect.gen(function*() {
