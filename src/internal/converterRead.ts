@@ -10,7 +10,7 @@ import { diceAnnotationFileNames } from "./annotationNames.js"
 import { decodeDiceBytes, type DiceDataset } from "./diceModel.js"
 import { parseJsonBytes } from "./json.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
-import { isPlainFileName, normalizeRelativeName, resolveInside } from "./safeName.js"
+import { isPlainFileName, normalizeRelativeName } from "./safeName.js"
 
 /** Files touched at once (existence checks, label writes, links). */
 export const ioConcurrency = 64
@@ -36,6 +36,25 @@ const localImageRoot = (
 /** Runs a file-system effect, turning its `PlatformError` into an `Io` `DatasetError` naming `file`. */
 export const datasetIo = <A>(file: string, effect: Effect.Effect<A, PlatformError>): Effect.Effect<A, DatasetError> =>
   Effect.mapError(effect, (e) => new DatasetError({ reason: "Io", file, detail: e.message }))
+
+/** A place an image may be: its absolute path, and that path's directory and base name. */
+interface Candidate {
+  readonly path: string
+  readonly dir: string
+  readonly base: string
+}
+
+/**
+ * The candidate `relative` under the absolute, resolved directory `root`. `relative` is a
+ * name normalised by `normalizeRelativeName` (or two joined by `/`): relative, without empty,
+ * `.` or `..` segments, so joining it to `root` stays inside `root` by construction — no
+ * `path.resolve` needed per image.
+ */
+const candidateOf = (root: string, relative: string): Candidate => {
+  const path = root.endsWith("/") ? `${root}${relative}` : `${root}/${relative}`
+  const slash = path.lastIndexOf("/")
+  return { path, dir: slash === 0 ? "/" : path.slice(0, slash), base: path.slice(slash + 1) }
+}
 
 /**
  * The reader on `@effect/platform`'s FileSystem: `loadDice`/`loadLabelMe` decode a dataset
@@ -112,22 +131,27 @@ export const makeConverterReader = Effect.gen(function*() {
     })
 
   /**
-   * For each candidate list, the first path that exists. Checked by listing each directory
-   * involved once (one `readDirectory` instead of a syscall per image), level by level so a
-   * later candidate's directory is read only for images not found earlier; a directory that
-   * cannot be listed falls back to per-path `exists`.
+   * For each candidate list (each candidate its directory and base name), the first path
+   * that exists. Checked by listing each directory involved once (one `readDirectory`
+   * instead of a syscall per image), level by level so a later candidate's directory is read
+   * only for images not found earlier; a directory that cannot be listed falls back to
+   * per-path `exists`.
    */
-  const findFirstExisting = (candidates: ReadonlyArray<ReadonlyArray<string>>) =>
+  const findFirstExisting = (candidates: ReadonlyArray<ReadonlyArray<Candidate>>) =>
     Effect.gen(function*() {
       const resolved = new Array<string | undefined>(candidates.length).fill(undefined)
       const listings = new Map<string, ReadonlySet<string> | undefined>()
-      const depth = Math.max(0, ...candidates.map((c) => c.length))
+      const depth = Math.max(0, ...new Set(candidates.map((c) => c.length)))
       for (let level = 0; level < depth; level++) {
         const pending: Array<number> = []
-        candidates.forEach((c, i) => {
-          if (resolved[i] === undefined && level < c.length) pending.push(i)
-        })
-        const dirs = new Set(pending.map((i) => path.dirname(candidates[i]![level]!)))
+        const dirs = new Set<string>()
+        for (let i = 0; i < candidates.length; i++) {
+          const c = candidates[i]!
+          if (resolved[i] === undefined && level < c.length) {
+            pending.push(i)
+            dirs.add(c[level]!.dir)
+          }
+        }
         yield* Effect.forEach([...dirs].filter((d) => !listings.has(d)), (d) =>
           Effect.either(fs.readDirectory(d)).pipe(Effect.map((names) =>
             listings.set(
@@ -141,13 +165,13 @@ export const makeConverterReader = Effect.gen(function*() {
           )), { concurrency: 16, discard: true })
         const unlisted: Array<number> = []
         for (const i of pending) {
-          const p = candidates[i]![level]!
-          const listing = listings.get(path.dirname(p))
+          const c = candidates[i]![level]!
+          const listing = listings.get(c.dir)
           if (listing === undefined) unlisted.push(i)
-          else if (listing.has(path.basename(p))) resolved[i] = p
+          else if (listing.has(c.base)) resolved[i] = c.path
         }
         yield* Effect.forEach(unlisted, (i) => {
-          const p = candidates[i]![level]!
+          const p = candidates[i]![level]!.path
           return Effect.map(datasetIo(p, fs.exists(p)), (ok) => {
             if (ok) resolved[i] = p
           })
@@ -158,8 +182,8 @@ export const makeConverterReader = Effect.gen(function*() {
 
   /**
    * Finds every image (spec order of candidates); all missing ones in one error. Every name
-   * goes through the shared name rule and every candidate is proven to stay inside `dir`;
-   * two images naming one file are a `Duplicate` error naming both.
+   * goes through the shared name rule, so every candidate stays inside `dir` (see
+   * `candidateOf`); two images naming one file are a `Duplicate` error naming both.
    */
   const resolveImages = (dir: string, file: string, dataset: DiceDataset) =>
     Effect.gen(function*() {
@@ -173,19 +197,20 @@ export const makeConverterReader = Effect.gen(function*() {
         })
       }
       const { prefix, root } = imageRoot.right ?? { prefix: undefined, root: undefined }
-      const candidates: Array<Array<string>> = new Array(dataset.images.length)
+      const base = path.resolve(dir)
+      const candidates: Array<Array<Candidate>> = new Array(dataset.images.length)
       const firstByName = new Map<string, number>()
       for (let i = 0; i < dataset.images.length; i++) {
         const raw = dataset.images[i]!.fileName
         const normalized = normalizeRelativeName(raw)
-        const escape = (why: string) =>
-          new DatasetError({
+        if (Either.isLeft(normalized)) {
+          return yield* new DatasetError({
             reason: "PathEscape",
             file,
             jsonPath: `images[${i}].file_name`,
-            detail: `"${raw}" ${why}: it could point outside the dataset directory`
+            detail: `"${raw}" ${normalized.left}: it could point outside the dataset directory`
           })
-        if (Either.isLeft(normalized)) return yield* escape(normalized.left)
+        }
         const name = prefix !== undefined && normalized.right.startsWith(prefix)
           ? normalized.right.slice(prefix.length)
           : normalized.right
@@ -200,14 +225,14 @@ export const makeConverterReader = Effect.gen(function*() {
           })
         }
         firstByName.set(name, i)
-        const relatives = [...(root ? [`${root}/${name}`] : []), `images/${name}`, name]
-        const inside = relatives.map((r) => resolveInside(path, dir, r))
-        const bad = inside.find(Either.isLeft)
-        if (bad !== undefined) return yield* escape(bad.left)
-        candidates[i] = inside.map((c) => Either.getOrThrow(c))
+        candidates[i] = [
+          ...(root ? [candidateOf(base, `${root}/${name}`)] : []),
+          candidateOf(base, `images/${name}`),
+          candidateOf(base, name)
+        ]
       }
       const resolved = yield* findFirstExisting(candidates)
-      const missing = resolved.flatMap((r, i) => (r === undefined ? candidates[i]! : []))
+      const missing = resolved.flatMap((r, i) => (r === undefined ? candidates[i]!.map((c) => c.path) : []))
       if (missing.length > 0) {
         const count = resolved.filter((r) => r === undefined).length
         return yield* new DatasetError({

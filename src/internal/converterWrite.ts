@@ -201,9 +201,14 @@ export const makeConverterWriter = Effect.gen(function*() {
       // (`images/train/images/x.jpg` in a view whose `images` links to the shared cache entry)
       // is linked at `train/images/x.jpg` instead, so its labels land in this directory.
       const taken = new Set(imagePaths)
+      // Checked once per label folder (usually one for the whole dataset), not per image.
+      const rootWritable = new Map<string, boolean>()
       for (let i = 0; i < imagePaths.length; i++) {
         const p = imagePaths[i]!
-        if (yield* writable(labelRootOf(p))) continue
+        const labelRoot = labelRootOf(p)
+        let ok = rootWritable.get(labelRoot)
+        if (ok === undefined) rootWritable.set(labelRoot, ok = yield* writable(labelRoot))
+        if (ok) continue
         const rel = p.slice(dir.length + 1)
         const target = rel.startsWith("images/") ? path.join(dir, rel.slice("images/".length)) : undefined
         if (target === undefined || !(yield* writable(labelRootOf(target))) || !(yield* writable(path.dirname(target)))) {
