@@ -196,7 +196,11 @@ const bundle = async (outDir: string, baselineSrc?: string): Promise<string> => 
   const { build } = await import("esbuild")
   await build({
     entryPoints: baselineSrc === undefined
-      ? { "convert-bench": here, convertWorker: path.join(repoRoot, "src/internal/convertWorker.ts") }
+      ? {
+        "convert-bench": here,
+        convertWorker: path.join(repoRoot, "src/internal/convertWorker.ts"),
+        labelWriterThread: path.join(repoRoot, "src/internal/labelWriterThread.ts")
+      }
       : { "convert-bench": here },
     bundle: true,
     splitting: baselineSrc === undefined,

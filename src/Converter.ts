@@ -137,7 +137,7 @@ export const defaultOffThread: OffThreadOptions = { fromBytes: 1 << 20 }
  */
 export const makeConverter = (offThread: OffThreadOptions) =>
   Effect.gen(function*() {
-    const here = yield* makeConvertHere
+    const here = yield* makeConvertHere()
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const validator = yield* makeDatasetValidator

@@ -138,13 +138,13 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter golden 
 const OnWorker = Layer.provideMerge(Layer.effect(Converter, makeConverter({ fromBytes: 0 })), NodeContext.layer)
 
 layer(OnWorker)("Converter golden outputs on the worker thread", (it) => {
-  it.scoped("a synthetic dataset and a LabelMe fixture: the same bytes as in the caller's thread", () =>
+  it.scoped("a synthetic dataset (labels written while parsing) and a LabelMe fixture: the same bytes as in the caller's thread", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* fs.makeTempDirectoryScoped()
-      yield* Effect.promise(() => syntheticDice(dir, { images: 300, shape: "nested", task: "pose", seed: 7 }))
+      yield* Effect.promise(() => syntheticDice(dir, { images: 300, shape: "nested", task: "detection", seed: 7 }))
       const outcome = yield* convertCopy(dir, { from: "dice", to: "yolo" })
-      expect(digest(outcome)).toBe(syntheticDigests["synthetic-nested-pose--yolo"])
+      expect(digest(outcome)).toBe(syntheticDigests["synthetic-nested-detection--yolo"])
       yield* checkGolden("labelme-detection--coco", yield* convertCopy(`${fixtures}/labelme-detection`, { from: "labelme", to: "coco" }))
     }))
 

@@ -32,7 +32,7 @@ const replyOf = (exit: Exit.Exit<ConversionReport, DatasetError>): WorkerReply =
 port.once("message", (request: WorkerRequest) => {
   if (request._tag !== "Convert") return port.close()
   const fiber = Effect.runFork(
-    Effect.flatMap(makeConvertHere, (convert) => convert(request.options)).pipe(Effect.provide(NodeContext.layer))
+    Effect.flatMap(makeConvertHere(true), (convert) => convert(request.options)).pipe(Effect.provide(NodeContext.layer))
   )
   port.on("message", (next: WorkerRequest) => {
     if (next._tag === "Interrupt") Effect.runFork(Fiber.interrupt(fiber))

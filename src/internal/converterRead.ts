@@ -7,8 +7,9 @@ import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Either } from "effect"
 import { DatasetError } from "../Errors.js"
 import { diceAnnotationFileNames } from "./annotationNames.js"
-import { decodeDiceBytes, type DiceDataset } from "./diceModel.js"
+import { decodeDiceBytes, type DiceDataset, type NestedImagesListener } from "./diceModel.js"
 import { parseJsonBytes } from "./json.js"
+import { defaultChunkBytes } from "./jsonChunks.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
 import { isPlainFileName, normalizeRelativeName } from "./safeName.js"
 
@@ -21,7 +22,7 @@ export const ioConcurrency = 64
  * a folder of the dataset directory (`datasets/{id}/images/` → `images`). `Left` with the
  * reason for a root the name rule rejects (a `..` segment, a NUL byte).
  */
-const localImageRoot = (
+export const localImageRoot = (
   storageRoot: string | undefined
 ): Either.Either<{ readonly prefix: string; readonly root: string | undefined } | undefined, string> => {
   if (storageRoot === undefined) return Either.right(undefined)
@@ -38,7 +39,7 @@ export const datasetIo = <A>(file: string, effect: Effect.Effect<A, PlatformErro
   Effect.mapError(effect, (e) => new DatasetError({ reason: "Io", file, detail: e.message }))
 
 /** A place an image may be: its absolute path, and that path's directory and base name. */
-interface Candidate {
+export interface Candidate {
   readonly path: string
   readonly dir: string
   readonly base: string
@@ -57,6 +58,16 @@ const candidateOf = (root: string, relative: string): Candidate => {
 }
 
 /**
+ * The places an image named `name` (normalised, the image root's prefix dropped) may be, in
+ * the spec's order: under the local image root `root`, under `images/`, under `base` itself.
+ */
+export const imageCandidates = (base: string, root: string | undefined, name: string): Array<Candidate> => [
+  ...(root ? [candidateOf(base, `${root}/${name}`)] : []),
+  candidateOf(base, `images/${name}`),
+  candidateOf(base, name)
+]
+
+/**
  * The reader on `@effect/platform`'s FileSystem: `loadDice`/`loadLabelMe` decode a dataset
  * directory, `resolveImages` finds its images.
  */
@@ -73,7 +84,8 @@ export const makeConverterReader = Effect.gen(function*() {
       return undefined
     })
 
-  const loadDice = (dir: string, taskType: string | undefined) =>
+  /** Loads the DICE file of `dir`; `listenerFor` (given the file) sees nested images as they are decoded. */
+  const loadDice = (dir: string, taskType: string | undefined, listenerFor?: (file: string) => NestedImagesListener) =>
     Effect.gen(function*() {
       const names = diceAnnotationFileNames(taskType)
       const file = yield* firstExisting(names.map((n) => path.join(dir, n)))
@@ -86,7 +98,7 @@ export const makeConverterReader = Effect.gen(function*() {
         })
       }
       const bytes = yield* datasetIo(file, fs.readFile(file))
-      return { file, dataset: yield* decodeDiceBytes(file, bytes) }
+      return { file, dataset: yield* decodeDiceBytes(file, bytes, defaultChunkBytes, listenerFor?.(file)) }
     })
 
   const loadLabelMe = (dir: string) =>
@@ -225,11 +237,7 @@ export const makeConverterReader = Effect.gen(function*() {
           })
         }
         firstByName.set(name, i)
-        candidates[i] = [
-          ...(root ? [candidateOf(base, `${root}/${name}`)] : []),
-          candidateOf(base, `images/${name}`),
-          candidateOf(base, name)
-        ]
+        candidates[i] = imageCandidates(base, root, name)
       }
       const resolved = yield* findFirstExisting(candidates)
       const missing = resolved.flatMap((r, i) => (r === undefined ? candidates[i]!.map((c) => c.path) : []))

@@ -9,6 +9,7 @@ import { DatasetError } from "../Errors.js"
 import { annotationFileTaskType } from "./annotationNames.js"
 import { makeConverterReader } from "./converterRead.js"
 import { makeConverterWriter } from "./converterWrite.js"
+import { type LabelPrewrite, makeLabelPrewrite } from "./labelPrewrite.js"
 import { normalizeTaskType } from "./jobConfig.js"
 import { isPlatformSplitConfig, planPlatformSplit, type SplitPlan } from "./splitConfig.js"
 import { assignSplits, countSplits, emptyRequiredSplits } from "./splits.js"
@@ -18,23 +19,46 @@ import type { ConverterTask } from "./yoloLabels.js"
 const toTask = (raw: string | undefined): ConverterTask | undefined =>
   raw === undefined ? "detection" : normalizeTaskType(raw)
 
+/** The task a conversion settles on: the option's, else the file's `task_type`, else the file name's. */
+const settleTask = (optionTask: string | undefined, fileTask: string | undefined, file: string) =>
+  toTask(optionTask ?? fileTask ?? annotationFileTaskType(file))
+
 /**
  * The conversion on `@effect/platform`'s FileSystem: the reader loads the dataset, the task
  * and the splits are settled, and the images found go to the writer of the requested layout.
+ * With `prewriteLabels` (the conversion worker, on Node's file system), YOLO label files are
+ * created on a thread of their own while the DICE file is parsed (see `labelPrewrite`).
  */
-export const makeConvertHere = Effect.gen(function*() {
-  const path = yield* Path.Path
-  const reader = yield* makeConverterReader
-  const writer = yield* makeConverterWriter
+export const makeConvertHere = (prewriteLabels = false) =>
+  Effect.gen(function*() {
+    const path = yield* Path.Path
+    const reader = yield* makeConverterReader
+    const writer = yield* makeConverterWriter
+    const convert = convertWith(path, reader, writer)
+    return (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>
+      prewriteLabels && options.from === "dice" && options.to === "yolo"
+        ? Effect.scoped(Effect.flatMap(
+          makeLabelPrewrite(
+            path.resolve(options.datasetDir),
+            (header, file) => settleTask(options.taskType, header.taskType, file)
+          ),
+          (prewrite) => convert(options, prewrite)
+        ))
+        : convert(options, undefined)
+  })
 
-  return (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>
+const convertWith = (
+  path: Path.Path,
+  reader: Effect.Effect.Success<typeof makeConverterReader>,
+  writer: Effect.Effect.Success<typeof makeConverterWriter>
+) =>
+(options: ConvertOptions, prewrite: LabelPrewrite | undefined): Effect.Effect<ConversionReport, DatasetError> =>
     Effect.gen(function*() {
       const dir = path.resolve(options.datasetDir)
       const { dataset: loaded, file } = options.from === "labelme"
         ? yield* reader.loadLabelMe(dir)
-        : yield* reader.loadDice(dir, options.taskType)
-      const fromFileName = annotationFileTaskType(file)
-      const task = toTask(options.taskType ?? loaded.taskType ?? fromFileName)
+        : yield* reader.loadDice(dir, options.taskType, prewrite?.listenerFor)
+      const task = settleTask(options.taskType, loaded.taskType, file)
       if (task === undefined) {
         return yield* new DatasetError({
           reason: "InvalidShape",
@@ -87,7 +111,7 @@ export const makeConvertHere = Effect.gen(function*() {
         ? yield* writer.toCoco(dir, dataset, task as "detection" | "segmentation" | "pose", splits, paths, root)
         : task === "classification"
         ? { ...yield* writer.toClassifyFolders(dir, dataset, splits, paths, options.allowClassesWithoutTrainImages ?? false), imageRoot: dir }
-        : { ...yield* writer.toYolo(dir, dataset, task, splits, paths), imageRoot: dir }
+        : { ...yield* writer.toYolo(dir, dataset, task, splits, paths, prewrite === undefined ? undefined : yield* prewrite.finish), imageRoot: dir }
       const trainerInput: TrainerInput = options.to === "coco"
         ? { kind: "cocoAnnotations", path: path.join(dir, "annotations") }
         : task === "classification"
@@ -108,4 +132,3 @@ export const makeConvertHere = Effect.gen(function*() {
         trainerInput
       } satisfies ConversionReport
     })
-})

@@ -31,24 +31,25 @@ export type WorkerReply =
 const interruptGraceMs = 30_000
 
 /**
- * Starts the worker thread. From compiled JavaScript it is `convertWorker.js` next to this
- * module; from TypeScript sources (tests, `tsx`) the thread first registers tsx's loader.
+ * Starts a thread running the module `name` (`convertWorker`, `labelWriterThread`) that sits
+ * next to this one. From compiled JavaScript it is `{name}.js`; from TypeScript sources
+ * (tests, `tsx`) the thread first registers tsx's loader.
  */
-const startWorker = (): Worker => {
+export const startThread = (name: string, workerData?: unknown): Worker => {
   const here = import.meta.url
-  if (!here.endsWith(".ts")) return new Worker(new URL("./convertWorker.js", here))
+  if (!here.endsWith(".ts")) return new Worker(new URL(`./${name}.js`, here), { workerData })
   const api = pathToFileURL(createRequire(here).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href
-  const entry = new URL("./convertWorker.ts", here).href
+  const entry = new URL(`./${name}.ts`, here).href
   return new Worker(
     `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`,
-    { eval: true }
+    { eval: true, workerData }
   )
 }
 
 /** Converts on a worker thread: the report, or the same `DatasetError` the caller's thread would give. */
 export const convertOnWorker = (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>
   Effect.async<ConversionReport, DatasetError>((resume) => {
-    const worker = startWorker()
+    const worker = startThread("convertWorker")
     let settled = false
     const settle = (effect: Effect.Effect<ConversionReport, DatasetError>) => {
       if (settled) return

@@ -11,9 +11,19 @@ import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DatasetSplit, DiceDataset } from "./diceModel.js"
 import { temporaryToken, writeFileAtomically } from "./files.js"
 import { jsonPieces } from "./jsonPieces.js"
-import { flipIndex } from "./objectRules.js"
+import type { PrewrittenLabels } from "./labelPrewrite.js"
+import { countSkip, flipIndex } from "./objectRules.js"
 import { isInside } from "./safeName.js"
-import { classifyPlan, type ConverterTask, yoloContext, yoloDataYaml, yoloImageLines, yoloLabelPath } from "./yoloLabels.js"
+import {
+  classifyPlan,
+  type ConverterTask,
+  yoloContext,
+  yoloDataYaml,
+  yoloImageLines,
+  yoloImagePlace,
+  yoloLabelPath,
+  yoloLabelRoot
+} from "./yoloLabels.js"
 import { writeLabelFiles } from "./yoloLabelWriter.js"
 
 /**
@@ -117,12 +127,6 @@ export const makeConverterWriter = Effect.gen(function*() {
       yield* datasetIo(staged, fs.remove(staged, { recursive: true }))
     })
 
-  /** The `.../labels` folder an image's YOLO label file goes into. */
-  const labelRootOf = (image: string): string => {
-    const label = yoloLabelPath(image)
-    return label.slice(0, label.lastIndexOf("/labels/") + "/labels".length)
-  }
-
   /** The real location of `target`: its nearest existing ancestor resolved through links, plus the rest. */
   const realLocation = (target: string) =>
     Effect.gen(function*() {
@@ -183,7 +187,14 @@ export const makeConverterWriter = Effect.gen(function*() {
       return { outputs, warnings }
     })
 
-  const toYolo = (dir: string, dataset: DiceDataset, task: ConverterTask, splits: Array<DatasetSplit>, images: Array<string>) =>
+  const toYolo = (
+    dir: string,
+    dataset: DiceDataset,
+    task: ConverterTask,
+    splits: Array<DatasetSplit>,
+    images: Array<string>,
+    prewritten?: PrewrittenLabels | undefined
+  ) =>
     Effect.gen(function*() {
       const ctx = yoloContext(dataset, task)
       const skipped: Record<string, number> = { ...dataset.skipped }
@@ -191,10 +202,8 @@ export const makeConverterWriter = Effect.gen(function*() {
       // Images outside an `images` folder are linked under dataset_dir/images/ for Ultralytics.
       const links: Array<readonly [string, string]> = []
       const imagePaths = images.map((p) => {
-        const rel = p.slice(dir.length + 1)
-        if (rel.startsWith("images/") || rel.lastIndexOf("/images/", rel.lastIndexOf("/")) >= 0) return p
-        const target = path.join(dir, "images", rel)
-        links.push([p, target])
+        const target = yoloImagePlace(dir, p)
+        if (target !== p) links.push([p, target])
         return target
       })
       // An image whose label folder would lie outside the dataset directory's real location
@@ -205,13 +214,13 @@ export const makeConverterWriter = Effect.gen(function*() {
       const rootWritable = new Map<string, boolean>()
       for (let i = 0; i < imagePaths.length; i++) {
         const p = imagePaths[i]!
-        const labelRoot = labelRootOf(p)
+        const labelRoot = yoloLabelRoot(p)
         let ok = rootWritable.get(labelRoot)
         if (ok === undefined) rootWritable.set(labelRoot, ok = yield* writable(labelRoot))
         if (ok) continue
         const rel = p.slice(dir.length + 1)
         const target = rel.startsWith("images/") ? path.join(dir, rel.slice("images/".length)) : undefined
-        if (target === undefined || !(yield* writable(labelRootOf(target))) || !(yield* writable(path.dirname(target)))) {
+        if (target === undefined || !(yield* writable(yoloLabelRoot(target))) || !(yield* writable(path.dirname(target)))) {
           return yield* new DatasetError({
             reason: "PathEscape",
             file: p,
@@ -239,38 +248,74 @@ export const makeConverterWriter = Effect.gen(function*() {
           })
         }
       }
-      const roots = new Map<string, Array<readonly [string, string]>>()
+      // Label texts built while the file was parsed (see `labelPrewrite`) are the ones this
+      // loop would build: the same image objects, task and categories.
+      // Where each label file goes: label roots in order of first use, the file's path under it.
+      const roots = new Map<string, Array<string>>()
+      const rootOf = new Array<Array<string>>(imagePaths.length)
+      let rootNumber = -1
+      // Whether `prewritten` (see `labelPrewrite`) holds exactly these files, each where the
+      // loops below would write it, with the text they would write (built from the same image
+      // objects, task and categories): then its staging directory is installed as it is.
+      let staged = prewritten !== undefined && prewritten.task === task && prewritten.categories === dataset.categories &&
+        prewritten.backgroundIds === dataset.backgroundIds && prewritten.files === dataset.images.length
+      for (let i = 0; i < imagePaths.length; i++) {
+        const label = yoloLabelPath(imagePaths[i]!)
+        const root = yoloLabelRoot(imagePaths[i]!)
+        let files = roots.get(root)
+        if (files === undefined) {
+          roots.set(root, files = [])
+          rootNumber++
+        }
+        const name = label.slice(root.length + 1)
+        files.push(name)
+        rootOf[i] = files
+        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${prewritten!.staging}/${rootNumber}/${name}`) {
+          staged = false
+        }
+      }
       let objects = 0, negatives = 0
       const trainObjects = new Array<number>(dataset.categories.length).fill(0)
+      const texts = new Map<Array<string>, Array<string>>()
       dataset.images.forEach((image, i) => {
-        const lines = yoloImageLines(image, ctx, skipped)
-        objects += lines.length
-        if (lines.length === 0) negatives++
-        if (splits[i] === "train") for (const line of lines) trainObjects[Number(line.slice(0, line.indexOf(" ")))]!++
-        const label = yoloLabelPath(imagePaths[i]!)
-        const root = labelRootOf(imagePaths[i]!)
-        const at = root.length
-        let files = roots.get(root)
-        if (files === undefined) roots.set(root, files = [])
-        files.push([label.slice(at + 1), lines.join("\n")])
+        const known = staged ? prewritten!.labels.get(image)! : undefined
+        let rows: number
+        if (known !== undefined) {
+          rows = known.rows
+          if (known.skipped !== undefined) for (const reason in known.skipped) countSkip(skipped, reason, known.skipped[reason]!)
+          if (splits[i] === "train") for (const c of known.classes) trainObjects[c]!++
+        } else {
+          const lines = yoloImageLines(image, ctx, skipped)
+          rows = lines.length
+          if (splits[i] === "train") for (const line of lines) trainObjects[Number(line.slice(0, line.indexOf(" ")))]!++
+          let rootTexts = texts.get(rootOf[i]!)
+          if (rootTexts === undefined) texts.set(rootOf[i]!, rootTexts = [])
+          rootTexts.push(lines.join("\n"))
+        }
+        objects += rows
+        if (rows === 0) negatives++
       })
       const linkDirs = new Set(links.map(([, t]) => path.dirname(t)))
       yield* Effect.forEach(linkDirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
       yield* Effect.forEach(links, ([s, t]) => linkImage(s, t), { concurrency: ioConcurrency, discard: true })
-      const staging = yield* tmpName(path.join(dir, ".labels"))
+      if (prewritten !== undefined && !staged) yield* Effect.ignore(fs.remove(prewritten.staging, { recursive: true }))
+      const staging = staged ? prewritten!.staging : yield* tmpName(path.join(dir, ".labels"))
       yield* Effect.gen(function*() {
         let n = 0
         for (const [root, files] of roots) {
-          const staged = path.join(staging, String(n++))
-          // Label names are plain `a/b.txt` paths built above, so string joins are enough here.
-          const dirs = new Set<string>([staged])
-          for (const [f] of files) {
-            const slash = f.lastIndexOf("/")
-            if (slash > 0) dirs.add(`${staged}/${f.slice(0, slash)}`)
+          const at = `${staging}/${n++}`
+          if (!staged) {
+            // Label names are plain `a/b.txt` paths built above, so string joins are enough here.
+            const dirs = new Set<string>([at])
+            for (const f of files) {
+              const slash = f.lastIndexOf("/")
+              if (slash > 0) dirs.add(`${at}/${f.slice(0, slash)}`)
+            }
+            yield* Effect.forEach(dirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
+            const rootTexts = texts.get(files)!
+            yield* writeLabelFiles(files.map((f, k) => [`${at}/${f}`, rootTexts[k]!] as const))
           }
-          yield* Effect.forEach(dirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
-          yield* writeLabelFiles(files.map(([f, text]) => [`${staged}/${f}`, text] as const))
-          yield* installTree(staged, root, files.map(([f]) => f))
+          yield* installTree(at, root, files)
         }
       }).pipe(Effect.ensuring(Effect.ignore(fs.remove(staging, { recursive: true }))))
       const outputs = [...roots.keys()]
@@ -291,7 +336,7 @@ export const makeConverterWriter = Effect.gen(function*() {
       }))
       outputs.unshift(yamlFile)
       const labelDirs = new Set<string>()
-      for (const [root, files] of roots) for (const [f] of files) labelDirs.add(path.dirname(path.join(root, f)))
+      for (const [root, files] of roots) for (const f of files) labelDirs.add(path.dirname(path.join(root, f)))
       yield* removeCaches([dir, ...[...labelDirs].map((d) => path.dirname(d))])
       return { objects, negatives, skipped, outputs, warnings, classes: dataset.categories.map((c) => c.name) }
     })

@@ -450,6 +450,16 @@ export const decodeDice = (file: string, doc: unknown): Either.Either<DiceDatase
 /** The members whose arrays hold a DICE document's bulk, parsed chunk by chunk. */
 const bulkMembers: ReadonlySet<string> = new Set(["images", "annotations"])
 
+/** A dataset's header: everything but its images and skip counts. */
+export type DiceHeader = Omit<DiceDataset, "images" | "skipped">
+
+/**
+ * Sees the images of a nested DICE document as they are decoded, chunk by chunk (`from` is
+ * the index of the first), before the rest of the document is read or checked: the document
+ * may still turn out invalid, so a listener only prepares work that is checked again later.
+ */
+export type NestedImagesListener = (header: DiceHeader, images: ReadonlyArray<DiceImage>, from: number) => void
+
 /**
  * Decodes a valid DICE document piece by piece (see `jsonChunks`): the header members whole,
  * the images and annotations a chunk at a time, each element checked by the same guards as
@@ -458,7 +468,11 @@ const bulkMembers: ReadonlySet<string> = new Set(["images", "annotations"])
  * top-level key, an element the guards reject): the caller then decodes the whole document,
  * which names the error exactly as before.
  */
-export const decodeDicePieces = (bytes: Uint8Array, chunkBytes: number): DiceDataset | undefined => {
+export const decodeDicePieces = (
+  bytes: Uint8Array,
+  chunkBytes: number,
+  listener?: NestedImagesListener
+): DiceDataset | undefined => {
   const members = scanObject(bytes, bulkMembers, maxJsonDepth)
   if (members === undefined) return undefined
   const byKey = new Map<string, ScannedMember>()
@@ -485,14 +499,19 @@ export const decodeDicePieces = (bytes: Uint8Array, chunkBytes: number): DiceDat
     const categories = classes as ReadonlyArray<typeof Category.Type>
     const build = nestedImageBuilder(categories)
     const out: Array<DiceImage> = []
+    const { images: _none, skipped: _nothing, ...decodedHead } = toDataset(raw, categories, [], {})
     const ok = forEachChunk(bytes, images, (chunk) => {
+      const from = out.length
       for (const img of chunk) {
         if (!isNestedImage(img)) return false
         out.push(build(img))
       }
+      if (listener !== undefined) listener(decodedHead, out.slice(from), from)
       return true
     }, chunkBytes)
-    return ok ? toDataset(raw, categories, out, {}) : undefined
+    // The listener's header is the dataset's own (the same categories), so what it prepared
+    // for these categories can be recognised later.
+    return ok ? { ...decodedHead, images: out, skipped: {} } : undefined
   }
   const categories = header.get("categories")
   if (!isCategories(categories)) return undefined
@@ -525,14 +544,16 @@ export const decodeDicePieces = (bytes: Uint8Array, chunkBytes: number): DiceDat
  * Decodes the bytes of a DICE annotation file of either JSON shape: exactly
  * `parseJsonBytes` then `decodeDice`, errors included, but a valid file is parsed and checked
  * piece by piece (about half the peak memory and a fraction of the garbage-collection time
- * of parsing 100+ MB in one go). `chunkBytes` sets the piece size (tests use tiny ones).
+ * of parsing 100+ MB in one go). `chunkBytes` sets the piece size (tests use tiny ones);
+ * `listener` sees a nested document's images as they are decoded.
  */
 export const decodeDiceBytes = (
   file: string,
   bytes: Uint8Array,
-  chunkBytes: number = defaultChunkBytes
+  chunkBytes: number = defaultChunkBytes,
+  listener?: NestedImagesListener
 ): Either.Either<DiceDataset, DatasetError> => {
-  const fast = decodeDicePieces(bytes, chunkBytes)
+  const fast = decodeDicePieces(bytes, chunkBytes, listener)
   return fast !== undefined
     ? uniqueImageIds(file)(fast)
     : Either.flatMap(parseJsonBytes(file, bytes), (doc) => decodeDice(file, doc))

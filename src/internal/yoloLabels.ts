@@ -54,6 +54,23 @@ export const yoloLabelPath = (imagePath: string): string => {
   return `${dot < 0 ? swapped : swapped.slice(0, dot)}.txt`
 }
 
+/** The `.../labels` folder of an image's YOLO label file (see `yoloLabelPath`). */
+export const yoloLabelRoot = (imagePath: string): string => {
+  const label = yoloLabelPath(imagePath)
+  return label.slice(0, label.lastIndexOf("/labels/") + "/labels".length)
+}
+
+/**
+ * Where Ultralytics must find an image of the dataset directory `dir` (absolute, resolved):
+ * inside an `images` folder. An image elsewhere is linked at `dir/images/{its path}`, the
+ * returned place. `image` lies inside `dir`, built from normalised names.
+ */
+export const yoloImagePlace = (dir: string, image: string): string => {
+  const rel = image.slice(dir.length + 1)
+  if (rel.startsWith("images/") || rel.lastIndexOf("/images/", rel.lastIndexOf("/")) >= 0) return image
+  return `${dir}/images/${rel}`
+}
+
 /** What goes in `data.yaml`. */
 export interface YoloDataYaml {
   readonly names: ReadonlyArray<string>

@@ -1,0 +1,229 @@
+/**
+ * Label files written while the annotation file is still being parsed (conversion worker,
+ * nested DICE to YOLO detection or segmentation). Creating 100,000+ small files costs about as
+ * much as parsing the file they come from, and both are work for a core of their own: as the
+ * decoder hands over each chunk of images, their label texts are built here and sent to a
+ * second thread (`labelWriterThread`) that creates them in the staging directory `toYolo`
+ * will install, while this thread parses the next chunk.
+ *
+ * Nothing here decides anything: the document may still turn out invalid, an image missing,
+ * the split configuration may leave images out. What was written is only a proposal that
+ * `toYolo` adopts when the final plan, computed the usual way after every check, names
+ * exactly the same files (same staged paths, texts built from the same images and classes);
+ * otherwise the staging directory is removed and the labels written afresh. Any surprise
+ * while proposing (an unlisted directory, a duplicate, a name the rules reject, a write
+ * failing) just stops the proposing; the regular path then finds and reports it.
+ */
+import { Effect, type Scope } from "effect"
+import * as NodeFs from "node:fs"
+import type { Worker } from "node:worker_threads"
+import { imageCandidates, localImageRoot } from "./converterRead.js"
+import { startThread } from "./converterThread.js"
+import type { DiceCategory, DiceHeader, DiceImage, NestedImagesListener } from "./diceModel.js"
+import { temporaryToken } from "./files.js"
+import { normalizeRelativeName } from "./safeName.js"
+import {
+  type ConverterTask,
+  type SkipCounts,
+  yoloContext,
+  yoloImageLines,
+  yoloImagePlace,
+  yoloLabelPath,
+  yoloLabelRoot,
+  type YoloContext
+} from "./yoloLabels.js"
+
+/** What the conversion thread sends the label writer thread. */
+export type LabelWriterRequest =
+  | { readonly _tag: "Files"; readonly files: ReadonlyArray<string>; readonly texts: ReadonlyArray<string> }
+  | { readonly _tag: "End" }
+
+/** The label writer thread's one answer, once told the batches are over. */
+export type LabelWriterReply =
+  | { readonly _tag: "Written" }
+  | { readonly _tag: "Failed"; readonly file: string; readonly message: string }
+
+/** One image's label file as proposed. */
+export interface PrewrittenLabel {
+  /** Its path in the staging directory: `{staging}/{label root number}/{path under the root}`. */
+  readonly staged: string
+  /** Rows in its text. */
+  readonly rows: number
+  /** The class index of each row. */
+  readonly classes: ReadonlyArray<number>
+  /** What building the rows skipped, by reason (`undefined`: nothing). */
+  readonly skipped: SkipCounts | undefined
+}
+
+/** The proposal, once the writer thread has created every file of it. */
+export interface PrewrittenLabels {
+  readonly staging: string
+  readonly task: ConverterTask
+  /** The decoded categories the texts were built for (the dataset's own array). */
+  readonly categories: ReadonlyArray<DiceCategory>
+  readonly backgroundIds: ReadonlyArray<number>
+  /** Per decoded image (the dataset's own objects). */
+  readonly labels: ReadonlyMap<DiceImage, PrewrittenLabel>
+  /** Files created in the staging directory (one per entry of `labels`). */
+  readonly files: number
+}
+
+/** The proposing side of one conversion. */
+export interface LabelPrewrite {
+  /** The decoder's listener for the annotation file `file`. */
+  readonly listenerFor: (file: string) => NestedImagesListener
+  /**
+   * Waits until the writer thread has created every file sent: the proposal, or `undefined`
+   * when nothing usable was written (the staging directory is then already gone).
+   */
+  readonly finish: Effect.Effect<PrewrittenLabels | undefined>
+}
+
+/** Files per message to the writer thread at most (each decoded chunk is sent as it is done). */
+const batchSize = 1024
+
+/**
+ * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
+ * task as the conversion will (from the options, the header, the file name). Closing the
+ * scope stops the writer thread and removes whatever staging is left.
+ */
+export const makeLabelPrewrite = (
+  dir: string,
+  taskOf: (header: DiceHeader, file: string) => ConverterTask | undefined
+): Effect.Effect<LabelPrewrite, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const staging = `${dir}/.labels.tmp-${yield* temporaryToken}`
+    let worker: Worker | undefined
+    let stopped = false
+    let task: ConverterTask | undefined
+    let header: DiceHeader | undefined
+    const labels = new Map<DiceImage, PrewrittenLabel>()
+    const listings = new Map<string, ReadonlySet<string>>()
+    const names = new Set<string>()
+    const places = new Set<string>()
+    const rootNumbers = new Map<string, number>()
+    let files: Array<string> = []
+    let texts: Array<string> = []
+
+    const removeStaging = () => NodeFs.rmSync(staging, { recursive: true, force: true })
+
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        if (worker !== undefined) await worker.terminate()
+        removeStaging()
+      })
+    )
+
+    const flush = () => {
+      if (files.length === 0) return
+      worker ??= startThread("labelWriterThread", { staging })
+      worker.postMessage({ _tag: "Files", files, texts } satisfies LabelWriterRequest)
+      files = []
+      texts = []
+    }
+
+    const listing = (d: string): ReadonlySet<string> | undefined => {
+      let known = listings.get(d)
+      if (known === undefined) {
+        try {
+          known = new Set(NodeFs.readdirSync(d))
+        } catch (cause) {
+          if ((cause as NodeJS.ErrnoException).code !== "ENOENT") return undefined
+          known = new Set()
+        }
+        listings.set(d, known)
+      }
+      return known
+    }
+
+    let setup: { readonly ctx: YoloContext; readonly prefix: string | undefined; readonly root: string | undefined } | undefined
+
+    const propose = (file: string, decoded: DiceHeader, images: ReadonlyArray<DiceImage>): boolean => {
+      if (setup === undefined) {
+        header = decoded
+        task = taskOf(decoded, file)
+        if (task !== "detection" && task !== "segmentation") return false
+        const imageRoot = localImageRoot(decoded.storageImageRoot)
+        if (imageRoot._tag === "Left") return false
+        setup = {
+          ctx: yoloContext({ ...decoded, images: [], skipped: {} }, task),
+          prefix: imageRoot.right?.prefix,
+          root: imageRoot.right?.root
+        }
+      }
+      const { ctx, prefix, root } = setup
+      for (const image of images) {
+        const normalized = normalizeRelativeName(image.fileName)
+        if (normalized._tag === "Left") return false
+        const name = prefix !== undefined && normalized.right.startsWith(prefix)
+          ? normalized.right.slice(prefix.length)
+          : normalized.right
+        if (names.has(name)) return false
+        names.add(name)
+        let found: string | undefined
+        for (const c of imageCandidates(dir, root, name)) {
+          const known = listing(c.dir)
+          if (known === undefined) return false
+          if (known.has(c.base)) {
+            found = c.path
+            break
+          }
+        }
+        if (found === undefined || places.has(found)) return false
+        places.add(found)
+        const place = yoloImagePlace(dir, found)
+        const labelRoot = yoloLabelRoot(place)
+        let n = rootNumbers.get(labelRoot)
+        if (n === undefined) rootNumbers.set(labelRoot, n = rootNumbers.size)
+        const skipped: SkipCounts = {}
+        const lines = yoloImageLines(image, ctx, skipped)
+        const label: PrewrittenLabel = {
+          staged: `${staging}/${n}/${yoloLabelPath(place).slice(labelRoot.length + 1)}`,
+          rows: lines.length,
+          classes: lines.map((line) => Number(line.slice(0, line.indexOf(" ")))),
+          skipped: Object.keys(skipped).length > 0 ? skipped : undefined
+        }
+        labels.set(image, label)
+        files.push(label.staged)
+        texts.push(lines.join("\n"))
+        if (files.length >= batchSize) flush()
+      }
+      flush()
+      return true
+    }
+
+    const listenerFor = (file: string): NestedImagesListener => (decoded, images) => {
+      if (stopped) return
+      try {
+        stopped = !propose(file, decoded, images)
+      } catch {
+        stopped = true
+      }
+    }
+
+    const finish = Effect.gen(function*() {
+      if (!stopped) flush()
+      const current = worker
+      const reply = current === undefined
+        ? undefined
+        : yield* Effect.async<LabelWriterReply>((resume) => {
+          current.once("message", (r: LabelWriterReply) => resume(Effect.succeed(r)))
+          current.once("error", (e) => resume(Effect.succeed({ _tag: "Failed", file: staging, message: String(e) })))
+          current.postMessage({ _tag: "End" } satisfies LabelWriterRequest)
+        })
+      if (stopped || reply?._tag !== "Written" || header === undefined || task === undefined) {
+        removeStaging()
+        return undefined
+      }
+      return {
+        staging,
+        task,
+        categories: header.categories,
+        backgroundIds: header.backgroundIds,
+        labels,
+        files: labels.size
+      } satisfies PrewrittenLabels
+    })
+
+    return { listenerFor, finish }
+  })

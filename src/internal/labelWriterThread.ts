@@ -1,0 +1,42 @@
+/**
+ * The label writer thread (see `labelPrewrite`): creates the label files it is sent, batch by
+ * batch, with plain synchronous calls, while the conversion thread goes on parsing. It only
+ * ever writes below the one staging directory it was started for, stops at the first
+ * failure, and answers once when told the batches are over.
+ */
+import * as NodeFs from "node:fs"
+import { parentPort, workerData } from "node:worker_threads"
+import type { LabelWriterReply, LabelWriterRequest } from "./labelPrewrite.js"
+
+const port = parentPort!
+const staging = (workerData as { readonly staging: string }).staging
+const made = new Set<string>()
+let failure: { readonly file: string; readonly message: string } | undefined
+
+const write = (file: string, text: string): void => {
+  if (!file.startsWith(`${staging}/`)) throw new Error("outside the staging directory")
+  const dir = file.slice(0, file.lastIndexOf("/"))
+  if (!made.has(dir)) {
+    NodeFs.mkdirSync(dir, { recursive: true })
+    made.add(dir)
+  }
+  NodeFs.writeFileSync(file, text)
+}
+
+port.on("message", (request: LabelWriterRequest) => {
+  if (request._tag === "Files") {
+    if (failure !== undefined) return
+    const { files, texts } = request
+    for (let i = 0; i < files.length; i++) {
+      try {
+        write(files[i]!, texts[i]!)
+      } catch (cause) {
+        failure = { file: files[i]!, message: cause instanceof Error ? cause.message : String(cause) }
+        return
+      }
+    }
+    return
+  }
+  port.postMessage((failure === undefined ? { _tag: "Written" } : { _tag: "Failed", ...failure }) satisfies LabelWriterReply)
+  port.close()
+})

@@ -1,0 +1,136 @@
+/**
+ * Label files proposed while the DICE file is parsed (`labelPrewrite`, used by the conversion
+ * worker): `toYolo` installs the proposal as it is only when it names exactly the files it
+ * would write, otherwise writes them afresh; either way the outputs are the caller thread's,
+ * byte for byte, and no staging directory is left behind.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, Either, Exit, Scope } from "effect"
+import { Converter } from "../src/Converter.js"
+import { makeConverterReader } from "../src/internal/converterRead.js"
+import { makeConverterWriter } from "../src/internal/converterWrite.js"
+import { decodeDiceBytes, type DiceDataset } from "../src/internal/diceModel.js"
+import { makeLabelPrewrite } from "../src/internal/labelPrewrite.js"
+import { assignSplits } from "../src/internal/splits.js"
+import type { ConverterTask } from "../src/internal/yoloLabels.js"
+import { syntheticDice } from "./support/syntheticDice.js"
+
+/** Every file under `dir` (sorted relative paths) with its text. */
+const tree = (dir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const out: Record<string, string> = {}
+    for (const entry of (yield* fs.readDirectory(dir, { recursive: true })).sort()) {
+      if ((yield* fs.stat(`${dir}/${entry}`)).type === "File") out[entry] = yield* fs.readFileString(`${dir}/${entry}`)
+    }
+    return out
+  })
+
+/** A synthetic nested dataset in a fresh directory, and a copy converted in the caller's thread. */
+const setup = (task: ConverterTask) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const root = yield* fs.makeTempDirectoryScoped()
+    yield* Effect.promise(() => syntheticDice(`${root}/ds`, { images: 120, shape: "nested", task, seed: 11 }))
+    yield* fs.copy(`${root}/ds`, `${root}/reference`)
+    yield* Effect.flatMap(Converter, (c) => c.convert({ datasetDir: `${root}/reference`, from: "dice", to: "yolo" })).pipe(
+      Effect.provide(Converter.layerInProcess)
+    )
+    return { dir: `${root}/ds`, reference: yield* tree(`${root}/reference/labels`), file: `${root}/ds/annotations_${task}.json` }
+  })
+
+/** Decodes `dir` piece by piece (small chunks) with a proposer listening; the proposal once written. */
+const propose = (dir: string, file: string, task: ConverterTask) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const prewrite = yield* makeLabelPrewrite(dir, () => task)
+    const dataset = Either.getOrThrow(decodeDiceBytes(file, yield* fs.readFile(file), 2048, prewrite.listenerFor(file)))
+    return { dataset, prewrite }
+  })
+
+/** `toYolo` as the conversion runs it, with the proposal (or none). */
+const install = (dir: string, file: string, task: ConverterTask, dataset: DiceDataset, finish: Effect.Effect<unknown>) =>
+  Effect.gen(function*() {
+    const reader = yield* makeConverterReader
+    const writer = yield* makeConverterWriter
+    const { paths } = yield* reader.resolveImages(dir, file, dataset)
+    const prewritten = (yield* finish) as Parameters<typeof writer.toYolo>[5]
+    return yield* writer.toYolo(dir, dataset, task, assignSplits(dataset.images, {}), paths, prewritten)
+  })
+
+const stagingLeft = (dir: string) =>
+  Effect.map(Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readDirectory(dir)), (names) => names.filter((n) => n.startsWith(".")))
+
+layer(NodeContext.layer)("labels written while parsing", (it) => {
+  describe("adopted when they are exactly what toYolo would write", () => {
+    for (const task of ["detection", "segmentation"] as const) {
+      it.scoped(`nested ${task}: the staging directory is installed as it is; the same bytes as the caller's thread`, () =>
+        Effect.gen(function*() {
+          const fs = yield* FileSystem.FileSystem
+          const path = yield* Path.Path
+          const { dir, file, reference } = yield* setup(task)
+          const { dataset, prewrite } = yield* propose(dir, file, task)
+          const prewritten = yield* prewrite.finish
+          expect(prewritten?.files).toBe(dataset.images.length)
+          // Every proposed file holds the reference's text, in the place toYolo installs.
+          const staged = yield* tree(prewritten!.staging)
+          expect(Object.keys(staged).map((k) => k.replace(/^0\//, "")).sort()).toEqual(Object.keys(reference).sort())
+          for (const [name, text] of Object.entries(staged)) expect(text).toBe(reference[name.replace(/^0\//, "")])
+          // A marked file shows that the proposal itself is installed, not rewritten.
+          const marked = path.join(prewritten!.staging, "0", "img_1.txt")
+          yield* fs.writeFileString(marked, "marked")
+          yield* install(dir, file, task, dataset, Effect.succeed(prewritten))
+          const labels = yield* tree(`${dir}/labels`)
+          expect(labels["img_1.txt"]).toBe("marked")
+          expect({ ...labels, "img_1.txt": reference["img_1.txt"] }).toStrictEqual(reference)
+          expect(yield* stagingLeft(dir)).toEqual([])
+        }))
+    }
+  })
+
+  it.scoped("a proposal for other images (one left out later) is thrown away and the labels written afresh", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const { dir, file, reference } = yield* setup("detection")
+      const { dataset, prewrite } = yield* propose(dir, file, "detection")
+      const prewritten = yield* prewrite.finish
+      yield* fs.writeFileString(`${prewritten!.staging}/0/img_1.txt`, "marked")
+      const fewer = { ...dataset, images: dataset.images.filter((image) => image.fileName !== "images/img_2.jpg") }
+      yield* install(dir, file, "detection", fewer, Effect.succeed(prewritten))
+      const labels = yield* tree(`${dir}/labels`)
+      expect(labels["img_1.txt"]).toBe(reference["img_1.txt"])
+      expect(labels["img_2.txt"]).toBeUndefined()
+      expect(Object.keys(labels).length).toBe(Object.keys(reference).length - 1)
+      expect(yield* stagingLeft(dir)).toEqual([])
+    }))
+
+  it.scoped("proposing stops at an image it cannot find: nothing is proposed and no staging directory is left", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const { dir, file } = yield* setup("detection")
+      yield* fs.remove(`${dir}/images/img_101.jpg`)
+      const { prewrite } = yield* propose(dir, file, "detection")
+      expect(yield* prewrite.finish).toBeUndefined()
+      expect(yield* stagingLeft(dir)).toEqual([])
+    }))
+
+  it.scoped("pose and classification are not proposed; a conversion that fails leaves no staging directory", () =>
+    Effect.gen(function*() {
+      const { dir, file } = yield* setup("detection")
+      const pose = yield* propose(dir, file, "pose")
+      expect(yield* pose.prewrite.finish).toBeUndefined()
+      const scope = yield* Scope.make()
+      yield* Scope.extend(propose(dir, file, "detection"), scope)
+      // The writer thread has started writing: its staging directory appears.
+      let started: ReadonlyArray<string> = []
+      for (let i = 0; i < 2000 && started.length === 0; i++) {
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+        started = yield* stagingLeft(dir)
+      }
+      expect(started.length).toBe(1)
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* stagingLeft(dir)).toEqual([])
+    }))
+})
