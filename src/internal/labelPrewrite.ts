@@ -207,8 +207,15 @@ export const makeLabelPrewrite = (
       const reply = current === undefined
         ? undefined
         : yield* Effect.async<LabelWriterReply>((resume) => {
-          current.once("message", (r: LabelWriterReply) => resume(Effect.succeed(r)))
-          current.once("error", (e) => resume(Effect.succeed({ _tag: "Failed", file: staging, message: String(e) })))
+          let answered = false
+          const answer = (reply: LabelWriterReply) => {
+            if (answered) return
+            answered = true
+            resume(Effect.succeed(reply))
+          }
+          current.once("message", answer)
+          current.once("error", (e) => answer({ _tag: "Failed", file: staging, message: String(e) }))
+          current.once("exit", (code) => answer({ _tag: "Failed", file: staging, message: `writer thread exited (code ${code})` }))
           current.postMessage({ _tag: "End" } satisfies LabelWriterRequest)
         })
       if (stopped || reply?._tag !== "Written" || header === undefined || task === undefined) {
