@@ -22,8 +22,8 @@ import {
   TrainingStartedBody,
   ValidationBody
 } from "../src/internal/callbackBodies.js"
+import type { CallbackMetrics } from "../src/Callback.js"
 import {
-  type CallbackMetrics,
   completionBody,
   evaluationFailedBody,
   evaluationResultsBody,

@@ -6,36 +6,8 @@
  */
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import { Effect, Ref } from "effect"
+import type { CallbackAttempt, CallbackFailure, CallbackRecorder, CallbackRequest } from "../Callback.js"
 import { joinUrl } from "./backendClient.js"
-
-/** One request the in-memory backend accepted (answered 2xx). */
-export interface CallbackRequest {
-  /** Path relative to `CALLBACK_URL`, e.g. `/training/jobs/1/callback/progress`. */
-  readonly path: string
-  /** The decoded JSON body. */
-  readonly body: unknown
-}
-
-/** One attempt that reached the in-memory backend, with how it was answered. */
-export interface CallbackAttempt extends CallbackRequest {
-  /** The HTTP status answered, or `network` for a simulated connection failure. */
-  readonly outcome: number | "network"
-}
-
-/** A scripted failure: an HTTP status (with optional response text) or a network error. */
-export type CallbackFailure = { readonly status: number; readonly body?: string } | "network"
-
-/** The recorder's handle, as exposed by `CallbackTest`. */
-export interface CallbackRecorder {
-  /** Requests the backend accepted, decoded, in wire order. */
-  readonly requests: Effect.Effect<ReadonlyArray<CallbackRequest>>
-  /** Every attempt, failed ones included, in wire order. */
-  readonly attempts: Effect.Effect<ReadonlyArray<CallbackAttempt>>
-  /** Makes the next `times` attempts fail this way (after failures already scripted). */
-  readonly failNext: (times: number, failure: CallbackFailure) => Effect.Effect<void>
-  /** Forgets recorded requests, attempts and scripted failures. */
-  readonly clear: Effect.Effect<void>
-}
 
 interface ScriptStep {
   readonly failure: CallbackFailure

@@ -1,8 +1,21 @@
 /**
- * Pure building blocks of the callback service: the report inputs a trainer writes, their
- * translation into wire bodies, progress timing, and encoding through the body schemas.
+ * Pure building blocks of the callback service: the translation of the report inputs (declared
+ * in `Callback.ts`) into wire bodies, progress timing, and encoding through the body schemas.
  */
 import { Either, ParseResult, Schema } from "effect"
+import type {
+  CallbackCompletionReport,
+  CallbackEvaluationReport,
+  CallbackExportCompletedReport,
+  CallbackFailureReport,
+  CallbackInferenceCompletedReport,
+  CallbackInferenceResult,
+  CallbackMetrics,
+  CallbackProgressReport,
+  CallbackValidationImageResult,
+  CallbackValidationReport,
+  ExportMetadataInput
+} from "../Callback.js"
 import { CallbackError, type ErrorType } from "../Errors.js"
 import type {
   CompletionBody,
@@ -17,163 +30,6 @@ import type {
   ValidationBody,
   ValidationImageResultBody
 } from "./callbackBodies.js"
-
-/** Metrics as a trainer reports them; `null`, NaN and ±Infinity travel as `null`. */
-export type CallbackMetrics = Readonly<Record<string, number | null>>
-
-/**
- * The operation a job runs; it decides where the start and a failure are reported. It
- * defaults to the job's kind (`evaluation` for a `TEST_RUN_ID` job).
- */
-export type CallbackOperation = "training" | "inference" | "export" | "evaluation"
-
-/** Input of `reportStarted`. */
-export interface CallbackStartedReport {
-  /** Default: the job's kind (`JOB_ID` training, `INFERENCE_JOB_ID` inference, ...). */
-  readonly operation?: CallbackOperation
-  /** Training only; default the resolved `epochs` config. Must be > 0. */
-  readonly totalEpochs?: number
-}
-
-/** Input of `reportProgress`: the state after `epoch` epochs (1-based count of epochs done). */
-export interface CallbackProgressReport {
-  readonly epoch: number
-  /** Default: the `totalEpochs` of the start report (itself defaulting to the `epochs` config). */
-  readonly totalEpochs?: number
-  readonly metrics: CallbackMetrics
-  readonly extraData?: Readonly<Record<string, unknown>>
-  readonly checkpointPath?: string
-  readonly bestCheckpointPath?: string
-  readonly logs?: string
-}
-
-/** One per-image result of a validation report. */
-export interface CallbackValidationImageResult {
-  readonly imageName: string
-  readonly isCorrect: boolean
-  readonly imageIndex?: number
-  readonly trueLabel?: string
-  readonly trueLabelId?: number
-  readonly predictedLabel?: string
-  readonly predictedLabelId?: number
-  readonly confidence?: number
-  readonly top5Predictions?: ReadonlyArray<unknown>
-  readonly trueBoxes?: ReadonlyArray<unknown>
-  readonly predictedBoxes?: ReadonlyArray<unknown>
-  readonly iou?: number
-  readonly extraData?: Readonly<Record<string, unknown>>
-}
-
-/** Input of `reportValidation`. */
-export interface CallbackValidationReport {
-  readonly epoch: number
-  /** Default: the job's task type. */
-  readonly taskType?: string
-  readonly primaryMetric: readonly [name: string, value: number | null]
-  readonly allMetrics: CallbackMetrics
-  readonly classNames?: ReadonlyArray<string>
-  readonly visualizationUrls?: Readonly<Record<string, string>>
-  readonly perClassMetrics?: Readonly<Record<string, CallbackMetrics>>
-  /** Default `false`. */
-  readonly isBest?: boolean
-  readonly overallLoss?: number
-  readonly confusionMatrix?: ReadonlyArray<ReadonlyArray<number>>
-  readonly prCurves?: Readonly<Record<string, unknown>>
-  readonly sampleCorrectImages?: ReadonlyArray<string>
-  readonly sampleIncorrectImages?: ReadonlyArray<string>
-  readonly imageResults?: ReadonlyArray<CallbackValidationImageResult>
-}
-
-/** Input of `reportCompleted`. */
-export interface CallbackCompletionReport {
-  readonly finalMetrics: CallbackMetrics
-  readonly checkpoints?: { readonly best?: string; readonly last?: string }
-  /** Epochs completed; default the highest epoch reported as progress, else the planned total. */
-  readonly totalEpochs?: number
-  readonly extraData?: Readonly<Record<string, unknown>>
-  readonly bestMetrics?: CallbackMetrics
-  readonly bestEpoch?: number
-  readonly finalCheckpointPath?: string
-  readonly modelArtifactsPath?: string
-  readonly mlflowRunId?: string
-  /** Default: the time since `reportStarted`, when it was called. */
-  readonly totalDurationSeconds?: number
-}
-
-/** Input of `reportFailed`. */
-export interface CallbackFailureReport {
-  readonly errorType: ErrorType
-  readonly message: string
-  readonly traceback?: string
-  /** Default: the highest epoch reported as progress (0 when none). */
-  readonly epochsCompleted?: number
-}
-
-/** One image's inference result. */
-export interface CallbackInferenceResult {
-  /** Where the image is (required by the backend), e.g. its `s3://` URI or its key. */
-  readonly imagePath: string
-  readonly imageName?: string
-  /** The model's predictions for the image (default none), e.g. `{class_name, confidence, bbox}`. */
-  readonly predictions?: ReadonlyArray<Readonly<Record<string, unknown>>>
-  readonly inferenceTimeMs?: number
-}
-
-/** Input of `reportInferenceCompleted`. */
-export interface CallbackInferenceCompletedReport {
-  /** Per-image results. */
-  readonly results: ReadonlyArray<CallbackInferenceResult>
-  /** Default: the number of results. */
-  readonly totalImages?: number
-  /** Default: the sum of the results' `inferenceTimeMs` (0 when none has one). */
-  readonly totalInferenceTimeMs?: number
-  /** Not stored by the backend (its model has no such field); sent when given. */
-  readonly resultUrls?: Readonly<Record<string, unknown>>
-}
-
-/** Input of `reportEvaluationResults`: the results of an evaluation (test run). */
-export interface CallbackEvaluationReport {
-  /** Default: the job's task type. */
-  readonly taskType?: string
-  readonly metrics?: CallbackMetrics
-  readonly perClassMetrics?: Readonly<Record<string, CallbackMetrics>>
-  readonly classNames?: ReadonlyArray<string>
-  /** Images evaluated. */
-  readonly numImages?: number
-  readonly visualizationUrls?: Readonly<Record<string, string>>
-  /** Where the per-image predictions were uploaded (an `s3://` URI). */
-  readonly predictionsJsonUri?: string
-  /** The evaluation's settings (thresholds, image size, split, ...). */
-  readonly config?: Readonly<Record<string, unknown>>
-}
-
-/** Input of `reportExportCompleted`; `metadata` is usually built with `exportMetadata`. */
-export interface CallbackExportCompletedReport {
-  readonly exportFormat: string
-  readonly outputS3Uri: string
-  readonly fileSizeBytes: number
-  readonly metadata: Readonly<Record<string, unknown>>
-}
-
-/** Input of `exportMetadata`. */
-export interface ExportMetadataInput {
-  readonly framework: string
-  readonly modelName: string
-  readonly exportFormat: string
-  readonly taskType: string
-  readonly inputShape: ReadonlyArray<number>
-  /** Default `float32`. */
-  readonly inputDtype?: string
-  readonly outputShape: ReadonlyArray<ReadonlyArray<number>>
-  /** When the export was made (a `Date` or an ISO-8601 string). */
-  readonly createdAt: Date | string
-  readonly classNames?: ReadonlyArray<string>
-  readonly preprocessing?: Readonly<Record<string, unknown>>
-  readonly postprocessing?: Readonly<Record<string, unknown>>
-  readonly exportConfig?: Readonly<Record<string, unknown>>
-  /** Further keys, merged in last. */
-  readonly extra?: Readonly<Record<string, unknown>>
-}
 
 /** A copy of `record` without its `undefined` values (optional wire fields are absent, not null). */
 const defined = <A extends Record<string, unknown>>(record: A): A => {

@@ -9,7 +9,8 @@ import type { FileSystem } from "@effect/platform"
 import { Clock, Effect, Either, Schema, Stream } from "effect"
 import { CheckpointError, type StorageError } from "../Errors.js"
 import type { ObjectStore } from "../ObjectStore.js"
-import { type CallbackMetrics, isoTimestamp, metricMap } from "./callbackReports.js"
+import type { CallbackMetrics } from "../Callback.js"
+import { isoTimestamp, metricMap } from "./callbackReports.js"
 
 /** What the store remembers of one uploaded checkpoint. */
 export interface CheckpointRecord {

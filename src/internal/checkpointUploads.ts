@@ -9,7 +9,7 @@ import { Cause, Deferred, Duration, Effect, Exit, type Fiber, Runtime, Schedule,
 import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
 import { CheckpointError } from "../Errors.js"
-import type { CallbackCompletionReport, CallbackMetrics } from "./callbackReports.js"
+import type { CallbackCompletionReport, CallbackMetrics } from "../Callback.js"
 
 /** Where a background upload stands. */
 export type CheckpointUploadStatus = "queued" | "uploading" | "uploaded" | "superseded" | "failed"

@@ -9,7 +9,8 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import { Chunk, Context, Effect, Either, Option, type Schedule, Stream } from "effect"
-import { type CallbackMetrics, metricMap } from "./callbackReports.js"
+import type { CallbackMetrics } from "../Callback.js"
+import { metricMap } from "./callbackReports.js"
 import { makeCheckpointRecords } from "./checkpointRecords.js"
 import { CheckpointError, DatasetError, type DownloadError, StorageError } from "../Errors.js"
 import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
