@@ -17,15 +17,30 @@ import { makeBatchShipper, positiveInteger } from "./internal/batchShipper.js"
 import { ClearMLCallError, makeClearMLApi } from "./internal/clearmlApi.js"
 import {
   type ClearMLEvent,
-  clearmlMetricName,
-  type ClearMLTextLevel,
+  clearmlMetricName as metricName,
   eventLine,
   isSendableScalar,
   splitIntoBatches
 } from "./internal/clearmlEvents.js"
 import { JobContext } from "./JobContext.js"
 
-export { clearmlMetricName, type ClearMLMetricName, type ClearMLTextLevel } from "./internal/clearmlEvents.js"
+/**
+ * The platform's naming rule: a key with \`/\` is split at the first \`/\` into series and
+ * title (\`"val/mAP50"\` → series \`val\`, title \`mAP50\`); a key without one is the title of
+ * the \`train\` series.
+ */
+export const clearmlMetricName = (key: string): ClearMLMetricName => metricName(key)
+
+/** Where a platform metric key lands in ClearML. */
+export interface ClearMLMetricName {
+  /** ClearML `metric` (the plot title). */
+  readonly title: string
+  /** ClearML `variant` (the series in the plot). */
+  readonly series: string
+}
+
+/** Console text levels ClearML accepts. */
+export type ClearMLTextLevel = "debug" | "info" | "warning" | "error" | "critical"
 
 /** One scalar as reported. */
 export interface ClearMLScalar {

@@ -2,14 +2,7 @@
  * Pure helpers of the ClearML integration: metric naming, event lines and their batching
  * under the request size cap, project-name regex escaping, JWT expiry.
  */
-
-/** Where a platform metric key lands in ClearML. */
-export interface ClearMLMetricName {
-  /** ClearML `metric` (the plot title). */
-  readonly title: string
-  /** ClearML `variant` (the series in the plot). */
-  readonly series: string
-}
+import type { ClearMLMetricName, ClearMLTextLevel } from "../ClearML.js"
 
 /**
  * The platform's naming rule: a key with `/` is split at the first `/` into series and
@@ -23,9 +16,6 @@ export const clearmlMetricName = (key: string): ClearMLMetricName => {
 
 /** Escapes a name so the server's regular-expression match on it is literal. */
 export const escapeRegex = (name: string): string => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-
-/** Console text levels ClearML accepts. */
-export type ClearMLTextLevel = "debug" | "info" | "warning" | "error" | "critical"
 
 /** A scalar or console event before the task id is known. */
 export type ClearMLEvent =
