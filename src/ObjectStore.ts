@@ -5,8 +5,9 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Stream } from "effect"
-import type { StorageError } from "./Errors.js"
+import type { S3Client } from "@aws-sdk/client-s3"
+import type { Duration, Effect, Redacted, Schedule, Stream } from "effect"
+import type { StorageError, StorageFailureReason } from "./Errors.js"
 
 /** One stored object as seen by a listing or a HEAD. */
 export interface ObjectInfo {
@@ -66,19 +67,93 @@ export interface ObjectStore {
   readonly withBucket: (bucket: string) => ObjectStore
 }
 
-export {
-  type MemoryObjectStore,
-  makeMemoryObjectStore
-} from "./internal/memoryObjectStore.js"
+/** An `ObjectStore` held in memory, with test controls (all synchronous). */
+export interface MemoryObjectStore extends ObjectStore {
+  /** Stores an object directly (no counters touched). */
+  readonly seed: (key: string, bytes: Uint8Array | string, contentType?: string) => void
+  /** Every key in the bucket, sorted. */
+  readonly keys: () => ReadonlyArray<string>
+  /** An object's bytes, `undefined` when absent. */
+  readonly read: (key: string) => Uint8Array | undefined
+  /** An object's content type, `undefined` when absent. */
+  readonly contentTypeOf: (key: string) => string | undefined
+  /** How many GETs (`getToFile`) were attempted for `key`, failed ones included. */
+  readonly getCount: (key: string) => number
+  /** How many listing pages were served. */
+  readonly listPageCount: () => number
+  /**
+   * Makes the next `times` GETs and PUTs of `key` fail with `reason` (default: always).
+   * A failing GET first writes half the object to the target file, like a broken stream.
+   */
+  readonly failOn: (key: string, reason: StorageFailureReason, times?: number) => void
+  /** Removes every injected failure. */
+  readonly clearFailures: () => void
+  /** The twin of another bucket on the same in-memory endpoint. */
+  readonly withBucket: (bucket: string) => MemoryObjectStore
+}
+
+/** Options of the in-memory store. */
+export interface MemoryObjectStoreOptions {
+  /** Keys per listing page (S3's maximum, 1,000, by default). */
+  readonly pageSize?: number
+}
+
+/** How long one S3 request may take; see the README's "Storage timeouts". */
+export interface S3Timeouts {
+  /** Establishing a TCP connection (`S3_CONNECT_TIMEOUT`, default 10 s). */
+  readonly connect: Duration.Duration
+  /**
+   * One attempt of one request, from sending it (an upload's body included: at most one part
+   * or one file below the multipart threshold) until its response arrives
+   * (`S3_REQUEST_TIMEOUT`, default 60 s). A download's body is bounded by `idle` instead.
+   */
+  readonly request: Duration.Duration
+  /** No byte sent or received on an attempt's connection, bodies included (`S3_IDLE_TIMEOUT`, default 30 s). */
+  readonly idle: Duration.Duration
+}
+
+/** What an S3 client needs to reach one endpoint. */
+export interface S3EndpointSettings {
+  readonly endpoint: string
+  readonly accessKey: string
+  readonly secretKey: Redacted.Redacted<string>
+  readonly region: string
+  readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED"
+  /** Sockets kept per host (default 64: above the default download concurrency of 32). */
+  readonly maxSockets?: number
+  /** Connection, request and idle limits (default `defaultS3Timeouts`). */
+  readonly timeouts?: S3Timeouts
+}
+
+/** The S3 client for a bucket. */
+export type S3ClientForBucket = (bucket: string) => S3Client
+
+/** Options of the S3 store. */
+export interface S3ObjectStoreOptions {
+  /** Files larger than this go through multipart upload (default 16 MiB). */
+  readonly multipartThreshold?: number
+  /** Multipart part size (default 8 MiB; S3's minimum is 5 MiB). */
+  readonly partSize?: number
+  /** Parts uploaded at the same time (default 4); memory used is about `partSize * queueSize`. */
+  readonly queueSize?: number
+  /** The deadlines of each attempt (default `defaultS3Timeouts`; give the client the same, see `s3ClientConfig`). */
+  readonly timeouts?: S3Timeouts
+  /**
+   * Retry of every request but `getToFile` (whose caller retries whole downloads), on
+   * transient failures (`Transport`, `Timeout`). Default: 4 attempts, exponential from
+   * 200 ms, jittered.
+   */
+  readonly retry?: Schedule.Schedule<unknown, StorageError>
+  /** The checksum setting of the client (multipart uploads declare it; default `WHEN_REQUIRED`). */
+  readonly requestChecksumCalculation?: "WHEN_REQUIRED" | "WHEN_SUPPORTED"
+}
+
+export { makeMemoryObjectStore } from "./internal/memoryObjectStore.js"
 export {
   defaultS3Retry,
   defaultS3Timeouts,
   makeS3ObjectStore,
-  type S3ClientForBucket,
   s3ClientConfig,
   s3ClientsScoped,
-  type S3EndpointSettings,
-  type S3ObjectStoreOptions,
-  type S3Timeouts,
   s3TimeoutsConfig
 } from "./internal/s3ObjectStore.js"

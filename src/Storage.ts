@@ -14,16 +14,15 @@ import type { ConfigError as EffectConfigError } from "effect/ConfigError"
 import type { CallbackMetrics } from "./Callback.js"
 import { type CheckpointError, ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext, type StorageEndpoint } from "./JobContext.js"
-import type { ObjectStore } from "./ObjectStore.js"
+import type { MemoryObjectStore, ObjectStore, S3Timeouts } from "./ObjectStore.js"
 import type { CheckpointRecord } from "./internal/checkpointRecords.js"
 import { type DownloadOptions, parseS3Uri as parseS3UriEither, type S3Location } from "./internal/downloads.js"
-import { makeMemoryObjectStore, type MemoryObjectStore } from "./internal/memoryObjectStore.js"
+import { makeMemoryObjectStore } from "./internal/memoryObjectStore.js"
 import {
   defaultS3Retry,
   makeS3ObjectStore,
   s3ClientConfig,
   s3ClientsScoped,
-  type S3Timeouts,
   s3TimeoutsConfig
 } from "./internal/s3ObjectStore.js"
 import {

@@ -6,7 +6,14 @@
 import { FileSystem } from "@effect/platform"
 import { Chunk, Effect, Option, Stream } from "effect"
 import { StorageError, type StorageFailureReason } from "../Errors.js"
-import type { GetObjectOptions, ListObjectsOptions, ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
+import type {
+  GetObjectOptions,
+  ListObjectsOptions,
+  MemoryObjectStore,
+  MemoryObjectStoreOptions,
+  ObjectInfo,
+  PutObjectOptions
+} from "../ObjectStore.js"
 
 /** An injected failure: the reason, and how many more GETs/PUTs it applies to. */
 interface InjectedFailure {
@@ -24,37 +31,6 @@ interface BucketState {
   readonly gets: Map<string, number>
   readonly failures: Map<string, InjectedFailure>
   listPages: number
-}
-
-/** An `ObjectStore` held in memory, with test controls (all synchronous). */
-export interface MemoryObjectStore extends ObjectStore {
-  /** Stores an object directly (no counters touched). */
-  readonly seed: (key: string, bytes: Uint8Array | string, contentType?: string) => void
-  /** Every key in the bucket, sorted. */
-  readonly keys: () => ReadonlyArray<string>
-  /** An object's bytes, `undefined` when absent. */
-  readonly read: (key: string) => Uint8Array | undefined
-  /** An object's content type, `undefined` when absent. */
-  readonly contentTypeOf: (key: string) => string | undefined
-  /** How many GETs (`getToFile`) were attempted for `key`, failed ones included. */
-  readonly getCount: (key: string) => number
-  /** How many listing pages were served. */
-  readonly listPageCount: () => number
-  /**
-   * Makes the next `times` GETs and PUTs of `key` fail with `reason` (default: always).
-   * A failing GET first writes half the object to the target file, like a broken stream.
-   */
-  readonly failOn: (key: string, reason: StorageFailureReason, times?: number) => void
-  /** Removes every injected failure. */
-  readonly clearFailures: () => void
-  /** The twin of another bucket on the same in-memory endpoint. */
-  readonly withBucket: (bucket: string) => MemoryObjectStore
-}
-
-/** Options of the in-memory store. */
-export interface MemoryObjectStoreOptions {
-  /** Keys per listing page (S3's maximum, 1,000, by default). */
-  readonly pageSize?: number
 }
 
 const emptyBucket = (): BucketState => ({ objects: new Map(), gets: new Map(), failures: new Map(), listPages: 0 })

@@ -31,22 +31,18 @@ import * as https from "node:https"
 import type { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { StorageError, type StorageFailureReason } from "../Errors.js"
-import type { GetObjectOptions, ListObjectsOptions, ObjectInfo, ObjectStore, PutObjectOptions } from "../ObjectStore.js"
+import type {
+  GetObjectOptions,
+  ListObjectsOptions,
+  ObjectInfo,
+  ObjectStore,
+  PutObjectOptions,
+  S3ClientForBucket,
+  S3EndpointSettings,
+  S3ObjectStoreOptions,
+  S3Timeouts
+} from "../ObjectStore.js"
 import { field } from "./json.js"
-
-/** How long one S3 request may take; see the README's "Storage timeouts". */
-export interface S3Timeouts {
-  /** Establishing a TCP connection (`S3_CONNECT_TIMEOUT`, default 10 s). */
-  readonly connect: Duration.Duration
-  /**
-   * One attempt of one request, from sending it (an upload's body included: at most one part
-   * or one file below the multipart threshold) until its response arrives
-   * (`S3_REQUEST_TIMEOUT`, default 60 s). A download's body is bounded by `idle` instead.
-   */
-  readonly request: Duration.Duration
-  /** No byte sent or received on an attempt's connection, bodies included (`S3_IDLE_TIMEOUT`, default 30 s). */
-  readonly idle: Duration.Duration
-}
 
 /** The default timeouts: connect 10 s, request 60 s, idle 30 s. */
 export const defaultS3Timeouts: S3Timeouts = {
@@ -71,19 +67,6 @@ export const s3TimeoutsConfig: Config.Config<S3Timeouts> = Config.all({
   request: positiveSeconds("S3_REQUEST_TIMEOUT", defaultS3Timeouts.request),
   idle: positiveSeconds("S3_IDLE_TIMEOUT", defaultS3Timeouts.idle)
 })
-
-/** What an S3 client needs to reach one endpoint. */
-export interface S3EndpointSettings {
-  readonly endpoint: string
-  readonly accessKey: string
-  readonly secretKey: Redacted.Redacted<string>
-  readonly region: string
-  readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED"
-  /** Sockets kept per host (default 64: above the default download concurrency of 32). */
-  readonly maxSockets?: number
-  /** Connection, request and idle limits (default `defaultS3Timeouts`). */
-  readonly timeouts?: S3Timeouts
-}
 
 /**
  * The client configuration the spec asks for: path-style, region, SigV4 credentials,
@@ -118,9 +101,6 @@ export const s3ClientConfig = (settings: S3EndpointSettings): S3ClientConfig => 
   }
 }
 
-/** The S3 client for a bucket. */
-export type S3ClientForBucket = (bucket: string) => S3Client
-
 /**
  * S3 clients for one endpoint, one per bucket (created on first use, sharing the config's
  * keep-alive agents), all destroyed (sockets closed) when the scope closes.
@@ -136,26 +116,6 @@ export const s3ClientsScoped = (config: S3ClientConfig): Effect.Effect<S3ClientF
     clients.set(bucket, client)
     return client
   }))
-
-/** Options of the S3 store. */
-export interface S3ObjectStoreOptions {
-  /** Files larger than this go through multipart upload (default 16 MiB). */
-  readonly multipartThreshold?: number
-  /** Multipart part size (default 8 MiB; S3's minimum is 5 MiB). */
-  readonly partSize?: number
-  /** Parts uploaded at the same time (default 4); memory used is about `partSize * queueSize`. */
-  readonly queueSize?: number
-  /** The deadlines of each attempt (default `defaultS3Timeouts`; give the client the same, see `s3ClientConfig`). */
-  readonly timeouts?: S3Timeouts
-  /**
-   * Retry of every request but `getToFile` (whose caller retries whole downloads), on
-   * transient failures (`Transport`, `Timeout`). Default: 4 attempts, exponential from
-   * 200 ms, jittered.
-   */
-  readonly retry?: Schedule.Schedule<unknown, StorageError>
-  /** The checksum setting of the client (multipart uploads declare it; default `WHEN_REQUIRED`). */
-  readonly requestChecksumCalculation?: "WHEN_REQUIRED" | "WHEN_SUPPORTED"
-}
 
 /** The default retry of a store request: 4 attempts, exponential from 200 ms, jittered. */
 export const defaultS3Retry: Schedule.Schedule<unknown, StorageError> = Schedule.exponential("200 millis").pipe(
