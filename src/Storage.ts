@@ -9,14 +9,13 @@
  * @since 0.1.0
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Context, Effect, type Either, Layer, Schedule } from "effect"
+import { Context, Effect, type Either, Layer, type Option, Schedule } from "effect"
 import type { ConfigError as EffectConfigError } from "effect/ConfigError"
 import type { CallbackMetrics } from "./Callback.js"
 import { type CheckpointError, ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext, type StorageEndpoint } from "./JobContext.js"
 import type { MemoryObjectStore, ObjectStore, S3Timeouts } from "./ObjectStore.js"
-import type { CheckpointRecord } from "./internal/checkpointRecords.js"
-import { type DownloadOptions, parseS3Uri as parseS3UriEither, type S3Location } from "./internal/downloads.js"
+import { parseS3Uri as parseS3UriEither } from "./internal/downloads.js"
 import { makeMemoryObjectStore } from "./internal/memoryObjectStore.js"
 import {
   defaultS3Retry,
@@ -25,28 +24,104 @@ import {
   s3ClientsScoped,
   s3TimeoutsConfig
 } from "./internal/s3ObjectStore.js"
-import {
-  type AnnotationDownloadReport,
-  type CheckpointEventsService,
-  type DatasetDownloadSummary,
-  type DownloadReport,
-  makeStorageFlows,
-  type UploadCheckpointOptions,
-  type UploadFileOptions
-} from "./internal/storageFlows.js"
+import { makeStorageFlows } from "./internal/storageFlows.js"
 
-export type { CheckpointRecord } from "./internal/checkpointRecords.js"
-export { type DownloadOptions, type DownloadProgress, type S3Location } from "./internal/downloads.js"
-export {
-  type AnnotationDownloadReport,
-  type CheckpointSaved,
-  checkpointContentType,
-  checkpointKey,
-  type DatasetDownloadSummary,
-  type DownloadReport,
-  type UploadCheckpointOptions,
-  type UploadFileOptions
-} from "./internal/storageFlows.js"
+
+/** A bucket and key named by an `s3://bucket/key` URI. */
+export interface S3Location {
+  readonly bucket: string
+  readonly key: string
+}
+
+/**
+ * Progress of a download flow. Totals can grow while a flow runs: the selective flow learns
+ * its image list from the annotation file it fetched first.
+ */
+export interface DownloadProgress {
+  /** Files completed. */
+  readonly files: number
+  readonly totalFiles: number
+  /** Bytes of completed files. */
+  readonly bytes: number
+  /** Sizes known so far: from listings up front, otherwise learned as each file completes. */
+  readonly totalBytes: number
+}
+
+/** Options of every download flow. */
+export interface DownloadOptions {
+  /** Objects fetched at the same time (default 32). */
+  readonly concurrency?: number
+  /** Called after each completed file. */
+  readonly onProgress?: (progress: DownloadProgress) => Effect.Effect<void>
+}
+
+/** What a selective dataset download produced. */
+export interface DownloadReport {
+  /** Files written (annotation files and images). */
+  readonly files: number
+  readonly bytes: number
+  /** Local paths of the annotation files. */
+  readonly annotationFiles: ReadonlyArray<string>
+  /** Local path of the primary annotation file. */
+  readonly primaryAnnotationFile: string
+  /** Images downloaded (distinct `images[].file_name`). */
+  readonly imageCount: number
+}
+
+/** What a whole-prefix dataset download produced. */
+export interface DatasetDownloadSummary {
+  readonly files: number
+  readonly bytes: number
+}
+
+/** What a download from annotation data produced. */
+export interface AnnotationDownloadReport {
+  readonly files: number
+  readonly bytes: number
+  readonly imageCount: number
+  /** LabelMe label files downloaded (0 for COCO). */
+  readonly labelCount: number
+  /** COCO: the written `dest_dir/annotations.json` with local file names. */
+  readonly annotationFile: Option.Option<string>
+}
+
+/** Options of `uploadFile`. */
+export interface UploadFileOptions {
+  readonly contentType?: string
+  /** Which store receives the file (default `internal`). */
+  readonly store?: "internal" | "external"
+}
+
+/** A saved checkpoint, as the log shipper records it. */
+export interface CheckpointSaved {
+  readonly checkpointType: string
+  readonly uri: string
+  readonly metrics: CallbackMetrics
+}
+
+/** Options of `uploadCheckpoint`. */
+export interface UploadCheckpointOptions {
+  /** Epochs completed when the checkpoint was taken: recorded for resuming (see `latestCheckpoint`). */
+  readonly epoch?: number
+}
+
+/** The shape of the `CheckpointEvents` service. */
+export interface CheckpointEventsService {
+  readonly checkpointSaved: (event: CheckpointSaved) => Effect.Effect<void>
+}
+
+/** What the store remembers of one uploaded checkpoint. */
+export interface CheckpointRecord {
+  readonly checkpointType: string
+  /** `s3://bucket/key` of the checkpoint. */
+  readonly uri: string
+  /** Epochs completed when the checkpoint was taken (`undefined` when unknown). */
+  readonly epoch: number | undefined
+  /** Its metrics (non-finite values as `null`). */
+  readonly metrics: CallbackMetrics
+  /** When the upload finished (ISO-8601 UTC). */
+  readonly uploadedAt: string
+}
 
 /** Parses `s3://bucket/key` strictly; `StorageError` with reason `InvalidUri` naming the URI otherwise. */
 export const parseS3Uri = (uri: string): Either.Either<S3Location, StorageError> => parseS3UriEither(uri)

@@ -13,9 +13,9 @@ import { type CacheCoordinator, cacheIoError, newCacheToken } from "./cacheLock.
 import { type CacheEntryRecord, decodeEntryManifest, decodeEntryRecord, encodeEntryManifest } from "./cacheMetadata.js"
 import { cacheNowIso, type CacheStore } from "./cacheStore.js"
 import { isNotFound } from "./files.js"
-import { annotationImageNames, type DownloadOptions, type DownloadProgress } from "./downloads.js"
+import { annotationImageNames } from "./downloads.js"
 import { resolveInside } from "./safeName.js"
-import type { DownloadReport } from "./storageFlows.js"
+import type { DownloadOptions, DownloadProgress, DownloadReport } from "../Storage.js"
 
 /** The ids a cache entry records. */
 export interface CacheEntryIds {

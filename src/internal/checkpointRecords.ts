@@ -9,21 +9,8 @@ import type { FileSystem } from "@effect/platform"
 import { Clock, Effect, Either, Schema, Stream } from "effect"
 import { CheckpointError, type StorageError } from "../Errors.js"
 import type { ObjectStore } from "../ObjectStore.js"
-import type { CallbackMetrics } from "../Callback.js"
 import { isoTimestamp, metricMap } from "./callbackReports.js"
-
-/** What the store remembers of one uploaded checkpoint. */
-export interface CheckpointRecord {
-  readonly checkpointType: string
-  /** `s3://bucket/key` of the checkpoint. */
-  readonly uri: string
-  /** Epochs completed when the checkpoint was taken (`undefined` when unknown). */
-  readonly epoch: number | undefined
-  /** Its metrics (non-finite values as `null`). */
-  readonly metrics: CallbackMetrics
-  /** When the upload finished (ISO-8601 UTC). */
-  readonly uploadedAt: string
-}
+import type { CheckpointRecord } from "../Storage.js"
 
 const RecordJson = Schema.Struct({
   checkpoint_type: Schema.String,

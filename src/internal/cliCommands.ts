@@ -29,7 +29,7 @@ import {
 } from "./cliFormat.js"
 import { parseJsonBytes } from "./json.js"
 import { integerText } from "./jobConfig.js"
-import type { DownloadProgress } from "./downloads.js"
+import type { DownloadProgress } from "../Storage.js"
 
 /** Where the CLI writes: stdout lines, stderr lines and a progress line on stderr. */
 export interface CliTerminalShape {

@@ -4,9 +4,9 @@
  * and the one-line error.
  */
 import type { ConversionReport } from "../Converter.js"
-import type { DownloadProgress } from "./downloads.js"
 import type { DatasetCacheEntry } from "./cacheMetadata.js"
 import type { DatasetValidation } from "./datasetValidate.js"
+import type { DownloadProgress } from "../Storage.js"
 
 /** A byte count for humans: `512 B`, `3.1 KiB`, `7.0 MiB`, `1.25 GiB`. */
 export const formatBytes = (bytes: number): string => {

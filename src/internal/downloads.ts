@@ -11,12 +11,7 @@ import type { ObjectStore } from "../ObjectStore.js"
 import { temporaryToken } from "./files.js"
 import { isRecord } from "./json.js"
 import { resolveInside, temporarySibling } from "./safeName.js"
-
-/** A bucket and key named by an `s3://bucket/key` URI. */
-export interface S3Location {
-  readonly bucket: string
-  readonly key: string
-}
+import type { DownloadProgress, S3Location } from "../Storage.js"
 
 /** Parses `s3://bucket/key` strictly: the scheme, a non-empty bucket and a non-empty key. */
 export const parseS3Uri = (uri: string): Either.Either<S3Location, StorageError> => {
@@ -180,28 +175,6 @@ export const planItems = (
     )
   }
   return Either.right([...byDest.values()])
-}
-
-/**
- * Progress of a download flow. Totals can grow while a flow runs: the selective flow learns
- * its image list from the annotation file it fetched first.
- */
-export interface DownloadProgress {
-  /** Files completed. */
-  readonly files: number
-  readonly totalFiles: number
-  /** Bytes of completed files. */
-  readonly bytes: number
-  /** Sizes known so far: from listings up front, otherwise learned as each file completes. */
-  readonly totalBytes: number
-}
-
-/** Options of every download flow. */
-export interface DownloadOptions {
-  /** Objects fetched at the same time (default 32). */
-  readonly concurrency?: number
-  /** Called after each completed file. */
-  readonly onProgress?: (progress: DownloadProgress) => Effect.Effect<void>
 }
 
 /** What the executor needs besides the items. */

@@ -20,74 +20,18 @@ import {
   annotationImageRoot,
   baseName,
   cocoImageUris,
-  type DownloadOptions,
   type ExecutorSettings,
   labelMeEntries,
   localIO,
   parseS3Uri,
   planItems,
   rewriteCocoFileNames,
-  runDownloads,
-  type S3Location
+  runDownloads
 } from "./downloads.js"
 import { writeFileAtomically } from "./files.js"
 import { parseJsonBytes } from "./json.js"
 import { isPlainFileName } from "./safeName.js"
-
-/** What a selective dataset download produced. */
-export interface DownloadReport {
-  /** Files written (annotation files and images). */
-  readonly files: number
-  readonly bytes: number
-  /** Local paths of the annotation files. */
-  readonly annotationFiles: ReadonlyArray<string>
-  /** Local path of the primary annotation file. */
-  readonly primaryAnnotationFile: string
-  /** Images downloaded (distinct `images[].file_name`). */
-  readonly imageCount: number
-}
-
-/** What a whole-prefix dataset download produced. */
-export interface DatasetDownloadSummary {
-  readonly files: number
-  readonly bytes: number
-}
-
-/** What a download from annotation data produced. */
-export interface AnnotationDownloadReport {
-  readonly files: number
-  readonly bytes: number
-  readonly imageCount: number
-  /** LabelMe label files downloaded (0 for COCO). */
-  readonly labelCount: number
-  /** COCO: the written `dest_dir/annotations.json` with local file names. */
-  readonly annotationFile: Option.Option<string>
-}
-
-/** Options of `uploadFile`. */
-export interface UploadFileOptions {
-  readonly contentType?: string
-  /** Which store receives the file (default `internal`). */
-  readonly store?: "internal" | "external"
-}
-
-/** A saved checkpoint, as the log shipper records it. */
-export interface CheckpointSaved {
-  readonly checkpointType: string
-  readonly uri: string
-  readonly metrics: CallbackMetrics
-}
-
-/** Options of `uploadCheckpoint`. */
-export interface UploadCheckpointOptions {
-  /** Epochs completed when the checkpoint was taken: recorded for resuming (see `latestCheckpoint`). */
-  readonly epoch?: number
-}
-
-/** The shape of the `CheckpointEvents` service (the tag is in `Storage.ts`). */
-export interface CheckpointEventsService {
-  readonly checkpointSaved: (event: CheckpointSaved) => Effect.Effect<void>
-}
+import type { AnnotationDownloadReport, CheckpointEventsService, DatasetDownloadSummary, DownloadOptions, DownloadReport, S3Location, UploadCheckpointOptions, UploadFileOptions } from "../Storage.js"
 
 /** The object key of a checkpoint (see the storage spec's key table). */
 export const checkpointKey = (jobId: number, checkpointType: string, fileName: string): string => {
