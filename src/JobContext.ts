@@ -7,36 +7,59 @@
 import { Config, ConfigError as EffectConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
 import { ConfigError } from "./Errors.js"
 import {
-  type BasicConfig,
   basicConfigVariables,
   detectJobKind,
   type EnvLookup,
   atLeast,
-  type JobKind,
-  normalizeTaskType,
+  normalizeTaskType as normalizeTask,
   parseInteger,
   within,
   parseJsonObject,
   parseNumber,
   parseS3Uri,
-  type PrimaryMetricMode,
   resolveAdvancedConfig,
   resolveBasicConfig,
-  resolvePrimaryMetric,
-  type S3Uri,
-  type TaskType
+  resolvePrimaryMetric
 } from "./internal/jobConfig.js"
 import { maskUrlValue } from "./internal/redact.js"
 
-export {
-  type BasicConfig,
-  type JobKind,
-  jobIdVariables,
-  normalizeTaskType,
-  type PrimaryMetricMode,
-  type S3Uri,
-  type TaskType
-} from "./internal/jobConfig.js"
+/**
+ * The converter task a task type or alias maps to (case-insensitive, `-` read as `_`), or
+ * `undefined` when it maps to none (`open_vocabulary_detection`, `semantic_segmentation`,
+ * `panoptic_segmentation`, or anything unknown).
+ */
+export const normalizeTaskType = (raw: string): TaskType | undefined => normalizeTask(raw)
+
+/** The converter's four tasks; every task type the platform sends maps to one of them or to none. */
+export type TaskType = "detection" | "classification" | "segmentation" | "pose"
+
+/** The kinds of platform job, each started with its own job id variable. */
+export type JobKind = "training" | "inference" | "export" | "evaluation"
+
+/** An `s3://bucket/key` URI, parsed. */
+export interface S3Uri {
+  /** The URI as given (trimmed). */
+  readonly uri: string
+  readonly bucket: string
+  /** The object key or prefix (no leading `/`; may be empty for a whole bucket). */
+  readonly key: string
+}
+
+/** The two modes of `CONFIG.primary_metric_mode`. */
+export type PrimaryMetricMode = "max" | "min"
+
+/** The typed training hyper-parameters ("basic config") of the spec. */
+export interface BasicConfig {
+  readonly imgsz: number
+  readonly epochs: number
+  readonly batch: number
+  readonly lr0: number
+  readonly optimizer: string
+  readonly augment: boolean
+  readonly device: string
+  readonly workers: number
+  readonly patience: number
+}
 
 /** A training job (`JOB_ID`); its other variables are the context's common fields. */
 export interface TrainingJobVariables {

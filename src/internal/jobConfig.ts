@@ -4,9 +4,7 @@
  */
 import { Either } from "effect"
 import { ConfigError } from "../Errors.js"
-
-/** The converter's four tasks; every task type the platform sends maps to one of them or to none. */
-export type TaskType = "detection" | "classification" | "segmentation" | "pose"
+import type { BasicConfig, JobKind, PrimaryMetricMode, S3Uri, TaskType } from "../JobContext.js"
 
 const taskAliases: Record<string, TaskType> = {
   detection: "detection",
@@ -36,9 +34,6 @@ export const normalizeTaskType = (raw: string): TaskType | undefined =>
   taskAliases[raw.trim().toLowerCase().replace(/-/g, "_")]
 
 const invalid = (variable: string, detail: string) => new ConfigError({ reason: "Invalid", variable, detail })
-
-/** The kinds of platform job, each started with its own job id variable. */
-export type JobKind = "training" | "inference" | "export" | "evaluation"
 
 /** The job id variable of each kind (platform-behaviour.md: "How each kind of job is started"). */
 export const jobIdVariables: ReadonlyArray<{ readonly kind: JobKind; readonly variable: string }> = [
@@ -72,15 +67,6 @@ export const detectJobKind = (
     : Either.left(invalid(set.map((s) => s.variable).join("+"), `set only one of ${names}: the variable decides the kind of job`))
 }
 
-/** An `s3://bucket/key` URI, parsed. */
-export interface S3Uri {
-  /** The URI as given (trimmed). */
-  readonly uri: string
-  readonly bucket: string
-  /** The object key or prefix (no leading `/`; may be empty for a whole bucket). */
-  readonly key: string
-}
-
 /**
  * Parses an `s3://bucket/key` URI: the scheme must be `s3`, the bucket a valid S3 bucket
  * name; `object: true` requires a key (a checkpoint names an object, not a bucket).
@@ -103,9 +89,6 @@ export const parseS3Uri = (
   }
   return Either.right({ uri, bucket, key })
 }
-
-/** The two modes of `CONFIG.primary_metric_mode`. */
-export type PrimaryMetricMode = "max" | "min"
 
 /** Reads `CONFIG.primary_metric` and `CONFIG.primary_metric_mode` (default `max`). */
 export const resolvePrimaryMetric = (
@@ -170,19 +153,6 @@ export const parseJsonObject = (
   return typeof value === "object" && value !== null && !Array.isArray(value)
     ? Either.right(value as Record<string, unknown>)
     : Either.left(invalid(variable, `expected a JSON object, got ${Array.isArray(value) ? "an array" : typeof value}`))
-}
-
-/** The typed training hyper-parameters ("basic config") of the spec. */
-export interface BasicConfig {
-  readonly imgsz: number
-  readonly epochs: number
-  readonly batch: number
-  readonly lr0: number
-  readonly optimizer: string
-  readonly augment: boolean
-  readonly device: string
-  readonly workers: number
-  readonly patience: number
 }
 
 type Kind = "int" | "float" | "string" | "bool"
