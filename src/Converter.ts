@@ -10,20 +10,80 @@ import { Context, Effect, Layer, Ref } from "effect"
 import { DatasetError } from "./Errors.js"
 import { makeConvertHere } from "./internal/converterRun.js"
 import { convertOnWorker } from "./internal/converterThread.js"
-import { type DatasetValidation, makeDatasetValidator, type ValidateOptions } from "./internal/datasetValidate.js"
+import { makeDatasetValidator } from "./internal/datasetValidate.js"
 import { diceAnnotationFileNames } from "./internal/annotationNames.js"
-import type { DatasetSplit } from "./internal/diceModel.js"
-import type { PlatformSplitConfig } from "./internal/splitConfig.js"
-import type { SplitOptions } from "./internal/splits.js"
-import type { ConverterTask } from "./internal/yoloLabels.js"
-import type { YoloValidation } from "./internal/yoloValidate.js"
 
-export type { DatasetSplit } from "./internal/diceModel.js"
-export type { PlatformSplitConfig } from "./internal/splitConfig.js"
-export type { SplitOptions, SplitRatios } from "./internal/splits.js"
-export type { ConverterTask } from "./internal/yoloLabels.js"
-export type { DatasetValidation, ValidateOptions } from "./internal/datasetValidate.js"
-export type { YoloValidation } from "./internal/yoloValidate.js"
+
+/** One of the three dataset splits. */
+export type DatasetSplit = "train" | "val" | "test"
+
+/** The four tasks the converter handles. */
+export type ConverterTask = "detection" | "segmentation" | "pose" | "classification"
+
+/** Split ratios; normalized to sum 1. `test` defaults to 0. */
+export interface SplitRatios {
+  readonly train: number
+  readonly val: number
+  readonly test?: number | undefined
+}
+
+/** How to split a dataset. */
+export interface SplitOptions {
+  /** Explicit split per image id; wins over everything else for the images it names. */
+  readonly assignments?: Readonly<Record<string | number, DatasetSplit>> | undefined
+  /** Ratios for the random split (default train 0.8 / val 0.2). */
+  readonly ratios?: SplitRatios | undefined
+  /** Seed of the random split (default 42). */
+  readonly seed?: number | undefined
+}
+
+/** `CONFIG.split_config` as the platform sends it (either shape). */
+export interface PlatformSplitConfig {
+  readonly method: string
+  readonly default_ratio?: ReadonlyArray<number>
+  readonly ratio?: ReadonlyArray<number>
+  readonly seed?: number
+  readonly splits?: Readonly<Record<string, string>>
+  readonly custom_splits?: Readonly<Record<string, string>>
+  readonly exclude_images?: ReadonlyArray<string | number>
+  readonly [key: string]: unknown
+}
+
+/** The outcome of validating a converted dataset (YOLO, COCO or both). */
+export interface YoloValidation {
+  /** No issue: the consumer can use every image and label as written. */
+  readonly valid: boolean
+  /** What the consumer cannot use or reads differently from what was written. */
+  readonly issues: ReadonlyArray<string>
+  /** What the consumer tolerates or repairs (duplicate rows removed, a JPEG re-saved, a class without train objects). */
+  readonly warnings: ReadonlyArray<string>
+  readonly stats: {
+    readonly total_images: number
+    /** Label rows (objects) over all label files; for classification, images with a class. */
+    readonly total_labels: number
+    readonly classes: number
+    /** Rows (classification: images) per class name. */
+    readonly class_distribution: Readonly<Record<string, number>>
+    /** Images without a label file or with an empty one: background images to Ultralytics. */
+    readonly background_images: number
+  }
+}
+
+/** Options of a validation. */
+export interface ValidateOptions {
+  /** Fewer images than this is an issue (default 1). */
+  readonly minImages?: number | undefined
+  /** COCO: every annotation must carry a segmentation (a segmentation dataset). */
+  readonly segmentation?: boolean | undefined
+  /** COCO: the image root `file_name`s are relative to (default `images/` when it holds them, else the dataset directory). */
+  readonly imageRoot?: string | undefined
+}
+
+/** A validation of whichever outputs a dataset directory holds. */
+export interface DatasetValidation extends YoloValidation {
+  /** The outputs found and checked: `yolo` (data.yaml), `coco` (annotations/instances_*.json). */
+  readonly formats: ReadonlyArray<"yolo" | "coco">
+}
 
 /** What to convert. */
 export interface ConvertOptions {

@@ -42,11 +42,10 @@ import { JobContext, type JobContextShape } from "./JobContext.js"
 import { makeBackendClient, retryDelayMillis } from "./internal/backendClient.js"
 import { callbackPaths, LogEntryBody } from "./internal/callbackBodies.js"
 import { encodeBody, isoTimestamp } from "./internal/callbackReports.js"
-import { type OutboxDropClass, OutboxStore, type OutboxStoreStats } from "./internal/outboxStore.js"
+import { OutboxStore, type OutboxStoreStats } from "./internal/outboxStore.js"
 import { makeRedactor, redactJson } from "./internal/redact.js"
 import { deliveryReportAnnotation, onShutdownSignal } from "./internal/shutdown.js"
 
-export type { OutboxDropClass } from "./internal/outboxStore.js"
 
 /**
  * The kinds of report the SDK queues. The outbox treats them alike except `outcome` (a 4xx
@@ -54,6 +53,13 @@ export type { OutboxDropClass } from "./internal/outboxStore.js"
  * (droppable); other kinds may be added.
  */
 export type ReportKind = "started" | "progress" | "validation" | "result" | "outcome" | "log" | (string & {})
+
+/**
+ * How a report may be dropped under pressure: `never` (lifecycle, progress, validation,
+ * results, outcomes), `low` (DEBUG/INFO log entries), `high` (WARNING/ERROR log entries, which
+ * get 25% more room than `low` ones).
+ */
+export type OutboxDropClass = "never" | "low" | "high"
 
 /** One report to queue: kind, path (relative to `CALLBACK_URL`), the encoded JSON body, and whether it may be dropped. */
 export interface OutboxOffer {

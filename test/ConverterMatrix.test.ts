@@ -9,7 +9,7 @@ import { assert, describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { fileURLToPath } from "node:url"
 import { Converter } from "../src/Converter.js"
-import type { ConverterTask } from "../src/internal/yoloLabels.js"
+import type { ConverterTask } from "../src/Converter.js"
 
 const fixtures = fileURLToPath(new URL("./fixtures/datasets", import.meta.url))
 

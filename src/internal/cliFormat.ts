@@ -3,9 +3,8 @@
  * conversion report, a validation outcome, the cache listing, the download progress bar
  * and the one-line error.
  */
-import type { ConversionReport } from "../Converter.js"
+import type { ConversionReport, DatasetValidation } from "../Converter.js"
 import type { DatasetCacheEntry } from "./cacheMetadata.js"
-import type { DatasetValidation } from "./datasetValidate.js"
 import type { DownloadProgress } from "../Storage.js"
 
 /** A byte count for humans: `512 B`, `3.1 KiB`, `7.0 MiB`, `1.25 GiB`. */

@@ -2,9 +2,10 @@
  * The normalized model → COCO instance documents MMDetection and pycocotools load as they
  * are. Pure: no I/O.
  */
-import type { DatasetSplit, DiceDataset, DiceRle } from "./diceModel.js"
+import type { DiceDataset, DiceRle } from "./diceModel.js"
 import { countSkip, type ImageObject, imageObjects, type SkipCounts } from "./objectRules.js"
 import { yoloContext } from "./yoloLabels.js"
+import type { DatasetSplit } from "../Converter.js"
 
 /** A COCO image entry. */
 export interface CocoImage {

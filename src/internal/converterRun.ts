@@ -4,7 +4,7 @@
  */
 import { Path } from "@effect/platform"
 import { Effect, Either } from "effect"
-import type { ConversionReport, ConvertOptions, TrainerInput } from "../Converter.js"
+import type { ConversionReport, ConverterTask, ConvertOptions, TrainerInput } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 import { annotationFileTaskType } from "./annotationNames.js"
 import { makeConverterReader } from "./converterRead.js"
@@ -13,7 +13,6 @@ import { type LabelPrewrite, makeLabelPrewrite } from "./labelPrewrite.js"
 import { normalizeTaskType } from "./jobConfig.js"
 import { isPlatformSplitConfig, planPlatformSplit, type SplitPlan } from "./splitConfig.js"
 import { assignSplits, countSplits, emptyRequiredSplits } from "./splits.js"
-import type { ConverterTask } from "./yoloLabels.js"
 
 /** A task type or alias as a converter task (`undefined` means detection; an unknown name gives `undefined`). */
 const toTask = (raw: string | undefined): ConverterTask | undefined =>

@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { DatasetError } from "../Errors.js"
 import { cocoDocuments } from "./cocoExport.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
-import type { DatasetSplit, DiceDataset } from "./diceModel.js"
+import type { DiceDataset } from "./diceModel.js"
 import { temporaryToken, writeFileAtomically } from "./files.js"
 import { jsonPieces } from "./jsonPieces.js"
 import type { PrewrittenLabels } from "./labelPrewrite.js"
@@ -16,7 +16,6 @@ import { countSkip, flipIndex } from "./objectRules.js"
 import { isInside } from "./safeName.js"
 import {
   classifyPlan,
-  type ConverterTask,
   yoloContext,
   yoloDataYaml,
   yoloImageLines,
@@ -25,6 +24,7 @@ import {
   yoloLabelRoot
 } from "./yoloLabels.js"
 import { writeLabelFiles } from "./yoloLabelWriter.js"
+import type { ConverterTask, DatasetSplit } from "../Converter.js"
 
 /**
  * A split-file line for an image: `./` and the path relative to the dataset directory, which

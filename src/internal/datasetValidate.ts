@@ -20,23 +20,8 @@ import {
 } from "./imageHeader.js"
 import { readYaml11 } from "./yaml11.js"
 import { classFolderName, compareCodePoints, yoloLabelPath } from "./yoloLabels.js"
-import { checkClassifySplits, checkYoloLabelText, type ClassifySplitListing, type YoloValidation } from "./yoloValidate.js"
-
-/** Options of a validation. */
-export interface ValidateOptions {
-  /** Fewer images than this is an issue (default 1). */
-  readonly minImages?: number | undefined
-  /** COCO: every annotation must carry a segmentation (a segmentation dataset). */
-  readonly segmentation?: boolean | undefined
-  /** COCO: the image root `file_name`s are relative to (default `images/` when it holds them, else the dataset directory). */
-  readonly imageRoot?: string | undefined
-}
-
-/** A validation of whichever outputs a dataset directory holds. */
-export interface DatasetValidation extends YoloValidation {
-  /** The outputs found and checked: `yolo` (data.yaml), `coco` (annotations/instances_*.json). */
-  readonly formats: ReadonlyArray<"yolo" | "coco">
-}
+import { checkClassifySplits, checkYoloLabelText, type ClassifySplitListing } from "./yoloValidate.js"
+import type { DatasetValidation, ValidateOptions, YoloValidation } from "../Converter.js"
 
 /** Issues listed before the rest are only counted. */
 const maxIssues = 200

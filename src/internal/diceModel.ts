@@ -6,9 +6,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { DatasetError } from "../Errors.js"
 import { formatJsonPath, maxJsonDepth, parseJsonBytes } from "./json.js"
 import { defaultChunkBytes, forEachChunk, parseRange, scanObject, type ScannedMember } from "./jsonChunks.js"
-
-/** One of the three dataset splits. */
-export type DatasetSplit = "train" | "val" | "test"
+import type { DatasetSplit } from "../Converter.js"
 
 /** A COCO run-length-encoded mask, kept as it is. */
 export interface DiceRle {

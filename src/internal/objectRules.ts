@@ -5,9 +5,7 @@
  * cleared, duplicates dropped; and the YOLO row of each object. Pure: no I/O.
  */
 import type { DiceAnnotation, DiceImage, DiceRle } from "./diceModel.js"
-
-/** The four tasks the converter handles. */
-export type ConverterTask = "detection" | "segmentation" | "pose" | "classification"
+import type { ConverterTask } from "../Converter.js"
 
 /** Skipped annotations (or parts) by reason. */
 export type SkipCounts = Record<string, number>

@@ -16,13 +16,7 @@
  */
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-
-/**
- * How a report may be dropped under pressure: `never` (lifecycle, progress, validation,
- * results, outcomes), `low` (DEBUG/INFO log entries), `high` (WARNING/ERROR log entries, which
- * get 25% more room than `low` ones).
- */
-export type OutboxDropClass = "never" | "low" | "high"
+import type { OutboxDropClass } from "../Outbox.js"
 
 /** One report to queue: its kind (`progress`, `log`, `outcome`, ...), path and JSON body text. */
 export interface OutboxReport {

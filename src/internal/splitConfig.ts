@@ -10,20 +10,8 @@
  * an image the dataset lacks is reported as a warning, never silently ignored.
  */
 import { Either } from "effect"
-import type { DatasetSplit, DiceImage } from "./diceModel.js"
-import type { SplitOptions, SplitRatios } from "./splits.js"
-
-/** `CONFIG.split_config` as the platform sends it (either shape). */
-export interface PlatformSplitConfig {
-  readonly method: string
-  readonly default_ratio?: ReadonlyArray<number>
-  readonly ratio?: ReadonlyArray<number>
-  readonly seed?: number
-  readonly splits?: Readonly<Record<string, string>>
-  readonly custom_splits?: Readonly<Record<string, string>>
-  readonly exclude_images?: ReadonlyArray<string | number>
-  readonly [key: string]: unknown
-}
+import type { DiceImage } from "./diceModel.js"
+import type { DatasetSplit, PlatformSplitConfig, SplitOptions, SplitRatios } from "../Converter.js"
 
 /** What the converter does with the images: which to drop, whether their own splits count, and the split options. */
 export interface SplitPlan {

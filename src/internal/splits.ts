@@ -1,25 +1,8 @@
+import type { DatasetSplit, SplitOptions, SplitRatios } from "../Converter.js"
 /**
  * Split assignment, the spec's three steps: an explicit `image id → split` map, else the
  * images' own `split` field, else a seeded random split by ratios. Pure and deterministic.
  */
-import type { DatasetSplit } from "./diceModel.js"
-
-/** Split ratios; normalized to sum 1. `test` defaults to 0. */
-export interface SplitRatios {
-  readonly train: number
-  readonly val: number
-  readonly test?: number | undefined
-}
-
-/** How to split a dataset. */
-export interface SplitOptions {
-  /** Explicit split per image id; wins over everything else for the images it names. */
-  readonly assignments?: Readonly<Record<string | number, DatasetSplit>> | undefined
-  /** Ratios for the random split (default train 0.8 / val 0.2). */
-  readonly ratios?: SplitRatios | undefined
-  /** Seed of the random split (default 42). */
-  readonly seed?: number | undefined
-}
 
 /** The default ratios: train 0.8, val 0.2. */
 export const defaultSplitRatios: SplitRatios = { train: 0.8, val: 0.2, test: 0 }

@@ -2,11 +2,12 @@
  * The normalized model → YOLO (Ultralytics) output: label lines per image, the label path
  * rule, `data.yaml` content and the classification folder plan. Pure: no I/O.
  */
-import type { DatasetSplit, DiceDataset, DiceImage } from "./diceModel.js"
-import { type ConverterTask, countSkip, imageObjects, type ObjectContext, resolveClass, type SkipCounts } from "./objectRules.js"
+import type { DiceDataset, DiceImage } from "./diceModel.js"
+import { countSkip, imageObjects, type ObjectContext, resolveClass, type SkipCounts } from "./objectRules.js"
 import { yaml11Text } from "./yaml11.js"
 
-export type { ConverterTask, SkipCounts } from "./objectRules.js"
+export type { SkipCounts } from "./objectRules.js"
+import type { ConverterTask, DatasetSplit } from "../Converter.js"
 
 /** What the label functions need to know about the dataset. */
 export type YoloContext = ObjectContext

@@ -1,27 +1,8 @@
+import type { YoloValidation } from "../Converter.js"
 /**
  * Checks of a converted YOLO dataset: the label text of a detection/segmentation/pose
  * dataset, the class folders of a classification one. Pure: the service reads the files.
  */
-
-/** The outcome of validating a converted dataset (YOLO, COCO or both). */
-export interface YoloValidation {
-  /** No issue: the consumer can use every image and label as written. */
-  readonly valid: boolean
-  /** What the consumer cannot use or reads differently from what was written. */
-  readonly issues: ReadonlyArray<string>
-  /** What the consumer tolerates or repairs (duplicate rows removed, a JPEG re-saved, a class without train objects). */
-  readonly warnings: ReadonlyArray<string>
-  readonly stats: {
-    readonly total_images: number
-    /** Label rows (objects) over all label files; for classification, images with a class. */
-    readonly total_labels: number
-    readonly classes: number
-    /** Rows (classification: images) per class name. */
-    readonly class_distribution: Readonly<Record<string, number>>
-    /** Images without a label file or with an empty one: background images to Ultralytics. */
-    readonly background_images: number
-  }
-}
 
 /** What a label row must look like. */
 export interface YoloRowShape {
