@@ -15,46 +15,238 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Clock, Context, Effect, Either, Layer, Option, type Scope, SubscriptionRef } from "effect"
 import * as http from "node:http"
 import { DevBackendError } from "./Errors.js"
-import { callbackEndpoints, matchCallbackEndpoint } from "./internal/callbackBodies.js"
+import type {
+  BackendCompletion,
+  BackendExportCompletion,
+  BackendInferenceResults,
+  BackendLogEvent,
+  BackendOperationStarted,
+  BackendProgress,
+  BackendTestResults,
+  BackendValidation
+} from "./internal/backendModels.js"
+import { callbackEndpoints, type CallbackEndpointName, matchCallbackEndpoint } from "./internal/callbackBodies.js"
 import {
   decodeDevBackendRequest,
-  type DevBackendEvent,
-  type DevBackendRejection,
-  type DevBackendSummary,
   jobStatusAfter,
   summarizeDevBackendEvents
 } from "./internal/devBackendEvents.js"
 import { withDashboardRoutes } from "./internal/dashboardRoutes.js"
-import { type DashboardState, projectDashboardState } from "./internal/dashboardState.js"
+import { projectDashboardState } from "./internal/dashboardState.js"
 
 export {
-  type DashboardCheckpoint,
-  type DashboardEpochPoint,
-  type DashboardJob,
-  type DashboardLog,
-  type DashboardRejection,
-  type DashboardState,
-  type DashboardValidation,
-  type DashboardValidationPoint,
-  projectDashboardState
-} from "./internal/dashboardState.js"
-export {
-  decodeDevBackendRequest,
-  type DevBackendDecoded,
-  type DevBackendEvent,
-  type DevBackendEventKind,
   devBackendEventKinds,
-  type DevBackendFieldIssue,
-  type DevBackendJobSummary,
-  type DevBackendOperation,
-  type DevBackendPayload,
-  type DevBackendRejection,
-  type DevBackendSummary,
   formatDevBackendEvent,
   formatDevBackendRejection,
   formatDevBackendSummary,
   summarizeDevBackendEvents
 } from "./internal/devBackendEvents.js"
+
+/** The operation a callback belongs to. */
+export type DevBackendOperation = "training" | "inference" | "export" | "evaluation"
+
+/** What an accepted callback announced. */
+export type DevBackendEventKind = "started" | "progress" | "validation" | "completed" | "failed" | "log"
+
+/**
+ * The kind, operation and body (as the backend's model decoded it) of an accepted callback
+ * (a discriminated union). Outcomes are told apart by `status` (`failed` is a failure).
+ */
+export type DevBackendPayload =
+  | { readonly kind: "started"; readonly operation: "training"; readonly body: BackendProgress }
+  | { readonly kind: "started"; readonly operation: "inference" | "export"; readonly body: BackendOperationStarted }
+  | { readonly kind: "progress"; readonly operation: "training"; readonly body: BackendProgress }
+  | { readonly kind: "validation"; readonly operation: "training"; readonly body: BackendValidation }
+  | { readonly kind: "log"; readonly operation: "training"; readonly body: BackendLogEvent }
+  | { readonly kind: "completed" | "failed"; readonly operation: "training"; readonly body: BackendCompletion }
+  | { readonly kind: "completed" | "failed"; readonly operation: "inference"; readonly body: BackendInferenceResults }
+  | { readonly kind: "completed" | "failed"; readonly operation: "export"; readonly body: BackendExportCompletion }
+  | { readonly kind: "completed" | "failed"; readonly operation: "evaluation"; readonly body: BackendTestResults }
+
+/** One accepted callback, as recorded by the dev backend. */
+export type DevBackendEvent = DevBackendPayload & {
+  /** 1-based position among the accepted events. */
+  readonly sequence: number
+  /** When it was received (epoch milliseconds, from `Clock`). */
+  readonly receivedAt: number
+  /** The request path relative to the API base, e.g. `/training/jobs/7/callback/progress`. */
+  readonly path: string
+  readonly endpoint: CallbackEndpointName
+  /** The id in the path (the backend files the callback under it, whatever the body's `job_id`). */
+  readonly jobId: number
+  /**
+   * Top-level fields the backend's model does not have, with their values: accepted and
+   * dropped, as the backend does (e.g. a validation report's `is_best`).
+   */
+  readonly ignored: Readonly<Record<string, unknown>>
+}
+
+/** One problem of a rejected body: the JSON path (`""` for the body itself) and what is wrong. */
+export interface DevBackendFieldIssue {
+  readonly field: string
+  readonly problem: string
+}
+
+/** A request the dev backend refused, with why. */
+export interface DevBackendRejection {
+  readonly receivedAt: number
+  readonly method: string
+  readonly path: string
+  /**
+   * 404 (no such endpoint), 413 (body too large), 422 (the body breaks the contract) or
+   * 500 (the dev backend itself failed on it; the problem is in `issues`).
+   */
+  readonly status: 404 | 413 | 422 | 500
+  /** The job id of the path, when the path names an endpoint. */
+  readonly jobId: number | undefined
+  /** Empty for a 404; the one problem with the body as a whole (field `""`) for a 413 or 500. */
+  readonly issues: ReadonlyArray<DevBackendFieldIssue>
+}
+
+/** What the backend knows about one job at the end. */
+export interface DevBackendJobSummary {
+  /** The id in the paths (a training job and an inference job may share a number: they are separate jobs). */
+  readonly jobId: number
+  readonly operation: DevBackendOperation
+  /** `running`, `completed`, `failed`, or `null` when only logs or validation arrived. */
+  readonly status: string | null
+  /** The last epoch reported as progress. */
+  readonly lastEpoch: number | undefined
+  readonly totalEpochs: number | undefined
+  /** The failure message, when the job failed. */
+  readonly errorMessage: string | undefined
+}
+
+/** Counts per kind, rejections and the final state of every job seen. */
+export interface DevBackendSummary {
+  readonly accepted: number
+  readonly rejected: number
+  readonly counts: Readonly<Record<DevBackendEventKind, number>>
+  readonly jobs: ReadonlyArray<DevBackendJobSummary>
+}
+
+/** One epoch's progress report: every numeric metric it carried, by name. */
+export interface DashboardEpochPoint {
+  readonly epoch: number
+  /** When the report arrived (epoch milliseconds). */
+  readonly at: number
+  readonly metrics: Readonly<Record<string, number>>
+}
+
+/** One validation report's primary metric. */
+export interface DashboardValidationPoint {
+  readonly epoch: number
+  readonly value: number | null
+  /** What the trainer claimed (`is_best`); the platform ignores it and takes the highest value. */
+  readonly reportedBest: boolean
+}
+
+/** The latest validation result, as the platform's validation view shows it. */
+export interface DashboardValidation {
+  readonly epoch: number
+  readonly taskType: string
+  readonly primaryMetricName: string
+  readonly primaryMetricValue: number | null
+  readonly metrics: Readonly<Record<string, number | null>>
+  readonly overallLoss: number | null
+  readonly classNames: ReadonlyArray<string>
+  /** Per class, its metrics (the classes in `classNames` order first, then any others). */
+  readonly perClassMetrics: ReadonlyArray<{ readonly className: string; readonly metrics: Readonly<Record<string, number | null>> }>
+  /** Rows are true classes, columns predicted ones; absent when not sent. */
+  readonly confusionMatrix: ReadonlyArray<ReadonlyArray<number>> | null
+  readonly visualizationUrls: Readonly<Record<string, string>>
+}
+
+/** One log row, in the platform's order (arrival order). */
+export interface DashboardLog {
+  readonly sequence: number
+  readonly at: number
+  readonly level: string
+  readonly eventType: string
+  readonly message: string
+  readonly timestamp: string
+  readonly data: Readonly<Record<string, unknown>>
+  /** A `checkpoint` entry (a checkpoint upload with its metrics). */
+  readonly checkpoint: boolean
+  /**
+   * Its `timestamp` is earlier than that of a row that arrived before it: the platform shows
+   * rows in arrival order, so this one appears out of place there.
+   */
+  readonly outOfOrder: boolean
+}
+
+/** A checkpoint the trainer uploaded or named. */
+export interface DashboardCheckpoint {
+  readonly type: string
+  readonly uri: string
+  readonly metrics: Readonly<Record<string, number | null>>
+  readonly at: number
+  /** Where it was learned from: a checkpoint log entry, a progress or the completion report. */
+  readonly source: "log" | "progress" | "completion"
+}
+
+/** A request the dev backend refused, with the fields the backend would complain about. */
+export interface DashboardRejection {
+  readonly at: number
+  readonly method: string
+  readonly path: string
+  readonly status: number
+  readonly jobId: number | null
+  readonly issues: ReadonlyArray<DevBackendFieldIssue>
+}
+
+/** Everything the dashboard shows about one job. */
+export interface DashboardJob {
+  readonly jobId: number
+  /** The operation (job kind): `training`, `inference`, `export`, `evaluation`; `null` until a report says. */
+  readonly kind: DevBackendOperation | null
+  /** `waiting` until a started or progress report arrives (only logs or validation so far). */
+  readonly status: "waiting" | "running" | "completed" | "failed"
+  readonly error: { readonly type: string | null; readonly message: string; readonly traceback: string | null } | null
+  readonly currentEpoch: number | null
+  readonly totalEpochs: number | null
+  readonly progressPercent: number | null
+  /** First report of the job (epoch milliseconds). */
+  readonly startedAt: number
+  /** Latest report of the job. */
+  readonly updatedAt: number
+  /** When the completed or failed report arrived. */
+  readonly endedAt: number | null
+  /**
+   * When the job should end, from the last progress report: its `estimated_time_remaining`
+   * when sent, else the mean epoch time so far times the epochs left. `null` once ended.
+   */
+  readonly etaAt: number | null
+  /** The chart order of the progress metric names (loss first, the learning rate last). */
+  readonly metricNames: ReadonlyArray<string>
+  /** One point per epoch (a repeated epoch keeps its latest report), in epoch order. */
+  readonly epochs: ReadonlyArray<DashboardEpochPoint>
+  readonly primaryMetricName: string | null
+  /** One point per epoch (the latest report of an epoch), in epoch order. */
+  readonly validations: ReadonlyArray<DashboardValidationPoint>
+  /** The epoch with the highest primary metric (the platform's rule; the earliest on a tie). */
+  readonly bestEpoch: { readonly epoch: number; readonly value: number } | null
+  readonly latestValidation: DashboardValidation | null
+  /** The newest `dashboardLogRowsKept` rows, in arrival order. */
+  readonly logs: ReadonlyArray<DashboardLog>
+  /** Rows older than those, which the platform would no longer keep. */
+  readonly logsDropped: number
+  readonly checkpoints: ReadonlyArray<DashboardCheckpoint>
+  /** What the completion report said, as label/value pairs (totals, format, output URI, ...). */
+  readonly result: ReadonlyArray<{ readonly label: string; readonly value: string }>
+  /** Refused requests whose path names this job. */
+  readonly rejections: ReadonlyArray<DashboardRejection>
+}
+
+/** The whole dashboard: every job seen (in order of first report) and every refused request. */
+export interface DashboardState {
+  /** The dev backend's clock when this state was taken (epoch milliseconds). */
+  readonly now: number
+  readonly accepted: number
+  readonly jobs: ReadonlyArray<DashboardJob>
+  /** Every refused request, in arrival order (also those naming no job). */
+  readonly rejections: ReadonlyArray<DashboardRejection>
+}
 
 /** The largest request body the dev backend reads (16 MiB); a larger one is answered 413. */
 export const devBackendMaxBodyBytes = 16 * 1024 * 1024

@@ -6,7 +6,7 @@
  */
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, FastCheck, Schema } from "effect"
-import { decodeDevBackendRequest } from "../src/DevBackend.js"
+import { decodeDevBackendRequest } from "../src/internal/devBackendEvents.js"
 import { boundedEventType, LogBuffer, LogBufferTest } from "../src/LogBuffer.js"
 import {
   callbackPaths,

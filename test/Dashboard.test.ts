@@ -2,12 +2,12 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Option, Stream } from "effect"
 import * as vm from "node:vm"
 import {
-  decodeDevBackendRequest,
   DevBackend,
   type DevBackendEvent,
-  type DevBackendRejection,
-  projectDashboardState
+  type DevBackendRejection
 } from "../src/DevBackend.js"
+import { decodeDevBackendRequest } from "../src/internal/devBackendEvents.js"
+import { projectDashboardState } from "../src/internal/dashboardState.js"
 import { dashboardCss, dashboardHtml, dashboardScript } from "../src/internal/dashboardAssets.js"
 import { dashboardLogRowsKept } from "../src/internal/dashboardState.js"
 

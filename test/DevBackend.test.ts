@@ -4,7 +4,6 @@ import { Duration, Effect, Layer, Ref } from "effect"
 import { ReportOutbox } from "../src/Outbox.js"
 import { Callback } from "../src/Callback.js"
 import {
-  decodeDevBackendRequest,
   DevBackend,
   type DevBackendEvent,
   type DevBackendHandle,
@@ -13,6 +12,7 @@ import {
   formatDevBackendSummary,
   summarizeDevBackendEvents
 } from "../src/DevBackend.js"
+import { decodeDevBackendRequest } from "../src/internal/devBackendEvents.js"
 import { type JobContextInput, JobContext } from "../src/JobContext.js"
 import { LogBuffer } from "../src/LogBuffer.js"
 

@@ -13,7 +13,7 @@ import {
   dashboardVendorAssets,
   readDashboardVendorAsset
 } from "./dashboardAssets.js"
-import type { DashboardState } from "./dashboardState.js"
+import type { DashboardState } from "../DevBackend.js"
 
 /** The dashboard's paths. */
 export const dashboardPaths = {

@@ -6,136 +6,13 @@
  * `/dashboard/state` and pushed over Server-Sent Events at `/dashboard/stream`.
  */
 import type { BackendMetrics } from "./backendModels.js"
-import type { DevBackendEvent, DevBackendFieldIssue, DevBackendOperation, DevBackendRejection } from "./devBackendEvents.js"
+import type { DashboardCheckpoint, DashboardEpochPoint, DashboardJob, DashboardLog, DashboardRejection, DashboardState, DashboardValidation, DashboardValidationPoint, DevBackendEvent, DevBackendOperation, DevBackendRejection } from "../DevBackend.js"
 
 /** How many log rows per job the platform keeps (platform-behaviour.md); older rows are gone there. */
 export const dashboardLogRowsKept = 2000
 
 /** The metric names that carry the learning rate (charted as "learning rate"). */
 export const learningRateMetricNames: ReadonlyArray<string> = ["learning_rate", "lr"]
-
-/** One epoch's progress report: every numeric metric it carried, by name. */
-export interface DashboardEpochPoint {
-  readonly epoch: number
-  /** When the report arrived (epoch milliseconds). */
-  readonly at: number
-  readonly metrics: Readonly<Record<string, number>>
-}
-
-/** One validation report's primary metric. */
-export interface DashboardValidationPoint {
-  readonly epoch: number
-  readonly value: number | null
-  /** What the trainer claimed (`is_best`); the platform ignores it and takes the highest value. */
-  readonly reportedBest: boolean
-}
-
-/** The latest validation result, as the platform's validation view shows it. */
-export interface DashboardValidation {
-  readonly epoch: number
-  readonly taskType: string
-  readonly primaryMetricName: string
-  readonly primaryMetricValue: number | null
-  readonly metrics: Readonly<Record<string, number | null>>
-  readonly overallLoss: number | null
-  readonly classNames: ReadonlyArray<string>
-  /** Per class, its metrics (the classes in `classNames` order first, then any others). */
-  readonly perClassMetrics: ReadonlyArray<{ readonly className: string; readonly metrics: Readonly<Record<string, number | null>> }>
-  /** Rows are true classes, columns predicted ones; absent when not sent. */
-  readonly confusionMatrix: ReadonlyArray<ReadonlyArray<number>> | null
-  readonly visualizationUrls: Readonly<Record<string, string>>
-}
-
-/** One log row, in the platform's order (arrival order). */
-export interface DashboardLog {
-  readonly sequence: number
-  readonly at: number
-  readonly level: string
-  readonly eventType: string
-  readonly message: string
-  readonly timestamp: string
-  readonly data: Readonly<Record<string, unknown>>
-  /** A `checkpoint` entry (a checkpoint upload with its metrics). */
-  readonly checkpoint: boolean
-  /**
-   * Its `timestamp` is earlier than that of a row that arrived before it: the platform shows
-   * rows in arrival order, so this one appears out of place there.
-   */
-  readonly outOfOrder: boolean
-}
-
-/** A checkpoint the trainer uploaded or named. */
-export interface DashboardCheckpoint {
-  readonly type: string
-  readonly uri: string
-  readonly metrics: Readonly<Record<string, number | null>>
-  readonly at: number
-  /** Where it was learned from: a checkpoint log entry, a progress or the completion report. */
-  readonly source: "log" | "progress" | "completion"
-}
-
-/** A request the dev backend refused, with the fields the backend would complain about. */
-export interface DashboardRejection {
-  readonly at: number
-  readonly method: string
-  readonly path: string
-  readonly status: number
-  readonly jobId: number | null
-  readonly issues: ReadonlyArray<DevBackendFieldIssue>
-}
-
-/** Everything the dashboard shows about one job. */
-export interface DashboardJob {
-  readonly jobId: number
-  /** The operation (job kind): `training`, `inference`, `export`, `evaluation`; `null` until a report says. */
-  readonly kind: DevBackendOperation | null
-  /** `waiting` until a started or progress report arrives (only logs or validation so far). */
-  readonly status: "waiting" | "running" | "completed" | "failed"
-  readonly error: { readonly type: string | null; readonly message: string; readonly traceback: string | null } | null
-  readonly currentEpoch: number | null
-  readonly totalEpochs: number | null
-  readonly progressPercent: number | null
-  /** First report of the job (epoch milliseconds). */
-  readonly startedAt: number
-  /** Latest report of the job. */
-  readonly updatedAt: number
-  /** When the completed or failed report arrived. */
-  readonly endedAt: number | null
-  /**
-   * When the job should end, from the last progress report: its `estimated_time_remaining`
-   * when sent, else the mean epoch time so far times the epochs left. `null` once ended.
-   */
-  readonly etaAt: number | null
-  /** The chart order of the progress metric names (loss first, the learning rate last). */
-  readonly metricNames: ReadonlyArray<string>
-  /** One point per epoch (a repeated epoch keeps its latest report), in epoch order. */
-  readonly epochs: ReadonlyArray<DashboardEpochPoint>
-  readonly primaryMetricName: string | null
-  /** One point per epoch (the latest report of an epoch), in epoch order. */
-  readonly validations: ReadonlyArray<DashboardValidationPoint>
-  /** The epoch with the highest primary metric (the platform's rule; the earliest on a tie). */
-  readonly bestEpoch: { readonly epoch: number; readonly value: number } | null
-  readonly latestValidation: DashboardValidation | null
-  /** The newest `dashboardLogRowsKept` rows, in arrival order. */
-  readonly logs: ReadonlyArray<DashboardLog>
-  /** Rows older than those, which the platform would no longer keep. */
-  readonly logsDropped: number
-  readonly checkpoints: ReadonlyArray<DashboardCheckpoint>
-  /** What the completion report said, as label/value pairs (totals, format, output URI, ...). */
-  readonly result: ReadonlyArray<{ readonly label: string; readonly value: string }>
-  /** Refused requests whose path names this job. */
-  readonly rejections: ReadonlyArray<DashboardRejection>
-}
-
-/** The whole dashboard: every job seen (in order of first report) and every refused request. */
-export interface DashboardState {
-  /** The dev backend's clock when this state was taken (epoch milliseconds). */
-  readonly now: number
-  readonly accepted: number
-  readonly jobs: ReadonlyArray<DashboardJob>
-  /** Every refused request, in arrival order (also those naming no job). */
-  readonly rejections: ReadonlyArray<DashboardRejection>
-}
 
 interface JobDraft {
   jobId: number

@@ -18,12 +18,7 @@ import {
   exportCompletedRequired
 } from "./backendModels.js"
 import { type CallbackEndpointName, matchCallbackEndpoint } from "./callbackBodies.js"
-
-/** The operation a callback belongs to. */
-export type DevBackendOperation = "training" | "inference" | "export" | "evaluation"
-
-/** What an accepted callback announced. */
-export type DevBackendEventKind = "started" | "progress" | "validation" | "completed" | "failed" | "log"
+import type { DevBackendEvent, DevBackendEventKind, DevBackendFieldIssue, DevBackendJobSummary, DevBackendPayload, DevBackendRejection, DevBackendSummary } from "../DevBackend.js"
 
 /** Every kind, in lifecycle order (the keys of a summary's counts). */
 export const devBackendEventKinds: ReadonlyArray<DevBackendEventKind> = [
@@ -34,61 +29,6 @@ export const devBackendEventKinds: ReadonlyArray<DevBackendEventKind> = [
   "completed",
   "failed"
 ]
-
-/**
- * The kind, operation and body (as the backend's model decoded it) of an accepted callback
- * (a discriminated union). Outcomes are told apart by `status` (`failed` is a failure).
- */
-export type DevBackendPayload =
-  | { readonly kind: "started"; readonly operation: "training"; readonly body: BackendProgress }
-  | { readonly kind: "started"; readonly operation: "inference" | "export"; readonly body: BackendOperationStarted }
-  | { readonly kind: "progress"; readonly operation: "training"; readonly body: BackendProgress }
-  | { readonly kind: "validation"; readonly operation: "training"; readonly body: BackendValidation }
-  | { readonly kind: "log"; readonly operation: "training"; readonly body: BackendLogEvent }
-  | { readonly kind: "completed" | "failed"; readonly operation: "training"; readonly body: BackendCompletion }
-  | { readonly kind: "completed" | "failed"; readonly operation: "inference"; readonly body: BackendInferenceResults }
-  | { readonly kind: "completed" | "failed"; readonly operation: "export"; readonly body: BackendExportCompletion }
-  | { readonly kind: "completed" | "failed"; readonly operation: "evaluation"; readonly body: BackendTestResults }
-
-/** One accepted callback, as recorded by the dev backend. */
-export type DevBackendEvent = DevBackendPayload & {
-  /** 1-based position among the accepted events. */
-  readonly sequence: number
-  /** When it was received (epoch milliseconds, from `Clock`). */
-  readonly receivedAt: number
-  /** The request path relative to the API base, e.g. `/training/jobs/7/callback/progress`. */
-  readonly path: string
-  readonly endpoint: CallbackEndpointName
-  /** The id in the path (the backend files the callback under it, whatever the body's `job_id`). */
-  readonly jobId: number
-  /**
-   * Top-level fields the backend's model does not have, with their values: accepted and
-   * dropped, as the backend does (e.g. a validation report's `is_best`).
-   */
-  readonly ignored: Readonly<Record<string, unknown>>
-}
-
-/** One problem of a rejected body: the JSON path (`""` for the body itself) and what is wrong. */
-export interface DevBackendFieldIssue {
-  readonly field: string
-  readonly problem: string
-}
-
-/** A request the dev backend refused, with why. */
-export interface DevBackendRejection {
-  readonly receivedAt: number
-  readonly method: string
-  readonly path: string
-  /**
-   * 404 (no such endpoint), 413 (body too large), 422 (the body breaks the contract) or
-   * 500 (the dev backend itself failed on it; the problem is in `issues`).
-   */
-  readonly status: 404 | 413 | 422 | 500
-  /** The job id of the path, when the path names an endpoint. */
-  readonly jobId: number | undefined
-  /** Empty for a 404; the one problem with the body as a whole (field `""`) for a 413 or 500. */
-  readonly issues: ReadonlyArray<DevBackendFieldIssue>
-}
 
 const isFailure = (body: { readonly status: string }) => body.status === "failed"
 const outcome = (body: { readonly status: string }) => (isFailure(body) ? "failed" as const : "completed" as const)
@@ -380,28 +320,6 @@ export const formatDevBackendRejection = (rejection: DevBackendRejection): strin
   if (rejection.status === 404) return `${who} ${label("REJECTED")}  404 ${rejection.method} ${rejection.path}: no such endpoint`
   const issues = rejection.issues.map((issue) => `${issue.field === "" ? "body" : issue.field}: ${issue.problem}`)
   return `${who} ${label("REJECTED")}  ${rejection.status} ${rejection.method} ${rejection.path}: ${issues.join("; ")}`
-}
-
-/** What the backend knows about one job at the end. */
-export interface DevBackendJobSummary {
-  /** The id in the paths (a training job and an inference job may share a number: they are separate jobs). */
-  readonly jobId: number
-  readonly operation: DevBackendOperation
-  /** `running`, `completed`, `failed`, or `null` when only logs or validation arrived. */
-  readonly status: string | null
-  /** The last epoch reported as progress. */
-  readonly lastEpoch: number | undefined
-  readonly totalEpochs: number | undefined
-  /** The failure message, when the job failed. */
-  readonly errorMessage: string | undefined
-}
-
-/** Counts per kind, rejections and the final state of every job seen. */
-export interface DevBackendSummary {
-  readonly accepted: number
-  readonly rejected: number
-  readonly counts: Readonly<Record<DevBackendEventKind, number>>
-  readonly jobs: ReadonlyArray<DevBackendJobSummary>
 }
 
 /** Summarizes what a dev backend received. */
