@@ -12,18 +12,35 @@
  * @since 0.1.0
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Context, Duration, Effect, Layer, Option, type Scope } from "effect"
+import { Context, Duration, Effect, type Either, Layer, Option, type Scope } from "effect"
 import * as NodeFs from "node:fs/promises"
 import { CacheError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
 import { JobContext } from "./JobContext.js"
 import { makeCacheEnsure } from "./internal/cacheEnsure.js"
-import { cacheKeyOf, validateCacheKey } from "./internal/cacheKey.js"
+import { cacheKeyOf as cacheKey, validateCacheKey } from "./internal/cacheKey.js"
 import { makeCacheCoordinator } from "./internal/cacheLock.js"
-import type { DatasetCacheEntry } from "./internal/cacheMetadata.js"
 import { makeCacheStore } from "./internal/cacheStore.js"
 import { type DownloadProgress, Storage } from "./Storage.js"
 
-export { cacheKeyOf, type DatasetCacheEntry }
+/**
+ * The cache key of a dataset version (the entry's directory name): the first 32 hex
+ * characters of the SHA-256 of its dataset id and its whole version hash. An empty hash, or
+ * one holding anything but \`[A-Za-z0-9_-]\`, is an \`InvalidKey\` error naming the value.
+ */
+export const cacheKeyOf = (datasetId: string, hash: string): Either.Either<string, CacheError> => cacheKey(datasetId, hash)
+
+/** A cache entry as the service reports it. */
+export interface DatasetCacheEntry {
+  /** The entry's key (a digest of dataset id and version hash) and directory name. */
+  readonly key: string
+  readonly snapshotId: string
+  readonly datasetId: string
+  readonly datasetVersionHash: string
+  readonly createdAt: Date
+  readonly lastAccessed: Date
+  /** Bytes downloaded into the entry. */
+  readonly sizeBytes: number
+}
 
 /** What `DatasetCache.ensure` materializes; unset ids default to the job context's. */
 export interface EnsureDatasetOptions {

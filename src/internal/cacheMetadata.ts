@@ -4,6 +4,7 @@
  * eviction plan.
  */
 import { Either, Schema } from "effect"
+import type { DatasetCacheEntry } from "../DatasetCache.js"
 
 /** One entry as stored in `.cache_metadata.json` (snake_case, ISO timestamps). */
 export const CacheEntryRecord = Schema.Struct({
@@ -41,19 +42,6 @@ export const encodeCacheMetadata = (metadata: CacheMetadataFile): string => {
 /** Parses the record an entry's `.complete` marker holds (used to rebuild lost metadata). */
 export const decodeEntryRecord = (text: string): Either.Either<CacheEntryRecord, string> =>
   Either.mapLeft(Schema.decodeUnknownEither(recordJson)(text), (e) => e.message)
-
-/** A cache entry as the service reports it. */
-export interface DatasetCacheEntry {
-  /** The entry's key (a digest of dataset id and version hash) and directory name. */
-  readonly key: string
-  readonly snapshotId: string
-  readonly datasetId: string
-  readonly datasetVersionHash: string
-  readonly createdAt: Date
-  readonly lastAccessed: Date
-  /** Bytes downloaded into the entry. */
-  readonly sizeBytes: number
-}
 
 const timeOf = (iso: string): number => {
   const ms = Date.parse(iso)

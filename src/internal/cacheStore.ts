@@ -12,7 +12,6 @@ import { type CacheCoordinator, cacheIoError, newCacheToken } from "./cacheLock.
 import {
   type CacheEntryRecord,
   type CacheMetadataFile,
-  type DatasetCacheEntry,
   decodeCacheMetadata,
   decodeEntryRecord,
   encodeCacheMetadata,
@@ -20,6 +19,7 @@ import {
   toDatasetCacheEntry
 } from "./cacheMetadata.js"
 import { isNotFound, writeFileAtomically } from "./files.js"
+import type { DatasetCacheEntry } from "../DatasetCache.js"
 
 /** What the store works on. */
 export interface CacheStoreEnv {

@@ -4,8 +4,8 @@
  * and the one-line error.
  */
 import type { ConversionReport, DatasetValidation } from "../Converter.js"
-import type { DatasetCacheEntry } from "./cacheMetadata.js"
 import type { DownloadProgress } from "../Storage.js"
+import type { DatasetCacheEntry } from "../DatasetCache.js"
 
 /** A byte count for humans: `512 B`, `3.1 KiB`, `7.0 MiB`, `1.25 GiB`. */
 export const formatBytes = (bytes: number): string => {
