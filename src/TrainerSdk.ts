@@ -34,14 +34,7 @@ import {
 import { DatasetCache, type DatasetCacheService, type EnsureDatasetOptions } from "./DatasetCache.js"
 import type { CacheError, CallbackError, CheckpointError, ConfigError, DatasetError, DownloadError, StorageError } from "./Errors.js"
 import { outcomeSideWork as sideWork } from "./internal/bestEffort.js"
-import {
-  type CheckpointUpload,
-  type CheckpointUploadStatus,
-  type CheckpointUploadsSummary,
-  completionWithUploads,
-  type EnqueueCheckpointOptions,
-  makeCheckpointUploadQueue
-} from "./internal/checkpointUploads.js"
+import { completionWithUploads, makeCheckpointUploadQueue } from "./internal/checkpointUploads.js"
 import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
 import { makeClientOver, makeTrainerClient, type TrainerClient } from "./internal/facade.js"
 import { handleShutdownSignal } from "./internal/shutdown.js"
@@ -52,15 +45,50 @@ import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBuf
 import { defaultWorkDir, ReportOutbox } from "./Outbox.js"
 import { MemoryStorage, Storage, type StorageService, type UploadCheckpointOptions } from "./Storage.js"
 
-export type {
-  CheckpointUpload,
-  CheckpointUploadFailure,
-  CheckpointUploadStatus,
-  CheckpointUploadsSummary,
-  EnqueueCheckpointOptions
-} from "./internal/checkpointUploads.js"
 export type { TrainerClient } from "./internal/facade.js"
 export type { TrainerOutcome, TrainerRunOptions } from "./internal/runner.js"
+
+/** Where a background upload stands. */
+export type CheckpointUploadStatus = "queued" | "uploading" | "uploaded" | "superseded" | "failed"
+
+/** The handle `enqueueCheckpoint` returns at once. */
+export interface CheckpointUpload {
+  readonly checkpointType: string
+  /** Epochs completed when the checkpoint was taken, if known. */
+  readonly epoch: number | undefined
+  /** Where the upload stands now. */
+  readonly status: Effect.Effect<CheckpointUploadStatus>
+  /**
+   * Waits for the upload: its `s3://` URI (for a superseded `last`, the URI of the newer
+   * `last` that replaced it), or the `CheckpointError` it finally failed with.
+   */
+  readonly result: Effect.Effect<string, CheckpointError>
+}
+
+/** Options of `enqueueCheckpoint`. */
+export interface EnqueueCheckpointOptions {
+  /** Metrics stored with the checkpoint (and shipped as a checkpoint log entry). */
+  readonly metrics?: CallbackMetrics
+  /** Epochs completed when it was taken (default: the highest epoch reported as progress). */
+  readonly epoch?: number
+}
+
+/** An upload that finally failed (or did not finish in time), as the completion report lists it. */
+export interface CheckpointUploadFailure {
+  readonly checkpointType: string
+  readonly epoch: number | undefined
+  /** The file the trainer handed in. */
+  readonly localPath: string
+  readonly error: string
+}
+
+/** What the background uploads achieved, once waited for. */
+export interface CheckpointUploadsSummary {
+  /** The newest uploaded URI per checkpoint type. */
+  readonly uploaded: Readonly<Record<string, string>>
+  /** Uploads that failed after their retries, or were still running when the wait ended. */
+  readonly failed: ReadonlyArray<CheckpointUploadFailure>
+}
 
 /** Where `downloadDatasetWithCache` puts the job's view; every field defaults to the job context's. */
 export interface TrainerDatasetOptions extends Partial<EnsureDatasetOptions> {}

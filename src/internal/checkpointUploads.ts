@@ -10,48 +10,7 @@ import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
 import { CheckpointError } from "../Errors.js"
 import type { CallbackCompletionReport, CallbackMetrics } from "../Callback.js"
-
-/** Where a background upload stands. */
-export type CheckpointUploadStatus = "queued" | "uploading" | "uploaded" | "superseded" | "failed"
-
-/** The handle `enqueueCheckpoint` returns at once. */
-export interface CheckpointUpload {
-  readonly checkpointType: string
-  /** Epochs completed when the checkpoint was taken, if known. */
-  readonly epoch: number | undefined
-  /** Where the upload stands now. */
-  readonly status: Effect.Effect<CheckpointUploadStatus>
-  /**
-   * Waits for the upload: its `s3://` URI (for a superseded `last`, the URI of the newer
-   * `last` that replaced it), or the `CheckpointError` it finally failed with.
-   */
-  readonly result: Effect.Effect<string, CheckpointError>
-}
-
-/** Options of `enqueueCheckpoint`. */
-export interface EnqueueCheckpointOptions {
-  /** Metrics stored with the checkpoint (and shipped as a checkpoint log entry). */
-  readonly metrics?: CallbackMetrics
-  /** Epochs completed when it was taken (default: the highest epoch reported as progress). */
-  readonly epoch?: number
-}
-
-/** An upload that finally failed (or did not finish in time), as the completion report lists it. */
-export interface CheckpointUploadFailure {
-  readonly checkpointType: string
-  readonly epoch: number | undefined
-  /** The file the trainer handed in. */
-  readonly localPath: string
-  readonly error: string
-}
-
-/** What the background uploads achieved, once waited for. */
-export interface CheckpointUploadsSummary {
-  /** The newest uploaded URI per checkpoint type. */
-  readonly uploaded: Readonly<Record<string, string>>
-  /** Uploads that failed after their retries, or were still running when the wait ended. */
-  readonly failed: ReadonlyArray<CheckpointUploadFailure>
-}
+import type { CheckpointUpload, CheckpointUploadFailure, CheckpointUploadStatus, CheckpointUploadsSummary, EnqueueCheckpointOptions } from "../TrainerSdk.js"
 
 /** The queue behind `TrainerSdk.enqueueCheckpoint`. */
 export interface CheckpointUploadQueue {

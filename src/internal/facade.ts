@@ -29,10 +29,10 @@ import type {
   TrainerSdkService,
   TrainerServices
 } from "../TrainerSdk.js"
-import type { CheckpointUploadsSummary, EnqueueCheckpointOptions } from "./checkpointUploads.js"
 import { promiseOf } from "./hookQueue.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
 import { deliveryReportsOnStderr, handleShutdownSignal } from "./shutdown.js"
+import type { CheckpointUploadsSummary, EnqueueCheckpointOptions } from "../TrainerSdk.js"
 
 /** The trainer SDK for Promise-based code (`TrainerSdk.run(async (sdk) => …)` or `await TrainerSdk.create()`). */
 export interface TrainerClient {
