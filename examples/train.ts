@@ -7,13 +7,13 @@
  * platform the kind follows from the environment (`INFERENCE_JOB_ID` means inference).
  *
  * Ask it to fail with `--fail` (at epoch 3) or `FAIL_AT_EPOCH=<n>`. `--promise` runs the
- * Promise trainer of the README (`readme/promiseTrainer.ts`) through `TrainerSdk.run` instead
+ * Promise trainer of the README (`readme/promiseTrainer.ts`) through `TrainerClient.run` instead
  * (a training job). In embedded mode the dev backend's dashboard stays up 30 s after the run
  * (`DASHBOARD_LINGER_SECONDS=<n>`), or with `--serve` until Ctrl-C.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Duration, Effect } from "effect"
-import { runTrainer, TrainerSdk } from "../src/index.js"
+import { runTrainer, TrainerClient, TrainerSdk } from "../src/index.js"
 import { exampleInference } from "./inference.js"
 import { train as promiseTrainer } from "./readme/promiseTrainer.js"
 import { exampleTrainer } from "./trainer.js"
@@ -39,7 +39,7 @@ if (usePromises && requestedKind === "inference") {
   process.exit(2)
 }
 const training = usePromises
-  ? TrainerSdk.fromPromise(promiseTrainer)
+  ? TrainerClient.fromPromise(promiseTrainer)
   : exampleTrainer(failAtEpoch === undefined ? {} : { failAtEpoch })
 // On the platform the environment decides: INFERENCE_JOB_ID starts the inference program.
 const program = process.env["CALLBACK_URL"]
@@ -49,7 +49,7 @@ const program = process.env["CALLBACK_URL"]
   : training
 
 if (process.env["CALLBACK_URL"]) {
-  if (usePromises) await TrainerSdk.run(promiseTrainer)
+  if (usePromises) await TrainerClient.run(promiseTrainer)
   else runTrainer(program)
 } else {
   const { runEmbedded } = await import("./embedded.js")

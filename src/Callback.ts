@@ -48,8 +48,8 @@ import {
 } from "./internal/callbackReports.js"
 
 /**
- * The \`metadata\` of an export's completion report, as the platform's viewers read it:
- * shapes, dtype, class names, pre/post-processing, the export config and \`created_at\`.
+ * The metadata of an exported model, as the platform expects it next to the artifact:
+ * `num_classes` follows `class_names`, and `extra` keys are merged in last.
  */
 export const exportMetadata = (input: ExportMetadataInput): Record<string, unknown> => buildExportMetadata(input)
 

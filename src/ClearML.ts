@@ -25,9 +25,9 @@ import {
 import { JobContext } from "./JobContext.js"
 
 /**
- * The platform's naming rule: a key with \`/\` is split at the first \`/\` into series and
- * title (\`"val/mAP50"\` → series \`val\`, title \`mAP50\`); a key without one is the title of
- * the \`train\` series.
+ * The platform's naming rule: a key with `/` is split at the first `/` into series and
+ * title (`"val/mAP50"` → series `val`, title `mAP50`); a key without one is the title of
+ * the `train` series.
  */
 export const clearmlMetricName = (key: string): ClearMLMetricName => metricName(key)
 

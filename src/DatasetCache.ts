@@ -25,7 +25,7 @@ import { type DownloadProgress, Storage } from "./Storage.js"
 /**
  * The cache key of a dataset version (the entry's directory name): the first 32 hex
  * characters of the SHA-256 of its dataset id and its whole version hash. An empty hash, or
- * one holding anything but \`[A-Za-z0-9_-]\`, is an \`InvalidKey\` error naming the value.
+ * one holding anything but `[A-Za-z0-9_-]`, is an `InvalidKey` error naming the value.
  */
 export const cacheKeyOf = (datasetId: string, hash: string): Either.Either<string, CacheError> => cacheKey(datasetId, hash)
 

@@ -1,12 +1,12 @@
 /**
  * The SDK as a trainer meets it: one layer with every service built from the environment,
- * an in-memory twin for unit tests, a process runner that always reports the outcome, and
- * a Promise facade for trainers that do not use Effect.
+ * and an in-memory twin for unit tests. The process runner is in `Runner.ts`, the Promise
+ * facade in `TrainerClient.ts`.
  *
  * @since 0.1.0
  */
 import { FileSystem, HttpClient, Path } from "@effect/platform"
-import { NodeContext, NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { Context, Duration, Effect, Layer, Option, Ref, Runtime, Schedule, type Scope } from "effect"
 import * as nodePath from "node:path"
 import {
@@ -36,17 +36,12 @@ import type { CacheError, CallbackError, CheckpointError, ConfigError, DatasetEr
 import { outcomeSideWork as sideWork } from "./internal/bestEffort.js"
 import { completionWithUploads, makeCheckpointUploadQueue } from "./internal/checkpointUploads.js"
 import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
-import { makeClientOver, makeTrainerClient, type TrainerClient } from "./internal/facade.js"
-import { handleShutdownSignal } from "./internal/shutdown.js"
-import { runTrainerWith, settleSetupFailure, type TrainerOutcome, type TrainerRunOptions } from "./internal/runner.js"
 import { isPlatformSplitConfig } from "./internal/splitConfig.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
 import { defaultWorkDir, ReportOutbox } from "./Outbox.js"
 import { MemoryStorage, Storage, type StorageService, type UploadCheckpointOptions } from "./Storage.js"
 
-export type { TrainerClient } from "./internal/facade.js"
-export type { TrainerOutcome, TrainerRunOptions } from "./internal/runner.js"
 
 /** Where a background upload stands. */
 export type CheckpointUploadStatus = "queued" | "uploading" | "uploaded" | "superseded" | "failed"
@@ -308,34 +303,6 @@ export interface TrainerSdkTestOptions {
   readonly workDir?: string
   /** How long `reportCompleted` waits for background checkpoint uploads (default 30 minutes). */
   readonly checkpointUploadWait?: Duration.DurationInput
-}
-
-/** Options of `TrainerSdk.run`. */
-export interface TrainerSdkRunOptions extends TrainerRunOptions {
-  /** The layer behind the client (default `TrainerSdk.layer`). */
-  readonly layer?: Layer.Layer<TrainerServices, ConfigError>
-  /**
-   * Whether the process exits with the outcome's code once settled, SIGTERM/SIGINT handled
-   * as `runTrainer` does (default `true`). `false`: resolve with the outcome (tests, embedding).
-   */
-  readonly exit?: boolean
-}
-
-/** Options of `TrainerSdk.create` (the Promise facade). */
-export interface TrainerSdkCreateOptions {
-  /** The layer behind the facade (default `TrainerSdk.layer`). */
-  readonly layer?: Layer.Layer<TrainerServices, ConfigError>
-  /**
-   * Whether SIGTERM and SIGINT end the job as `runTrainer` does (default `true`): the
-   * operations in flight are interrupted (their temp files removed, cache locks released, a
-   * multipart upload aborted on the server; their promises, and those of calls made from
-   * then on, never settle), then, unless an outcome was already reported, the logs are
-   * flushed, the job reported failed (`[ResourceError] Interrupted …`) and ClearML stopped,
-   * then the process exits 1 (2 when the report could not be delivered; 0 when the job had
-   * already reported its completion).
-   * Repeated signals are ignored while this runs. `close()` removes the handlers.
-   */
-  readonly handleSignals?: boolean
 }
 
 /** Metrics under a ClearML series (`val`, `test`; a key that names its own series keeps it). */
@@ -600,98 +567,4 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
         Layer.provideMerge(Layer.mergeAll(job, NodeContext.layer, NodeHttpClient.layerUndici))
       )
     })).pipe(Layer.provide(NodeContext.layer))
-
-  /**
-   * The Promise trainer's entry point, as safe as `runTrainer`: builds `TrainerSdk.layer` (or
-   * `options.layer`), reports the start (unless `reportStarted: false`), runs `body` with
-   * the Promise client, then settles the outcome exactly as `runTrainer` does — a thrown
-   * error is classified and reported failed, a training body that returns without
-   * reporting completes (after its background uploads), an invalid environment is still
-   * reported, SIGTERM/SIGINT report the job stopped — and closes everything. Then the
-   * process exits with the outcome's code (0 / 1 / 2); with `exit: false` it installs no
-   * signal handlers and resolves with the outcome instead.
-   */
-  static readonly run = <A>(
-    body: (sdk: TrainerClient) => Promise<A>,
-    options: TrainerSdkRunOptions = {}
-  ): Promise<TrainerOutcome> => {
-    const program = TrainerSdk.fromPromise(body)
-    if (options.exit === false) return Effect.runPromise(runTrainerEffect(program, options))
-    return new Promise((resolve) => runTrainer(program, { ...options, onOutcome: (outcome) => {
-      options.onOutcome?.(outcome)
-      resolve(outcome)
-    } }))
-  }
-
-  /**
-   * A Promise trainer as an Effect program (what `TrainerSdk.run` runs): `body` gets a
-   * Promise client over the program's services; a rejection is the program's failure.
-   * For `runTrainerEffect(TrainerSdk.fromPromise(body), { layer })` in tests and embedders.
-   */
-  static readonly fromPromise = <A>(body: (sdk: TrainerClient) => Promise<A>): Effect.Effect<A, unknown, TrainerServices> =>
-    Effect.gen(function*() {
-      const runtime = yield* Effect.runtime<TrainerServices>()
-      const client = makeClientOver(runtime, yield* TrainerSdk, () => Promise.resolve())
-      return yield* Effect.tryPromise({ try: () => body(client), catch: (error) => error })
-    })
-
-  /**
-   * The Promise facade without the runner: one `ManagedRuntime` of `TrainerSdk.layer` (or
-   * `options.layer`) behind async methods; the caller reports the start and the outcome and
-   * calls `close()` (prefer `TrainerSdk.run`). Rejects with the SDK's error (e.g.
-   * `ConfigError`) when the environment is invalid, after reporting that failure to the
-   * backend when `CALLBACK_URL` and `JOB_ID` are usable.
-   */
-  static readonly create = (options: TrainerSdkCreateOptions = {}): Promise<TrainerClient> =>
-    makeTrainerClient(TrainerSdk, options.layer ?? TrainerSdk.layer, {
-      handleSignals: options.handleSignals ?? true,
-      reportSetupFailure: (cause) =>
-        Effect.runPromise(settleSetupFailure(cause, {}).pipe(Effect.provide(NodeHttpClient.layerUndici), Effect.asVoid))
-    })
-}
-
-/**
- * Runs a trainer program as an Effect over `layer` (default `TrainerSdk.layer`) and returns
- * how it ended, without exiting the process: the start is reported before the program runs
- * (unless `reportStarted: false`), on failure the error is classified and reported (with
- * message and trace), logs are flushed and ClearML is ended by the outcome. Exit code 0 / 1 / 2 (2: the outcome
- * could not be delivered).
- */
-export const runTrainerEffect = <A, E>(
-  program: Effect.Effect<A, E, TrainerServices>,
-  options: TrainerRunOptions & { readonly layer?: Layer.Layer<TrainerServices, ConfigError> } = {}
-): Effect.Effect<TrainerOutcome> =>
-  runTrainerWith(TrainerSdk, options.layer ?? TrainerSdk.layer, program, options).pipe(Effect.provide(NodeHttpClient.layerUndici))
-
-/**
- * Runs a trainer program as the process main: `runTrainerEffect` with SIGTERM and SIGINT
- * interrupting the program (so the failure is still reported and the logs flushed), then
- * exits with the outcome's code.
- */
-export const runTrainer = <A, E>(
-  program: Effect.Effect<A, E, TrainerServices>,
-  options: TrainerRunOptions & { readonly layer?: Layer.Layer<TrainerServices, ConfigError> } = {}
-): void => {
-  let outcome: TrainerOutcome | undefined
-  // `runMain` interrupts the program on the first SIGTERM/SIGINT and then removes its own
-  // listeners; these record the signal (the shutdown budget counts from it, with a
-  // last-resort exit just after it) and keep a repeated signal from killing the process
-  // while the outcome is being reported.
-  const onSignal = (signal: NodeJS.Signals) => handleShutdownSignal(signal, () => outcome?.exitCode ?? 2)
-  process.on("SIGTERM", onSignal)
-  process.on("SIGINT", onSignal)
-  NodeRuntime.runMain(
-    runTrainerEffect(program, {
-      ...options,
-      onOutcome: (o) => {
-        outcome = o
-        options.onOutcome?.(o)
-      }
-    }),
-    {
-      // The outcome is recorded before an interruption (a signal) ends the main fiber; no
-      // outcome means the runner itself broke, so the result is unknown to the backend.
-      teardown: () => process.exit(outcome?.exitCode ?? 2)
-    }
-  )
 }

@@ -13,6 +13,7 @@ import {
   LogBufferTest,
   MemoryStorage,
   runTrainerEffect,
+  TrainerClient,
   TrainerError,
   TrainerSdk,
   type TrainerTestServices
@@ -302,7 +303,7 @@ describe("the Promise facade", () => {
 
   it.live("every operation of the Effect API, the services and the test recorders", () =>
     Effect.promise(async () => {
-      const sdk = await TrainerSdk.create({ layer: seeded, handleSignals: false })
+      const sdk = await TrainerClient.create({ layer: seeded, handleSignals: false })
       try {
         expect(sdk.context.jobId).toBe(7)
         expect(await sdk.resume()).toBeUndefined()
@@ -360,7 +361,7 @@ describe("the Promise facade", () => {
 
   it.live("a rejected operation rejects with the SDK's own error instance", () =>
     Effect.promise(async () => {
-      const sdk = await TrainerSdk.create({ layer: TrainerSdk.layerTest({ job }), handleSignals: false })
+      const sdk = await TrainerClient.create({ layer: TrainerSdk.layerTest({ job }), handleSignals: false })
       try {
         const error = await sdk.downloadCheckpoint("s3://training-checkpoints/checkpoints/7/none.pt", join(sdk.workDir, "x.pt"))
           .then(() => undefined, (e) => e)
@@ -372,7 +373,7 @@ describe("the Promise facade", () => {
     }))
 })
 
-describe("TrainerSdk.run", () => {
+describe("TrainerClient.run", () => {
   it.scopedLive("reports the start, then a thrown error as failed (classified, with its trace): exit code 1", () =>
     Effect.gen(function*() {
       const { context, layer } = yield* Effect.map(Layer.build(TrainerSdk.layerTest({ job })), (context) => ({
@@ -380,7 +381,7 @@ describe("TrainerSdk.run", () => {
         layer: Layer.succeedContext(context) as Layer.Layer<TrainerTestServices>
       }))
       const outcome = yield* Effect.promise(() =>
-        TrainerSdk.run(async (sdk) => {
+        TrainerClient.run(async (sdk) => {
           sdk.hooks.reportProgress({ epoch: 1, metrics: { loss: 1 } })
           await sdk.log("INFO", "about to fail")
           throw new TrainerError({ errorType: "FrameworkError", message: "loss diverged" })
@@ -401,12 +402,12 @@ describe("TrainerSdk.run", () => {
     Effect.gen(function*() {
       const built = yield* Layer.build(TrainerSdk.layerTest({ job }))
       const layer = Layer.succeedContext(built) as Layer.Layer<TrainerTestServices>
-      const failed = yield* Effect.promise(() => TrainerSdk.run(async () => { throw new Error("boom") }, { layer, exit: false }))
+      const failed = yield* Effect.promise(() => TrainerClient.run(async () => { throw new Error("boom") }, { layer, exit: false }))
       expect(failed).toMatchObject({ exitCode: 1, errorType: "UnknownError", message: expect.stringContaining("boom") })
 
       const fresh = yield* Layer.build(TrainerSdk.layerTest({ job }))
       const completed = yield* Effect.promise(() =>
-        TrainerSdk.run(async (sdk) => {
+        TrainerClient.run(async (sdk) => {
           mkdirSync(sdk.workDir, { recursive: true })
           writeFileSync(join(sdk.workDir, "best.pt"), "w")
           await sdk.enqueueCheckpoint(join(sdk.workDir, "best.pt"), "best")
@@ -421,7 +422,7 @@ describe("TrainerSdk.run", () => {
       })
     }))
 
-  it.scopedLive("an invalid environment is reported failed; TrainerSdk.create reports it too before rejecting", () =>
+  it.scopedLive("an invalid environment is reported failed; TrainerClient.create reports it too before rejecting", () =>
     Effect.gen(function*() {
       const backend = yield* makeBackendServer()
       const environment = new Map([["CALLBACK_URL", backend.baseUrl], ["JOB_ID", "9"], ["EPOCHS", "many"], ["CALLBACK_MAX_RETRIES", "0"]])
@@ -431,11 +432,11 @@ describe("TrainerSdk.run", () => {
         () => Effect.sync(() => saved.forEach((value, key) => value === undefined ? delete process.env[key] : (process.env[key] = value)))
       )
       let ran = false
-      const outcome = yield* Effect.promise(() => TrainerSdk.run(async () => { ran = true }, { exit: false }))
+      const outcome = yield* Effect.promise(() => TrainerClient.run(async () => { ran = true }, { exit: false }))
       expect(ran).toBe(false)
       expect(outcome).toMatchObject({ exitCode: 1, errorType: "ConfigError", delivered: true })
 
-      const error = yield* Effect.promise(() => TrainerSdk.create({ handleSignals: false }).then(() => undefined, (e) => e))
+      const error = yield* Effect.promise(() => TrainerClient.create({ handleSignals: false }).then(() => undefined, (e) => e))
       expect(error).toMatchObject({ _tag: "ConfigError", variable: "EPOCHS" })
       const received = yield* backend.received
       expect(received.map((r) => r.path)).toEqual([

@@ -4,7 +4,6 @@ import {
   CacheError,
   CallbackError,
   CheckpointError,
-  classifyCause,
   classifyError,
   ConfigError,
   DatasetError,
@@ -13,6 +12,7 @@ import {
   StorageError,
   TrainerError
 } from "../src/index.js"
+import { classifyCause } from "../src/Errors.js"
 
 const systemError = (code: string) => Object.assign(new Error(`${code}: something went wrong`), { code })
 

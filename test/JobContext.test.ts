@@ -1,6 +1,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Either, Layer, Logger, Option, Redacted } from "effect"
-import { ConfigError, JobContext, makeJobContext, normalizeTaskType } from "../src/index.js"
+import { ConfigError, JobContext, normalizeTaskType } from "../src/index.js"
+import { makeJobContext } from "../src/JobContext.js"
 
 const base = { CALLBACK_URL: "http://backend:8000/api/v1", JOB_ID: "123" }
 const common = { CALLBACK_URL: "http://backend:8000/api/v1" }

@@ -11,7 +11,8 @@ import { ConfigProvider, Effect, Option } from "effect"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { DevBackend, type DevBackendEvent, type DevBackendHandle } from "../src/DevBackend.js"
-import { runTrainerEffect, TrainerSdk } from "../src/TrainerSdk.js"
+import { runTrainerEffect } from "../src/Runner.js"
+import { TrainerSdk } from "../src/TrainerSdk.js"
 
 /** What every pod gets: the callback URL, CONFIG and the eight storage variables. */
 const everyPod = (callbackUrl: string, config: Record<string, unknown>) => ({

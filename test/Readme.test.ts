@@ -8,7 +8,7 @@ import { sampleDiceDataset } from "../examples/sampleDataset.js"
 import { trainWithHooks } from "../examples/readme/hooksTrainer.js"
 import { train } from "../examples/readme/promiseTrainer.js"
 import { trainer } from "../examples/readme/trainer.js"
-import { CallbackTest, MemoryStorage, runTrainerEffect, TrainerSdk, type TrainerTestServices } from "../src/index.js"
+import { CallbackTest, MemoryStorage, runTrainerEffect, TrainerClient, TrainerSdk, type TrainerTestServices } from "../src/index.js"
 import { makeBackendServer } from "./support/backendServer.js"
 
 const root = join(import.meta.dirname, "..")
@@ -46,10 +46,10 @@ describe("README code blocks", () => {
       expect(yield* completion(context)).toMatchObject({ status: "completed", total_epochs_completed: 3 })
     }))
 
-  it.scopedLive("the Promise trainer runs under TrainerSdk.run; every best and the last checkpoint are carried", () =>
+  it.scopedLive("the Promise trainer runs under TrainerClient.run; every best and the last checkpoint are carried", () =>
     Effect.gen(function*() {
       const { context, layer } = yield* seededLayer
-      const outcome = yield* Effect.promise(() => TrainerSdk.run(train, { layer, exit: false }))
+      const outcome = yield* Effect.promise(() => TrainerClient.run(train, { layer, exit: false }))
       expect(outcome).toMatchObject({ exitCode: 0, status: "completed" })
       expect(yield* completion(context)).toMatchObject({
         status: "completed",
@@ -61,7 +61,7 @@ describe("README code blocks", () => {
   it.scopedLive("the framework-callback trainer reports every epoch from its synchronous hooks", () =>
     Effect.gen(function*() {
       const { context, layer } = yield* seededLayer
-      const outcome = yield* Effect.promise(() => TrainerSdk.run(trainWithHooks, { layer, exit: false }))
+      const outcome = yield* Effect.promise(() => TrainerClient.run(trainWithHooks, { layer, exit: false }))
       expect(outcome).toMatchObject({ exitCode: 0, status: "completed" })
       const requests = yield* Context.get(context, CallbackTest).requests
       const progress = requests.filter((r) => r.path.endsWith("/progress")).map((r) => (r.body as Record<string, unknown>)["current_epoch"])

@@ -9,6 +9,7 @@ import {
   LogBufferTest,
   MemoryStorage,
   runTrainerEffect,
+  TrainerClient,
   TrainerSdk,
   type TrainerTestServices
 } from "../src/index.js"
@@ -276,10 +277,10 @@ describe("runTrainerEffect over the live layer", () => {
     }))
 })
 
-describe("TrainerSdk.create (Promise facade)", () => {
+describe("TrainerClient.create (Promise facade)", () => {
   it.live("mirrors the services and rejects with the SDK's own error instances", () =>
     Effect.promise(async () => {
-      const sdk = await TrainerSdk.create({ layer: testLayer })
+      const sdk = await TrainerClient.create({ layer: testLayer })
       try {
         expect(sdk.context.jobId).toBe(42)
         await sdk.reportStarted({ totalEpochs: 2 })
@@ -301,7 +302,7 @@ describe("TrainerSdk.create (Promise facade)", () => {
     Effect.promise(async () => {
       const environment = ConfigProvider.fromMap(new Map([["CALLBACK_URL", "http://127.0.0.1:9/api/v1"], ["JOB_ID", "abc"]]))
       const layer = TrainerSdk.layer.pipe(Layer.provide(Layer.setConfigProvider(environment)))
-      const error = await TrainerSdk.create({ layer }).then(() => undefined, (e) => e)
+      const error = await TrainerClient.create({ layer }).then(() => undefined, (e) => e)
       expect(error).toMatchObject({ _tag: "ConfigError", reason: "Invalid", variable: "JOB_ID" })
       expect(error).toBeInstanceOf(Error)
     }))

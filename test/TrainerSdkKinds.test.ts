@@ -8,7 +8,7 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Option } from "effect"
 import { sampleDiceDataset } from "../examples/sampleDataset.js"
-import { CallbackTest, DevBackend, TrainerSdk } from "../src/index.js"
+import { CallbackTest, DevBackend, TrainerClient, TrainerSdk } from "../src/index.js"
 
 describe("TrainerSdk per kind of job", () => {
   it.scoped("the work dir exists when the SDK starts, nested directories included", () =>
@@ -77,7 +77,7 @@ describe("TrainerSdk per kind of job", () => {
           Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...common, ...variables })))))
         )
       yield* Effect.promise(async () => {
-        const evaluation = await TrainerSdk.create({
+        const evaluation = await TrainerClient.create({
           layer: layer({ TEST_RUN_ID: "8", DATASET_S3_URI: "s3://training-datasets/datasets/ds" }),
           handleSignals: false
         })
@@ -87,7 +87,7 @@ describe("TrainerSdk per kind of job", () => {
         } finally {
           await evaluation.close()
         }
-        const inference = await TrainerSdk.create({
+        const inference = await TrainerClient.create({
           layer: layer({ INFERENCE_JOB_ID: "9", IMAGES_S3_URI: "s3://images/batch/" }),
           handleSignals: false
         })

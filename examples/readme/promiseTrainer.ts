@@ -5,7 +5,7 @@ import { type TrainerClient, TrainerError } from "trainer-sdk"
 /** Stands in for your framework's training step. */
 const trainOneEpoch = async (epoch: number) => ({ loss: 1 / (epoch + 1), "mAP50-95": 0.1 * epoch })
 
-/** The training program, written with Promises; `TrainerSdk.run` (see promiseMain.ts) runs it. */
+/** The training program, written with Promises; `TrainerClient.run` (see promiseMain.ts) runs it. */
 export const train = async (sdk: TrainerClient) => {
   const { epochs } = sdk.context.basicConfig
   const resumed = await sdk.resume() // a job restarted after preemption continues after its last checkpoint

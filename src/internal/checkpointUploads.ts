@@ -10,7 +10,13 @@ import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
 import { CheckpointError } from "../Errors.js"
 import type { CallbackCompletionReport, CallbackMetrics } from "../Callback.js"
-import type { CheckpointUpload, CheckpointUploadFailure, CheckpointUploadStatus, CheckpointUploadsSummary, EnqueueCheckpointOptions } from "../TrainerSdk.js"
+import type {
+  CheckpointUpload,
+  CheckpointUploadFailure,
+  CheckpointUploadStatus,
+  CheckpointUploadsSummary,
+  EnqueueCheckpointOptions
+} from "../TrainerSdk.js"
 
 /** The queue behind `TrainerSdk.enqueueCheckpoint`. */
 export interface CheckpointUploadQueue {

@@ -4,101 +4,12 @@
  * `FiberFailure` wrapper).
  */
 import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, ManagedRuntime, Option, Runtime } from "effect"
-import type {
-  CallbackCompletionReport,
-  CallbackEvaluationReport,
-  CallbackExportCompletedReport,
-  CallbackFailureReport,
-  CallbackInferenceCompletedReport,
-  CallbackMetrics,
-  CallbackProgressReport,
-  CallbackStartedReport,
-  CallbackValidationReport
-} from "../Callback.js"
-import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import type { ConfigError } from "../Errors.js"
-import type { JobContextShape } from "../JobContext.js"
-import type { LogBufferEntryOptions, LogBufferLevel } from "../LogBuffer.js"
-import type { DatasetDownloadSummary, DownloadOptions, UploadCheckpointOptions, UploadFileOptions } from "../Storage.js"
-import type {
-  CheckpointUploadHandle,
-  ResumePoint,
-  TrainerDatasetOptions,
-  TrainerHooks,
-  TrainerSdk,
-  TrainerSdkService,
-  TrainerServices
-} from "../TrainerSdk.js"
-import { promiseOf } from "./hookQueue.js"
+import type { TrainerClient } from "../TrainerClient.js"
+import { TrainerSdk, type TrainerHooks, type TrainerSdkService, type TrainerServices } from "../TrainerSdk.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
+import { promiseOf } from "./hookQueue.js"
 import { deliveryReportsOnStderr, handleShutdownSignal } from "./shutdown.js"
-import type { CheckpointUploadsSummary, EnqueueCheckpointOptions } from "../TrainerSdk.js"
-
-/** The trainer SDK for Promise-based code (`TrainerSdk.run(async (sdk) => …)` or `await TrainerSdk.create()`). */
-export interface TrainerClient {
-  /** The job context read from the environment. */
-  readonly context: JobContextShape
-  /** The job's working directory. */
-  readonly workDir: string
-  readonly reportStarted: (report?: CallbackStartedReport) => Promise<void>
-  /** Queues progress and returns at once (see `Callback.reportProgress`). */
-  readonly reportProgress: (report: CallbackProgressReport) => Promise<void>
-  readonly reportValidation: (report: CallbackValidationReport) => Promise<void>
-  /** Waits for the background checkpoint uploads, then reports completion (see `TrainerSdkService.reportCompleted`). */
-  readonly reportCompleted: (report: CallbackCompletionReport) => Promise<void>
-  readonly reportFailed: (report: CallbackFailureReport) => Promise<void>
-  /** An inference job's outcome (see `TrainerSdkService.reportInferenceCompleted`). */
-  readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Promise<void>
-  /** An export job's outcome (see `TrainerSdkService.reportExportCompleted`). */
-  readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Promise<void>
-  /** An evaluation (test run) job's results (see `TrainerSdkService.reportEvaluationResults`). */
-  readonly reportEvaluationResults: (report: CallbackEvaluationReport) => Promise<void>
-  /** Uploads a checkpoint and waits for it; returns its `s3://` URI. */
-  readonly uploadCheckpoint: (
-    localPath: string,
-    checkpointType: string,
-    metrics?: CallbackMetrics,
-    options?: UploadCheckpointOptions
-  ) => Promise<string>
-  /** Snapshots the file and uploads it in the background (see `TrainerSdkService.enqueueCheckpoint`). */
-  readonly enqueueCheckpoint: (
-    localPath: string,
-    checkpointType: string,
-    options?: EnqueueCheckpointOptions
-  ) => Promise<CheckpointUploadHandle>
-  /** Waits for the background uploads queued so far (see `TrainerSdkService.awaitCheckpointUploads`). */
-  readonly awaitCheckpointUploads: () => Promise<CheckpointUploadsSummary>
-  /** Where a restarted job resumes, `undefined` for a fresh one (see `TrainerSdkService.resume`). */
-  readonly resume: () => Promise<ResumePoint | undefined>
-  /** Uploads any file under the caller's key; returns its `s3://` URI. */
-  readonly uploadFile: (localPath: string, key: string, options?: UploadFileOptions) => Promise<string>
-  /** Downloads every object of a dataset to `destDir`, bypassing the cache. */
-  readonly downloadDataset: (datasetId: string, destDir: string, options?: DownloadOptions) => Promise<DatasetDownloadSummary>
-  /** Downloads a checkpoint to `localPath`; returns `localPath`. */
-  readonly downloadCheckpoint: (uri: string, localPath: string) => Promise<string>
-  /** Returns the local dataset directory (`destDir/dataset`). */
-  readonly downloadDatasetWithCache: (options?: TrainerDatasetOptions) => Promise<string>
-  readonly convertDataset: (options: ConvertOptions) => Promise<ConversionReport>
-  readonly log: (level: LogBufferLevel, message: string, options?: LogBufferEntryOptions) => Promise<void>
-  /** Ships the buffered log entries now. */
-  readonly flushLogs: () => Promise<void>
-  /** Reporting from synchronous framework callbacks: each call queues and returns at once. */
-  readonly hooks: TrainerHooks
-  /** The Effect service behind this client, with every capability service (`callback`, `storage`, `cache`, …). */
-  readonly services: TrainerSdkService
-  /**
-   * Any service of the layer behind this client, e.g. `sdk.service(CallbackTest)` over
-   * `TrainerSdk.layerTest`; throws naming the tag when the layer has none.
-   */
-  readonly service: <I, S>(tag: Context.Tag<I, S>) => S
-  /** Runs an Effect over the layer's services; rejects with its error (e.g. `sdk.runEffect(recorder.requests)`). */
-  readonly runEffect: <A, E>(effect: Effect.Effect<A, E, TrainerServices>) => Promise<A>
-  /**
-   * Flushes progress and logs, ends ClearML, releases everything: call it once, at the end
-   * of a `TrainerSdk.create()` client. Under `TrainerSdk.run` it does nothing (the runner closes).
-   */
-  readonly close: () => Promise<void>
-}
 
 /** How a client runs an operation: resolves with its value or rejects with the SDK's own error. */
 export type ClientRun = <A, E>(effect: Effect.Effect<A, E, TrainerServices>) => Promise<A>
@@ -191,7 +102,6 @@ const inFlightBudget = Duration.seconds(10)
  * after `reportSetupFailure` told the backend when it can) and the client over it.
  */
 export const makeTrainerClient = async (
-  sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
   layer: Layer.Layer<TrainerServices, ConfigError>,
   options: {
     readonly handleSignals: boolean
@@ -201,7 +111,7 @@ export const makeTrainerClient = async (
   // The outbox's closing reports go to stderr too: this is the program's edge.
   const managed = ManagedRuntime.make(Layer.provideMerge(layer, deliveryReportsOnStderr))
   const built = await managed.runtimeEffect.pipe(
-    Effect.flatMap((runtime) => Effect.map(Effect.provide(sdkTag, runtime), (sdk) => ({ runtime, sdk }))),
+    Effect.flatMap((runtime) => Effect.map(Effect.provide(TrainerSdk, runtime), (sdk) => ({ runtime, sdk }))),
     Effect.exit,
     Effect.runPromise
   )

@@ -5,7 +5,7 @@
  * outbox), all within the shutdown budget.
  */
 import type { HttpClient } from "@effect/platform"
-import { Cause, Config, type Context, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Callback, type CallbackOperation, type CallbackStartedReport } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
 import { classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
@@ -13,44 +13,10 @@ import { JobContext, type JobVariables } from "../JobContext.js"
 import { jobIdVariables } from "./jobConfig.js"
 import { ReportOutbox } from "../Outbox.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
-import type { TrainerSdk, TrainerSdkService, TrainerServices } from "../TrainerSdk.js"
+import type { TrainerOutcome, TrainerRunOptions } from "../Runner.js"
+import { TrainerSdk, type TrainerServices } from "../TrainerSdk.js"
 import { completionWithUploads } from "./checkpointUploads.js"
 import { deliveryReportsOnStderr } from "./shutdown.js"
-
-/** Options of `runTrainer` / `runTrainerEffect`. */
-export interface TrainerRunOptions {
-  /**
-   * The job's operation: what the runner's start report announces and where a failure
-   * raised before any start is routed. Default: the job's kind (from which of `JOB_ID`,
-   * `INFERENCE_JOB_ID`, `EXPORT_JOB_ID`, `TEST_RUN_ID` is set).
-   */
-  readonly operation?: CallbackOperation
-  /** `totalEpochs` of the runner's start report (default: the `epochs` config). */
-  readonly totalEpochs?: number
-  /**
-   * Whether the runner reports the start before running the program (default `true`).
-   * A program's own later `reportStarted` of the same operation is then not sent again
-   * (see `Callback.reportStarted`). With `false` the program reports it; if it never
-   * does, the runner still sends one before the outcome.
-   */
-  readonly reportStarted?: boolean
-  /** Called with the outcome once it is settled and the layer closed (logs flushed). */
-  readonly onOutcome?: (outcome: TrainerOutcome) => void
-}
-
-/** How a trainer run ended. */
-export interface TrainerOutcome {
-  /** 0 success, 1 failure reported to the backend, 2 outcome not delivered to the backend. */
-  readonly exitCode: 0 | 1 | 2
-  /** `completed`; `failed` (the program failed); `stopped` (interrupted, e.g. SIGTERM). */
-  readonly status: "completed" | "failed" | "stopped"
-  /** The platform error type of a failure. */
-  readonly errorType: ErrorType | undefined
-  /** The failure's one-line description. */
-  readonly message: string | undefined
-  /** Whether the backend accepted the job's outcome (from the program or the runner). */
-  readonly delivered: boolean
-}
 
 const outcome = (
   status: TrainerOutcome["status"],
@@ -90,9 +56,9 @@ const startReport = (options: TrainerRunOptions, scope: Scope.Scope) =>
  * outbox delivers everything queued before the outcome first (progress, logs); ClearML is
  * ended after, for a bounded time.
  */
-const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions, sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>) =>
+const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
   Effect.gen(function*() {
-    const sdk = yield* Effect.serviceOption(sdkTag)
+    const sdk = yield* Effect.serviceOption(TrainerSdk)
     const callback = yield* Callback
     const clearml = yield* ClearML
     const ctx = yield* JobContext
@@ -269,7 +235,6 @@ const shielded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, 
  * stderr. Never fails; the returned outcome carries the exit code.
  */
 export const runTrainerWith = <A, E>(
-  sdkTag: Context.Tag<TrainerSdk, TrainerSdkService>,
   layer: Layer.Layer<TrainerServices, ConfigError>,
   program: Effect.Effect<A, E, TrainerServices>,
   options: TrainerRunOptions = {}
@@ -286,7 +251,7 @@ export const runTrainerWith = <A, E>(
         const exit = yield* Effect.exit(
           restore(Effect.provide(Effect.zipRight(startReport(options, scope), program), built.value))
         )
-        result = yield* shielded(Effect.provide(settle(exit, options, sdkTag), built.value))
+        result = yield* shielded(Effect.provide(settle(exit, options), built.value))
         // Shielded too: the finalizers' own deadlines must not be cut short by the signal's interruption.
         yield* shielded(Scope.close(scope, exit))
       }

@@ -4,13 +4,13 @@
  * The runner reports the start (with the scenario's epoch count) before the program runs.
  * - `success`: two epochs of progress, completed.
  * - `dataset-error`: converting a dataset directory that does not exist.
- * - `facade-slow`: the same as `slow` through the Promise facade (`TrainerSdk.create()`),
+ * - `facade-slow`: the same as `slow` through the Promise facade (`TrainerClient.create()`),
  *   without `runTrainer`.
  * - `slow`: one epoch every 200 ms (a log entry each) for a minute, so the
  *   test can stop it with a signal mid-epoch; it prints `epoch N` on stdout per epoch.
  */
 import { Effect } from "effect"
-import { runTrainer, TrainerSdk } from "../../src/index.js"
+import { runTrainer, TrainerClient, TrainerSdk } from "../../src/index.js"
 
 const scenario = process.argv[2]
 
@@ -41,7 +41,7 @@ const program = Effect.gen(function*() {
 
 /** The `slow` loop written against the Promise facade, as a trainer without Effect would. */
 const facadeSlow = async () => {
-  const sdk = await TrainerSdk.create()
+  const sdk = await TrainerClient.create()
   await sdk.reportStarted({ totalEpochs: 300 })
   for (let epoch = 1; epoch <= 300; epoch++) {
     await new Promise((resolve) => setTimeout(resolve, 200))

@@ -7,14 +7,14 @@
  * - `facade-download`: the Promise facade's `downloadDatasetWithCache` into `DEST_DIR`.
  */
 import { Effect } from "effect"
-import { runTrainer, TrainerSdk } from "../../src/index.js"
+import { runTrainer, TrainerClient, TrainerSdk } from "../../src/index.js"
 
 const scenario = process.argv[2]
 const checkpoint = process.env["CHECKPOINT_FILE"] ?? ""
 const started = () => process.stdout.write("transferring\n")
 
 const facade = async () => {
-  const sdk = await TrainerSdk.create()
+  const sdk = await TrainerClient.create()
   await sdk.reportStarted({ totalEpochs: 1 })
   started()
   if (scenario === "facade-upload") await sdk.uploadCheckpoint(checkpoint, "best")
