@@ -14,7 +14,7 @@ import { makeConverterWriter } from "../src/internal/converterWrite.js"
 import { decodeDiceBytes, type DiceDataset } from "../src/internal/diceModel.js"
 import { makeLabelPrewrite } from "../src/internal/labelPrewrite.js"
 import { assignSplits } from "../src/internal/splits.js"
-import type { ConverterTask } from "../src/internal/yoloLabels.js"
+import type { ConverterTask } from "../src/Converter.js"
 import { syntheticDice } from "./support/syntheticDice.js"
 
 /** Every file under `dir` (sorted relative paths) with its text. */

@@ -23,7 +23,6 @@ import type { DiceCategory, DiceHeader, DiceImage, NestedImagesListener } from "
 import { temporaryToken } from "./files.js"
 import { normalizeRelativeName } from "./safeName.js"
 import {
-  type ConverterTask,
   type SkipCounts,
   yoloContext,
   yoloImageLines,
@@ -32,6 +31,7 @@ import {
   yoloLabelRoot,
   type YoloContext
 } from "./yoloLabels.js"
+import type { ConverterTask } from "../Converter.js"
 
 /** What the conversion thread sends the label writer thread. */
 export type LabelWriterRequest =
