@@ -209,11 +209,54 @@ export const makeStorage = (config: StorageConfig): Effect.Effect<StorageService
     return service
   })
 
+/**
+ * A dataset for `MemoryStorage`'s `seedDataset`: its images, its annotation files and any
+ * other files, stored under `datasets/{dataset_id}/` as the platform lays a dataset out.
+ */
+export interface DatasetSeed {
+  /** Image bytes by file name, stored as `images/{file_name}` (names kept verbatim, hostile ones too). */
+  readonly images?: Readonly<Record<string, Uint8Array | string>>
+  /**
+   * Annotation files by name (`annotations_detection.json`, ...): text or bytes as given, any
+   * other value as its JSON. Default: `annotations_detection.json`, a nested DICE detection
+   * document listing every image of `images` (640x480, no objects).
+   */
+  readonly annotations?: Readonly<Record<string, unknown>>
+  /** Further files by key under the dataset's prefix (e.g. `examples/sampleDataset.ts`'s files). */
+  readonly files?: ReadonlyArray<{ readonly key: string; readonly bytes: Uint8Array | string; readonly contentType?: string }>
+}
+
 /** The in-memory stores behind `Storage.layerMemory`, for tests to seed, inspect and break. */
 export class MemoryStorage extends Context.Tag("trainer-sdk/MemoryStorage")<MemoryStorage, {
   readonly external: MemoryObjectStore
   readonly internal: MemoryObjectStore
+  /** Puts a dataset into the external (datasets) store under `datasets/{datasetId}/`. */
+  readonly seedDataset: (datasetId: string, dataset: DatasetSeed) => void
 }>() {}
+
+/** The nested DICE detection document `seedDataset` writes when no annotation file is given. */
+const defaultDiceDocument = (imageNames: ReadonlyArray<string>) => ({
+  format_version: "1.0",
+  task_type: "object_detection",
+  classes: [{ id: 0, name: "object" }],
+  images: imageNames.map((file_name, i) => ({ id: i + 1, file_name, width: 640, height: 480, annotations: [] }))
+})
+
+/** `seedDataset` over the external store. */
+const datasetSeeder = (external: MemoryObjectStore) => (datasetId: string, dataset: DatasetSeed): void => {
+  const prefix = `datasets/${datasetId}/`
+  const images = dataset.images ?? {}
+  const annotations = dataset.annotations ?? { "annotations_detection.json": defaultDiceDocument(Object.keys(images)) }
+  for (const [name, content] of Object.entries(annotations)) {
+    external.seed(
+      `${prefix}${name}`,
+      typeof content === "string" || content instanceof Uint8Array ? content : JSON.stringify(content),
+      "application/json"
+    )
+  }
+  for (const [name, bytes] of Object.entries(images)) external.seed(`${prefix}images/${name}`, bytes)
+  for (const file of dataset.files ?? []) external.seed(`${prefix}${file.key}`, file.bytes, file.contentType)
+}
 
 /** Options of `Storage.layerMemoryWith`. */
 export interface MemoryStorageOptions {
@@ -297,7 +340,9 @@ export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, Storage
         retry: Schedule.recurs(2),
         ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency })
       })
-      return Context.make(Storage, service).pipe(Context.add(MemoryStorage, { external, internal }))
+      return Context.make(Storage, service).pipe(
+        Context.add(MemoryStorage, { external, internal, seedDataset: datasetSeeder(external) })
+      )
     }))
 
   /** In-memory stores (buckets `training-datasets` / `training-checkpoints`, job 1). */

@@ -297,8 +297,7 @@ describe("the Promise facade", () => {
   /** The test layer with the sample dataset seeded, as `TrainerSdk.test.ts` uses it. */
   const seeded = Layer.tap(TrainerSdk.layerTest({ job: { ...job, datasetId: "ds", datasetVersionHash: "v1" } }), (context) =>
     Effect.sync(() => {
-      const { external } = Context.get(context, MemoryStorage)
-      for (const file of sampleDiceDataset()) external.seed(`datasets/ds/${file.key}`, file.bytes, file.contentType)
+      Context.get(context, MemoryStorage).seedDataset("ds", { files: sampleDiceDataset() })
     }))
 
   it.live("every operation of the Effect API, the services and the test recorders", () =>

@@ -14,7 +14,6 @@ import { Converter } from "../src/Converter.js"
 import { cacheKeyOf, DatasetCache, type DatasetCacheService } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
 import { matchCallbackEndpoint } from "../src/internal/callbackBodies.js"
-import type { MemoryObjectStore } from "../src/ObjectStore.js"
 import { MemoryStorage, Storage, type StorageService } from "../src/Storage.js"
 
 /** A temp root holding `dest/` (where writes belong) and `outside/` (a sentinel that must not change). */
@@ -114,13 +113,6 @@ const diceDocument = (shape: "nested" | "flat", hostile: string, storageInfo?: R
     }
 }
 
-/** Seeds `datasets/ds/` with an annotation file and every image key the document could make the flow read. */
-const seedSelective = (store: MemoryObjectStore, id: string, doc: unknown, names: ReadonlyArray<string>) => {
-  store.seed(`datasets/${id}/annotations_detection.json`, JSON.stringify(doc))
-  store.seed(`datasets/${id}/images/good.jpg`, "GOOD")
-  for (const name of names) store.seed(`datasets/${id}/images/${name}`, "HOSTILE")
-}
-
 const withStorage = <A, E>(body: (storage: StorageService, memory: MemoryStorage["Type"], box: Sandbox) => Effect.Effect<A, E, FileSystem.FileSystem | Path.Path>) =>
   Effect.gen(function*() {
     const box = yield* makeSandbox
@@ -136,7 +128,11 @@ describe("bad input: path traversal in downloads", () => {
           const fs = yield* FileSystem.FileSystem
           for (const name of hostileNames(box)) {
             const id = `${shape}-${hostileNames(box).indexOf(name)}`
-            seedSelective(memory.external, id, diceDocument(shape, name), [name])
+            // The annotation file and every image key the document could make the flow read.
+            memory.seedDataset(id, {
+              annotations: { "annotations_detection.json": diceDocument(shape, name) },
+              images: { "good.jpg": "GOOD", [name]: "HOSTILE" }
+            })
             const dest = `${box.dest}/${id}`
             yield* expectOutcome(storage.downloadDatasetSelective(id, dest), { fails: ["DatasetError"], reason: "PathEscape" }, name)
             // Annotation files are written first; no image at all once a name is rejected.
@@ -150,10 +146,9 @@ describe("bad input: path traversal in downloads", () => {
       Effect.gen(function*() {
         const roots = ["s3://training-datasets/../../outside/", "../../outside/", "/abs/root/", "s3://b/../../x/", "C:\\root\\", "s3://../x/"]
         for (const [i, root] of roots.entries()) {
-          memory.external.seed(
-            `datasets/root-${i}/annotations_detection.json`,
-            JSON.stringify(diceDocument("nested", "good.jpg", { image_root: root }))
-          )
+          memory.seedDataset(`root-${i}`, {
+            annotations: { "annotations_detection.json": diceDocument("nested", "good.jpg", { image_root: root }) }
+          })
           const dest = `${box.dest}/root-${i}`
           const report = yield* expectOutcome(
             storage.downloadDatasetSelective(`root-${i}`, dest),
@@ -163,7 +158,7 @@ describe("bad input: path traversal in downloads", () => {
           assert.isTrue(Option.isNone(report), `${root}: the hostile root's objects do not exist`)
         }
         // A root whose objects do exist: the image still lands under dest/images/.
-        memory.external.seed("datasets/ds/annotations_detection.json", JSON.stringify(diceDocument("nested", "good.jpg", { image_root: "../../outside/" })))
+        memory.seedDataset("ds", { annotations: { "annotations_detection.json": diceDocument("nested", "good.jpg", { image_root: "../../outside/" }) } })
         memory.external.seed("../../outside/good.jpg", "FROM-ODD-KEY")
         yield* storage.downloadDatasetSelective("ds", `${box.dest}/odd-root`)
         const fs = yield* FileSystem.FileSystem
@@ -452,9 +447,10 @@ describe("bad input: numbers and annotation files", () => {
       Effect.gen(function*() {
         for (const [i, [label, text]] of hostileAnnotationTexts.entries()) {
           const id = `hostile-${i}`
-          memory.external.seed(`datasets/${id}/annotations_detection.json`, text)
-          memory.external.seed(`datasets/${id}/images/good.jpg`, "GOOD")
-          memory.external.seed(`datasets/${id}/images/good\ufffd\ufffd.jpg`, "REPLACED")
+          memory.seedDataset(id, {
+            annotations: { "annotations_detection.json": text },
+            images: { "good.jpg": "GOOD", "good\ufffd\ufffd.jpg": "REPLACED" }
+          })
           const dest = `${box.dest}/${id}`
           const exit = yield* Effect.exit(storage.downloadDatasetSelective(id, dest))
           yield* expectOutcome(exit, { fails: ["DatasetError"] }, label)
@@ -626,9 +622,7 @@ const cacheHarness = Effect.gen(function*() {
   yield* fs.writeFileString(`${victim}/metadata.json`, "PRECIOUS")
   yield* fs.makeDirectory(cacheDir)
   const storage = yield* Layer.build(Storage.layerMemory)
-  const memory = Context.get(storage, MemoryStorage).external
-  memory.seed("datasets/ds1/annotations_detection.json", JSON.stringify({ images: [{ id: 1, file_name: "a.jpg" }], annotations: [], categories: [] }))
-  memory.seed("datasets/ds1/images/a.jpg", "AAAA")
+  Context.get(storage, MemoryStorage).seedDataset("ds1", { images: { "a.jpg": "AAAA" } })
   /** Runs `f` with a fresh cache layer (its leases end with it). */
   const withCache = <A, E>(f: (cache: DatasetCacheService) => Effect.Effect<A, E>) =>
     Effect.flatMap(DatasetCache, f).pipe(Effect.provide(

@@ -13,7 +13,6 @@ import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheSe
 import { classifyError, ConfigError, type SdkError, StorageError } from "../src/Errors.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import { isInside, normalizeRelativeName, resolveInside, temporarySibling } from "../src/internal/safeName.js"
-import type { MemoryObjectStore } from "../src/ObjectStore.js"
 import { MemoryStorage, Storage } from "../src/Storage.js"
 
 const hash = "0123456789abcdef-version-1"
@@ -34,11 +33,9 @@ const diceDoc = (names: ReadonlyArray<string>, extra: Record<string, unknown> = 
   }))
 })
 
-/** Seeds `datasets/{id}/` with a DICE detection file listing `images` and each image's bytes. */
-const seed = (store: MemoryObjectStore, datasetId: string, images: Record<string, string>) => {
-  store.seed(`datasets/${datasetId}/annotations_detection.json`, JSON.stringify(diceDoc(Object.keys(images))))
-  for (const [name, body] of Object.entries(images)) store.seed(`datasets/${datasetId}/images/${name}`, body)
-}
+/** Seeds `datasets/{id}/` with `diceDoc` over `images` and each image's bytes. */
+const seed = (memory: MemoryStorage["Type"], datasetId: string, images: Record<string, string>) =>
+  memory.seedDataset(datasetId, { images, annotations: { "annotations_detection.json": diceDoc(Object.keys(images)) } })
 
 /** Every file under `dir` (links not followed) with its content, for before/after comparisons. */
 const snapshot = (dir: string) =>
@@ -70,7 +67,8 @@ const harness = Effect.gen(function*() {
   yield* fs.writeFileString(path.join(victim, "labels.cache"), "CACHE")
   const victimBefore = yield* snapshot(victim)
   const storage = yield* Layer.build(Storage.layerMemory)
-  const memory = Context.get(storage, MemoryStorage).external
+  const memoryStorage = Context.get(storage, MemoryStorage)
+  const memory = memoryStorage.external
   const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
     DatasetCache.layerWith({ cacheDir, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis", ...options })
       .pipe(Layer.provide(Layer.merge(
@@ -87,7 +85,7 @@ const harness = Effect.gen(function*() {
     const stray = (yield* fs.readDirectory(root)).filter((n) => n !== "cache" && n !== "victim" && !n.startsWith("job"))
     assert.deepStrictEqual(stray, [], "nothing written beside the cache")
   })
-  return { fs, path, root, cacheDir, victim, memory, withCache, assertVictimIntact }
+  return { fs, path, root, cacheDir, victim, memory, memoryStorage, withCache, assertVictimIntact }
 })
 
 const ConverterLive = Converter.layer.pipe(Layer.provideMerge(NodeContext.layer))
@@ -122,9 +120,9 @@ describe("the name rule", () => {
 describe("path safety", () => {
   it.scopedLive("names download, verification and conversion must agree on, and a 250-byte name, are cached once", () =>
     Effect.gen(function*() {
-      const { fs, memory, path, root, withCache } = yield* harness
+      const { fs, memory, memoryStorage, path, root, withCache } = yield* harness
       const long = `${"n".repeat(246)}.jpg`
-      seed(memory, "ds1", { "sub//a.jpg": "AAAA", "sub\\b.jpg": "BBBB", "c.jpg/": "CCCC", [long]: "LONG" })
+      seed(memoryStorage, "ds1", { "sub//a.jpg": "AAAA", "sub\\b.jpg": "BBBB", "c.jpg/": "CCCC", [long]: "LONG" })
       const view = yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job1") }))
       yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job2") }))
       expect(memory.getCount("datasets/ds1/annotations_detection.json")).toBe(1)
@@ -198,9 +196,9 @@ describe("path safety", () => {
 
   it.scopedLive("a planted metadata key, marker fields and manifest paths never become paths outside the cache", () =>
     Effect.gen(function*() {
-      const { assertVictimIntact, cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seed(memory, "ds1", { "a.jpg": "AAAA" })
-      seed(memory, "ds2", { "b.jpg": "BBBB" })
+      const { assertVictimIntact, cacheDir, fs, memory, memoryStorage, path, root, withCache } = yield* harness
+      seed(memoryStorage, "ds1", { "a.jpg": "AAAA" })
+      seed(memoryStorage, "ds2", { "b.jpg": "BBBB" })
       yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job1") }))
       const key = keyOf("ds1", hash)
       const record = (id: string) => ({
@@ -239,8 +237,8 @@ describe("path safety", () => {
 
   it.scopedLive("lock and lease files planted as links to outside files: only the links are ever removed", () =>
     Effect.gen(function*() {
-      const { assertVictimIntact, cacheDir, fs, memory, path, root, victim, withCache } = yield* harness
-      seed(memory, "ds1", { "a.jpg": "AAAA" })
+      const { assertVictimIntact, cacheDir, fs, memoryStorage, path, root, victim, withCache } = yield* harness
+      seed(memoryStorage, "ds1", { "a.jpg": "AAAA" })
       const key = keyOf("ds1", hash)
       const old = new Date(Date.now() - 3_600_000)
       yield* fs.utimes(path.join(victim, "images", "x.jpg"), old, old)
@@ -259,14 +257,12 @@ describe("path safety", () => {
 describe("the shared entry", () => {
   it.scopedLive("versions that share a hash prefix get their own entries; a marker of another version is rebuilt", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      memory.seed("datasets/project7/annotations_detection.json", JSON.stringify(diceDoc(["v1.jpg"])))
-      memory.seed("datasets/project7/images/v1.jpg", "V1")
+      const { cacheDir, fs, memory, memoryStorage, path, root, withCache } = yield* harness
+      seed(memoryStorage, "project7", { "v1.jpg": "V1" })
       const v1 = yield* withCache((cache) =>
         cache.ensure({ destDir: path.join(root, "job1"), datasetId: "project7", datasetVersionHash: "project7-dataset-v1" })
       )
-      memory.seed("datasets/project7/annotations_detection.json", JSON.stringify(diceDoc(["v2.jpg"])))
-      memory.seed("datasets/project7/images/v2.jpg", "V2")
+      seed(memoryStorage, "project7", { "v2.jpg": "V2" })
       const v2 = yield* withCache((cache) =>
         cache.ensure({ destDir: path.join(root, "job2"), datasetId: "project7", datasetVersionHash: "project7-dataset-v2" })
       )
@@ -291,8 +287,8 @@ describe("the shared entry", () => {
 
   it.scopedLive("a complete entry with a file deleted or truncated is rebuilt from storage, not served", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seed(memory, "ds1", { "a.jpg": "AAAA", "sub/b.jpg": "BBBB" })
+      const { cacheDir, fs, memory, memoryStorage, path, root, withCache } = yield* harness
+      seed(memoryStorage, "ds1", { "a.jpg": "AAAA", "sub/b.jpg": "BBBB" })
       const key = keyOf("ds1", hash)
       yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job1") }))
       const manifest = JSON.parse(yield* fs.readFileString(path.join(cacheDir, key, ".manifest.json")))
@@ -317,8 +313,8 @@ describe("the shared entry", () => {
 
   it.scopedLive("two jobs converting one cached version with `images/` in its file names write only into their own views", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seed(memory, "ds1", { "train/images/x.jpg": "X", "val/images/y.jpg": "Y", "z.jpg": "Z" })
+      const { cacheDir, fs, memoryStorage, path, root, withCache } = yield* harness
+      seed(memoryStorage, "ds1", { "train/images/x.jpg": "X", "val/images/y.jpg": "Y", "z.jpg": "Z" })
       const key = keyOf("ds1", hash)
       const views = yield* withCache((cache) =>
         Effect.all([cache.ensure({ destDir: path.join(root, "job1") }), cache.ensure({ destDir: path.join(root, "job2") })])
@@ -377,8 +373,8 @@ describe("liveness", () => {
 
   it.scopedLive("a lock dated in the future is stale; the job's configured lock wait bounds a live holder", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seed(memory, "ds1", { "a.jpg": "AAAA" })
+      const { cacheDir, fs, memoryStorage, path, root, withCache } = yield* harness
+      seed(memoryStorage, "ds1", { "a.jpg": "AAAA" })
       const key = keyOf("ds1", hash)
       const lockFile = path.join(cacheDir, ".locks", `${key}.lock`)
       yield* fs.makeDirectory(path.dirname(lockFile), { recursive: true })
@@ -427,7 +423,7 @@ describe("a full or read-only file system", () => {
       const capacity = 10_000
       const used = Effect.provide(usage(cacheDir), NodeContext.layer)
       const storage = yield* Layer.build(Storage.layerMemory)
-      const memory = Context.get(storage, MemoryStorage).external
+      const memory = Context.get(storage, MemoryStorage)
       for (const id of ["dsA", "dsB", "dsC", "dsD"]) seed(memory, id, { [`${id}.jpg`]: "x".repeat(4_000) })
       // A file system of `capacity` bytes: a download that would not fit fails like a full disk does.
       const live = Context.get(storage, Storage)
@@ -511,7 +507,7 @@ describe("a full or read-only file system", () => {
             inside(target) ? Effect.fail(denied("writeFile", target)) : fs.writeFileString(target, data, options)
         }
         const storage = yield* Layer.build(Storage.layerMemory)
-        seed(Context.get(storage, MemoryStorage).external, "ds1", { "a.jpg": "AAAA" })
+        seed(Context.get(storage, MemoryStorage), "ds1", { "a.jpg": "AAAA" })
         const cacheLayer = DatasetCache.layerWith({ cacheDir }).pipe(
           Layer.provide(Layer.mergeAll(
             Layer.succeedContext(storage),

@@ -32,12 +32,7 @@ const datasetCopy = (name: string) =>
 const fillCache = (cacheDir: string, destDir: string) =>
   Effect.gen(function*() {
     const storage = yield* Layer.build(Storage.layerMemory)
-    const memory = Context.get(storage, MemoryStorage).external
-    memory.seed(
-      "datasets/ds-cats/annotations_detection.json",
-      JSON.stringify({ images: [{ id: 1, file_name: "a.jpg" }], annotations: [], categories: [] })
-    )
-    memory.seed("datasets/ds-cats/images/a.jpg", "x".repeat(3000))
+    Context.get(storage, MemoryStorage).seedDataset("ds-cats", { images: { "a.jpg": "x".repeat(3000) } })
     yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir })).pipe(
       Effect.provide(DatasetCache.layerWith({ cacheDir }).pipe(Layer.provide(Layer.merge(
         Layer.succeedContext(storage),

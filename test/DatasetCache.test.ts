@@ -4,7 +4,6 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Exit, Layer, Ref, Scope, TestClock } from "effect"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
-import type { MemoryObjectStore } from "../src/ObjectStore.js"
 import { MemoryStorage, Storage } from "../src/Storage.js"
 
 const hashA = "aaaaaaaaaaaaaaaa-version-a"
@@ -12,17 +11,6 @@ const hashB = "bbbbbbbbbbbbbbbb-version-b"
 const hashC = "cccccccccccccccc-version-c"
 const keyOf = (datasetId: string, hash: string) => Either.getOrThrow(cacheKeyOf(datasetId, hash))
 const keyA = keyOf("ds1", hashA)
-
-/** Seeds a COCO dataset: the primary annotation file, a second annotation file and the images. */
-const seedDataset = (store: MemoryObjectStore, datasetId: string, images: Record<string, string>) => {
-  const names = Object.keys(images)
-  store.seed(
-    `datasets/${datasetId}/annotations_detection.json`,
-    JSON.stringify({ images: names.map((file_name, id) => ({ id, file_name })), annotations: [], categories: [] })
-  )
-  store.seed(`datasets/${datasetId}/annotations_extra.json`, JSON.stringify({ images: [] }))
-  for (const name of names) store.seed(`datasets/${datasetId}/images/${name}`, images[name]!)
-}
 
 const annotationKey = (datasetId: string) => `datasets/${datasetId}/annotations_detection.json`
 
@@ -36,7 +24,7 @@ const harnessWith = (defaults: Partial<DatasetCacheOptions>) => Effect.gen(funct
   const root = yield* fs.makeTempDirectoryScoped()
   const cacheDir = path.join(root, "cache")
   const storage = yield* Layer.build(Storage.layerMemory)
-  const memory = Context.get(storage, MemoryStorage).external
+  const { external: memory, seedDataset } = Context.get(storage, MemoryStorage)
   const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
     DatasetCache.layerWith({
       cacheDir,
@@ -55,7 +43,7 @@ const harnessWith = (defaults: Partial<DatasetCacheOptions>) => Effect.gen(funct
     options: Partial<DatasetCacheOptions> = {},
     job: JobContextInput = {}
   ) => Effect.flatMap(DatasetCache, f).pipe(Effect.provide(cacheLayer(options, job)))
-  return { fs, path, root, cacheDir, memory, cacheLayer, withCache }
+  return { fs, path, root, cacheDir, memory, seedDataset, cacheLayer, withCache }
 })
 
 const harness = harnessWith({})
@@ -73,8 +61,12 @@ const harnessOnTestClock = Effect.zipRight(
 describe("DatasetCache", () => {
   it.scoped("a miss downloads once, a hit materializes a fresh view without downloading", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harnessOnTestClock
-      seedDataset(memory, "ds1", { "a.jpg": "AAAA", "sub/b.jpg": "BB" })
+      const { cacheDir, fs, memory, path, root, withCache, seedDataset } = yield* harnessOnTestClock
+      // A second annotation file: every annotation file is copied into each view.
+      seedDataset("ds1", {
+        images: { "a.jpg": "AAAA", "sub/b.jpg": "BB" },
+        files: [{ key: "annotations_extra.json", bytes: JSON.stringify({ images: [] }) }]
+      })
       const progress = yield* Ref.make(0)
       const [first, second, entries] = yield* withCache((cache) =>
         Effect.gen(function*() {
@@ -120,8 +112,8 @@ describe("DatasetCache", () => {
 
   it.scopedLive("a hit replaces an earlier view in the same job directory", () =>
     Effect.gen(function*() {
-      const { fs, memory, path, root, withCache } = yield* harness
-      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      const { fs, path, root, withCache, seedDataset } = yield* harness
+      seedDataset("ds1", { images: { "a.jpg": "AAAA" } })
       const view = yield* withCache((cache) =>
         Effect.zipRight(
           cache.ensure({ destDir: path.join(root, "job") }),
@@ -134,8 +126,8 @@ describe("DatasetCache", () => {
 
   it.scopedLive("an empty or unsafe version hash is an InvalidKey error, not a cache key", () =>
     Effect.gen(function*() {
-      const { memory, root, withCache } = yield* harness
-      seedDataset(memory, "ds1", { "a.jpg": "A" })
+      const { memory, root, withCache, seedDataset } = yield* harness
+      seedDataset("ds1", { images: { "a.jpg": "A" } })
       const empty = yield* withCache((cache) => Effect.flip(cache.ensure({ destDir: root })), {}, { datasetVersionHash: "" })
       expect(empty._tag).toBe("CacheError")
       assert(empty._tag === "CacheError")
@@ -151,16 +143,17 @@ describe("DatasetCache", () => {
 
   it.scoped("eviction removes the least recently used entry, never the one returned nor a leased one", () =>
     Effect.gen(function*() {
-      const { cacheDir, cacheLayer, fs, memory, path, root, withCache } = yield* harnessOnTestClock
-      seedDataset(memory, "dsA", { "a.jpg": "x".repeat(100) })
-      seedDataset(memory, "dsB", { "b.jpg": "x".repeat(100) })
-      seedDataset(memory, "dsC", { "c.jpg": "x".repeat(100) })
+      const { cacheDir, cacheLayer, fs, path, root, withCache, seedDataset } = yield* harnessOnTestClock
+      seedDataset("dsA", { images: { "a.jpg": "x".repeat(100) } })
+      seedDataset("dsB", { images: { "b.jpg": "x".repeat(100) } })
+      seedDataset("dsC", { images: { "c.jpg": "x".repeat(100) } })
       const [keyA, keyB, keyC] = [keyOf("dsA", hashA), keyOf("dsB", hashB), keyOf("dsC", hashC)]
       const ensure = (datasetId: string, datasetVersionHash: string, job: string) => (cache: DatasetCacheService) =>
         cache.ensure({ datasetId, datasetVersionHash, destDir: path.join(root, job) })
-      // Each entry is ~230 bytes; the limit keeps two.
-      const limit = { maxBytes: 500 }
-      yield* withCache(ensure("dsA", hashA, "j1"), limit)
+      yield* withCache(ensure("dsA", hashA, "j1"))
+      // The three entries are the same size; the limit keeps two.
+      const entrySize = (yield* withCache((cache) => cache.entries))[0]!.sizeBytes
+      const limit = { maxBytes: Math.floor(entrySize * 2.5) }
       yield* TestClock.adjust("1 second")
       yield* withCache(ensure("dsB", hashB, "j2"), limit)
       yield* TestClock.adjust("1 second")
@@ -192,8 +185,8 @@ describe("DatasetCache", () => {
 
   it.scopedLive("a failed download leaves no complete entry, and the next call recovers", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seedDataset(memory, "ds1", { "a.jpg": "AAAA", "b.jpg": "BBBB" })
+      const { cacheDir, fs, memory, path, root, withCache, seedDataset } = yield* harness
+      seedDataset("ds1", { images: { "a.jpg": "AAAA", "b.jpg": "BBBB" } })
       memory.failOn("datasets/ds1/images/b.jpg", "AccessDenied")
       const failure = yield* withCache((cache) => Effect.flip(cache.ensure({ destDir: path.join(root, "job") })))
       expect(failure._tag).not.toBe("CacheError")
@@ -209,8 +202,8 @@ describe("DatasetCache", () => {
 
   it.scopedLive("garbage from an interrupted download (no .complete, temp dirs) is removed before downloading again", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      const { cacheDir, fs, memory, path, root, withCache, seedDataset } = yield* harness
+      seedDataset("ds1", { images: { "a.jpg": "AAAA" } })
       yield* fs.makeDirectory(path.join(cacheDir, keyA, "images"), { recursive: true })
       yield* fs.writeFileString(path.join(cacheDir, keyA, "images", "stale.jpg"), "half")
       yield* fs.makeDirectory(path.join(cacheDir, `.tmp-${keyA}-dead`), { recursive: true })
@@ -222,8 +215,8 @@ describe("DatasetCache", () => {
 
   it.scopedLive("an image listed but empty after download fails verification, naming it", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seedDataset(memory, "ds1", { "a.jpg": "AAAA", "empty.jpg": "" })
+      const { cacheDir, fs, path, root, withCache, seedDataset } = yield* harness
+      seedDataset("ds1", { images: { "a.jpg": "AAAA", "empty.jpg": "" } })
       const failure = yield* withCache((cache) => Effect.flip(cache.ensure({ destDir: path.join(root, "job") })))
       assert(failure._tag === "CacheError")
       expect(failure.reason).toBe("Verify")
@@ -235,8 +228,8 @@ describe("DatasetCache", () => {
 
   it.scopedLive("lost or corrupt metadata is rebuilt from the entries' markers", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      const { cacheDir, fs, memory, path, root, withCache, seedDataset } = yield* harness
+      seedDataset("ds1", { images: { "a.jpg": "AAAA" } })
       yield* withCache((cache) => cache.ensure({ destDir: path.join(root, "job") }))
       const [entry] = yield* withCache((cache) => cache.entries)
       yield* fs.writeFileString(path.join(cacheDir, ".cache_metadata.json"), "{ truncated")
@@ -252,8 +245,8 @@ describe("DatasetCache", () => {
 
   it.scopedLive("removing an entry removes a symlink inside it, not what the link points to", () =>
     Effect.gen(function*() {
-      const { cacheDir, fs, memory, path, root, withCache } = yield* harness
-      seedDataset(memory, "ds1", { "a.jpg": "AAAA" })
+      const { cacheDir, fs, path, root, withCache, seedDataset } = yield* harness
+      seedDataset("ds1", { images: { "a.jpg": "AAAA" } })
       const outside = path.join(root, "precious")
       yield* fs.makeDirectory(outside)
       yield* fs.writeFileString(path.join(outside, "keep.txt"), "keep")

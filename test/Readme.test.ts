@@ -31,8 +31,7 @@ describe("README code blocks", () => {
   const seededLayer = Effect.map(
     Layer.build(Layer.tap(TrainerSdk.layerTest({ job }), (context) =>
       Effect.sync(() => {
-        const { external } = Context.get(context, MemoryStorage)
-        for (const file of sampleDiceDataset()) external.seed(`datasets/ds/${file.key}`, file.bytes, file.contentType)
+        Context.get(context, MemoryStorage).seedDataset("ds", { files: sampleDiceDataset() })
       }))),
     (context) => ({ context, layer: Layer.succeedContext(context) as Layer.Layer<TrainerTestServices> })
   )

@@ -24,15 +24,8 @@ const sandbox = Effect.gen(function*() {
   return { parent, dest }
 })
 
-const seedDataset = (store: MemoryStorage["Type"]["external"], datasetId: string, imageNames: ReadonlyArray<string>) => {
-  const prefix = `datasets/${datasetId}/`
-  store.seed(
-    `${prefix}annotations_detection.json`,
-    JSON.stringify({ images: imageNames.map((file_name, id) => ({ id, file_name })), annotations: [] })
-  )
-  store.seed(`${prefix}annotations_segmentation.json`, JSON.stringify({ images: [] }))
-  for (const name of imageNames) store.seed(`${prefix}images/${name}`, `image ${name}`)
-}
+/** Images named `names`, each holding `image {name}`. */
+const imagesNamed = (names: ReadonlyArray<string>) => Object.fromEntries(names.map((name) => [name, `image ${name}`]))
 
 describe("parseS3Uri", () => {
   it("splits bucket and key", () => {
@@ -88,9 +81,12 @@ describe("Storage (in memory)", () => {
   it.scoped("selective download fetches annotation files and only the referenced images", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external, seedDataset } = yield* MemoryStorage
       const { dest } = yield* sandbox
-      seedDataset(external, "ds2", ["a/1.jpg", "a/b/2.jpg", "3.jpg"])
+      seedDataset("ds2", {
+        images: imagesNamed(["a/1.jpg", "a/b/2.jpg", "3.jpg"]),
+        files: [{ key: "annotations_segmentation.json", bytes: JSON.stringify({ images: [] }) }]
+      })
       external.seed("datasets/ds2/images/unused.jpg", "unused")
       const report = yield* storage.downloadDatasetSelective("ds2", dest)
       expect(report.imageCount).toBe(3)
@@ -145,9 +141,9 @@ describe("Storage (in memory)", () => {
   it.scoped("failing keys: one DownloadError naming every failed key, no partial or temp file left", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external, seedDataset } = yield* MemoryStorage
       const { dest } = yield* sandbox
-      seedDataset(external, "ds5", ["ok1.jpg", "broken.jpg", "ok2.jpg", "denied.jpg", "gone.jpg"])
+      seedDataset("ds5", { images: imagesNamed(["ok1.jpg", "broken.jpg", "ok2.jpg", "denied.jpg", "gone.jpg"]) })
       external.failOn("datasets/ds5/images/broken.jpg", "Transport")
       external.failOn("datasets/ds5/images/denied.jpg", "AccessDenied")
       const ann = JSON.parse(new TextDecoder().decode(external.read("datasets/ds5/annotations_detection.json")))
@@ -176,9 +172,9 @@ describe("Storage (in memory)", () => {
   it.scoped("a transient failure that clears is retried and succeeds", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external, seedDataset } = yield* MemoryStorage
       const { dest } = yield* sandbox
-      seedDataset(external, "ds6", ["flaky.jpg"])
+      seedDataset("ds6", { images: imagesNamed(["flaky.jpg"]) })
       external.failOn("datasets/ds6/images/flaky.jpg", "Timeout", 2)
       yield* storage.downloadDatasetSelective("ds6", dest)
       expect(external.getCount("datasets/ds6/images/flaky.jpg")).toBe(3)
@@ -189,9 +185,9 @@ describe("Storage (in memory)", () => {
   it.scoped("escaping file names in annotations are all rejected before any image is written", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external, seedDataset } = yield* MemoryStorage
       const { parent, dest } = yield* sandbox
-      seedDataset(external, "ds7", ["fine.jpg", "../evil.jpg", "/etc/evil.jpg", "..\\..\\evil2.jpg", "C:\\evil3.jpg"])
+      seedDataset("ds7", { images: imagesNamed(["fine.jpg", "../evil.jpg", "/etc/evil.jpg", "..\\..\\evil2.jpg", "C:\\evil3.jpg"]) })
       const error = yield* Effect.flip(storage.downloadDatasetSelective("ds7", dest))
       assert(error instanceof DatasetError)
       expect(error.reason).toBe("PathEscape")

@@ -30,8 +30,7 @@ const job = {
 /** `TrainerSdk.layerTest` with the sample dataset seeded into the in-memory external store. */
 const testLayer = Layer.tap(TrainerSdk.layerTest({ job }), (context) =>
   Effect.sync(() => {
-    const { external } = Context.get(context, MemoryStorage)
-    for (const file of sampleDiceDataset()) external.seed(`datasets/sample-ds/${file.key}`, file.bytes, file.contentType)
+    Context.get(context, MemoryStorage).seedDataset("sample-ds", { files: sampleDiceDataset() })
   }))
 
 /** Builds the test layer in the test's scope, so its recorders outlive a run over it. */

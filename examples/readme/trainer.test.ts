@@ -6,11 +6,8 @@ import { trainer } from "./trainer.js"
 
 const testLayer = Layer.tap(
   TrainerSdk.layerTest({ job: { jobId: 42, datasetId: "ds", datasetVersionHash: "v1", basicConfig: { epochs: 3 } } }),
-  (context) =>
-    Effect.sync(() => {
-      const { external } = Context.get(context, MemoryStorage)
-      for (const file of sampleDiceDataset()) external.seed(`datasets/ds/${file.key}`, file.bytes, file.contentType)
-    })
+  // The dataset in the in-memory store, under datasets/ds/ as the platform lays it out.
+  (context) => Effect.sync(() => Context.get(context, MemoryStorage).seedDataset("ds", { files: sampleDiceDataset() }))
 )
 
 describe("trainer", () => {
