@@ -2,6 +2,7 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
+import { Converter } from "../src/Converter.js"
 import { DatasetError, DownloadError, StorageError } from "../src/Errors.js"
 import { boundedConcurrency } from "../src/internal/storageFlows.js"
 import { makeMemoryObjectStore, type ObjectStore } from "../src/ObjectStore.js"
@@ -26,6 +27,37 @@ const sandbox = Effect.gen(function*() {
 
 /** Images named `names`, each holding `image {name}`. */
 const imagesNamed = (names: ReadonlyArray<string>) => Object.fromEntries(names.map((name) => [name, `image ${name}`]))
+
+describe("MemoryStorage.seedDataset", () => {
+  it.scoped("puts a dataset under datasets/{id}/: by default a DICE detection file listing every image, which downloads and converts", () =>
+    run(Effect.gen(function*() {
+      const storage = yield* Storage
+      const { external, seedDataset } = yield* MemoryStorage
+      const { dest } = yield* sandbox
+      seedDataset("ds", {
+        images: { "a.jpg": "A", "sub/b.jpg": "B" },
+        files: [{ key: "notes/readme.txt", bytes: "about", contentType: "text/plain" }]
+      })
+      expect(external.keys()).toEqual([
+        "datasets/ds/annotations_detection.json",
+        "datasets/ds/images/a.jpg",
+        "datasets/ds/images/sub/b.jpg",
+        "datasets/ds/notes/readme.txt"
+      ])
+      expect(external.contentTypeOf("datasets/ds/notes/readme.txt")).toBe("text/plain")
+      const report = yield* storage.downloadDatasetSelective("ds", dest)
+      expect(report.imageCount).toBe(2)
+      const converted = yield* Effect.flatMap(Converter, (c) => c.convert({ datasetDir: dest, from: "dice", to: "yolo" })).pipe(
+        Effect.provide(Converter.layerInProcess)
+      )
+      expect(converted).toMatchObject({ taskType: "detection", images: 2, negatives: 2, classes: ["object"] })
+      // Annotation files given are stored as given: text and bytes verbatim, other values as JSON.
+      seedDataset("raw", { annotations: { "annotations_pose.json": "{ not json", "annotations_x.json": { images: [] } } })
+      expect(new TextDecoder().decode(external.read("datasets/raw/annotations_pose.json"))).toBe("{ not json")
+      expect(new TextDecoder().decode(external.read("datasets/raw/annotations_x.json"))).toBe("{\"images\":[]}")
+      expect(external.keys().filter((key) => key.startsWith("datasets/raw/"))).toHaveLength(2)
+    })))
+})
 
 describe("parseS3Uri", () => {
   it("splits bucket and key", () => {
