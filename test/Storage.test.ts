@@ -1,7 +1,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Exit, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
+import { Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
 import { Converter } from "../src/Converter.js"
 import { DatasetError, DownloadError, StorageError } from "../src/Errors.js"
 import { boundedConcurrency } from "../src/internal/storageFlows.js"
@@ -429,14 +429,20 @@ describe("Storage (in memory)", () => {
     Effect.gen(function*() {
       const memory = yield* makeMemoryObjectStore("training-datasets")
       memory.seed("datasets/i/a.bin", "a")
+      const written = yield* Deferred.make<void>()
       const hanging: ObjectStore = {
         ...memory,
-        getToFile: (key, path) => Effect.zipRight(memory.getToFile(key, path), Effect.never)
+        getToFile: (key, path) =>
+          Effect.zipRight(memory.getToFile(key, path), Effect.zipRight(Deferred.succeed(written, undefined), Effect.never))
       }
       const storage = yield* Storage.make({ external: hanging, internal: memory, jobId: 1 })
       const { dest } = yield* sandbox
       const fiber = yield* Effect.fork(storage.downloadDataset("i", dest))
-      yield* Effect.sleep("50 millis")
+      // Interrupted with the object's bytes in a temp file, not yet under the final name.
+      yield* Deferred.await(written)
+      const during = yield* filesUnder(dest)
+      expect(during).toHaveLength(1)
+      expect(during[0]).not.toBe("a.bin")
       const exit = yield* Fiber.interrupt(fiber)
       assert(Exit.isInterrupted(exit))
       expect(yield* filesUnder(dest)).toEqual([])

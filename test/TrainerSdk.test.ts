@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Layer, Schedule } from "effect"
 import { exampleTrainer, simulatedMetrics } from "../examples/trainer.js"
 import { sampleDiceDataset } from "../examples/sampleDataset.js"
 import {
@@ -171,9 +171,14 @@ describe("TrainerSdk.layerTest", () => {
         ["/training/jobs/42/callback/completion", "completed"]
       ])
       expect(bodyOf(requests[0]!)["total_epochs"]).toBe(7)
-      // The runner's start marks the ClearML task started too (in the background).
-      yield* Effect.sleep("50 millis")
-      expect((yield* Context.get(context, ClearMLTest).lifecycle).map((s) => s.step)[0]).toBe("started")
+      // The runner's start marks the ClearML task started too, in the background: waited for, not timed.
+      const steps = yield* Context.get(context, ClearMLTest).lifecycle.pipe(
+        Effect.map((lifecycle) => lifecycle.map((s) => s.step)),
+        Effect.filterOrFail((steps) => steps.length > 0, () => "not started yet"),
+        Effect.retry(Schedule.spaced("5 millis")),
+        Effect.timeout("10 seconds")
+      )
+      expect(steps[0]).toBe("started")
     }))
 
   it.scopedLive("runTrainerEffect: a job stopped after reporting its completion stays completed (exit 0)", () =>
