@@ -290,15 +290,19 @@ describe("trainer-sdk CLI as a process", () => {
     Effect.gen(function*() {
       const child = spawnCli(["dev-backend", "--port", "0"], {})
       let stdout = ""
-      const url = yield* Effect.async<string>((resume) => {
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+      let stderr = ""
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve))
+      // No time limit of its own (a loaded machine starts it slowly); a process that ends first fails the test.
+      const url = yield* Effect.async<string, Error>((resume) => {
         child.stdout.on("data", (chunk: Buffer) => {
           stdout += chunk.toString()
           const match = /listening on (http:\/\/127\.0\.0\.1:\d+\/api\/v1)/.exec(stdout)
           if (match) resume(Effect.succeed(match[1]!))
         })
-      }).pipe(Effect.timeout("20 seconds"), Effect.orDie)
-      const exited = new Promise<number | null>((resolve) => child.on("close", resolve))
-      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+        void exited.then((code) => resume(Effect.fail(new Error(`dev-backend exited (${code}) before listening: ${stdout}${stderr}`))))
+      }).pipe(Effect.orDie)
 
       const post = (body: unknown) =>
         Effect.promise(async () => {
