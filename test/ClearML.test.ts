@@ -36,7 +36,7 @@ const clearmlLayer = (
 
 const eventually = (check: () => boolean) =>
   Effect.repeat(Effect.sync(check), { until: (ok) => ok, schedule: Schedule.spaced("20 millis") }).pipe(
-    Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("condition not reached in 5 s") })
+    Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error("condition not reached in 30 s") })
   )
 
 const scalars = (fake: FakeClearmlState) =>

@@ -176,7 +176,7 @@ describe("TrainerSdk.layerTest", () => {
         Effect.map((lifecycle) => lifecycle.map((s) => s.step)),
         Effect.filterOrFail((steps) => steps.length > 0, () => "not started yet"),
         Effect.retry(Schedule.spaced("5 millis")),
-        Effect.timeout("10 seconds")
+        Effect.timeout("30 seconds")
       )
       expect(steps[0]).toBe("started")
     }))
