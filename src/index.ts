@@ -87,6 +87,7 @@ export {
   type AnnotationDownloadReport,
   type CheckpointRecord,
   type DatasetDownloadSummary,
+  type DatasetSeed,
   type DownloadOptions,
   type DownloadProgress,
   type DownloadReport,
