@@ -8,13 +8,13 @@
  * @since 0.1.0
  */
 import { HttpClient } from "@effect/platform"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Schedule, Schema } from "effect"
 import { hostname } from "node:os"
 import { failureMessage } from "./Errors.js"
 import type { CallbackMetrics } from "./Callback.js"
 import { bestEffortWithin } from "./internal/bestEffort.js"
 import { makeBatchShipper, positiveInteger } from "./internal/batchShipper.js"
-import { ClearMLCallError, makeClearMLApi } from "./internal/clearmlApi.js"
+import { type ClearMLCallError, CreatedData, IgnoredData, makeClearMLApi } from "./internal/clearmlApi.js"
 import {
   type ClearMLEvent,
   clearmlMetricName as metricName,
@@ -153,6 +153,9 @@ const noop: ClearMLService = {
   stats: Effect.succeed({ queued: 0, sent: 0, skipped: 0, undelivered: 0 })
 }
 
+/** `data` of `tasks.get_by_id`: only the task's project is read. */
+const TaskData = Schema.Struct({ task: Schema.Struct({ project: Schema.optional(Schema.String) }) })
+
 interface ClearMLTask {
   readonly id: string
   readonly project: string
@@ -191,6 +194,10 @@ const makeLive = (options: ClearMLOptions) =>
       lastSentAt: yield* Clock.currentTimeMillis
     }
 
+    /** The task's page in the web app, when `CLEARML_WEB_HOST` is set. */
+    const taskPage = (project: string, id: string) =>
+      Option.map(settings.webHost, (web) => `${web.replace(/\/+$/, "")}/projects/${project}/experiments/${id}/output/log`)
+
     const task = yield* Deferred.make<Option.Option<ClearMLTask>>()
     /** `CLEARML_TASK_ID`: the backend's own task for this job, reported into; its status stays the backend's to set. */
     const borrowed = settings.taskId
@@ -198,32 +205,23 @@ const makeLive = (options: ClearMLOptions) =>
       if (Option.isSome(borrowed)) {
         const id = borrowed.value
         // The project only serves the web link: a task the server cannot describe is still reported into.
-        const project = yield* api.call("tasks.get_by_id", { task: id }).pipe(
-          Effect.map((data) => {
-            const found = data["task"]
-            const value = typeof found === "object" && found !== null ? (found as Record<string, unknown>)["project"] : undefined
-            return typeof value === "string" ? Option.some(value) : Option.none<string>()
-          }),
+        const project = yield* api.call("tasks.get_by_id", { task: id }, TaskData).pipe(
+          Effect.map((data) => Option.fromNullable(data.task.project)),
           Effect.orElseSucceed(() => Option.none<string>())
         )
         return Option.some<ClearMLTask>({
           id,
           project: Option.getOrElse(project, () => ""),
-          webLink: Option.flatMap(project, (p) =>
-            Option.map(settings.webHost, (web) => `${web.replace(/\/+$/, "")}/projects/${p}/experiments/${id}/output/log`))
+          webLink: Option.flatMap(project, (p) => taskPage(p, id))
         })
       }
       const project = yield* api.projectId(settings.project)
-      const created = yield* api.call("tasks.create", { name: settings.taskName, type: options.taskType ?? "training", project })
-      const id = created["id"]
-      if (typeof id !== "string") {
-        return yield* new ClearMLCallError({ endpoint: "tasks.create", transient: false, detail: "no task id in the response" })
-      }
-      return Option.some<ClearMLTask>({
-        id,
-        project,
-        webLink: Option.map(settings.webHost, (web) => `${web.replace(/\/+$/, "")}/projects/${project}/experiments/${id}/output/log`)
-      })
+      const { id } = yield* api.call(
+        "tasks.create",
+        { name: settings.taskName, type: options.taskType ?? "training", project },
+        CreatedData
+      )
+      return Option.some<ClearMLTask>({ id, project, webLink: taskPage(project, id) })
     }).pipe(
       Effect.catchAll((e) => Effect.as(onCallFailure(e), Option.none<ClearMLTask>())),
       Effect.flatMap((result) => Deferred.succeed(task, result)),
@@ -242,11 +240,10 @@ const makeLive = (options: ClearMLOptions) =>
         Effect.flatMap((data) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) => {
             state.lastSentAt = now
-            const errors = typeof data["errors"] === "number" ? data["errors"] : 0
-            return errors > 0
+            return data.errors > 0
               ? Effect.as(
-                warnOnce("call", `ClearML rejected ${errors} event(s) of a batch for task ${id}: ${JSON.stringify(data["errors_info"] ?? {})}`),
-                errors
+                warnOnce("call", `ClearML rejected ${data.errors} event(s) of a batch for task ${id}: ${JSON.stringify(data.errors_info ?? {})}`),
+                data.errors
               )
               : Effect.succeed(0)
           })
@@ -281,7 +278,7 @@ const makeLive = (options: ClearMLOptions) =>
     const withTask = (f: (t: ClearMLTask) => Effect.Effect<void>) =>
       Effect.flatMap(Deferred.await(task), Option.match({ onNone: () => Effect.void, onSome: f }))
 
-    const call = (endpoint: string, body: unknown) => Effect.catchAll(Effect.asVoid(api.call(endpoint, body)), onCallFailure)
+    const call = (endpoint: string, body: unknown) => Effect.catchAll(Effect.asVoid(api.call(endpoint, body, IgnoredData)), onCallFailure)
 
     const started = withTask((t) =>
       Effect.suspend(() => {

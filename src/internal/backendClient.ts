@@ -1,16 +1,24 @@
 /**
- * The one HTTP transport to the platform backend, used by the report outbox: base-URL
- * joining, a per-attempt timeout, the mapping of every transport outcome into
- * `CallbackError` (with the server's `Retry-After`), and the backoff policy between attempts.
+ * The one HTTP transport to the platform backend, used by the report outbox: an `HttpClient`
+ * pipeline (`CALLBACK_URL` prepended, non-2xx filtered), a per-attempt timeout, the mapping
+ * of every transport outcome into `CallbackError` (with the server's `Retry-After`), and the
+ * backoff policy between attempts.
  */
-import { type HttpClient, HttpClientRequest } from "@effect/platform"
-import { Duration, Effect } from "effect"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import type { HttpClientError } from "@effect/platform"
+import { Clock, Duration, Effect } from "effect"
 import { CallbackError } from "../Errors.js"
 import type { JobContextShape } from "../JobContext.js"
 import { maskUrlCredentials } from "./redact.js"
 
-/** Joins the backend base URL and a path: trailing `/` of the base and leading `/` of the path stripped. */
-export const joinUrl = (base: string, path: string): string => `${base.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`
+/**
+ * The backend base URL as the prefix the client prepends to every path: its trailing `/`s
+ * replaced by exactly one (paths are sent without their leading `/`).
+ */
+export const baseUrlPrefix = (base: string): string => `${base.replace(/\/+$/, "")}/`
+
+/** A path relative to the base: its leading `/` stripped. */
+const relativePath = (path: string): string => path.replace(/^\/+/, "")
 
 /** Options of the backend transport. */
 export interface BackendClientOptions {
@@ -68,40 +76,43 @@ export const makeBackendClient = (
   options: BackendClientOptions = {}
 ): BackendClient => {
   const timeout = Duration.decode(options.attemptTimeout ?? Duration.seconds(60))
-  const fail = (error: CallbackError, retryAfterMillis?: number): Effect.Effect<never, AttemptFailure> =>
-    Effect.fail({ error, retryAfterMillis })
+  const backend = client.pipe(
+    HttpClient.mapRequest(HttpClientRequest.prependUrl(baseUrlPrefix(ctx.callbackUrl))),
+    HttpClient.filterStatusOk
+  )
 
   return {
     attempt: (path, body) =>
-      client.execute(
-        HttpClientRequest.post(joinUrl(ctx.callbackUrl, path)).pipe(HttpClientRequest.bodyText(body, "application/json"))
-      ).pipe(
-        Effect.mapError((e): AttemptFailure => ({
-          error: new CallbackError({
-            reason: "Transient",
-            path,
-            ...(e._tag === "ResponseError" ? { status: e.response.status } : {}),
-            detail: maskUrlCredentials(
-              e._tag === "RequestError" ? `${e.reason}: ${e.cause instanceof Error ? e.cause.message : e.message}` : e.message
-            )
-          }),
-          retryAfterMillis: undefined
-        })),
-        Effect.flatMap((response) =>
-          response.status >= 200 && response.status < 300
-            ? Effect.asVoid(Effect.ignore(response.text))
-            : Effect.flatMap(Effect.orElseSucceed(response.text, () => ""), (text) =>
-              Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) =>
-                fail(
-                  new CallbackError({
-                    reason: isTransientStatus(response.status) ? "Transient" : "Rejected",
+      backend.execute(HttpClientRequest.post(relativePath(path)).pipe(HttpClientRequest.bodyText(body, "application/json"))).pipe(
+        Effect.flatMap((response) => Effect.ignore(response.text)),
+        Effect.catchTag("ResponseError", (e): Effect.Effect<never, AttemptFailure | HttpClientError.HttpClientError> =>
+          e.reason !== "StatusCode"
+            ? Effect.fail(e)
+            : Effect.flatMap(Effect.orElseSucceed(e.response.text, () => ""), (text) =>
+              Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                Effect.fail({
+                  error: new CallbackError({
+                    reason: isTransientStatus(e.response.status) ? "Transient" : "Rejected",
                     path,
-                    status: response.status,
+                    status: e.response.status,
                     body: text,
-                    detail: `HTTP ${response.status}`
+                    detail: `HTTP ${e.response.status}`
                   }),
-                  parseRetryAfter(response.headers["retry-after"], now)
-                )))
+                  retryAfterMillis: parseRetryAfter(e.response.headers["retry-after"], now)
+                })))
+        ),
+        Effect.mapError((e): AttemptFailure =>
+          "error" in e ? e : {
+            error: new CallbackError({
+              reason: "Transient",
+              path,
+              ...(e._tag === "ResponseError" ? { status: e.response.status } : {}),
+              detail: maskUrlCredentials(
+                e._tag === "RequestError" ? `${e.reason}: ${e.cause instanceof Error ? e.cause.message : e.message}` : e.message
+              )
+            }),
+            retryAfterMillis: undefined
+          }
         ),
         Effect.scoped,
         Effect.timeoutFail({

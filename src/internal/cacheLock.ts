@@ -8,7 +8,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Clock, Duration, Effect, Option, Ref, type Scope } from "effect"
+import { Clock, Duration, Effect, Option, Ref, Schema, type Scope } from "effect"
 import * as os from "node:os"
 import { CacheError } from "../Errors.js"
 import { startCacheHeartbeat } from "./cacheHeartbeat.js"
@@ -16,13 +16,15 @@ import { leasesDirName, locksDirName } from "./cacheKey.js"
 import { isAlreadyExists, isNotFound } from "./files.js"
 
 /** Who holds a lock or a lease; written as JSON into the file for diagnostics and the PID fast path. */
-export interface CacheHolder {
-  readonly token: string
-  readonly pid: number
+export const CacheHolder = Schema.Struct({
+  token: Schema.String,
+  pid: Schema.Number,
   /** Host name plus PID namespace: PIDs are comparable only when this matches. */
-  readonly host: string
-  readonly since: string
-}
+  host: Schema.String,
+  since: Schema.String
+})
+/** @see CacheHolder */
+export type CacheHolder = typeof CacheHolder.Type
 
 /** This process as seen by the liveness rules. */
 export interface LocalProcess {
@@ -62,19 +64,10 @@ export const isHolderStale = (options: {
   (options.holder !== undefined && !options.local.host.endsWith("/") && options.holder.host === options.local.host &&
     options.holder.pid !== options.local.pid && !options.local.isPidAlive(options.holder.pid))
 
+const decodeHolder = Schema.decodeUnknownOption(Schema.parseJson(CacheHolder))
+
 /** Parses a holder file's text; a file being written (empty) or foreign reads as `undefined`. */
-export const parseCacheHolder = (text: string): CacheHolder | undefined => {
-  try {
-    const value: unknown = JSON.parse(text)
-    if (typeof value !== "object" || value === null) return undefined
-    const { host, pid, since, token } = value as Record<string, unknown>
-    return typeof token === "string" && typeof pid === "number" && typeof host === "string" && typeof since === "string"
-      ? { token, pid, host, since }
-      : undefined
-  } catch {
-    return undefined
-  }
-}
+export const parseCacheHolder = (text: string): CacheHolder | undefined => Option.getOrUndefined(decodeHolder(text))
 
 const isPidAlive = (pid: number): boolean => {
   try {

@@ -7,7 +7,7 @@
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import { Effect, Ref } from "effect"
 import type { CallbackAttempt, CallbackFailure, CallbackRecorder, CallbackRequest } from "../Callback.js"
-import { joinUrl } from "./backendClient.js"
+import { baseUrlPrefix } from "./backendClient.js"
 
 interface ScriptStep {
   readonly failure: CallbackFailure
@@ -35,7 +35,7 @@ export const makeCallbackRecorder = (
     const requests: Array<CallbackRequest> = []
     const attempts: Array<CallbackAttempt> = []
     const script = yield* Ref.make<ReadonlyArray<ScriptStep>>([])
-    const prefix = joinUrl(baseUrl, "")
+    const prefix = baseUrlPrefix(baseUrl)
 
     const nextFailure = Ref.modify(script, (steps): readonly [CallbackFailure | undefined, ReadonlyArray<ScriptStep>] => {
       const [head, ...rest] = steps

@@ -1,10 +1,11 @@
 /**
- * The ClearML REST calls the SDK makes: `{api_host}/{service}.{action}`, the response
- * envelope, Basic → JWT login with refresh before expiry and once on a 401, the worker
- * header, and retries of transient failures.
+ * The ClearML REST calls the SDK makes: one `HttpClient` pipeline (`{api_host}/` prepended,
+ * the worker header), the response envelope and each call's `data` decoded by Schemas,
+ * Basic → JWT login with refresh before expiry and once on a 401, and retries of transient
+ * failures on the caller's `Schedule`.
  */
 import { HttpBody, HttpClient, HttpClientRequest } from "@effect/platform"
-import { Clock, Data, Duration, Effect, Redacted, Ref, Schedule } from "effect"
+import { Clock, Data, Duration, Effect, Option, ParseResult, Redacted, Ref, Schedule, Schema } from "effect"
 import type { ClearMLSettings } from "../JobContext.js"
 import { escapeRegex, jwtExpiryMillis } from "./clearmlEvents.js"
 
@@ -36,13 +37,51 @@ export interface ClearMLApiOptions {
 
 /** The ClearML client. */
 export interface ClearMLApi {
-  /** Calls `service.action` with a JSON body and returns the envelope's `data`. */
-  readonly call: (endpoint: string, body: unknown) => Effect.Effect<Record<string, unknown>, ClearMLCallError>
+  /** Calls `service.action` with a JSON body and decodes the envelope's `data` with `schema`. */
+  readonly call: <A, I>(endpoint: string, body: unknown, schema: Schema.Schema<A, I>) => Effect.Effect<A, ClearMLCallError>
   /** `events.add_batch` with a newline-delimited JSON body. */
-  readonly addBatch: (lines: string) => Effect.Effect<Record<string, unknown>, ClearMLCallError>
+  readonly addBatch: (lines: string) => Effect.Effect<typeof AddBatchData.Type, ClearMLCallError>
   /** Finds the project by exact name or creates it; returns its id. */
   readonly projectId: (name: string) => Effect.Effect<string, ClearMLCallError>
 }
+
+/** The `meta` block of every ClearML response. */
+const ClearMLMeta = Schema.Struct({
+  result_code: Schema.optional(Schema.Number),
+  result_subcode: Schema.optional(Schema.Number),
+  result_msg: Schema.optional(Schema.String)
+})
+
+/** The envelope of every ClearML response: `{meta, data}` (either may be absent; `data` may be `null`). */
+const ClearMLEnvelope = Schema.Struct({
+  meta: Schema.optionalWith(ClearMLMeta, { default: () => ({}) }),
+  data: Schema.optionalWith(Schema.NullOr(Schema.Unknown), { default: () => null })
+})
+
+const decodeEnvelope = Schema.decodeUnknownOption(Schema.parseJson(ClearMLEnvelope))
+
+/** What a body that is no envelope (a proxy's error page) counts as: the status alone decides. */
+const noEnvelope: typeof ClearMLEnvelope.Type = { meta: {}, data: null }
+
+/** `data` of a call whose result the SDK does not read. */
+export const IgnoredData = Schema.Unknown
+
+/** `data` of `auth.login`. */
+const LoginData = Schema.Struct({ token: Schema.NonEmptyString })
+
+/** `data` of `projects.get_all`. */
+const ProjectsData = Schema.Struct({
+  projects: Schema.optionalWith(Schema.Array(Schema.Struct({ id: Schema.String })), { default: () => [] })
+})
+
+/** `data` of a call creating something (`projects.create`, `tasks.create`). */
+export const CreatedData = Schema.Struct({ id: Schema.String })
+
+/** `data` of `events.add_batch`: events the server refused, with its reasons. */
+export const AddBatchData = Schema.Struct({
+  errors: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  errors_info: Schema.optional(Schema.Unknown)
+})
 
 const transientStatuses = new Set([429, 502, 503, 504])
 
@@ -54,9 +93,6 @@ interface Token {
 
 const defaultLifetime = Duration.days(30)
 
-const record = (u: unknown): Record<string, unknown> =>
-  typeof u === "object" && u !== null && !Array.isArray(u) ? u as Record<string, unknown> : {}
-
 /** Builds the client; the first call logs in. */
 export const makeClearMLApi = (
   settings: ClearMLSettings,
@@ -64,16 +100,27 @@ export const makeClearMLApi = (
   options: ClearMLApiOptions
 ): Effect.Effect<ClearMLApi> =>
   Effect.gen(function*() {
-    const base = settings.apiHost.replace(/\/+$/, "")
+    const clearml = client.pipe(
+      HttpClient.mapRequest((request) =>
+        request.pipe(
+          HttpClientRequest.prependUrl(`${settings.apiHost.replace(/\/+$/, "")}/`),
+          HttpClientRequest.setHeader("x-clearml-worker", options.worker)
+        )
+      )
+    )
     const token = yield* Ref.make<Token | undefined>(undefined)
     const loginLock = yield* Effect.makeSemaphore(1)
     const basic = `Basic ${btoa(`${settings.accessKey}:${Redacted.value(settings.secretKey)}`)}`
 
-    /** One attempt: returns `data` of a 200 envelope, fails with the status and subcode otherwise. */
-    const attempt = (endpoint: string, authorization: string, body: HttpBody.HttpBody) =>
-      client.execute(
-        HttpClientRequest.post(`${base}/${endpoint}`).pipe(
-          HttpClientRequest.setHeaders({ authorization, "x-clearml-worker": options.worker }),
+    /**
+     * One attempt: the envelope's `data` of a 2xx whose `result_code` is 200 (or absent),
+     * decoded with `schema`; otherwise a failure with the status, subcode and message (a body
+     * that is no envelope, such as a proxy's error page, leaves the status alone to decide).
+     */
+    const attempt = <A, I>(endpoint: string, authorization: string, body: HttpBody.HttpBody, schema: Schema.Schema<A, I>) =>
+      clearml.execute(
+        HttpClientRequest.post(endpoint).pipe(
+          HttpClientRequest.setHeader("authorization", authorization),
           HttpClientRequest.setBody(body)
         )
       ).pipe(
@@ -86,25 +133,26 @@ export const makeClearMLApi = (
             new ClearMLCallError({ endpoint, transient: true, detail: `timed out after ${Duration.format(options.attemptTimeout)}` })
         }),
         Effect.flatMap(({ status, text }) => {
-          let envelope: Record<string, unknown> = {}
-          try {
-            envelope = record(JSON.parse(text))
-          } catch {
-            // Not an envelope (a proxy's error page): the status alone decides.
+          const envelope = Option.getOrElse(decodeEnvelope(text), () => noEnvelope)
+          const { result_code, result_msg, result_subcode } = envelope.meta
+          if (status >= 200 && status < 300 && (result_code === undefined || result_code === 200)) {
+            return Effect.mapError(
+              Schema.decodeUnknown(schema)(envelope.data ?? {}),
+              (e) =>
+                new ClearMLCallError({
+                  endpoint,
+                  transient: false,
+                  detail: `unexpected response: ${ParseResult.TreeFormatter.formatErrorSync(e)}`
+                })
+            )
           }
-          const meta = record(envelope["meta"])
-          const subcode = typeof meta["result_subcode"] === "number" ? meta["result_subcode"] : undefined
-          if (status >= 200 && status < 300 && (meta["result_code"] === undefined || meta["result_code"] === 200)) {
-            return Effect.succeed(record(envelope["data"]))
-          }
-          const message = typeof meta["result_msg"] === "string" ? meta["result_msg"] : text.slice(0, 300)
           return Effect.fail(
             new ClearMLCallError({
               endpoint,
               status,
-              ...(subcode === undefined ? {} : { subcode }),
+              ...(result_subcode === undefined ? {} : { subcode: result_subcode }),
               transient: transientStatuses.has(status),
-              detail: message
+              detail: result_msg ?? text.slice(0, 300)
             })
           )
         }),
@@ -112,11 +160,7 @@ export const makeClearMLApi = (
       )
 
     const login = Effect.gen(function*() {
-      const data = yield* attempt("auth.login", basic, HttpBody.empty)
-      const value = data["token"]
-      if (typeof value !== "string" || value === "") {
-        return yield* new ClearMLCallError({ endpoint: "auth.login", transient: false, detail: "no token in the response" })
-      }
+      const { token: value } = yield* attempt("auth.login", basic, HttpBody.empty, LoginData)
       const now = yield* Clock.currentTimeMillis
       const expiresAt = jwtExpiryMillis(value) ?? now + Duration.toMillis(defaultLifetime)
       // A token shorter-lived than the margin is still used for half its life.
@@ -134,33 +178,30 @@ export const makeClearMLApi = (
         return held !== undefined && held.value !== stale && now < held.refreshAt ? held : yield* login
       }))
 
-    const authorized = (endpoint: string, body: HttpBody.HttpBody) =>
+    const authorized = <A, I>(endpoint: string, body: HttpBody.HttpBody, schema: Schema.Schema<A, I>) =>
       Effect.flatMap(currentToken(), (held) =>
-        attempt(endpoint, `Bearer ${held.value}`, body).pipe(
+        attempt(endpoint, `Bearer ${held.value}`, body, schema).pipe(
           Effect.catchIf(
             (e) => e.status === 401,
-            () => Effect.flatMap(currentToken(held.value), (renewed) => attempt(endpoint, `Bearer ${renewed.value}`, body))
+            () => Effect.flatMap(currentToken(held.value), (renewed) => attempt(endpoint, `Bearer ${renewed.value}`, body, schema))
           )
         ))
 
-    const call = (endpoint: string, body: unknown) => authorized(endpoint, HttpBody.text(JSON.stringify(body), "application/json"))
+    const call = <A, I>(endpoint: string, body: unknown, schema: Schema.Schema<A, I>) =>
+      authorized(endpoint, HttpBody.text(JSON.stringify(body), "application/json"), schema)
 
     const lookUpProject = (name: string) =>
       Effect.map(
-        call("projects.get_all", { name: `^${escapeRegex(name)}$`, only_fields: ["id"] }),
-        (data) => {
-          const projects = Array.isArray(data["projects"]) ? data["projects"] : []
-          const id = projects.length > 0 ? record(projects[0])["id"] : undefined
-          return typeof id === "string" ? id : undefined
-        }
+        call("projects.get_all", { name: `^${escapeRegex(name)}$`, only_fields: ["id"] }, ProjectsData),
+        (data) => data.projects[0]?.id
       )
 
     const projectId = (name: string) =>
       Effect.gen(function*() {
         const existing = yield* lookUpProject(name)
         if (existing !== undefined) return existing
-        const created = yield* call("projects.create", { name }).pipe(
-          Effect.map((data) => typeof data["id"] === "string" ? data["id"] : undefined),
+        const created = yield* call("projects.create", { name }, CreatedData).pipe(
+          Effect.map((data): string | undefined => data.id),
           Effect.catchIf((e) => e.status === 400 && e.subcode === 801, () => lookUpProject(name))
         )
         if (created === undefined) {
@@ -171,7 +212,7 @@ export const makeClearMLApi = (
 
     return {
       call,
-      addBatch: (lines) => authorized("events.add_batch", HttpBody.text(lines, "application/json-lines")),
+      addBatch: (lines) => authorized("events.add_batch", HttpBody.text(lines, "application/json-lines"), AddBatchData),
       projectId
     } satisfies ClearMLApi
   })
