@@ -7,6 +7,7 @@
  */
 import { Duration, Effect, Queue, type Scope } from "effect"
 import { bestEffortWithin } from "./bestEffort.js"
+import { isPositiveInteger } from "./jobConfig.js"
 
 /** Settings of a shipper. */
 export interface BatchShipperOptions<A> {
@@ -84,7 +85,7 @@ class BoundedBuffer<A> {
  * `RangeError` naming the option: a programming error, so a defect where it is thrown.
  */
 export const positiveInteger = (label: string, name: string, value: number): number => {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${label} option ${name} must be a positive integer, got ${value}`)
+  if (!isPositiveInteger(value)) throw new RangeError(`${label} option ${name} must be a positive integer, got ${value}`)
   return value
 }
 

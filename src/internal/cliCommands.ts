@@ -28,7 +28,7 @@ import {
   formatValidation
 } from "./cliFormat.js"
 import { parseJsonBytes } from "./json.js"
-import { integerText } from "./jobConfig.js"
+import { integerText, isPositiveInteger } from "./jobConfig.js"
 import type { DownloadProgress } from "../Storage.js"
 
 /** Where the CLI writes: stdout lines, stderr lines and a progress line on stderr. */
@@ -99,7 +99,7 @@ const progressPrinter = (terminal: CliTerminalShape) => (progress: DownloadProgr
   terminal.progress(formatDownloadProgress(progress))
 
 const positiveInteger = (name: string, value: number): Effect.Effect<number, CliUsageError> =>
-  Number.isInteger(value) && value > 0
+  isPositiveInteger(value)
     ? Effect.succeed(value)
     : Effect.fail(new CliUsageError({ message: `--${name} must be a positive integer, got ${value}` }))
 

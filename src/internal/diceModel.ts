@@ -414,32 +414,25 @@ const uniqueImageIds = (file: string) => (dataset: DiceDataset): Either.Either<D
   return Either.right(dataset)
 }
 
+/** A nested document decoded by its Schema (the path of the first problem on failure), then built. */
+const nestedBySchema = (file: string, doc: unknown) =>
+  Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), buildNested)
+
+/** A flat document decoded by its Schema (the path of the first problem on failure), then built. */
+const flatBySchema = (file: string, doc: unknown) =>
+  Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), buildFlat)
+
 /** Decodes a parsed nested DICE document into the normalized model. */
 export const decodeNestedDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
-  Either.flatMap(
-    looksNested(doc)
-      ? Either.right(buildNested(doc))
-      : Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), buildNested),
-    uniqueImageIds(file)
-  )
+  Either.flatMap(looksNested(doc) ? Either.right(buildNested(doc)) : nestedBySchema(file, doc), uniqueImageIds(file))
 
 /** Decodes a parsed flat (COCO-style) DICE document into the normalized model. */
 export const decodeFlatDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
-  Either.flatMap(
-    looksFlat(doc)
-      ? Either.right(buildFlat(doc))
-      : Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), buildFlat),
-    uniqueImageIds(file)
-  )
+  Either.flatMap(looksFlat(doc) ? Either.right(buildFlat(doc)) : flatBySchema(file, doc), uniqueImageIds(file))
 
 /** Decodes with the Schema only (no fast guard): the reference the fast path must agree with. */
 export const decodeDiceWithSchema = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>
-  Either.flatMap(
-    isFlatDice(doc)
-      ? Either.map(Either.mapLeft(decodeFlat(doc), (e) => parseErrorToDatasetError(file, e)), buildFlat)
-      : Either.map(Either.mapLeft(decodeNested(doc), (e) => parseErrorToDatasetError(file, e)), buildNested),
-    uniqueImageIds(file)
-  )
+  Either.flatMap(isFlatDice(doc) ? flatBySchema(file, doc) : nestedBySchema(file, doc), uniqueImageIds(file))
 
 /** Decodes a parsed DICE document of either JSON shape. */
 export const decodeDice = (file: string, doc: unknown): Either.Either<DiceDataset, DatasetError> =>

@@ -114,6 +114,9 @@ export const integerText = (raw: string): number | undefined => {
   return /^[+-]?\d+$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : undefined
 }
 
+/** Whether a number is a whole number of at least 1 (a count, a size, a concurrency). */
+export const isPositiveInteger = (value: number): boolean => Number.isInteger(value) && value >= 1
+
 /** Parses a whole decimal integer ("12", "-1"); rejects "1.5", "12abc", "". */
 export const parseInteger = (variable: string, raw: string): Either.Either<number, ConfigError> => {
   const value = integerText(raw)
