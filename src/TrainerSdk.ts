@@ -13,9 +13,7 @@ import {
   Callback,
   type CallbackCompletionReport,
   type CallbackEvaluationReport,
-  type CallbackExportCompletedReport,
   type CallbackFailureReport,
-  type CallbackInferenceCompletedReport,
   type CallbackMetrics,
   type CallbackProgressReport,
   type CallbackService,
@@ -105,16 +103,16 @@ export interface TrainerSdkService {
   readonly logs: LogBufferService
   readonly clearml: ClearMLService
   /** `Callback.reportStarted`; the ClearML task is marked started in the background (never waited for). */
-  readonly reportStarted: (report?: CallbackStartedReport) => Effect.Effect<void, CallbackError>
+  readonly reportStarted: CallbackService["reportStarted"]
   /**
    * Queues the epoch's progress (never waits on the network) and reports its numeric
    * metrics to ClearML at iteration `epoch`. Once a `best` checkpoint was uploaded through
    * `uploadCheckpoint`, the report carries its URI as `best_checkpoint_path` (unless the
    * report names one itself).
    */
-  readonly reportProgress: (report: CallbackProgressReport) => Effect.Effect<void, CallbackError>
+  readonly reportProgress: CallbackService["reportProgress"]
   /** Queues validation results (never waits on the network); numeric metrics go to ClearML under the `val` series. */
-  readonly reportValidation: (report: CallbackValidationReport) => Effect.Effect<void, CallbackError>
+  readonly reportValidation: CallbackService["reportValidation"]
   /**
    * Sends what synchronous hooks queued, waits for the background checkpoint uploads (at
    * most `checkpointUploadWait`), then reports completion after everything queued before it
@@ -124,24 +122,24 @@ export interface TrainerSdkService {
    * `extra_data.checkpoints` lists every uploaded type's URI and
    * `extra_data.checkpoint_upload_failures` every upload that failed (also logged).
    */
-  readonly reportCompleted: (report: CallbackCompletionReport) => Effect.Effect<void, CallbackError>
+  readonly reportCompleted: CallbackService["reportCompleted"]
   /**
    * Sends what synchronous hooks queued and gives pending checkpoint uploads at most 10 s,
    * then reports the failure like `reportCompleted` and ends the ClearML task as failed.
    */
-  readonly reportFailed: (report: CallbackFailureReport) => Effect.Effect<void, CallbackError>
+  readonly reportFailed: CallbackService["reportFailed"]
   /**
    * An inference job's outcome, like `reportCompleted`: what synchronous hooks queued is
    * sent, logs flushed, results reported, ClearML completed.
    */
-  readonly reportInferenceCompleted: (report: CallbackInferenceCompletedReport) => Effect.Effect<void, CallbackError>
+  readonly reportInferenceCompleted: CallbackService["reportInferenceCompleted"]
   /** An export job's outcome, like `reportInferenceCompleted`. */
-  readonly reportExportCompleted: (report: CallbackExportCompletedReport) => Effect.Effect<void, CallbackError>
+  readonly reportExportCompleted: CallbackService["reportExportCompleted"]
   /**
    * An evaluation (test run) job's outcome, like `reportInferenceCompleted`: its results go to
    * `POST /test_inference/test/{id}/results`; numeric metrics go to ClearML under `test`.
    */
-  readonly reportEvaluationResults: (report: CallbackEvaluationReport) => Effect.Effect<void, CallbackError>
+  readonly reportEvaluationResults: CallbackService["reportEvaluationResults"]
   /**
    * Makes the job's dataset available through the node-wide cache and returns the view's
    * directory (`destDir/dataset`; `destDir` defaults to `workDir`).
@@ -161,12 +159,7 @@ export interface TrainerSdkService {
    * background) is carried in later progress reports. Prefer `enqueueCheckpoint` inside the
    * training loop.
    */
-  readonly uploadCheckpoint: (
-    localPath: string,
-    checkpointType: string,
-    metrics?: CallbackMetrics,
-    options?: UploadCheckpointOptions
-  ) => Effect.Effect<string, CheckpointError>
+  readonly uploadCheckpoint: StorageService["uploadCheckpoint"]
   /**
    * Uploads a checkpoint in the background: snapshots the file into the work directory (a
    * copy, cloned where the file system can, so the trainer may overwrite it right away) and
