@@ -83,7 +83,7 @@ const exitOf = (worker: RunningWorker) =>
   })
 
 /** Waits until the worker printed `line`, failing with its output after `ms`. */
-const waitForLine = (worker: RunningWorker, line: string, ms = 30_000) =>
+const waitForLine = (worker: RunningWorker, line: string, ms = 90_000) =>
   Effect.sync(() => worker.output().split("\n").includes(line)).pipe(
     Effect.repeat({ until: (seen) => seen, schedule: Schedule.spaced("50 millis") }),
     Effect.timeoutFail({ duration: ms, onTimeout: () => new Error(`no "${line}" from worker: ${worker.output()}`) })

@@ -166,9 +166,10 @@ describe("runTrainer (child processes)", () => {
         const elapsed = Date.now() - signalledAt
         expect(signalledAt).toBeGreaterThan(0)
         expect(run.code, run.stderr).toBe(2)
-        // 3 s of budget plus process exit; well inside Kubernetes' 30 s.
-        expect(elapsed).toBeLessThan(6000)
+        // The budget ended the wait (the message says so; the backend never answers); the bound is
+        // Kubernetes' 30 s grace period, loose enough for a loaded machine (3 s of budget when quiet).
         expect(run.stderr).toMatch(/shutdown budget of 3s ran out; not delivered to the backend: .*the outcome/)
+        expect(elapsed).toBeLessThan(25_000)
       }))
 
     it.scopedLive(`SIGTERM mid-epoch (${scenario}): logs flushed and a failed report arrive before the process exits; exit code 1`, () =>
