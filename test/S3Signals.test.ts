@@ -122,7 +122,7 @@ describe("SIGTERM during S3 transfers (child processes)", () => {
         const [failed, ...others] = failedReports(yield* backend.received)
         expect(others).toEqual([])
         expect(body(failed!)["error_message"]).toMatch(/^\[ResourceError\] Interrupted/)
-      }), 30_000)
+      }))
   }
 
   it.scopedLive("facade-download: the download in flight is interrupted; no cache lock or temp directory is left; exit code 1", () =>
@@ -158,5 +158,5 @@ describe("SIGTERM during S3 transfers (child processes)", () => {
       const [failed, ...others] = failedReports(yield* backend.received)
       expect(others).toEqual([])
       expect(body(failed!)["error_message"]).toMatch(/^\[ResourceError\] Interrupted/)
-    }), 30_000)
+    }))
 })
