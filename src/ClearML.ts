@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import { HttpClient } from "@effect/platform"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Schedule, Schema } from "effect"
+import { Cause, Clock, type Config, Context, Deferred, Duration, Effect, Exit, Layer, Option, Schedule, Schema } from "effect"
 import { hostname } from "node:os"
 import { failureMessage } from "./Errors.js"
 import type { CallbackMetrics } from "./Callback.js"
@@ -22,7 +22,8 @@ import {
   isSendableScalar,
   splitIntoBatches
 } from "./internal/clearmlEvents.js"
-import { JobContext } from "./JobContext.js"
+import { clearmlSectionConfig } from "./internal/envSections.js"
+import { type ClearMLSettings, JobContext } from "./JobContext.js"
 
 /**
  * The platform's naming rule: a key with `/` is split at the first `/` into series and
@@ -382,6 +383,14 @@ export class ClearML extends Context.Tag("trainer-sdk/ClearML")<ClearML, ClearML
 
   /** The live service with the default settings. */
   static readonly layer: Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> = ClearML.layerWith()
+
+  /**
+   * The ClearML variables (`CLEARML_API_HOST`, `CLEARML_API_ACCESS_KEY`, `CLEARML_API_SECRET_KEY`,
+   * `CLEARML_WEB_HOST`, `CLEARML_PROJECT`, `CLEARML_TASK_NAME`, `CLEARML_TASK_ID`) through
+   * `Config`: `None` unless the three API variables are set. The job context composes it
+   * (`JobContext.clearml`), which the layers read.
+   */
+  static readonly config: Config.Config<Option.Option<ClearMLSettings>> = clearmlSectionConfig
 
   /** Tracking switched off. */
   static readonly layerNoop: Layer.Layer<ClearML> = Layer.succeed(ClearML, noop)

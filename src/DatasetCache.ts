@@ -12,9 +12,10 @@
  * @since 0.1.0
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Context, Duration, Effect, type Either, Layer, Option, type Scope } from "effect"
+import { Config, Context, Duration, Effect, type Either, Layer, Option, type Scope } from "effect"
 import * as NodeFs from "node:fs/promises"
-import { CacheError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
+import { CacheError, type ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
+import { cacheSectionConfig, datasetSectionConfig, toSdkConfigError } from "./internal/envSections.js"
 import { JobContext } from "./JobContext.js"
 import { makeCacheEnsure } from "./internal/cacheEnsure.js"
 import { cacheKeyOf as cacheKey, validateCacheKey } from "./internal/cacheKey.js"
@@ -116,16 +117,48 @@ const statfsFreeSpace = (dir: string): Effect.Effect<number, CacheError> =>
       new CacheError({ reason: "Io", path: dir, detail: `cannot read the free space: ${String(cause)}`, cause })
   }).pipe(Effect.map((stats) => stats.bavail * stats.bsize))
 
-/** Builds the cache service for the given settings (scoped: leases and heartbeats live in the scope). */
+/**
+ * What the cache reads from the environment (`DatasetCache.config`), or from the job context
+ * (which composes the same section): where the cache is, its limits, and the job's dataset
+ * that `ensure` defaults to.
+ */
+export interface DatasetCacheSettings {
+  /** `DATASET_CACHE_DIR` (default `/tmp/datasets`). */
+  readonly cacheDir: string
+  /** `DATASET_CACHE_MAX_GB` GiB (default 50). */
+  readonly cacheMaxBytes: number
+  /** `DATASET_CACHE_STALE_SECONDS` (5 to 3600, default 30). */
+  readonly cacheStaleAfter: Duration.Duration
+  /** `DATASET_CACHE_LOCK_TIMEOUT_SECONDS` (1 to 86400, default 21600). */
+  readonly cacheLockTimeout: Duration.Duration
+  /** `DATASET_ID` (default empty). */
+  readonly datasetId: string
+  /** `SNAPSHOT_ID` (default empty). */
+  readonly snapshotId: string
+  /** `DATASET_VERSION_HASH` (default empty). */
+  readonly datasetVersionHash: string
+}
+
+/** The cache variables (and the job's dataset ids) through `Config`. */
+const datasetCacheConfig: Config.Config<DatasetCacheSettings> = Config.all([cacheSectionConfig, datasetSectionConfig]).pipe(
+  Config.map(([cache, dataset]) => ({ ...cache, ...dataset }))
+)
+
+/** Builds the cache service over the job context's settings, `options` first (scoped: leases and heartbeats live in the scope). */
 export const makeDatasetCache = (
   options: DatasetCacheOptions = {}
 ): Effect.Effect<
   DatasetCacheService,
   never,
   JobContext | Storage | FileSystem.FileSystem | Path.Path | Scope.Scope
-> =>
+> => Effect.flatMap(JobContext, (ctx) => makeDatasetCacheWith(ctx, options))
+
+/** Builds the cache service over the given settings, `options` first. */
+const makeDatasetCacheWith = (
+  ctx: DatasetCacheSettings,
+  options: DatasetCacheOptions
+): Effect.Effect<DatasetCacheService, never, Storage | FileSystem.FileSystem | Path.Path | Scope.Scope> =>
   Effect.gen(function*() {
-    const ctx = yield* JobContext
     const storage = yield* Storage
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -194,6 +227,22 @@ export class DatasetCache extends Context.Tag("trainer-sdk/DatasetCache")<Datase
   /** The cache configured from the job context; leases this process holds are released when its scope closes. */
   static readonly layer: Layer.Layer<DatasetCache, never, JobContext | Storage | FileSystem.FileSystem | Path.Path> =
     Layer.scoped(DatasetCache, makeDatasetCache())
+
+  /** The cache variables (`DATASET_CACHE_*`) and the job's dataset ids through `Config`. */
+  static readonly config: Config.Config<DatasetCacheSettings> = datasetCacheConfig
+
+  /**
+   * The cache configured from `config` instead of the job context (a tool without a job,
+   * e.g. the CLI), `options` first; an invalid value is a `ConfigError` naming the variable.
+   */
+  static readonly layerConfig = (
+    config: Config.Config<DatasetCacheSettings>,
+    options: DatasetCacheOptions = {}
+  ): Layer.Layer<DatasetCache, ConfigError, Storage | FileSystem.FileSystem | Path.Path> =>
+    Layer.scoped(
+      DatasetCache,
+      Effect.flatMap(Effect.mapError(config, toSdkConfigError), (settings) => makeDatasetCacheWith(settings, options))
+    )
 
   /** The cache with explicit settings (tests, tools): directory, size limit, lock timing. */
   static readonly layerWith = (

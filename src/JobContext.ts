@@ -1,27 +1,34 @@
 /**
  * The job context: everything the platform passes to a trainer through environment
- * variables, read once, validated and typed.
+ * variables, read once, validated and typed. Each service's own variables are its section
+ * (`Storage.config`, `DatasetCache.config`, `ClearML.config`, `ReportOutbox.config`, the
+ * rules in `internal/envSections.ts`); the job context composes them with its own.
  *
  * @since 0.1.0
  */
-import { Config, ConfigError as EffectConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
-import { ConfigError } from "./Errors.js"
+import { Config, ConfigProvider, Context, type Duration, Effect, Either, Layer, Option, type Redacted } from "effect"
+import type { ConfigError } from "./Errors.js"
 import {
-  basicConfigVariables,
-  detectJobKind,
-  type EnvLookup,
+  cacheSectionConfig,
+  clearmlSectionConfig,
+  datasetSectionConfig,
+  deliveryConfig,
+  envSection,
+  jobVariablesConfig,
+  optionalWith,
+  storageSectionConfig,
+  toSdkConfigError
+} from "./internal/envSections.js"
+import {
   atLeast,
+  basicConfigVariables,
   normalizeTaskType as normalizeTask,
   parseInteger,
-  within,
   parseJsonObject,
-  parseNumber,
-  parseS3Uri,
   resolveAdvancedConfig,
   resolveBasicConfig,
   resolvePrimaryMetric
 } from "./internal/jobConfig.js"
-import { maskUrlValue } from "./internal/redact.js"
 
 /**
  * The converter task a task type or alias maps to (case-insensitive, `-` read as `_`), or
@@ -213,305 +220,62 @@ export interface JobContextShape {
   readonly clearml: Option.Option<ClearMLSettings>
 }
 
-const plainVariables = [
-  "CALLBACK_URL",
-  "JOB_ID",
-  "INFERENCE_JOB_ID",
-  "EXPORT_JOB_ID",
-  "TEST_RUN_ID",
-  "TRAINING_JOB_ID",
-  "CHECKPOINT_S3_URI",
-  "IMAGES_S3_URI",
-  "DATASET_S3_URI",
-  "EXPORT_FORMAT",
-  "TASK_TYPE",
-  "MODEL_NAME",
-  "FRAMEWORK",
-  "DATASET_ID",
-  "SNAPSHOT_ID",
-  "DATASET_VERSION_HASH",
-  "EXTERNAL_STORAGE_ENDPOINT",
-  "EXTERNAL_STORAGE_ACCESS_KEY",
-  "EXTERNAL_BUCKET_DATASETS",
-  "INTERNAL_STORAGE_ENDPOINT",
-  "INTERNAL_STORAGE_ACCESS_KEY",
-  "INTERNAL_BUCKET_CHECKPOINTS",
-  "AWS_REGION",
-  "AWS_REQUEST_CHECKSUM_CALCULATION",
-  "DATASET_CACHE_DIR",
-  "DATASET_CACHE_MAX_GB",
-  "DATASET_CACHE_STALE_SECONDS",
-  "DATASET_CACHE_LOCK_TIMEOUT_SECONDS",
-  "CALLBACK_MAX_RETRIES",
-  "CALLBACK_RETRY_DELAY",
-  "CALLBACK_SHUTDOWN_BUDGET",
-  "CALLBACK_OUTBOX_MEMORY_MB",
-  "RANK",
-  "LOCAL_RANK",
-  "CONFIG",
-  "ADVANCED_CONFIG",
-  "CLEARML_API_HOST",
-  "CLEARML_API_ACCESS_KEY",
-  "CLEARML_WEB_HOST",
-  "CLEARML_PROJECT",
-  "CLEARML_TASK_NAME",
-  "CLEARML_TASK_ID",
-  ...basicConfigVariables
-] as const
-
-const secretVariables = [
-  "EXTERNAL_STORAGE_SECRET_KEY",
-  "INTERNAL_STORAGE_SECRET_KEY",
-  "CLEARML_API_SECRET_KEY"
-] as const
-
-type SecretName = typeof secretVariables[number]
-
-/** The raw environment as seen through `Config`: plain values and secrets, empties dropped. */
-export interface RawEnvironment {
-  readonly plain: EnvLookup
-  readonly secret: (name: SecretName) => Redacted.Redacted<string> | undefined
-}
-
-const nonEmpty = <A>(value: Option.Option<A>, text: (a: A) => string): A | undefined =>
-  Option.isSome(value) && text(value.value).trim() !== "" ? value.value : undefined
-
-/** Reads every variable the SDK knows through `Config` (so any `ConfigProvider` works). */
-export const rawEnvironment: Config.Config<RawEnvironment> = Config.all([
-  Config.all(Object.fromEntries(plainVariables.map((name) => [name, Config.option(Config.string(name))]))),
-  Config.all(Object.fromEntries(secretVariables.map((name) => [name, Config.option(Config.redacted(name))])))
-]).pipe(Config.map(([plain, secrets]) => ({
-  plain: (name: string) => {
-    const value = (plain as Record<string, Option.Option<string> | undefined>)[name]
-    return value === undefined ? undefined : nonEmpty(value, (s) => s)
-  },
-  secret: (name: SecretName) => nonEmpty(secrets[name]!, (r) => Redacted.value(r))
-})))
-
-const required = (env: RawEnvironment, variable: string): Either.Either<string, ConfigError> => {
-  const value = env.plain(variable)
-  return value === undefined
-    ? Either.left(new ConfigError({ reason: "Missing", variable, detail: "" }))
-    : Either.right(value)
-}
-
-const optionalWith = <A>(
-  env: RawEnvironment,
-  variable: string,
-  fallback: A,
-  parse: (variable: string, raw: string) => Either.Either<A, ConfigError>
-): Either.Either<A, ConfigError> => {
-  const raw = env.plain(variable)
-  return raw === undefined ? Either.right(fallback) : parse(variable, raw)
-}
-
-const parseUrl = (variable: string, raw: string): Either.Either<string, ConfigError> => {
-  const invalid = () =>
-    Either.left(
-      new ConfigError({ reason: "Invalid", variable, detail: `expected an http(s) URL, got "${maskUrlValue(raw)}"` })
-    )
-  try {
-    const url = new URL(raw.trim())
-    return url.protocol === "http:" || url.protocol === "https:" ? Either.right(raw.trim()) : invalid()
-  } catch {
-    return invalid()
-  }
-}
-
-const text = (_variable: string, raw: string) => Either.right(raw.trim())
-
-const storageEndpoint = (env: RawEnvironment, prefix: "EXTERNAL" | "INTERNAL", bucketVariable: string, defaults: {
-  endpoint: string
-  bucket: string
-}) =>
-  Either.gen(function*() {
-    return {
-      endpoint: yield* optionalWith(env, `${prefix}_STORAGE_ENDPOINT`, defaults.endpoint, parseUrl),
-      accessKey: yield* optionalWith(env, `${prefix}_STORAGE_ACCESS_KEY`, "minioadmin", text),
-      secretKey: env.secret(`${prefix}_STORAGE_SECRET_KEY`) ?? Redacted.make("minioadmin"),
-      bucket: yield* optionalWith(env, bucketVariable, defaults.bucket, text)
-    } satisfies StorageEndpoint
-  })
-
-/** A number of seconds within `[min, max]` as a duration; outside the bounds names the variable. */
-const secondsWithin = (variable: string, min: number, max: number) => (value: number): Either.Either<Duration.Duration, ConfigError> =>
-  value >= min && value <= max
-    ? Either.right(Duration.millis(Math.round(value * 1000)))
-    : Either.left(new ConfigError({ reason: "Invalid", variable, detail: `must be between ${min} and ${max} seconds, got ${value}` }))
-
-const optionalInteger = (env: RawEnvironment, variable: string): Either.Either<Option.Option<number>, ConfigError> => {
-  const raw = env.plain(variable)
-  return raw === undefined ? Either.right(Option.none()) : Either.map(parseInteger(variable, raw), Option.some)
-}
-
-const requiredS3Uri = (env: RawEnvironment, variable: string, object: boolean) =>
-  Either.flatMap(required(env, variable), (raw) => parseS3Uri(variable, raw, { object }))
+/**
+ * The training section, the job context's own: task, model and framework names, rank,
+ * `CONFIG` (with the basic config's direct and legacy variables), `ADVANCED_CONFIG`.
+ */
+const trainingSectionConfig = envSection(
+  ["TASK_TYPE", "MODEL_NAME", "FRAMEWORK", "RANK", "LOCAL_RANK", "CONFIG", "ADVANCED_CONFIG", ...basicConfigVariables],
+  [],
+  (env) =>
+    Either.gen(function*() {
+      const taskType = env.plain("TASK_TYPE")?.trim() ?? "detection"
+      const rankVariable = env.plain("RANK") !== undefined ? "RANK" : "LOCAL_RANK"
+      const rank = yield* optionalWith(env, rankVariable, 0, parseInteger).pipe(Either.flatMap(atLeast(rankVariable, 0)))
+      const configJson = yield* optionalWith(env, "CONFIG", {} as Record<string, unknown>, parseJsonObject)
+      const basicConfig = yield* resolveBasicConfig(env.plain, configJson)
+      const advancedConfig = yield* resolveAdvancedConfig(configJson, env.plain("ADVANCED_CONFIG"))
+      const primaryMetric = yield* resolvePrimaryMetric(configJson)
+      return {
+        taskType,
+        converterTask: Option.fromNullable(normalizeTask(taskType)),
+        modelName: env.plain("MODEL_NAME") ?? "",
+        framework: env.plain("FRAMEWORK") ?? "",
+        rank,
+        isPrimary: rank === 0,
+        basicConfig,
+        advancedConfig,
+        config: configJson,
+        primaryMetric: Option.fromNullable(primaryMetric.name),
+        primaryMetricMode: primaryMetric.mode
+      }
+    })
+)
 
 /**
- * The kind of job (from which id variable is set) and the kind's own variables, typed: ids
- * are integers, `s3://` URIs parsed; a variable the kind's launcher always sets is required.
+ * The whole job context through `Config`, composed of every service's section (delivery,
+ * the job's kind and variables, dataset cache, dataset ids, training, ClearML, storage);
+ * the first rule broken, in that order, is the error.
  */
-export const resolveJobVariables = (env: RawEnvironment): Either.Either<JobVariables, ConfigError> =>
-  Either.gen(function*() {
-    const { kind, raw, variable } = yield* detectJobKind(env.plain)
-    const id = yield* parseInteger(variable, raw)
-    switch (kind) {
-      case "training": {
-        const dataset = env.plain("DATASET_S3_URI")
-        return {
-          kind,
-          jobId: id,
-          datasetS3Uri: dataset === undefined
-            ? Option.none()
-            : Option.some(yield* parseS3Uri("DATASET_S3_URI", dataset))
-        } satisfies TrainingJobVariables
-      }
-      case "inference":
-        return {
-          kind,
-          inferenceJobId: id,
-          checkpointS3Uri: yield* requiredS3Uri(env, "CHECKPOINT_S3_URI", true),
-          imagesS3Uri: yield* requiredS3Uri(env, "IMAGES_S3_URI", false),
-          trainingJobId: yield* optionalInteger(env, "TRAINING_JOB_ID")
-        } satisfies InferenceJobVariables
-      case "export":
-        return {
-          kind,
-          exportJobId: id,
-          trainingJobId: yield* Either.flatMap(required(env, "TRAINING_JOB_ID"), (r) => parseInteger("TRAINING_JOB_ID", r)),
-          checkpointS3Uri: yield* requiredS3Uri(env, "CHECKPOINT_S3_URI", true),
-          exportFormat: (yield* required(env, "EXPORT_FORMAT")).trim()
-        } satisfies ExportJobVariables
-      case "evaluation":
-        return {
-          kind,
-          testRunId: id,
-          checkpointS3Uri: yield* requiredS3Uri(env, "CHECKPOINT_S3_URI", true),
-          datasetS3Uri: yield* requiredS3Uri(env, "DATASET_S3_URI", false),
-          trainingJobId: yield* optionalInteger(env, "TRAINING_JOB_ID")
-        } satisfies EvaluationJobVariables
-    }
-  })
-
-/** Resolves and validates the whole job context from the raw environment (pure). */
-export const resolveJobContext = (env: RawEnvironment): Either.Either<JobContextShape, ConfigError> =>
-  Either.gen(function*() {
-    const callbackUrl = yield* required(env, "CALLBACK_URL").pipe(Either.flatMap((raw) => parseUrl("CALLBACK_URL", raw)))
-    const job = yield* resolveJobVariables(env)
-    const jobId = jobIdOf(job)
-    const taskType = env.plain("TASK_TYPE")?.trim() ?? "detection"
-    const cacheMaxGb = yield* optionalWith(env, "DATASET_CACHE_MAX_GB", 50, parseNumber).pipe(
-      Either.flatMap(atLeast("DATASET_CACHE_MAX_GB", 0))
-    )
-    const cacheStaleAfter = yield* optionalWith(env, "DATASET_CACHE_STALE_SECONDS", 30, parseNumber).pipe(
-      Either.flatMap(secondsWithin("DATASET_CACHE_STALE_SECONDS", 5, 3600))
-    )
-    const cacheLockTimeout = yield* optionalWith(env, "DATASET_CACHE_LOCK_TIMEOUT_SECONDS", 6 * 3600, parseNumber).pipe(
-      Either.flatMap(secondsWithin("DATASET_CACHE_LOCK_TIMEOUT_SECONDS", 1, 86400))
-    )
-    const callbackMaxRetries = yield* optionalWith(env, "CALLBACK_MAX_RETRIES", 3, parseInteger).pipe(
-      Either.flatMap(within("CALLBACK_MAX_RETRIES", 0, 10))
-    )
-    const callbackRetryDelay = yield* optionalWith(env, "CALLBACK_RETRY_DELAY", 2, parseNumber).pipe(
-      Either.flatMap(within("CALLBACK_RETRY_DELAY", 0.01, 60, " seconds"))
-    )
-    const callbackShutdownBudget = yield* optionalWith(env, "CALLBACK_SHUTDOWN_BUDGET", 25, parseNumber).pipe(
-      Either.flatMap(within("CALLBACK_SHUTDOWN_BUDGET", 1, 3600, " seconds"))
-    )
-    const outboxMemoryMb = yield* optionalWith(env, "CALLBACK_OUTBOX_MEMORY_MB", 4, parseNumber).pipe(
-      Either.flatMap(within("CALLBACK_OUTBOX_MEMORY_MB", 0.0625, 1024, " MiB"))
-    )
-    const rankVariable = env.plain("RANK") !== undefined ? "RANK" : "LOCAL_RANK"
-    const rank = yield* optionalWith(env, rankVariable, 0, parseInteger).pipe(Either.flatMap(atLeast(rankVariable, 0)))
-    const checksum = yield* optionalWith(
-      env,
-      "AWS_REQUEST_CHECKSUM_CALCULATION",
-      "WHEN_REQUIRED" as const,
-      (variable, raw) => {
-        const value = raw.trim().toUpperCase()
-        return value === "WHEN_REQUIRED" || value === "WHEN_SUPPORTED"
-          ? Either.right(value)
-          : Either.left(new ConfigError({ reason: "Invalid", variable, detail: `expected WHEN_REQUIRED or WHEN_SUPPORTED, got "${raw}"` }))
-      }
-    )
-    const configJson = yield* optionalWith(env, "CONFIG", {} as Record<string, unknown>, parseJsonObject)
-    const basicConfig = yield* resolveBasicConfig(env.plain, configJson)
-    const advancedConfig = yield* resolveAdvancedConfig(configJson, env.plain("ADVANCED_CONFIG"))
-    const primaryMetric = yield* resolvePrimaryMetric(configJson)
-    const clearmlHost = env.plain("CLEARML_API_HOST")
-    const clearmlKey = env.plain("CLEARML_API_ACCESS_KEY")
-    const clearmlSecret = env.secret("CLEARML_API_SECRET_KEY")
-    const clearml = clearmlHost !== undefined && clearmlKey !== undefined && clearmlSecret !== undefined
-      ? Option.some<ClearMLSettings>({
-        apiHost: yield* parseUrl("CLEARML_API_HOST", clearmlHost),
-        accessKey: clearmlKey.trim(),
-        secretKey: clearmlSecret,
-        webHost: Option.fromNullable(env.plain("CLEARML_WEB_HOST")),
-        project: env.plain("CLEARML_PROJECT") ?? "trainer-sdk",
-        taskName: env.plain("CLEARML_TASK_NAME") ?? (job.kind === "training" ? `job-${jobId}` : `${job.kind}-${jobId}`),
-        taskId: Option.fromNullable(env.plain("CLEARML_TASK_ID")?.trim())
-      })
-      : Option.none()
-    return {
-      callbackUrl,
-      kind: job.kind,
-      job,
-      jobId,
-      taskType,
-      converterTask: Option.fromNullable(normalizeTaskType(taskType)),
-      modelName: env.plain("MODEL_NAME") ?? "",
-      framework: env.plain("FRAMEWORK") ?? "",
-      datasetId: env.plain("DATASET_ID") ?? "",
-      snapshotId: env.plain("SNAPSHOT_ID") ?? "",
-      datasetVersionHash: env.plain("DATASET_VERSION_HASH") ?? "",
-      externalStorage: yield* storageEndpoint(env, "EXTERNAL", "EXTERNAL_BUCKET_DATASETS", {
-        endpoint: "http://localhost:9000",
-        bucket: "training-datasets"
-      }),
-      internalStorage: yield* storageEndpoint(env, "INTERNAL", "INTERNAL_BUCKET_CHECKPOINTS", {
-        endpoint: "http://localhost:9002",
-        bucket: "training-checkpoints"
-      }),
-      region: env.plain("AWS_REGION") ?? "us-east-1",
-      requestChecksumCalculation: checksum,
-      cacheDir: env.plain("DATASET_CACHE_DIR") ?? "/tmp/datasets",
-      cacheMaxBytes: Math.floor(cacheMaxGb * 1024 ** 3),
-      cacheStaleAfter,
-      cacheLockTimeout,
-      callbackMaxRetries,
-      callbackRetryDelay: Duration.millis(Math.round(callbackRetryDelay * 1000)),
-      callbackShutdownBudget: Duration.millis(Math.round(callbackShutdownBudget * 1000)),
-      outboxMemoryBytes: Math.floor(outboxMemoryMb * 1024 * 1024),
-      rank,
-      isPrimary: rank === 0,
-      basicConfig,
-      advancedConfig,
-      config: configJson,
-      primaryMetric: Option.fromNullable(primaryMetric.name),
-      primaryMetricMode: primaryMetric.mode,
-      clearml
-    } satisfies JobContextShape
-  })
-
-/** Turns an Effect `ConfigError` (a provider that failed to read) into the SDK's, naming the path. */
-const fromEffectConfigError = (error: EffectConfigError.ConfigError): ConfigError => {
-  const first = (e: EffectConfigError.ConfigError): ConfigError => {
-    switch (e._op) {
-      case "And":
-      case "Or":
-        return first(e.left)
-      case "MissingData":
-        return new ConfigError({ reason: "Missing", variable: e.path.join("."), detail: "" })
-      default:
-        return new ConfigError({
-          reason: "Invalid",
-          variable: "path" in e ? e.path.join(".") : "environment",
-          detail: "message" in e ? e.message : "unreadable"
-        })
-    }
-  }
-  return first(error)
-}
+export const jobContextConfig: Config.Config<JobContextShape> = Config.all([
+  deliveryConfig,
+  jobVariablesConfig,
+  cacheSectionConfig,
+  datasetSectionConfig,
+  trainingSectionConfig,
+  clearmlSectionConfig,
+  storageSectionConfig
+]).pipe(Config.map(([delivery, job, cache, dataset, training, clearml, storage]): JobContextShape => ({
+  ...delivery,
+  kind: job.kind,
+  job,
+  jobId: jobIdOf(job),
+  ...training,
+  ...dataset,
+  ...storage,
+  ...cache,
+  clearml
+})))
 
 /**
  * Plain values for `JobContext.layerTest`; everything but what a test cares about defaults.
@@ -524,12 +288,17 @@ export type JobContextInput = Partial<Omit<JobContextShape, "externalStorage" | 
   readonly basicConfig?: Partial<BasicConfig>
 }
 
+/** The context of an environment holding only `CALLBACK_URL` and `JOB_ID` (every other value its default). */
+const defaultContext: JobContextShape = Effect.runSync(
+  Effect.withConfigProvider(
+    Effect.orDie(jobContextConfig),
+    ConfigProvider.fromMap(new Map([["CALLBACK_URL", "http://127.0.0.1:8000/api/v1"], ["JOB_ID", "1"]]))
+  )
+)
+
 /** The job context as resolved from the given plain values on top of the spec's defaults. */
 export const makeJobContext = (input: JobContextInput = {}): JobContextShape => {
-  const defaults = Either.getOrThrow(resolveJobContext({
-    plain: (name) => ({ CALLBACK_URL: "http://127.0.0.1:8000/api/v1", JOB_ID: "1" } as Record<string, string>)[name],
-    secret: () => undefined
-  }))
+  const defaults = defaultContext
   const rank = input.rank ?? defaults.rank
   const job: JobVariables = input.job ??
     (input.jobId === undefined ? defaults.job : { kind: "training", jobId: input.jobId, datasetS3Uri: Option.none() })
@@ -541,7 +310,7 @@ export const makeJobContext = (input: JobContextInput = {}): JobContextShape => 
     job,
     jobId: jobIdOf(job),
     taskType,
-    converterTask: input.converterTask ?? Option.fromNullable(normalizeTaskType(taskType)),
+    converterTask: input.converterTask ?? Option.fromNullable(normalizeTask(taskType)),
     rank,
     isPrimary: input.isPrimary ?? rank === 0,
     externalStorage: { ...defaults.externalStorage, ...input.externalStorage },
@@ -552,13 +321,13 @@ export const makeJobContext = (input: JobContextInput = {}): JobContextShape => 
 
 /** The job context service: `const ctx = yield* JobContext`. */
 export class JobContext extends Context.Tag("trainer-sdk/JobContext")<JobContext, JobContextShape>() {
+  /** Every variable the job context composes, as one `Config` (see `jobContextConfig`). */
+  static readonly config = jobContextConfig
+
   /** Reads and validates the environment through `Config` (the current `ConfigProvider`). */
   static readonly layer: Layer.Layer<JobContext, ConfigError> = Layer.effect(
     JobContext,
-    Effect.flatMap(
-      Effect.mapError(rawEnvironment, fromEffectConfigError),
-      (env) => Effect.suspend(() => resolveJobContext(env))
-    )
+    Effect.mapError(jobContextConfig, toSdkConfigError)
   )
 
   /** A job context built from plain values, for tests and examples. */

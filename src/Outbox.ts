@@ -22,6 +22,7 @@
 import { HttpClient } from "@effect/platform"
 import {
   Clock,
+  type Config,
   Context,
   Deferred,
   Duration,
@@ -40,6 +41,7 @@ import * as nodePath from "node:path"
 import { CallbackError } from "./Errors.js"
 import { JobContext, type JobContextShape } from "./JobContext.js"
 import { makeBackendClient, retryDelayMillis } from "./internal/backendClient.js"
+import { deliveryConfig } from "./internal/envSections.js"
 import { callbackPaths, LogEntryBody } from "./internal/callbackBodies.js"
 import { encodeBody, isoTimestamp } from "./internal/callbackReports.js"
 import { OutboxStore, type OutboxStoreStats } from "./internal/outboxStore.js"
@@ -133,6 +135,20 @@ export interface ReportOutboxOptions {
   readonly logBytes?: number
   /** Time allowed for one HTTP attempt. Default 60 s (the Python client's read timeout). */
   readonly attemptTimeout?: Duration.DurationInput
+}
+
+/** How reports reach the backend (`ReportOutbox.config`): URL, retries, backoff, shutdown budget, outbox memory. */
+export interface DeliverySettings {
+  /** `CALLBACK_URL`. */
+  readonly callbackUrl: string
+  /** `CALLBACK_MAX_RETRIES` (0 to 10, default 3). */
+  readonly callbackMaxRetries: number
+  /** `CALLBACK_RETRY_DELAY` (0.01 to 60 seconds, default 2). */
+  readonly callbackRetryDelay: Duration.Duration
+  /** `CALLBACK_SHUTDOWN_BUDGET` (1 to 3600 seconds, default 25). */
+  readonly callbackShutdownBudget: Duration.Duration
+  /** `CALLBACK_OUTBOX_MEMORY_MB` MiB in bytes (1/16 to 1024 MiB, default 4 MiB). */
+  readonly outboxMemoryBytes: number
 }
 
 /** True on the outbox's own fiber, so a `Logger` bridge never queues the outbox's own logs. */
@@ -439,6 +455,14 @@ export const makeReportOutbox = (
 
 /** The job's report outbox: `const outbox = yield* ReportOutbox`. Shared by `Callback` and `LogBuffer`. */
 export class ReportOutbox extends Context.Tag("trainer-sdk/ReportOutbox")<ReportOutbox, ReportOutboxService>() {
+  /**
+   * The delivery variables (`CALLBACK_URL`, `CALLBACK_MAX_RETRIES`, `CALLBACK_RETRY_DELAY`,
+   * `CALLBACK_SHUTDOWN_BUDGET`, `CALLBACK_OUTBOX_MEMORY_MB`) through `Config`. The job context
+   * composes them (`JobContext.callbackUrl`, ...), which the layers read; the runner reads
+   * them for a setup failure report.
+   */
+  static readonly config: Config.Config<DeliverySettings> = deliveryConfig
+
   /** The live outbox with its file under the default work dir (see `ReportOutboxOptions.dir`). */
   static readonly layer: Layer.Layer<ReportOutbox, never, JobContext | HttpClient.HttpClient> = Layer.scoped(
     ReportOutbox,

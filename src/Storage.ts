@@ -9,11 +9,11 @@
  * @since 0.1.0
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Context, Effect, type Either, Layer, type Option, Schedule } from "effect"
-import type { ConfigError as EffectConfigError } from "effect/ConfigError"
+import { Config, Context, Effect, type Either, Layer, Option, Schedule } from "effect"
 import type { CallbackMetrics } from "./Callback.js"
-import { type CheckpointError, ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
-import { JobContext, type StorageEndpoint } from "./JobContext.js"
+import type { CheckpointError, ConfigError, DatasetError, DownloadError, StorageError } from "./Errors.js"
+import { jobIdOptionConfig, storageSectionConfig, toSdkConfigError } from "./internal/envSections.js"
+import type { StorageEndpoint } from "./JobContext.js"
 import type { MemoryObjectStore, ObjectStore, S3Timeouts } from "./ObjectStore.js"
 import { parseS3Uri as parseS3UriEither } from "./internal/downloads.js"
 import { makeMemoryObjectStore } from "./internal/memoryObjectStore.js"
@@ -184,7 +184,11 @@ export interface StorageConfig {
   readonly external: ObjectStore
   /** Checkpoints and results. */
   readonly internal: ObjectStore
-  readonly jobId: number
+  /**
+   * The job whose checkpoints it uploads and lists (`checkpoints/{jobId}/`). Without one
+   * (a command-line tool has no job) `uploadCheckpoint` fails and `checkpointRecords` is empty.
+   */
+  readonly jobId?: number | undefined
   /** Default download concurrency (32). */
   readonly concurrency?: number
   /** Per-object retry on transient failures (default: 4 attempts, exponential from 200 ms, jittered). */
@@ -268,37 +272,45 @@ export interface MemoryStorageOptions {
   readonly pageSize?: number
 }
 
-/** An unreadable or invalid timeout variable as the SDK's `ConfigError`, naming the variable. */
-const timeoutConfigError = (error: EffectConfigError): ConfigError => {
-  const first = (e: EffectConfigError): ConfigError =>
-    e._op === "And" || e._op === "Or"
-      ? first(e.left)
-      : new ConfigError({
-        reason: "Invalid",
-        variable: "path" in e ? e.path.join(".") : "S3 timeouts",
-        detail: "message" in e ? e.message : "unreadable"
-      })
-  return first(error)
+/** Where the storage service connects: the two stores, the region, the checksum setting and the request limits. */
+export interface StorageSettings {
+  /** Datasets (`EXTERNAL_STORAGE_*`, `EXTERNAL_BUCKET_DATASETS`). */
+  readonly external: StorageEndpoint
+  /** Checkpoints and results (`INTERNAL_STORAGE_*`, `INTERNAL_BUCKET_CHECKPOINTS`). */
+  readonly internal: StorageEndpoint
+  /** `AWS_REGION`, default `us-east-1`. */
+  readonly region: string
+  /** `AWS_REQUEST_CHECKSUM_CALCULATION`, default `WHEN_REQUIRED`. */
+  readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED"
+  /** `S3_CONNECT_TIMEOUT`, `S3_REQUEST_TIMEOUT`, `S3_IDLE_TIMEOUT` (see `s3TimeoutsConfig`). */
+  readonly timeouts: S3Timeouts
 }
 
+/** The storage variables (and nothing else: no job variable) through `Config`. */
+const storageConfig: Config.Config<StorageSettings> = Config.all([storageSectionConfig, s3TimeoutsConfig]).pipe(
+  Config.map(([section, timeouts]) => ({
+    external: section.externalStorage,
+    internal: section.internalStorage,
+    region: section.region,
+    requestChecksumCalculation: section.requestChecksumCalculation,
+    timeouts
+  }))
+)
+
 /** The S3 store of one endpoint: clients closed with the scope, the timeouts on both client and store. */
-const s3Store = (
-  ctx: { readonly region: string; readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED" },
-  endpoint: StorageEndpoint,
-  timeouts: S3Timeouts
-) =>
+const s3Store = (settings: StorageSettings, endpoint: StorageEndpoint) =>
   Effect.map(
     s3ClientsScoped(s3ClientConfig({
       ...endpoint,
-      region: ctx.region,
-      requestChecksumCalculation: ctx.requestChecksumCalculation,
-      timeouts
+      region: settings.region,
+      requestChecksumCalculation: settings.requestChecksumCalculation,
+      timeouts: settings.timeouts
     })),
     (clients) =>
       makeS3ObjectStore(clients, endpoint.bucket, {
-        timeouts,
+        timeouts: settings.timeouts,
         retry: defaultRetry,
-        requestChecksumCalculation: ctx.requestChecksumCalculation
+        requestChecksumCalculation: settings.requestChecksumCalculation
       })
   )
 
@@ -307,22 +319,40 @@ export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, Storage
   /** Builds the service over two stores (see `StorageConfig`). */
   static readonly make = makeStorage
 
+  /** The storage variables (stores, region, checksum setting, request limits) through `Config`. */
+  static readonly config: Config.Config<StorageSettings> = storageConfig
+
   /**
-   * Two S3 stores from the job context (external = datasets, internal = checkpoints); clients
-   * closed with the scope. Request limits from `S3_CONNECT_TIMEOUT`, `S3_REQUEST_TIMEOUT` and
-   * `S3_IDLE_TIMEOUT` (seconds; see `s3TimeoutsConfig`); an invalid value is a `ConfigError`.
+   * Two S3 stores (external = datasets, internal = checkpoints) from `config`, clients
+   * closed with the scope; checkpoints go under the given job's prefix. Without a job the
+   * dataset transfers work and checkpoint uploads fail (see `StorageConfig.jobId`). An
+   * invalid value is a `ConfigError` naming the variable.
    */
-  static readonly layer: Layer.Layer<Storage, ConfigError, JobContext | FileSystem.FileSystem | Path.Path> = Layer
-    .scoped(
+  static readonly layerConfig = (
+    config: Config.Config<StorageSettings>,
+    options: { readonly jobId?: number | undefined } = {}
+  ): Layer.Layer<Storage, ConfigError, FileSystem.FileSystem | Path.Path> =>
+    Layer.scoped(
       Storage,
       Effect.gen(function*() {
-        const ctx = yield* JobContext
-        const timeouts = yield* Effect.mapError(s3TimeoutsConfig, timeoutConfigError)
-        const external = yield* s3Store(ctx, ctx.externalStorage, timeouts)
-        const internal = yield* s3Store(ctx, ctx.internalStorage, timeouts)
-        return yield* makeStorage({ external, internal, jobId: ctx.jobId })
+        const settings = yield* Effect.mapError(config, toSdkConfigError)
+        const external = yield* s3Store(settings, settings.external)
+        const internal = yield* s3Store(settings, settings.internal)
+        return yield* makeStorage({ external, internal, jobId: options.jobId })
       })
     )
+
+  /**
+   * `layerConfig(Storage.config)` for the job whose id variable is set (`JOB_ID`,
+   * `INFERENCE_JOB_ID`, `EXPORT_JOB_ID` or `TEST_RUN_ID`; none set: no job). Needs no other
+   * job variable: `CALLBACK_URL` and the rest are the other services' business.
+   */
+  static readonly layer: Layer.Layer<Storage, ConfigError, FileSystem.FileSystem | Path.Path> = Layer.unwrapEffect(
+    Effect.map(
+      Effect.mapError(jobIdOptionConfig, toSdkConfigError),
+      (jobId) => Storage.layerConfig(storageConfig, { jobId: Option.getOrUndefined(jobId) })
+    )
+  )
 
   /** In-memory stores with options; see `MemoryStorage` for the test controls. */
   static readonly layerMemoryWith = (

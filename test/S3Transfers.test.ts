@@ -15,7 +15,6 @@ import type * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { classifyError, StorageError } from "../src/Errors.js"
-import { JobContext } from "../src/JobContext.js"
 import { makeS3ObjectStore, type ObjectStore, s3ClientConfig, s3ClientsScoped, type S3Timeouts } from "../src/ObjectStore.js"
 import { Storage } from "../src/Storage.js"
 import { filesUnder } from "./support/files.js"
@@ -368,14 +367,17 @@ describe("local write failures", () => {
 })
 
 describe("timeouts from the environment", () => {
+  // Storage reads only its own variables: the stores' endpoints and the timeouts.
   const storageLayer = (double: S3Double, env: Record<string, string>) =>
     Storage.layer.pipe(
-      Layer.provide(JobContext.layerTest({
-        externalStorage: { endpoint: double.endpoint, bucket: "b" },
-        internalStorage: { endpoint: double.endpoint, bucket: "b" }
-      })),
       Layer.provide(NodeContext.layer),
-      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({
+        EXTERNAL_STORAGE_ENDPOINT: double.endpoint,
+        EXTERNAL_BUCKET_DATASETS: "b",
+        INTERNAL_STORAGE_ENDPOINT: double.endpoint,
+        INTERNAL_BUCKET_CHECKPOINTS: "b",
+        ...env
+      })))))
     )
 
   it.scopedLive("S3_REQUEST_TIMEOUT bounds each attempt of Storage.layer's stores", () =>

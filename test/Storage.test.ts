@@ -1,7 +1,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
+import { ConfigProvider, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
 import { Converter } from "../src/Converter.js"
 import { DatasetError, DownloadError, StorageError } from "../src/Errors.js"
 import { boundedConcurrency } from "../src/internal/storageFlows.js"
@@ -486,4 +486,34 @@ describe("boundedConcurrency", () => {
     expect(boundedConcurrency(Number.POSITIVE_INFINITY, 32)).toBe(32)
     expect(boundedConcurrency(Number.NaN, 32)).toBe(32)
   })
+})
+
+describe("Storage.layer reads only its own variables", () => {
+  const build = (env: Record<string, string>) =>
+    Effect.flatMap(Storage, (storage) => Effect.succeed(storage)).pipe(
+      Effect.provide(Storage.layer),
+      Effect.provide(NodeContext.layer),
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+    )
+
+  it.scoped("builds without CALLBACK_URL or a job id; a checkpoint upload then fails naming the missing job", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const file = yield* fs.makeTempFileScoped({ prefix: "storage-nojob-" })
+      yield* fs.writeFileString(file, "weights")
+      const storage = yield* build({ EXTERNAL_STORAGE_ENDPOINT: "http://127.0.0.1:1" })
+      const error = yield* Effect.flip(storage.uploadCheckpoint(file, "best"))
+      assert.strictEqual(error._tag, "CheckpointError")
+      expect(error.message).toContain("no job")
+      expect(yield* storage.checkpointRecords).toEqual([])
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.effect("a stray CALLBACK_URL does not matter, an invalid storage variable is a ConfigError naming it", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(build({ CALLBACK_URL: "not a url", AWS_REQUEST_CHECKSUM_CALCULATION: "SOMETIMES" }))
+      assert.strictEqual(error._tag, "ConfigError")
+      assert.strictEqual(error.variable, "AWS_REQUEST_CHECKSUM_CALCULATION")
+      const invalidJob = yield* Effect.flip(build({ JOB_ID: "seven" }))
+      assert.strictEqual(invalidJob.variable, "JOB_ID")
+    }))
 })

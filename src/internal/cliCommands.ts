@@ -7,11 +7,11 @@
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import { FileSystem } from "@effect/platform"
-import { Cause, Config, ConfigProvider, Console, Context, Data, Effect, Layer, Option } from "effect"
+import { Cause, Console, Context, Data, Effect, Layer, Option } from "effect"
 import { Converter } from "../Converter.js"
 import { DatasetCache } from "../DatasetCache.js"
-import { ConfigError, DatasetError } from "../Errors.js"
-import { JobContext, normalizeTaskType } from "../JobContext.js"
+import { DatasetError } from "../Errors.js"
+import { normalizeTaskType } from "../JobContext.js"
 import { Storage } from "../Storage.js"
 import {
   formatDevBackendEvent,
@@ -53,47 +53,12 @@ export class CliUsageError extends Data.TaggedError("CliUsageError")<{ readonly 
 export class CliCheckFailed extends Data.TaggedError("CliCheckFailed")<{ readonly message: string }> {}
 
 /**
- * The environment variables the storage and cache commands read. The rest of a trainer's
- * environment (a job's `CALLBACK_URL`, `JOB_ID`, hyper-parameters...) is ignored: an operator
- * inspecting a node's cache has no job.
+ * Storage for the storage and cache commands: `Storage.config` and `DatasetCache.config`
+ * read only their own variables, so the rest of a trainer's environment (a job's
+ * `CALLBACK_URL`, `JOB_ID`, hyper-parameters...) is ignored: an operator inspecting a
+ * node's cache has no job. An invalid value of a variable they read is a `ConfigError` naming it.
  */
-export const cliEnvironmentVariables = [
-  "EXTERNAL_STORAGE_ENDPOINT",
-  "EXTERNAL_STORAGE_ACCESS_KEY",
-  "EXTERNAL_STORAGE_SECRET_KEY",
-  "EXTERNAL_BUCKET_DATASETS",
-  "INTERNAL_STORAGE_ENDPOINT",
-  "INTERNAL_STORAGE_ACCESS_KEY",
-  "INTERNAL_STORAGE_SECRET_KEY",
-  "INTERNAL_BUCKET_CHECKPOINTS",
-  "AWS_REGION",
-  "AWS_REQUEST_CHECKSUM_CALCULATION",
-  "DATASET_CACHE_DIR",
-  "DATASET_CACHE_MAX_GB",
-  "DATASET_CACHE_STALE_SECONDS",
-  "DATASET_CACHE_LOCK_TIMEOUT_SECONDS"
-] as const
-
-/** Stand-ins for the job variables `JobContext` requires and the CLI never uses. */
-const cliJobDefaults = [["CALLBACK_URL", "http://127.0.0.1:8000/api/v1"], ["JOB_ID", "0"]] as const
-
-/**
- * `JobContext.layer` seeing only `cliEnvironmentVariables` from the current `ConfigProvider`
- * (the process environment by default), with harmless job variables: an invalid value of a
- * variable the CLI uses is still a `ConfigError` naming it.
- */
-const cliJobContext = Layer.unwrapEffect(Effect.gen(function*() {
-  const values = new Map<string, string>(cliJobDefaults)
-  for (const name of cliEnvironmentVariables) {
-    const value = yield* Config.option(Config.string(name)).pipe(
-      Effect.mapError((error) => new ConfigError({ reason: "Invalid", variable: name, detail: String(error) }))
-    )
-    if (Option.isSome(value)) values.set(name, value.value)
-  }
-  return JobContext.layer.pipe(Layer.locallyEffect(Effect.withConfigProvider(ConfigProvider.fromMap(values))))
-}))
-
-const trainerEnvironment = Layer.provideMerge(Storage.layer, cliJobContext)
+const trainerEnvironment = Storage.layerConfig(Storage.config)
 
 const progressPrinter = (terminal: CliTerminalShape) => (progress: DownloadProgress) =>
   terminal.progress(formatDownloadProgress(progress))
@@ -316,7 +281,7 @@ const download = Command.make(
 
 // cache -----------------------------------------------------------------------------------
 
-const cacheEnvironment = Layer.provide(DatasetCache.layer, trainerEnvironment)
+const cacheEnvironment = Layer.provide(DatasetCache.layerConfig(DatasetCache.config), trainerEnvironment)
 
 const cacheList = Command.make("list", {}, () =>
   Effect.gen(function*() {

@@ -5,12 +5,19 @@
  * outbox), all within the shutdown budget.
  */
 import type { HttpClient } from "@effect/platform"
-import { Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, type Config, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Callback, type CallbackOperation, type CallbackStartedReport } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
 import { classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
 import { JobContext, type JobVariables } from "../JobContext.js"
-import { jobIdVariables } from "./jobConfig.js"
+import {
+  callbackMaxRetriesConfig,
+  callbackRetryDelayConfig,
+  callbackShutdownBudgetConfig,
+  callbackUrlConfig,
+  jobIdentityConfig,
+  taskTypeConfig
+} from "./envSections.js"
 import { ReportOutbox } from "../Outbox.js"
 import { outcomeSideWork as sideWork } from "./bestEffort.js"
 import type { TrainerOutcome, TrainerRunOptions } from "../Runner.js"
@@ -142,37 +149,34 @@ const settle = <A, E>(exit: Exit.Exit<A, E>, options: TrainerRunOptions) =>
     })
   })
 
-/** A config value read leniently (absent or unreadable: none). */
-const lenient = <A>(config: Config.Config<A>) => Effect.option(Effect.orElseFail(config, () => undefined))
+/**
+ * A delivery setting for the setup failure report, by its own rule; when the variable is
+ * invalid (it may be what broke the setup) its default, i.e. the same rule over an empty
+ * environment.
+ */
+const settingOrDefault = <A>(config: Config.Config<A>): Effect.Effect<A> =>
+  Effect.orElse(config, () => Effect.withConfigProvider(config, ConfigProvider.fromMap(new Map()))).pipe(Effect.orDie)
 
 /** Where a job's kind-specific variables could not be read: the setup failure report needs only the kind and id. */
 const unreadUri = { uri: "", bucket: "", key: "" }
 
-/** The kind and id of the job for a setup failure report, read leniently: exactly one id variable holding an integer. */
-const jobForSetupFailure = Effect.gen(function*() {
-  const set: Array<JobVariables> = []
-  for (const { kind, variable } of jobIdVariables) {
-    const id = yield* lenient(Config.integer(variable))
-    if (Option.isNone(id)) continue
-    const trainingJobId = Option.none<number>()
-    set.push(
-      kind === "training"
-        ? { kind, jobId: id.value, datasetS3Uri: Option.none() }
-        : kind === "inference"
-        ? { kind, inferenceJobId: id.value, checkpointS3Uri: unreadUri, imagesS3Uri: unreadUri, trainingJobId }
-        : kind === "export"
-        ? { kind, exportJobId: id.value, trainingJobId: 0, checkpointS3Uri: unreadUri, exportFormat: "" }
-        : { kind, testRunId: id.value, checkpointS3Uri: unreadUri, datasetS3Uri: unreadUri, trainingJobId }
-    )
-  }
-  return set.length === 1 ? Option.some(set[0]!) : Option.none<JobVariables>()
-})
+/** The job of a setup failure report: its kind and id by the job context's rule, the kind's other variables left unread. */
+const jobForSetupFailure = Effect.map(Effect.option(jobIdentityConfig), Option.map(({ id, kind }): JobVariables => {
+  const trainingJobId = Option.none<number>()
+  return kind === "training"
+    ? { kind, jobId: id, datasetS3Uri: Option.none() }
+    : kind === "inference"
+    ? { kind, inferenceJobId: id, checkpointS3Uri: unreadUri, imagesS3Uri: unreadUri, trainingJobId }
+    : kind === "export"
+    ? { kind, exportJobId: id, trainingJobId: 0, checkpointS3Uri: unreadUri, exportFormat: "" }
+    : { kind, testRunId: id, checkpointS3Uri: unreadUri, datasetS3Uri: unreadUri, trainingJobId }
+}))
 
 /**
  * A layer that could not be built (the environment is invalid): report the failure with
- * just `CALLBACK_URL` and the job id variable of its kind when those are usable, so the
- * platform hears of it. The retry and budget settings are taken when readable, clamped to
- * their valid ranges.
+ * just `CALLBACK_URL` and the job id variable of its kind when those are valid, so the
+ * platform hears of it. Every setting is read through the job context's own `Config`
+ * definitions; an invalid retry, backoff or budget setting falls back to its default.
  */
 export const settleSetupFailure = (
   cause: Cause.Cause<unknown>,
@@ -181,27 +185,16 @@ export const settleSetupFailure = (
   Effect.gen(function*() {
     const failure = { errorType: classifyCause(cause), message: describeCause(cause) }
     yield* Effect.logError(`Trainer setup failed: [${failure.errorType}] ${failure.message}`)
-    const callbackUrl = yield* lenient(Config.string("CALLBACK_URL"))
+    const callbackUrl = yield* Effect.option(callbackUrlConfig)
     const job = yield* jobForSetupFailure
     if (Option.isNone(callbackUrl) || Option.isNone(job)) return outcome("failed", false, failure)
-    const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value))
-    const retries = yield* lenient(Config.integer("CALLBACK_MAX_RETRIES"))
-    const delay = yield* lenient(Config.number("CALLBACK_RETRY_DELAY"))
-    const budget = yield* lenient(Config.number("CALLBACK_SHUTDOWN_BUDGET"))
-    const taskType = yield* lenient(Config.string("TASK_TYPE"))
     const context = JobContext.layerTest({
       callbackUrl: callbackUrl.value,
       job: job.value,
-      ...Option.match(taskType, { onNone: () => ({}), onSome: (t) => ({ taskType: t.trim() }) }),
-      ...Option.match(retries, { onNone: () => ({}), onSome: (n) => ({ callbackMaxRetries: clamp(n, 0, 10) }) }),
-      ...Option.match(delay, {
-        onNone: () => ({}),
-        onSome: (seconds) => ({ callbackRetryDelay: Duration.millis(clamp(seconds, 0.01, 60) * 1000) })
-      }),
-      ...Option.match(budget, {
-        onNone: () => ({}),
-        onSome: (seconds) => ({ callbackShutdownBudget: Duration.millis(clamp(seconds, 1, 3600) * 1000) })
-      })
+      taskType: yield* settingOrDefault(taskTypeConfig),
+      callbackMaxRetries: yield* settingOrDefault(callbackMaxRetriesConfig),
+      callbackRetryDelay: yield* settingOrDefault(callbackRetryDelayConfig),
+      callbackShutdownBudget: yield* settingOrDefault(callbackShutdownBudgetConfig)
     })
     return yield* Effect.gen(function*() {
       const callback = yield* Callback

@@ -56,7 +56,8 @@ export interface StorageFlowsEnv {
   readonly external: ObjectStore
   /** Checkpoints and results. */
   readonly internal: ObjectStore
-  readonly jobId: number
+  /** The job whose checkpoints are stored; none: checkpoint uploads fail, no records. */
+  readonly jobId: number | undefined
   /** Download concurrency when a call sets none. */
   readonly defaultConcurrency: number
   /** Per-object retry on transient failures. */
@@ -125,7 +126,7 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
       Effect.flatMap((bytes) => parseJsonBytes(file, bytes))
     )
 
-  const records = makeCheckpointRecords({ fs, internal, jobId })
+  const records = jobId === undefined ? undefined : makeCheckpointRecords({ fs, internal, jobId })
 
   const uploadCheckpoint = Effect.fn("Storage.uploadCheckpoint")(
     function*(localPath: string, checkpointType: string, metrics?: CallbackMetrics, options?: UploadCheckpointOptions) {
@@ -139,6 +140,13 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
       const info = yield* Effect.option(fs.stat(localPath))
       if (Option.isNone(info) || info.value.type !== "File") {
         return yield* new CheckpointError({ reason: "NotFound", path: localPath, detail: "no such file" })
+      }
+      if (jobId === undefined || records === undefined) {
+        return yield* new CheckpointError({
+          reason: "Upload",
+          path: localPath,
+          detail: "this storage has no job (none of JOB_ID, INFERENCE_JOB_ID, EXPORT_JOB_ID, TEST_RUN_ID was set): checkpoints are stored per job"
+        })
       }
       const key = checkpointKey(jobId, checkpointType, path.basename(localPath))
       yield* internal.putFile(key, localPath, { contentType: checkpointContentType(localPath) }).pipe(
@@ -316,7 +324,7 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
 
   return {
     uploadCheckpoint,
-    checkpointRecords: records.list,
+    checkpointRecords: records === undefined ? Effect.succeed([]) : records.list,
     downloadCheckpoint,
     uploadFile,
     downloadDataset,
