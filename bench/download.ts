@@ -9,15 +9,14 @@
  */
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import { NodeContext } from "@effect/platform-node"
-import { Effect, Layer, Redacted } from "effect"
+import { Config, Effect, Layer, Redacted } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtemp, readdir, rm } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { JobContext } from "../src/JobContext.js"
-import { s3ClientConfig } from "../src/ObjectStore.js"
+import { defaultS3Timeouts, s3ClientConfig } from "../src/ObjectStore.js"
 import { Storage } from "../src/Storage.js"
 import { median, numberFlag, report } from "./lib/report.js"
 import { startChildS3rver } from "./support/childS3rver.js"
@@ -53,13 +52,13 @@ try {
   }))
   seedClient.destroy()
 
-  const StorageLive = Storage.layer.pipe(
-    Layer.provide(JobContext.layerTest({
-      externalStorage: { ...settings, bucket },
-      internalStorage: { ...settings, bucket: "training-checkpoints" }
-    })),
-    Layer.provide(NodeContext.layer)
-  )
+  const StorageLive = Storage.layerConfig(Config.succeed({
+    external: { ...settings, bucket },
+    internal: { ...settings, bucket: "training-checkpoints" },
+    region: "us-east-1",
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    timeouts: defaultS3Timeouts
+  }), { jobId: 1 }).pipe(Layer.provide(NodeContext.layer))
 
   /** One timed selective download into a fresh directory; files/s of images + annotation file. */
   const sdkRun = (concurrency: number | undefined) =>

@@ -7,13 +7,12 @@
  */
 import { S3Client } from "@aws-sdk/client-s3"
 import { NodeContext } from "@effect/platform-node"
-import { Effect, Layer, Redacted } from "effect"
+import { Config, Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { open, mkdtemp, rm } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { JobContext } from "../src/JobContext.js"
-import { makeS3ObjectStore, s3ClientConfig } from "../src/ObjectStore.js"
+import { defaultS3Timeouts, makeS3ObjectStore, s3ClientConfig } from "../src/ObjectStore.js"
 import { Storage } from "../src/Storage.js"
 import { numberFlag, report } from "./lib/report.js"
 import { startChildS3rver } from "./support/childS3rver.js"
@@ -49,14 +48,13 @@ await handle.close()
 const server = await startChildS3rver(["training-datasets", bucket])
 const settings = { endpoint: server.endpoint, accessKey: "S3RVER", secretKey: Redacted.make("S3RVER") }
 try {
-  const StorageLive = Storage.layer.pipe(
-    Layer.provide(JobContext.layerTest({
-      jobId: 1,
-      externalStorage: { ...settings, bucket: "training-datasets" },
-      internalStorage: { ...settings, bucket }
-    })),
-    Layer.provide(NodeContext.layer)
-  )
+  const StorageLive = Storage.layerConfig(Config.succeed({
+    external: { ...settings, bucket: "training-datasets" },
+    internal: { ...settings, bucket },
+    region: "us-east-1",
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    timeouts: defaultS3Timeouts
+  }), { jobId: 1 }).pipe(Layer.provide(NodeContext.layer))
   const baselineMiB = process.memoryUsage().rss / MiB
   const multipart = await measure(() =>
     Effect.runPromise(Effect.flatMap(Storage, (s) => s.uploadCheckpoint(file, "best")).pipe(Effect.provide(StorageLive), Effect.asVoid))

@@ -2,12 +2,12 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either, Layer, Redacted, Schedule } from "effect"
+import { Duration, Effect, Either, Layer, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
-import { Storage } from "../src/Storage.js"
+import { storageLayerFrom, storageVariables } from "./support/storageEnv.js"
 import type { CacheWorkerArgs } from "./support/cacheWorker.js"
 import { startFaultProxy } from "./support/faultProxy.js"
 import { startS3rver } from "./support/s3rver.js"
@@ -100,13 +100,8 @@ const expectedImages = imageNames.map((name, i) => `${name}:${100 + i}`).sort()
 /** The cache in this (test) process, against the same server and cache directory. */
 const localCache = (endpoint: string, cacheDir: string, staleAfter: Duration.DurationInput = staleAfterMs) =>
   DatasetCache.layerWith({ cacheDir, staleAfter, heartbeatEvery: heartbeatMs, pollEvery: 50 }).pipe(
-    Layer.provideMerge(Storage.layer),
-    Layer.provide(JobContext.layerTest({
-      datasetId,
-      snapshotId: "snapshot",
-      datasetVersionHash: hash,
-      externalStorage: { endpoint, accessKey: "S3RVER", secretKey: Redacted.make("S3RVER"), bucket }
-    }))
+    Layer.provideMerge(storageLayerFrom(storageVariables({ endpoint, accessKey: "S3RVER", secretKey: "S3RVER" }, { external: bucket }))),
+    Layer.provide(JobContext.layerTest({ datasetId, snapshotId: "snapshot", datasetVersionHash: hash }))
   )
 
 describe("DatasetCache across processes", () => {

@@ -14,6 +14,7 @@ import { createHash, randomBytes } from "node:crypto"
 import { ReportOutbox } from "../src/Outbox.js"
 import { Callback } from "../src/Callback.js"
 import { JobContext } from "../src/JobContext.js"
+import { storageLayerFrom, storageVariables } from "./support/storageEnv.js"
 import { Storage } from "../src/Storage.js"
 import { type FaultProxy, startFaultProxy } from "./support/faultProxy.js"
 import { type ReceivedRequest, makeBackendServer } from "./support/backendServer.js"
@@ -38,18 +39,14 @@ const seed = (s3: LocalS3, objects: ReadonlyArray<readonly [bucket: string, key:
     (client) => Effect.sync(() => client.destroy())
   )
 
-/** The live `Storage.layer` (S3 stores from the job context) with both endpoints at `proxy`. */
-const storageThrough = (s3: LocalS3, proxy: FaultProxy) => {
-  const endpoint = { endpoint: proxy.url, accessKey: s3.accessKey, secretKey: s3.secretKey }
-  return Storage.layer.pipe(
-    Layer.provide(JobContext.layerTest({
-      jobId: 7,
-      externalStorage: { ...endpoint, bucket: datasets },
-      internalStorage: { ...endpoint, bucket: checkpoints }
-    })),
-    Layer.provide(NodeContext.layer)
-  )
-}
+/** The live `Storage.layer` (S3 stores from its variables) with both endpoints at `proxy`. */
+const storageThrough = (s3: LocalS3, proxy: FaultProxy) =>
+  storageLayerFrom(
+    storageVariables({ endpoint: proxy.url, accessKey: s3.accessKey, secretKey: s3.secretKey }, {
+      external: datasets,
+      internal: checkpoints
+    }, 7)
+  ).pipe(Layer.provide(NodeContext.layer))
 
 
 describe("Storage behind a faulty S3 proxy", () => {

@@ -6,7 +6,7 @@ import { Context, Effect, Layer } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream } from "node:fs"
 import { DownloadError } from "../src/Errors.js"
-import { JobContext } from "../src/JobContext.js"
+import { storageLayerFrom, storageVariables } from "./support/storageEnv.js"
 import { Storage } from "../src/Storage.js"
 import { type LocalS3, startS3rver } from "./support/s3rver.js"
 
@@ -17,11 +17,7 @@ const ServerLive = Layer.scoped(Server, startS3rver(["training-datasets", "train
 
 const StorageLive = Layer.unwrapEffect(Effect.map(Server, (s) => {
   const endpoint = { endpoint: s.endpoint, accessKey: s.accessKey, secretKey: s.secretKey }
-  return Storage.layer.pipe(Layer.provide(JobContext.layerTest({
-    jobId: 7,
-    externalStorage: { ...endpoint, bucket: "training-datasets" },
-    internalStorage: { ...endpoint, bucket: "training-checkpoints" }
-  })))
+  return storageLayerFrom(storageVariables(endpoint, { external: "training-datasets", internal: "training-checkpoints" }, 7))
 }))
 
 const PlainLive = Layer.scoped(

@@ -11,10 +11,10 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { DatasetCache } from "../../src/DatasetCache.js"
 import { JobContext } from "../../src/JobContext.js"
-import { Storage } from "../../src/Storage.js"
+import { storageLayerFrom, storageVariables } from "./storageEnv.js"
 
 /** What the parent passes as the single JSON argument. */
 export interface CacheWorkerArgs {
@@ -82,8 +82,7 @@ const program = Effect.gen(function*() {
 const job = JobContext.layerTest({
   datasetId: args.datasetId,
   snapshotId: "snapshot",
-  datasetVersionHash: args.datasetVersionHash,
-  externalStorage: { endpoint: args.endpoint, accessKey: "S3RVER", secretKey: Redacted.make("S3RVER"), bucket: args.bucket }
+  datasetVersionHash: args.datasetVersionHash
 })
 
 const layer = DatasetCache.layerWith({
@@ -92,7 +91,7 @@ const layer = DatasetCache.layerWith({
   heartbeatEvery: args.heartbeatMs,
   pollEvery: 50
 }).pipe(
-  Layer.provideMerge(Storage.layer),
+  Layer.provideMerge(storageLayerFrom(storageVariables({ endpoint: args.endpoint, accessKey: "S3RVER", secretKey: "S3RVER" }, { external: args.bucket }))),
   Layer.provide(job),
   Layer.provideMerge(NodeContext.layer)
 )
