@@ -83,6 +83,15 @@ export interface LabelPrewrite {
 const batchSize = 1024
 
 /**
+ * Messages sent but not yet handled by the writer thread, at most: past this the parsing
+ * thread waits, so label texts never pile up in memory when writing is the slower side.
+ */
+const maxPending = 4
+
+/** How long the parsing thread waits for the writer thread to handle one message before giving up proposing. */
+const stuckMs = 30_000
+
+/**
  * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
  * task as the conversion will (from the options, the header, the file name). Closing the
  * scope stops the writer thread and removes whatever staging is left.
@@ -114,12 +123,24 @@ export const makeLabelPrewrite = (
       })
     )
 
-    const flush = () => {
-      if (files.length === 0) return
-      worker ??= startThread("labelWriterThread", { staging })
+    const progress = new SharedArrayBuffer(4)
+    const handled = new Int32Array(progress)
+    let sent = 0
+
+    /** Sends the pending files; `false` when the writer thread stopped handling messages. */
+    const flush = (): boolean => {
+      if (files.length === 0) return true
+      worker ??= startThread("labelWriterThread", { staging, progress })
+      for (;;) {
+        const done = Atomics.load(handled, 0)
+        if (sent - done < maxPending) break
+        if (Atomics.wait(handled, 0, done, stuckMs) === "timed-out") return false
+      }
       worker.postMessage({ _tag: "Files", files, texts } satisfies LabelWriterRequest)
+      sent++
       files = []
       texts = []
+      return true
     }
 
     const listing = (d: string): ReadonlySet<string> | undefined => {
@@ -186,10 +207,9 @@ export const makeLabelPrewrite = (
         labels.set(image, label)
         files.push(label.staged)
         texts.push(lines.join("\n"))
-        if (files.length >= batchSize) flush()
+        if (files.length >= batchSize && !flush()) return false
       }
-      flush()
-      return true
+      return flush()
     }
 
     const listenerFor = (file: string): NestedImagesListener => (decoded, images) => {
@@ -202,7 +222,7 @@ export const makeLabelPrewrite = (
     }
 
     const finish = Effect.gen(function*() {
-      if (!stopped) flush()
+      if (!stopped) stopped = !flush()
       const current = worker
       const reply = current === undefined
         ? undefined

@@ -9,7 +9,9 @@ import { parentPort, workerData } from "node:worker_threads"
 import type { LabelWriterReply, LabelWriterRequest } from "./labelPrewrite.js"
 
 const port = parentPort!
-const staging = (workerData as { readonly staging: string }).staging
+const { progress, staging } = workerData as { readonly staging: string; readonly progress: SharedArrayBuffer }
+/** Batches handled so far, shared with the sender (which waits when too many are pending). */
+const handled = new Int32Array(progress)
 const made = new Set<string>()
 let failure: { readonly file: string; readonly message: string } | undefined
 
@@ -25,16 +27,16 @@ const write = (file: string, text: string): void => {
 
 port.on("message", (request: LabelWriterRequest) => {
   if (request._tag === "Files") {
-    if (failure !== undefined) return
     const { files, texts } = request
-    for (let i = 0; i < files.length; i++) {
+    for (let i = 0; i < files.length && failure === undefined; i++) {
       try {
         write(files[i]!, texts[i]!)
       } catch (cause) {
         failure = { file: files[i]!, message: cause instanceof Error ? cause.message : String(cause) }
-        return
       }
     }
+    Atomics.add(handled, 0, 1)
+    Atomics.notify(handled, 0)
     return
   }
   port.postMessage((failure === undefined ? { _tag: "Written" } : { _tag: "Failed", ...failure }) satisfies LabelWriterReply)
