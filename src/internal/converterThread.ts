@@ -8,7 +8,7 @@
 import { Effect } from "effect"
 import { createRequire } from "node:module"
 import { pathToFileURL } from "node:url"
-import { Worker } from "node:worker_threads"
+import { type ResourceLimits, Worker } from "node:worker_threads"
 import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 
@@ -33,16 +33,16 @@ const interruptGraceMs = 30_000
 /**
  * Starts a thread running the module `name` (`convertWorker`, `labelWriterThread`) that sits
  * next to this one. From compiled JavaScript it is `{name}.js`; from TypeScript sources
- * (tests, `tsx`) the thread first registers tsx's loader.
+ * (tests, `tsx`) the thread first registers tsx's loader. `resourceLimits` bound its heap.
  */
-export const startThread = (name: string, workerData?: unknown): Worker => {
+export const startThread = (name: string, workerData?: unknown, resourceLimits?: ResourceLimits): Worker => {
   const here = import.meta.url
-  if (!here.endsWith(".ts")) return new Worker(new URL(`./${name}.js`, here), { workerData })
+  if (!here.endsWith(".ts")) return new Worker(new URL(`./${name}.js`, here), { workerData, resourceLimits })
   const api = pathToFileURL(createRequire(here).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href
   const entry = new URL(`./${name}.ts`, here).href
   return new Worker(
     `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`,
-    { eval: true, workerData }
+    { eval: true, workerData, resourceLimits }
   )
 }
 

@@ -270,7 +270,7 @@ export const makeConverterWriter = Effect.gen(function*() {
         const name = label.slice(root.length + 1)
         files.push(name)
         rootOf[i] = files
-        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${prewritten!.staging}/${rootNumber}/${name}`) {
+        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${rootNumber}/${name}`) {
           staged = false
         }
       }

@@ -45,7 +45,7 @@ export type LabelWriterReply =
 
 /** One image's label file as proposed. */
 export interface PrewrittenLabel {
-  /** Its path in the staging directory: `{staging}/{label root number}/{path under the root}`. */
+  /** Its path under the staging directory: `{label root number}/{path under the root}`. */
   readonly staged: string
   /** Rows in its text. */
   readonly rows: number
@@ -108,8 +108,6 @@ export const makeLabelPrewrite = (
     let header: DiceHeader | undefined
     const labels = new Map<DiceImage, PrewrittenLabel>()
     const listings = new Map<string, ReadonlySet<string>>()
-    const names = new Set<string>()
-    const places = new Set<string>()
     const rootNumbers = new Map<string, number>()
     let files: Array<string> = []
     let texts: Array<string> = []
@@ -130,7 +128,8 @@ export const makeLabelPrewrite = (
     /** Sends the pending files; `false` when the writer thread stopped handling messages. */
     const flush = (): boolean => {
       if (files.length === 0) return true
-      worker ??= startThread("labelWriterThread", { staging, progress })
+      // A small young generation: the thread's garbage (the texts it has written) dies young.
+      worker ??= startThread("labelWriterThread", { staging, progress }, { maxYoungGenerationSizeMb: 4 })
       for (;;) {
         const done = Atomics.load(handled, 0)
         if (sent - done < maxPending) break
@@ -179,8 +178,8 @@ export const makeLabelPrewrite = (
         const name = prefix !== undefined && normalized.right.startsWith(prefix)
           ? normalized.right.slice(prefix.length)
           : normalized.right
-        if (names.has(name)) return false
-        names.add(name)
+        // Two images naming (or resolving to) one file are a Duplicate error of the regular
+        // path, which then fails the conversion: such a proposal is never installed.
         let found: string | undefined
         for (const c of imageCandidates(dir, root, name)) {
           const known = listing(c.dir)
@@ -190,8 +189,7 @@ export const makeLabelPrewrite = (
             break
           }
         }
-        if (found === undefined || places.has(found)) return false
-        places.add(found)
+        if (found === undefined) return false
         const place = yoloImagePlace(dir, found)
         const labelRoot = yoloLabelRoot(place)
         let n = rootNumbers.get(labelRoot)
@@ -199,13 +197,13 @@ export const makeLabelPrewrite = (
         const skipped: SkipCounts = {}
         const lines = yoloImageLines(image, ctx, skipped)
         const label: PrewrittenLabel = {
-          staged: `${staging}/${n}/${yoloLabelPath(place).slice(labelRoot.length + 1)}`,
+          staged: `${n}/${yoloLabelPath(place).slice(labelRoot.length + 1)}`,
           rows: lines.length,
           classes: lines.map((line) => Number(line.slice(0, line.indexOf(" ")))),
           skipped: Object.keys(skipped).length > 0 ? skipped : undefined
         }
         labels.set(image, label)
-        files.push(label.staged)
+        files.push(`${staging}/${label.staged}`)
         texts.push(lines.join("\n"))
         if (files.length >= batchSize && !flush()) return false
       }
