@@ -15,7 +15,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { DatasetCache } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
-import { MemoryStorage, Storage } from "../src/Storage.js"
+import { StorageTest, Storage } from "../src/Storage.js"
 import { median, numberFlag, percentile, report } from "./lib/report.js"
 
 const largeImages = numberFlag("images", 100_000)
@@ -85,15 +85,15 @@ const run = (root: string) =>
     writeEntry(cacheDir, smallHash, smallImages)
     const setupSeconds = (performance.now() - setupStart) / 1000
 
-    const layer = DatasetCache.layerWith({ cacheDir, maxBytes: 1024 ** 4 }).pipe(
-      Layer.provideMerge(Storage.layerMemory),
+    const layer = DatasetCache.layerConfig({ cacheDir, maxBytes: 1024 ** 4 }).pipe(
+      Layer.provideMerge(Storage.layerTest()),
       Layer.provide(JobContext.layerTest({ datasetId: "bench", snapshotId: "bench" })),
       Layer.provideMerge(NodeContext.layer)
     )
     const { large, listings, small } = yield* Effect.gen(function*() {
       const large = yield* measureHits(jobsDir, largeHash)
       const small = yield* measureHits(jobsDir, smallHash)
-      const memory = yield* MemoryStorage
+      const memory = yield* StorageTest
       return { large, small, listings: memory.external.listPageCount() }
     }).pipe(Effect.provide(layer))
 

@@ -118,7 +118,7 @@ const withServices = <A, E>(
     const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "bench-outbox-"))
     return yield* use.pipe(
       Effect.provide(Layer.mergeAll(Callback.layer, LogBuffer.layer).pipe(
-        Layer.provideMerge(ReportOutbox.layerWith({ dir })),
+        Layer.provideMerge(ReportOutbox.layerConfig({ dir })),
         Layer.provide(Layer.mergeAll(
           JobContext.layerTest({ jobId: 1, callbackUrl, callbackShutdownBudget: Duration.seconds(1), ...job }),
           NodeHttpClient.layerUndici

@@ -157,7 +157,7 @@ export const runEmbedded = <A, E>(
       ConfigProvider.orElse(() => ConfigProvider.fromMap(defaults))
     )
 
-    const outcome = yield* runTrainerEffect(program, { layer: TrainerSdk.layerWith({ workDir: `${root}/work` }) }).pipe(
+    const outcome = yield* runTrainerEffect(program, { layer: TrainerSdk.layerConfig({ workDir: `${root}/work` }) }).pipe(
       Effect.withConfigProvider(provider)
     )
     yield* Console.log(`\nWhat the backend received:\n${formatDevBackendSummary(yield* backend.summary)}`)

@@ -545,7 +545,7 @@ export interface CallbackRecorder {
   readonly clear: Effect.Effect<void>
 }
 
-/** Test handle of `Callback.layerTest`: what was sent, and scripted failures. */
+/** Test handle of `Callback.layerTest()`: what was sent, and scripted failures. */
 export class CallbackTest extends Context.Tag("trainer-sdk/CallbackTest")<CallbackTest, CallbackRecorder>() {}
 
 /** The callback service: `const callback = yield* Callback`. */
@@ -562,7 +562,10 @@ export class Callback extends Context.Tag("trainer-sdk/Callback")<Callback, Call
    * Retries wait the job context's `callbackRetryDelay` on the `Clock` (set it to zero, or
    * drive TestClock).
    */
-  static readonly layerTest: Layer.Layer<Callback | CallbackTest | ReportOutbox, never, JobContext> = Layer.unwrapEffect(
+  static readonly layerTest = (): Layer.Layer<Callback | CallbackTest | ReportOutbox, never, JobContext> => Callback.sharedTestLayer
+
+  /** The one instance `layerTest()` returns, so a layer provided twice is built once. */
+  private static readonly sharedTestLayer: Layer.Layer<Callback | CallbackTest | ReportOutbox, never, JobContext> = Layer.unwrapEffect(
     Effect.gen(function*() {
       const ctx = yield* JobContext
       const { client, recorder } = yield* makeCallbackRecorder(ctx.callbackUrl)

@@ -351,13 +351,13 @@ const makeLive = (options: ClearMLOptions) =>
     } satisfies ClearMLService
   })
 
-/** A lifecycle step as `ClearML.layerTest` records it. */
+/** A lifecycle step as `ClearML.layerTest()` records it. */
 export interface ClearMLLifecycleStep {
   readonly step: "started" | "completed" | "failed" | "stopped"
   readonly reason?: string
 }
 
-/** Access to what `ClearML.layerTest` recorded. */
+/** Access to what `ClearML.layerTest()` recorded. */
 export class ClearMLTest extends Context.Tag("trainer-sdk/ClearMLTest")<ClearMLTest, {
   /** Scalars in report order (NaN/Infinity skipped, as the live service does). */
   readonly scalars: Effect.Effect<ReadonlyArray<ClearMLScalar>>
@@ -377,12 +377,12 @@ export class ClearML extends Context.Tag("trainer-sdk/ClearML")<ClearML, ClearML
    * scope close it flushes and ends the task (completed, failed or stopped by the scope's
    * outcome) unless the program already ended it.
    */
-  static readonly layerWith = (
+  static readonly layerConfig = (
     options: ClearMLOptions = {}
   ): Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> => Layer.scoped(ClearML, makeLive(options))
 
   /** The live service with the default settings. */
-  static readonly layer: Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> = ClearML.layerWith()
+  static readonly layer: Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> = ClearML.layerConfig()
 
   /**
    * The ClearML variables (`CLEARML_API_HOST`, `CLEARML_API_ACCESS_KEY`, `CLEARML_API_SECRET_KEY`,
@@ -396,7 +396,10 @@ export class ClearML extends Context.Tag("trainer-sdk/ClearML")<ClearML, ClearML
   static readonly layerNoop: Layer.Layer<ClearML> = Layer.succeed(ClearML, noop)
 
   /** An in-memory twin; read what was reported through `ClearMLTest`. */
-  static readonly layerTest: Layer.Layer<ClearML | ClearMLTest> = Layer.effectContext(Effect.sync(() => {
+  static readonly layerTest = (): Layer.Layer<ClearML | ClearMLTest> => ClearML.sharedTestLayer
+
+  /** The one instance `layerTest()` returns, so a layer provided twice is built once. */
+  private static readonly sharedTestLayer: Layer.Layer<ClearML | ClearMLTest> = Layer.effectContext(Effect.sync(() => {
     const scalars: Array<ClearMLScalar> = []
     const texts: Array<{ message: string; level: ClearMLTextLevel }> = []
     const lifecycle: Array<ClearMLLifecycleStep> = []

@@ -230,13 +230,13 @@ export const makeConverter = (offThread: OffThreadOptions) =>
 
 const make = makeConverter(defaultOffThread)
 
-/** One conversion seen by `Converter.layerTest`. */
+/** One conversion seen by `Converter.layerTest()`. */
 export interface ConverterRun {
   readonly options: ConvertOptions
   readonly report: ConversionReport
 }
 
-/** Test handle of `Converter.layerTest`: the successful conversions, in order. */
+/** Test handle of `Converter.layerTest()`: the successful conversions, in order. */
 export class ConverterTest extends Context.Tag("trainer-sdk/ConverterTest")<ConverterTest, {
   readonly conversions: Effect.Effect<ReadonlyArray<ConverterRun>>
 }>() {}
@@ -265,7 +265,10 @@ export class Converter extends Context.Tag("trainer-sdk/Converter")<Converter, C
    * conversion is local file work only (no network), so tests run it for real on a temp
    * dir; the record lets a trainer's test assert what it asked for and what came out.
    */
-  static readonly layerTest: Layer.Layer<Converter | ConverterTest, never, FileSystem.FileSystem | Path.Path> = Layer
+  static readonly layerTest = (): Layer.Layer<Converter | ConverterTest, never, FileSystem.FileSystem | Path.Path> => Converter.sharedTestLayer
+
+  /** The one instance `layerTest()` returns, so a layer provided twice is built once. */
+  private static readonly sharedTestLayer: Layer.Layer<Converter | ConverterTest, never, FileSystem.FileSystem | Path.Path> = Layer
     .effectContext(Effect.gen(function*() {
       const live = yield* make
       const runs = yield* Ref.make<ReadonlyArray<ConverterRun>>([])

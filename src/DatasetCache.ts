@@ -232,21 +232,26 @@ export class DatasetCache extends Context.Tag("trainer-sdk/DatasetCache")<Datase
   static readonly config: Config.Config<DatasetCacheSettings> = datasetCacheConfig
 
   /**
-   * The cache configured from `config` instead of the job context (a tool without a job,
-   * e.g. the CLI), `options` first; an invalid value is a `ConfigError` naming the variable.
+   * The cache with explicit settings: from the job context with `options` first (tests,
+   * tools inside a job: directory, size limit, lock timing), or from `config` instead of the
+   * job context (a tool without a job, e.g. the CLI), where an invalid value is a
+   * `ConfigError` naming the variable.
    */
-  static readonly layerConfig = (
-    config: Config.Config<DatasetCacheSettings>,
-    options: DatasetCacheOptions = {}
-  ): Layer.Layer<DatasetCache, ConfigError, Storage | FileSystem.FileSystem | Path.Path> =>
-    Layer.scoped(
-      DatasetCache,
-      Effect.flatMap(Effect.mapError(config, toSdkConfigError), (settings) => makeDatasetCacheWith(settings, options))
-    )
-
-  /** The cache with explicit settings (tests, tools): directory, size limit, lock timing. */
-  static readonly layerWith = (
+  static layerConfig(
     options: DatasetCacheOptions
-  ): Layer.Layer<DatasetCache, never, JobContext | Storage | FileSystem.FileSystem | Path.Path> =>
-    Layer.scoped(DatasetCache, makeDatasetCache(options))
+  ): Layer.Layer<DatasetCache, never, JobContext | Storage | FileSystem.FileSystem | Path.Path>
+  static layerConfig(
+    config: Config.Config<DatasetCacheSettings>,
+    options?: DatasetCacheOptions
+  ): Layer.Layer<DatasetCache, ConfigError, Storage | FileSystem.FileSystem | Path.Path>
+  static layerConfig(
+    configOrOptions: Config.Config<DatasetCacheSettings> | DatasetCacheOptions,
+    options: DatasetCacheOptions = {}
+  ): Layer.Layer<DatasetCache, ConfigError, JobContext | Storage | FileSystem.FileSystem | Path.Path> {
+    if (!Config.isConfig(configOrOptions)) return Layer.scoped(DatasetCache, makeDatasetCache(configOrOptions))
+    return Layer.scoped(
+      DatasetCache,
+      Effect.flatMap(Effect.mapError(configOrOptions, toSdkConfigError), (settings) => makeDatasetCacheWith(settings, options))
+    )
+  }
 }

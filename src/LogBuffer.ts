@@ -226,7 +226,7 @@ export const makeLogBufferLogger = (buffer: LogBufferService): Logger.Logger<unk
     buffer.unsafeLog(level, messageText(message), source === undefined ? { data } : { source, data }, date)
   })
 
-/** Access to what `LogBuffer.layerTest` recorded. */
+/** Access to what `LogBuffer.layerTest()` recorded. */
 export class LogBufferTest extends Context.Tag("trainer-sdk/LogBufferTest")<LogBufferTest, {
   /** Every entry logged so far, in order. */
   readonly entries: Effect.Effect<ReadonlyArray<LogBufferEntry>>
@@ -246,7 +246,10 @@ export class LogBuffer extends Context.Tag("trainer-sdk/LogBuffer")<LogBuffer, L
   static readonly layerNoop: Layer.Layer<LogBuffer> = Layer.succeed(LogBuffer, noop)
 
   /** An in-memory buffer; read what was logged through `LogBufferTest`. */
-  static readonly layerTest: Layer.Layer<LogBuffer | LogBufferTest> = Layer.effectContext(Effect.sync(() => {
+  static readonly layerTest = (): Layer.Layer<LogBuffer | LogBufferTest> => LogBuffer.sharedTestLayer
+
+  /** The one instance `layerTest()` returns, so a layer provided twice is built once. */
+  private static readonly sharedTestLayer: Layer.Layer<LogBuffer | LogBufferTest> = Layer.effectContext(Effect.sync(() => {
     const entries: Array<LogBufferEntry> = []
     return Context.make(LogBuffer, fromUnsafe((level, message, options, date) => {
       entries.push(makeEntry(level, message, options, date))

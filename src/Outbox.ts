@@ -124,7 +124,7 @@ export interface ReportOutboxService {
   readonly stats: Effect.Effect<ReportOutboxStats>
 }
 
-/** Options of `ReportOutbox.layerWith`. */
+/** Options of `ReportOutbox.layerConfig`. */
 export interface ReportOutboxOptions {
   /**
    * Directory of the outbox file (`reports.jsonl`); default `{work dir}/outbox` with the
@@ -470,12 +470,12 @@ export class ReportOutbox extends Context.Tag("trainer-sdk/ReportOutbox")<Report
   )
 
   /** The live outbox with the given options. */
-  static readonly layerWith = (
+  static readonly layerConfig = (
     options: ReportOutboxOptions
   ): Layer.Layer<ReportOutbox, never, JobContext | HttpClient.HttpClient> => Layer.scoped(ReportOutbox, makeReportOutbox(options))
 
   /** The live outbox without a file (memory only), for tests and tools. */
-  static readonly layerMemory: Layer.Layer<ReportOutbox, never, JobContext | HttpClient.HttpClient> = ReportOutbox.layerWith({
+  static readonly layerMemory: Layer.Layer<ReportOutbox, never, JobContext | HttpClient.HttpClient> = ReportOutbox.layerConfig({
     dir: null
   })
 }

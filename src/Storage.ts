@@ -214,7 +214,7 @@ export const makeStorage = (config: StorageConfig): Effect.Effect<StorageService
   })
 
 /**
- * A dataset for `MemoryStorage`'s `seedDataset`: its images, its annotation files and any
+ * A dataset for `StorageTest`'s `seedDataset`: its images, its annotation files and any
  * other files, stored under `datasets/{dataset_id}/` as the platform lays a dataset out.
  */
 export interface DatasetSeed {
@@ -230,8 +230,8 @@ export interface DatasetSeed {
   readonly files?: ReadonlyArray<{ readonly key: string; readonly bytes: Uint8Array | string; readonly contentType?: string }>
 }
 
-/** The in-memory stores behind `Storage.layerMemory`, for tests to seed, inspect and break. */
-export class MemoryStorage extends Context.Tag("trainer-sdk/MemoryStorage")<MemoryStorage, {
+/** The in-memory stores behind `Storage.layerTest()`, for tests to seed, inspect and break. */
+export class StorageTest extends Context.Tag("trainer-sdk/StorageTest")<StorageTest, {
   readonly external: MemoryObjectStore
   readonly internal: MemoryObjectStore
   /** Puts a dataset into the external (datasets) store under `datasets/{datasetId}/`. */
@@ -263,7 +263,7 @@ const datasetSeeder = (external: MemoryObjectStore) => (datasetId: string, datas
 }
 
 /** Options of `Storage.layerMemoryWith`. */
-export interface MemoryStorageOptions {
+export interface StorageTestOptions {
   readonly jobId?: number
   readonly externalBucket?: string
   readonly internalBucket?: string
@@ -354,28 +354,38 @@ export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, Storage
     )
   )
 
-  /** In-memory stores with options; see `MemoryStorage` for the test controls. */
-  static readonly layerMemoryWith = (
-    options: MemoryStorageOptions = {}
-  ): Layer.Layer<Storage | MemoryStorage, never, FileSystem.FileSystem | Path.Path> =>
-    Layer.effectContext(Effect.gen(function*() {
-      const pageSize = options.pageSize === undefined ? {} : { pageSize: options.pageSize }
-      const external = yield* makeMemoryObjectStore(options.externalBucket ?? "training-datasets", pageSize)
-      const internal = yield* makeMemoryObjectStore(options.internalBucket ?? "training-checkpoints", pageSize)
-      const service = yield* makeStorage({
-        external,
-        internal,
-        jobId: options.jobId ?? 1,
-        // In memory there is no transport to wait for: retry at once, so TestClock never blocks.
-        retry: Schedule.recurs(2),
-        ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency })
-      })
-      return Context.make(Storage, service).pipe(
-        Context.add(MemoryStorage, { external, internal, seedDataset: datasetSeeder(external) })
-      )
-    }))
+  /**
+   * In-memory stores (by default buckets `training-datasets` / `training-checkpoints`, job 1);
+   * see `StorageTest` for the test controls. Without options every call returns the same
+   * layer, so one provided twice is built once.
+   */
+  static readonly layerTest = (
+    options?: StorageTestOptions
+  ): Layer.Layer<Storage | StorageTest, never, FileSystem.FileSystem | Path.Path> =>
+    options === undefined ? Storage.sharedTestLayer : storageTestLayer(options)
 
-  /** In-memory stores (buckets `training-datasets` / `training-checkpoints`, job 1). */
-  static readonly layerMemory: Layer.Layer<Storage | MemoryStorage, never, FileSystem.FileSystem | Path.Path> = Storage
-    .layerMemoryWith()
+  /** The one instance `layerTest()` returns. */
+  private static readonly sharedTestLayer: Layer.Layer<Storage | StorageTest, never, FileSystem.FileSystem | Path.Path> =
+    Layer.suspend(() => storageTestLayer({}))
 }
+
+/** In-memory stores with `options` (see `Storage.layerTest`). */
+const storageTestLayer = (
+  options: StorageTestOptions
+): Layer.Layer<Storage | StorageTest, never, FileSystem.FileSystem | Path.Path> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const pageSize = options.pageSize === undefined ? {} : { pageSize: options.pageSize }
+    const external = yield* makeMemoryObjectStore(options.externalBucket ?? "training-datasets", pageSize)
+    const internal = yield* makeMemoryObjectStore(options.internalBucket ?? "training-checkpoints", pageSize)
+    const service = yield* makeStorage({
+      external,
+      internal,
+      jobId: options.jobId ?? 1,
+      // In memory there is no transport to wait for: retry at once, so TestClock never blocks.
+      retry: Schedule.recurs(2),
+      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency })
+    })
+    return Context.make(Storage, service).pipe(
+      Context.add(StorageTest, { external, internal, seedDataset: datasetSeeder(external) })
+    )
+  }))

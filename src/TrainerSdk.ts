@@ -38,7 +38,7 @@ import { isPlatformSplitConfig } from "./internal/splitConfig.js"
 import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
 import { defaultWorkDir, ReportOutbox } from "./Outbox.js"
-import { MemoryStorage, Storage, type StorageService, type UploadCheckpointOptions } from "./Storage.js"
+import { StorageTest, Storage, type StorageService, type UploadCheckpointOptions } from "./Storage.js"
 
 
 /** Where a background upload stands. */
@@ -267,12 +267,12 @@ export type TrainerCapabilities =
 export type TrainerTestServices =
   | TrainerServices
   | CallbackTest
-  | MemoryStorage
+  | StorageTest
   | LogBufferTest
   | ClearMLTest
   | ConverterTest
 
-/** Options of `TrainerSdk.layerWith`. */
+/** Options of `TrainerSdk.layerConfig`. */
 export interface TrainerSdkLayerOptions {
   /** The job's working directory (default: see `TrainerSdkService.workDir`), created at start. */
   readonly workDir?: string
@@ -496,7 +496,7 @@ const serviceLayer = (tag: Context.Tag<TrainerSdk, TrainerSdkService>, options: 
 const liveCapabilities = (workDir: string | undefined) =>
   Layer.mergeAll(Callback.layer, LogBuffer.layer, ClearML.layer, Converter.layer).pipe(
     Layer.provideMerge(Storage.layer.pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layer))),
-    Layer.provideMerge(workDir === undefined ? ReportOutbox.layer : ReportOutbox.layerWith({ dir: nodePath.join(workDir, "outbox") }))
+    Layer.provideMerge(workDir === undefined ? ReportOutbox.layer : ReportOutbox.layerConfig({ dir: nodePath.join(workDir, "outbox") }))
   )
 
 /** The trainer SDK: `const sdk = yield* TrainerSdk`. */
@@ -511,7 +511,7 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
    * the console logger kept), ClearML, over the Node HTTP client and file system. Closing
    * it flushes progress and logs and ends the ClearML task by the outcome.
    */
-  static readonly layerWith = (
+  static readonly layerConfig = (
     options: TrainerSdkLayerOptions = {}
   ): Layer.Layer<TrainerServices, ConfigError> =>
     serviceLayer(TrainerSdk, options).pipe(
@@ -523,12 +523,12 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
       Layer.provideMerge(Layer.mergeAll(JobContext.layer, NodeContext.layer, NodeHttpClient.layerUndici))
     )
 
-  /** `layerWith()`: every live service with the default working directory. */
-  static readonly layer: Layer.Layer<TrainerServices, ConfigError> = TrainerSdk.layerWith()
+  /** `layerConfig()`: every live service with the default working directory. */
+  static readonly layer: Layer.Layer<TrainerServices, ConfigError> = TrainerSdk.layerConfig()
 
   /**
    * The same composition over every in-memory twin, so a trainer's whole program runs in a
-   * unit test: read what it did through `CallbackTest`, `MemoryStorage` (seed datasets
+   * unit test: read what it did through `CallbackTest`, `StorageTest` (seed datasets
    * there), `LogBufferTest`, `ClearMLTest` and `ConverterTest`. The converter and cache use
    * the real file system, under temp directories removed with the layer; the program's own
    * `HttpClient` is the Node one.
@@ -540,16 +540,16 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
       const root = yield* Effect.orDie(fs.makeTempDirectoryScoped({ prefix: "trainer-sdk-test-" }))
       const job = JobContext.layerTest({ callbackRetryDelay: Duration.zero, ...options.job })
       const storage = Layer.unwrapEffect(Effect.map(JobContext, (ctx) =>
-        Storage.layerMemoryWith({
+        Storage.layerTest({
           jobId: ctx.jobId,
           externalBucket: ctx.externalStorage.bucket,
           internalBucket: ctx.internalStorage.bucket
         })
-      )).pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layerTest))
-      const capabilities = Layer.mergeAll(Callback.layerTest, LogBuffer.layerTest, ClearML.layerTest, Converter.layerTest).pipe(
+      )).pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layerTest()))
+      const capabilities = Layer.mergeAll(Callback.layerTest(), LogBuffer.layerTest(), ClearML.layerTest(), Converter.layerTest()).pipe(
         Layer.provideMerge(storage)
       )
-      const cache = DatasetCache.layerWith({ cacheDir: options.cacheDir ?? path.join(root, "cache") })
+      const cache = DatasetCache.layerConfig({ cacheDir: options.cacheDir ?? path.join(root, "cache") })
       // In memory there is no transport to wait for: a failed upload is retried at once.
       return serviceLayer(TrainerSdk, {
         workDir: options.workDir ?? path.join(root, "work"),

@@ -11,7 +11,7 @@ import {
   CheckpointError,
   ConverterTest,
   LogBufferTest,
-  MemoryStorage,
+  StorageTest,
   runTrainerEffect,
   TrainerClient,
   TrainerError,
@@ -87,7 +87,7 @@ const writeCheckpoint = (name: string, text: string) =>
   })
 
 const stored = (key: string) =>
-  Effect.map(MemoryStorage, (s) => {
+  Effect.map(StorageTest, (s) => {
     const bytes = s.internal.read(key)
     return bytes === undefined ? undefined : new TextDecoder().decode(bytes)
   })
@@ -195,7 +195,7 @@ describe("background checkpoint uploads", () => {
   it.scoped("a failed upload is retried, then reported in the completion's data and the logs", () =>
     Effect.gen(function*() {
       const sdk = yield* TrainerSdk
-      const storage = yield* MemoryStorage
+      const storage = yield* StorageTest
       storage.internal.failOn("checkpoints/7/best.pt", "AccessDenied", 10)
       storage.internal.failOn("checkpoints/7/last.pt", "Transport", 2) // the retry gets through
       const best = yield* sdk.enqueueCheckpoint(yield* writeCheckpoint("best.pt", "b"), "best", { epoch: 1 })
@@ -239,7 +239,7 @@ describe("resume after preemption", () => {
           if (epoch === 2) yield* sdk.enqueueCheckpoint(yield* writeCheckpoint("best.pt", "best of epoch 2"), "best")
         }
         yield* sdk.awaitCheckpointUploads
-        const { internal } = yield* MemoryStorage
+        const { internal } = yield* StorageTest
         return internal.keys().map((key) => [key, internal.read(key)!] as const)
       }).pipe(Effect.provide(first))
       expect(objects.map(([key]) => key).sort()).toEqual([
@@ -252,7 +252,7 @@ describe("resume after preemption", () => {
       // The restarted pod: same JOB_ID, same store.
       const second = yield* Layer.build(TrainerSdk.layerTest({ job }))
       yield* Effect.gen(function*() {
-        const { internal } = yield* MemoryStorage
+        const { internal } = yield* StorageTest
         for (const [key, bytes] of objects) internal.seed(key, bytes)
         const sdk = yield* TrainerSdk
         yield* sdk.reportStarted({ totalEpochs: 5 })
@@ -281,7 +281,7 @@ describe("resume after preemption", () => {
   it.scoped("a recorded checkpoint that is gone falls back to the next one; an unreadable record is skipped", () =>
     Effect.gen(function*() {
       const sdk = yield* TrainerSdk
-      const { internal } = yield* MemoryStorage
+      const { internal } = yield* StorageTest
       const record = (type: string, epoch: number) =>
         JSON.stringify({ checkpoint_type: type, uri: `s3://training-checkpoints/checkpoints/7/${type}.pt`, epoch, metrics: {}, uploaded_at: "2026-01-01T00:00:00.000Z" })
       internal.seed("checkpoints/7/resume/last.json", record("last", 9)) // its checkpoint is missing
@@ -297,7 +297,7 @@ describe("the Promise facade", () => {
   /** The test layer with the sample dataset seeded, as `TrainerSdk.test.ts` uses it. */
   const seeded = Layer.tap(TrainerSdk.layerTest({ job: { ...job, datasetId: "ds", datasetVersionHash: "v1" } }), (context) =>
     Effect.sync(() => {
-      Context.get(context, MemoryStorage).seedDataset("ds", { files: sampleDiceDataset() })
+      Context.get(context, StorageTest).seedDataset("ds", { files: sampleDiceDataset() })
     }))
 
   it.live("every operation of the Effect API, the services and the test recorders", () =>
@@ -350,7 +350,7 @@ describe("the Promise facade", () => {
         ])
         expect((await sdk.runEffect(sdk.service(LogBufferTest).entries)).some((e) => e.message === "epoch 1 done")).toBe(true)
         expect((await sdk.runEffect(sdk.service(ConverterTest).conversions)).length).toBe(1)
-        expect(sdk.service(MemoryStorage).internal.keys()).toContain("results/7/report.txt")
+        expect(sdk.service(StorageTest).internal.keys()).toContain("results/7/report.txt")
         expect(() => sdk.service(Context.GenericTag<{ readonly x: 1 }>("not-in-layer"))).toThrow(/no not-in-layer service/)
         await sdk.reportFailed({ errorType: "DatasetError", message: "after the fact" }).catch(() => undefined)
       } finally {

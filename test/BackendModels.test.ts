@@ -302,5 +302,5 @@ describe("event_type is bounded at the source", () => {
       yield* Effect.logInfo("y").pipe(Effect.annotateLogs({ event_type: "data-loading-stage" }), Effect.provide(LogBuffer.layerLogger))
       const entries = yield* Effect.flatMap(LogBufferTest, (t) => t.entries)
       assert.deepStrictEqual(entries.map((e) => e.source), ["augmentati", "data-loadi"])
-    }).pipe(Effect.provide(LogBuffer.layerTest)))
+    }).pipe(Effect.provide(LogBuffer.layerTest())))
 })

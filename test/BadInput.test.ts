@@ -14,7 +14,7 @@ import { Converter } from "../src/Converter.js"
 import { cacheKeyOf, DatasetCache, type DatasetCacheService } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
 import { matchCallbackEndpoint } from "../src/internal/callbackBodies.js"
-import { MemoryStorage, Storage, type StorageService } from "../src/Storage.js"
+import { StorageTest, Storage, type StorageService } from "../src/Storage.js"
 
 /** A temp root holding `dest/` (where writes belong) and `outside/` (a sentinel that must not change). */
 interface Sandbox {
@@ -76,7 +76,7 @@ const expectOutcome = <A, E, R>(effect: Effect.Effect<A, E, R>, outcome: Outcome
 // ---------------------------------------------------------------------------------------------
 // Path traversal in downloads (in-memory object stores, real local file system)
 
-const StorageLive = Storage.layerMemory.pipe(Layer.provideMerge(NodeContext.layer))
+const StorageLive = Storage.layerTest().pipe(Layer.provideMerge(NodeContext.layer))
 
 /** Names that must never become a local path outside `dest/images/` (or `dest/`). */
 const hostileNames = (box: Sandbox): ReadonlyArray<string> => [
@@ -113,10 +113,10 @@ const diceDocument = (shape: "nested" | "flat", hostile: string, storageInfo?: R
     }
 }
 
-const withStorage = <A, E>(body: (storage: StorageService, memory: MemoryStorage["Type"], box: Sandbox) => Effect.Effect<A, E, FileSystem.FileSystem | Path.Path>) =>
+const withStorage = <A, E>(body: (storage: StorageService, memory: StorageTest["Type"], box: Sandbox) => Effect.Effect<A, E, FileSystem.FileSystem | Path.Path>) =>
   Effect.gen(function*() {
     const box = yield* makeSandbox
-    yield* body(yield* Storage, yield* MemoryStorage, box)
+    yield* body(yield* Storage, yield* StorageTest, box)
     yield* assertNothingOutside(box)
   }).pipe(Effect.provide(StorageLive))
 
@@ -499,9 +499,9 @@ describe("bad input: numbers and annotation files", () => {
 })
 
 // ---------------------------------------------------------------------------------------------
-// NaN / Infinity metrics and huge numbers in reports (on the wire, through Callback.layerTest)
+// NaN / Infinity metrics and huge numbers in reports (on the wire, through Callback.layerTest())
 
-const callbackLayer = Callback.layerTest.pipe(
+const callbackLayer = Callback.layerTest().pipe(
   Layer.provideMerge(JobContext.layerTest({ jobId: 7, callbackRetryDelay: Duration.zero }))
 )
 
@@ -621,12 +621,12 @@ const cacheHarness = Effect.gen(function*() {
   yield* fs.writeFileString(`${victim}/.complete`, marker)
   yield* fs.writeFileString(`${victim}/metadata.json`, "PRECIOUS")
   yield* fs.makeDirectory(cacheDir)
-  const storage = yield* Layer.build(Storage.layerMemory)
-  Context.get(storage, MemoryStorage).seedDataset("ds1", { images: { "a.jpg": "AAAA" } })
+  const storage = yield* Layer.build(Storage.layerTest())
+  Context.get(storage, StorageTest).seedDataset("ds1", { images: { "a.jpg": "AAAA" } })
   /** Runs `f` with a fresh cache layer (its leases end with it). */
   const withCache = <A, E>(f: (cache: DatasetCacheService) => Effect.Effect<A, E>) =>
     Effect.flatMap(DatasetCache, f).pipe(Effect.provide(
-      DatasetCache.layerWith({ cacheDir, maxBytes: 1 << 30, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis" }).pipe(
+      DatasetCache.layerConfig({ cacheDir, maxBytes: 1 << 30, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis" }).pipe(
         Layer.provide(Layer.merge(
           Layer.succeedContext(storage),
           JobContext.layerTest({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hashA })

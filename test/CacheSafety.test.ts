@@ -13,7 +13,7 @@ import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheSe
 import { classifyError, ConfigError, type SdkError, StorageError } from "../src/Errors.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
 import { isInside, normalizeRelativeName, resolveInside, temporarySibling } from "../src/internal/safeName.js"
-import { MemoryStorage, Storage } from "../src/Storage.js"
+import { StorageTest, Storage } from "../src/Storage.js"
 
 const hash = "0123456789abcdef-version-1"
 const keyOf = (datasetId: string, versionHash: string) => Either.getOrThrow(cacheKeyOf(datasetId, versionHash))
@@ -34,7 +34,7 @@ const diceDoc = (names: ReadonlyArray<string>, extra: Record<string, unknown> = 
 })
 
 /** Seeds `datasets/{id}/` with `diceDoc` over `images` and each image's bytes. */
-const seed = (memory: MemoryStorage["Type"], datasetId: string, images: Record<string, string>) =>
+const seed = (memory: StorageTest["Type"], datasetId: string, images: Record<string, string>) =>
   memory.seedDataset(datasetId, { images, annotations: { "annotations_detection.json": diceDoc(Object.keys(images)) } })
 
 /** Every file under `dir` (links not followed) with its content, for before/after comparisons. */
@@ -66,11 +66,11 @@ const harness = Effect.gen(function*() {
   yield* fs.writeFileString(path.join(victim, "labels", "x.txt"), "0 0.5 0.5 0.1 0.1\n")
   yield* fs.writeFileString(path.join(victim, "labels.cache"), "CACHE")
   const victimBefore = yield* snapshot(victim)
-  const storage = yield* Layer.build(Storage.layerMemory)
-  const memoryStorage = Context.get(storage, MemoryStorage)
+  const storage = yield* Layer.build(Storage.layerTest())
+  const memoryStorage = Context.get(storage, StorageTest)
   const memory = memoryStorage.external
   const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
-    DatasetCache.layerWith({ cacheDir, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis", ...options })
+    DatasetCache.layerConfig({ cacheDir, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis", ...options })
       .pipe(Layer.provide(Layer.merge(
         Layer.succeedContext(storage),
         JobContext.layerTest({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hash, ...job })
@@ -422,8 +422,8 @@ describe("a full or read-only file system", () => {
       const cacheDir = path.join(root, "cache")
       const capacity = 10_000
       const used = Effect.provide(usage(cacheDir), NodeContext.layer)
-      const storage = yield* Layer.build(Storage.layerMemory)
-      const memory = Context.get(storage, MemoryStorage)
+      const storage = yield* Layer.build(Storage.layerTest())
+      const memory = Context.get(storage, StorageTest)
       for (const id of ["dsA", "dsB", "dsC", "dsD"]) seed(memory, id, { [`${id}.jpg`]: "x".repeat(4_000) })
       // A file system of `capacity` bytes: a download that would not fit fails like a full disk does.
       const live = Context.get(storage, Storage)
@@ -443,7 +443,7 @@ describe("a full or read-only file system", () => {
               )
               : live.downloadDatasetSelective(datasetId, destDir, options))
       })
-      const cacheLayer = DatasetCache.layerWith({
+      const cacheLayer = DatasetCache.layerConfig({
         cacheDir,
         maxBytes: 1 << 30,
         staleAfter: "2 seconds",
@@ -506,9 +506,9 @@ describe("a full or read-only file system", () => {
           writeFileString: (target, data, options) =>
             inside(target) ? Effect.fail(denied("writeFile", target)) : fs.writeFileString(target, data, options)
         }
-        const storage = yield* Layer.build(Storage.layerMemory)
-        seed(Context.get(storage, MemoryStorage), "ds1", { "a.jpg": "AAAA" })
-        const cacheLayer = DatasetCache.layerWith({ cacheDir }).pipe(
+        const storage = yield* Layer.build(Storage.layerTest())
+        seed(Context.get(storage, StorageTest), "ds1", { "a.jpg": "AAAA" })
+        const cacheLayer = DatasetCache.layerConfig({ cacheDir }).pipe(
           Layer.provide(Layer.mergeAll(
             Layer.succeedContext(storage),
             JobContext.layerTest({ datasetId: "ds1", datasetVersionHash: hash }),

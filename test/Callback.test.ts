@@ -16,7 +16,7 @@ const jobContext = (input: JobContextInput = {}) =>
     ...input
   })
 
-const withCallback = (input: JobContextInput = {}) => Effect.provide(Callback.layerTest.pipe(Layer.provide(jobContext(input))))
+const withCallback = (input: JobContextInput = {}) => Effect.provide(Callback.layerTest().pipe(Layer.provide(jobContext(input))))
 
 /** What the backend received once everything queued so far was delivered. */
 const sent = Effect.zipRight(Effect.flatMap(Callback, (c) => c.flushProgress), Effect.flatMap(CallbackTest, (t) => t.requests))
@@ -599,7 +599,7 @@ describe("Callback delivery (in-memory backend)", () => {
   it.effect("pending progress is flushed when the layer's scope closes", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const context = yield* Layer.buildWithScope(Callback.layerTest.pipe(Layer.provide(jobContext())), scope)
+      const context = yield* Layer.buildWithScope(Callback.layerTest().pipe(Layer.provide(jobContext())), scope)
       const test = yield* Effect.gen(function*() {
         const callback = yield* Callback
         yield* callback.reportProgress({ epoch: 2, totalEpochs: 3, metrics: { loss: 1 } })

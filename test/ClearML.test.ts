@@ -23,7 +23,7 @@ const clearmlLayer = (
   options: ClearMLOptions = {},
   extra: { project?: string; rank?: number; taskId?: string } = {}
 ) =>
-  ClearML.layerWith({ worker: "test-host", flushEvery: "1 hour", retrySchedule: Schedule.recurs(1), ...options }).pipe(
+  ClearML.layerConfig({ worker: "test-host", flushEvery: "1 hour", retrySchedule: Schedule.recurs(1), ...options }).pipe(
     Layer.provide(Layer.mergeAll(
       JobContext.layerTest({
         jobId: 42,
@@ -292,5 +292,5 @@ describe("ClearML against a fake server", () => {
       assert.deepStrictEqual(yield* recorded.texts, [{ message: "hello", level: "warning" }])
       assert.deepStrictEqual(yield* recorded.lifecycle, [{ step: "started" }, { step: "failed", reason: "boom" }])
       assert.strictEqual((yield* clearml.stats).skipped, 1)
-    }).pipe(Effect.provide(ClearML.layerTest)))
+    }).pipe(Effect.provide(ClearML.layerTest())))
 })

@@ -6,7 +6,7 @@ import { Context, Effect, Either, Layer } from "effect"
 import { fileURLToPath } from "node:url"
 import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
 import { JobContext } from "../src/JobContext.js"
-import { MemoryStorage, Storage } from "../src/Storage.js"
+import { StorageTest, Storage } from "../src/Storage.js"
 import { formatCacheEntries, formatCliError, formatDownloadProgress } from "../src/internal/cliFormat.js"
 import { repoRoot, runCliInProcess as runCli, runCliProcess, spawnCli } from "./support/cli.js"
 import { startS3rver } from "./support/s3rver.js"
@@ -31,10 +31,10 @@ const datasetCopy = (name: string) =>
 /** Fills `cacheDir` with one entry (ds-cats, snapshot snap-9) from in-memory storage, as a trainer would have. */
 const fillCache = (cacheDir: string, destDir: string) =>
   Effect.gen(function*() {
-    const storage = yield* Layer.build(Storage.layerMemory)
-    Context.get(storage, MemoryStorage).seedDataset("ds-cats", { images: { "a.jpg": "x".repeat(3000) } })
+    const storage = yield* Layer.build(Storage.layerTest())
+    Context.get(storage, StorageTest).seedDataset("ds-cats", { images: { "a.jpg": "x".repeat(3000) } })
     yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir })).pipe(
-      Effect.provide(DatasetCache.layerWith({ cacheDir }).pipe(Layer.provide(Layer.merge(
+      Effect.provide(DatasetCache.layerConfig({ cacheDir }).pipe(Layer.provide(Layer.merge(
         Layer.succeedContext(storage),
         JobContext.layerTest({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" })
       ))))

@@ -370,7 +370,7 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
   })
 })
 
-layer(Layer.provideMerge(Converter.layerTest, NodeContext.layer))("Converter.layerTest", (it) => {
+layer(Layer.provideMerge(Converter.layerTest(), NodeContext.layer))("Converter.layerTest()", (it) => {
   it.scoped("records each successful conversion with its options and report", () =>
     Effect.gen(function*() {
       const dir = yield* copyFixture("nested-detection")

@@ -4,7 +4,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Exit, Layer, Ref, Scope, TestClock } from "effect"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
 import { JobContext, type JobContextInput } from "../src/JobContext.js"
-import { MemoryStorage, Storage } from "../src/Storage.js"
+import { StorageTest, Storage } from "../src/Storage.js"
 
 const hashA = "aaaaaaaaaaaaaaaa-version-a"
 const hashB = "bbbbbbbbbbbbbbbb-version-b"
@@ -23,10 +23,10 @@ const harnessWith = (defaults: Partial<DatasetCacheOptions>) => Effect.gen(funct
   const path = yield* Path.Path
   const root = yield* fs.makeTempDirectoryScoped()
   const cacheDir = path.join(root, "cache")
-  const storage = yield* Layer.build(Storage.layerMemory)
-  const { external: memory, seedDataset } = Context.get(storage, MemoryStorage)
+  const storage = yield* Layer.build(Storage.layerTest())
+  const { external: memory, seedDataset } = Context.get(storage, StorageTest)
   const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
-    DatasetCache.layerWith({
+    DatasetCache.layerConfig({
       cacheDir,
       staleAfter: "2 seconds",
       heartbeatEvery: "100 millis",

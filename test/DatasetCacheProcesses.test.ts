@@ -99,7 +99,7 @@ const expectedImages = imageNames.map((name, i) => `${name}:${100 + i}`).sort()
 
 /** The cache in this (test) process, against the same server and cache directory. */
 const localCache = (endpoint: string, cacheDir: string, staleAfter: Duration.DurationInput = staleAfterMs) =>
-  DatasetCache.layerWith({ cacheDir, staleAfter, heartbeatEvery: heartbeatMs, pollEvery: 50 }).pipe(
+  DatasetCache.layerConfig({ cacheDir, staleAfter, heartbeatEvery: heartbeatMs, pollEvery: 50 }).pipe(
     Layer.provideMerge(storageLayerFrom(storageVariables({ endpoint, accessKey: "S3RVER", secretKey: "S3RVER" }, { external: bucket }))),
     Layer.provide(JobContext.layerTest({ datasetId, snapshotId: "snapshot", datasetVersionHash: hash }))
   )

@@ -233,7 +233,7 @@ describe("LogBuffer", () => {
         return yield* Effect.flatMap(LogBufferTest, (t) => t.entries)
       }).pipe(
         Logger.withMinimumLogLevel(LogLevel.Debug),
-        Effect.provide(Layer.provideMerge(Layer.merge(LogBuffer.layerLogger, Logger.remove(Logger.defaultLogger)), LogBuffer.layerTest))
+        Effect.provide(Layer.provideMerge(Layer.merge(LogBuffer.layerLogger, Logger.remove(Logger.defaultLogger)), LogBuffer.layerTest()))
       )
       assert.deepStrictEqual(entries.map((e) => [e.level, e.source, e.message]), [
         ["INFO", "training", "epoch 3 done"],
@@ -271,5 +271,5 @@ describe("LogBuffer", () => {
       assert.deepStrictEqual(entries.map((e) => [e.level, e.source, e.message, e.data]), [
         ["INFO", "checkpoint", "Saved best checkpoint", { s3_uri: "s3://ckpt/job-7/best.pt", metrics: { "mAP50-95": 0.5 } }]
       ])
-    }).pipe(Effect.provide(Layer.provideMerge(LogBuffer.checkpointEvents, LogBuffer.layerTest))))
+    }).pipe(Effect.provide(Layer.provideMerge(LogBuffer.checkpointEvents, LogBuffer.layerTest()))))
 })

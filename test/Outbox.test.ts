@@ -58,7 +58,7 @@ type Backend = ReturnType<typeof makeBackend>
 
 const services = (backend: Backend, job: JobContextInput, options: ReportOutboxOptions) =>
   Layer.mergeAll(Callback.layer, LogBuffer.layer).pipe(
-    Layer.provideMerge(ReportOutbox.layerWith(options)),
+    Layer.provideMerge(ReportOutbox.layerConfig(options)),
     Layer.provide(Layer.mergeAll(
       JobContext.layerTest({ jobId: 7, callbackUrl: "http://backend/api/v1", ...job }),
       Layer.succeed(HttpClient.HttpClient, backend.client)

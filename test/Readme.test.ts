@@ -8,7 +8,7 @@ import { sampleDiceDataset } from "../examples/sampleDataset.js"
 import { trainWithHooks } from "../examples/readme/hooksTrainer.js"
 import { train } from "../examples/readme/promiseTrainer.js"
 import { trainer } from "../examples/readme/trainer.js"
-import { CallbackTest, MemoryStorage, runTrainerEffect, TrainerClient, TrainerSdk, type TrainerTestServices } from "../src/index.js"
+import { CallbackTest, StorageTest, runTrainerEffect, TrainerClient, TrainerSdk, type TrainerTestServices } from "../src/index.js"
 import { makeBackendServer } from "./support/backendServer.js"
 
 const root = join(import.meta.dirname, "..")
@@ -31,7 +31,7 @@ describe("README code blocks", () => {
   const seededLayer = Effect.map(
     Layer.build(Layer.tap(TrainerSdk.layerTest({ job }), (context) =>
       Effect.sync(() => {
-        Context.get(context, MemoryStorage).seedDataset("ds", { files: sampleDiceDataset() })
+        Context.get(context, StorageTest).seedDataset("ds", { files: sampleDiceDataset() })
       }))),
     (context) => ({ context, layer: Layer.succeedContext(context) as Layer.Layer<TrainerTestServices> })
   )
@@ -71,7 +71,7 @@ describe("README code blocks", () => {
         best_checkpoint_path: "s3://training-checkpoints/checkpoints/42/best.pt",
         last_checkpoint_path: "s3://training-checkpoints/checkpoints/42/last.pt"
       })
-      const stored = Context.get(context, MemoryStorage).internal.read("checkpoints/42/last.pt")
+      const stored = Context.get(context, StorageTest).internal.read("checkpoints/42/last.pt")
       expect(new TextDecoder().decode(stored)).toBe("weights of epoch 3")
     }))
 

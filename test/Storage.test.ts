@@ -6,12 +6,12 @@ import { Converter } from "../src/Converter.js"
 import { DatasetError, DownloadError, StorageError } from "../src/Errors.js"
 import { boundedConcurrency } from "../src/internal/storageFlows.js"
 import { makeMemoryObjectStore, type ObjectStore } from "../src/ObjectStore.js"
-import { CheckpointEvents, type CheckpointSaved, type DownloadProgress, MemoryStorage, parseS3Uri, Storage } from "../src/Storage.js"
+import { CheckpointEvents, type CheckpointSaved, type DownloadProgress, StorageTest, parseS3Uri, Storage } from "../src/Storage.js"
 import { filesUnder } from "./support/files.js"
 
-const TestLayer = Storage.layerMemory.pipe(Layer.provideMerge(NodeContext.layer))
+const TestLayer = Storage.layerTest().pipe(Layer.provideMerge(NodeContext.layer))
 
-const run = <A, E>(effect: Effect.Effect<A, E, Storage | MemoryStorage | FileSystem.FileSystem | Path.Path | Scope.Scope>) =>
+const run = <A, E>(effect: Effect.Effect<A, E, Storage | StorageTest | FileSystem.FileSystem | Path.Path | Scope.Scope>) =>
   Effect.provide(effect, TestLayer)
 
 
@@ -28,11 +28,11 @@ const sandbox = Effect.gen(function*() {
 /** Images named `names`, each holding `image {name}`. */
 const imagesNamed = (names: ReadonlyArray<string>) => Object.fromEntries(names.map((name) => [name, `image ${name}`]))
 
-describe("MemoryStorage.seedDataset", () => {
+describe("StorageTest.seedDataset", () => {
   it.scoped("puts a dataset under datasets/{id}/: by default a DICE detection file listing every image, which downloads and converts", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external, seedDataset } = yield* MemoryStorage
+      const { external, seedDataset } = yield* StorageTest
       const { dest } = yield* sandbox
       seedDataset("ds", {
         images: { "a.jpg": "A", "sub/b.jpg": "B" },
@@ -78,7 +78,7 @@ describe("Storage (in memory)", () => {
   it.scoped("downloads a whole prefix of more than 1,000 objects across listing pages", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external } = yield* StorageTest
       const { dest } = yield* sandbox
       for (let i = 0; i < 2100; i++) external.seed(`datasets/ds1/images/sub${i % 3}/img${i}.jpg`, `x${i}`)
       external.seed("datasets/ds1/annotations.json", "{}")
@@ -113,7 +113,7 @@ describe("Storage (in memory)", () => {
   it.scoped("selective download fetches annotation files and only the referenced images", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external, seedDataset } = yield* MemoryStorage
+      const { external, seedDataset } = yield* StorageTest
       const { dest } = yield* sandbox
       seedDataset("ds2", {
         images: imagesNamed(["a/1.jpg", "a/b/2.jpg", "3.jpg"]),
@@ -138,7 +138,7 @@ describe("Storage (in memory)", () => {
   it.scoped("selective download honours storage_info.image_root", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external } = yield* StorageTest
       const { dest } = yield* sandbox
       external.seed(
         "datasets/ds3/annotations.json",
@@ -154,7 +154,7 @@ describe("Storage (in memory)", () => {
   it.scoped("selective download without annotation files or with bad JSON is a DatasetError", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external } = yield* StorageTest
       const { dest } = yield* sandbox
       external.seed("datasets/ds4/images/a.jpg", "a")
       const missing = yield* Effect.flip(storage.downloadDatasetSelective("ds4", dest))
@@ -173,7 +173,7 @@ describe("Storage (in memory)", () => {
   it.scoped("failing keys: one DownloadError naming every failed key, no partial or temp file left", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external, seedDataset } = yield* MemoryStorage
+      const { external, seedDataset } = yield* StorageTest
       const { dest } = yield* sandbox
       seedDataset("ds5", { images: imagesNamed(["ok1.jpg", "broken.jpg", "ok2.jpg", "denied.jpg", "gone.jpg"]) })
       external.failOn("datasets/ds5/images/broken.jpg", "Transport")
@@ -204,7 +204,7 @@ describe("Storage (in memory)", () => {
   it.scoped("a transient failure that clears is retried and succeeds", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external, seedDataset } = yield* MemoryStorage
+      const { external, seedDataset } = yield* StorageTest
       const { dest } = yield* sandbox
       seedDataset("ds6", { images: imagesNamed(["flaky.jpg"]) })
       external.failOn("datasets/ds6/images/flaky.jpg", "Timeout", 2)
@@ -217,7 +217,7 @@ describe("Storage (in memory)", () => {
   it.scoped("escaping file names in annotations are all rejected before any image is written", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external, seedDataset } = yield* MemoryStorage
+      const { external, seedDataset } = yield* StorageTest
       const { parent, dest } = yield* sandbox
       seedDataset("ds7", { images: imagesNamed(["fine.jpg", "../evil.jpg", "/etc/evil.jpg", "..\\..\\evil2.jpg", "C:\\evil3.jpg"]) })
       const error = yield* Effect.flip(storage.downloadDatasetSelective("ds7", dest))
@@ -235,7 +235,7 @@ describe("Storage (in memory)", () => {
   it.scoped("escaping keys under a dataset prefix are rejected in a whole-prefix download", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external } = yield* StorageTest
       const { parent, dest } = yield* sandbox
       external.seed("datasets/ds8/ok.txt", "ok")
       external.seed("datasets/ds8/../../escape.txt", "bad")
@@ -260,7 +260,7 @@ describe("Storage (in memory)", () => {
   it.scoped("LabelMe: images and labels by base name; every failed object reported", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external } = yield* StorageTest
       const { dest } = yield* sandbox
       external.seed("raw/a/1.jpg", "img1")
       external.seed("raw/a/1.json", "lbl1")
@@ -316,7 +316,7 @@ describe("Storage (in memory)", () => {
   it.scoped("COCO: images by base name and annotations.json rewritten to local names", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external } = yield* StorageTest
       const { dest } = yield* sandbox
       external.seed("coco/x/1.jpg", "one")
       external.seed("coco/y/2.jpg", "two")
@@ -338,7 +338,7 @@ describe("Storage (in memory)", () => {
   it.scoped("checkpoints: key and content type per the spec, round trip, event with metrics", () =>
     Effect.gen(function*() {
       const events = yield* Ref.make<ReadonlyArray<CheckpointSaved>>([])
-      const layer = Storage.layerMemoryWith({ jobId: 42 }).pipe(
+      const layer = Storage.layerTest({ jobId: 42 }).pipe(
         Layer.provideMerge(Layer.succeed(CheckpointEvents, {
           checkpointSaved: (e) => Ref.update(events, (all) => [...all, e])
         })),
@@ -346,7 +346,7 @@ describe("Storage (in memory)", () => {
       )
       yield* Effect.gen(function*() {
         const storage = yield* Storage
-        const { internal } = yield* MemoryStorage
+        const { internal } = yield* StorageTest
         const fs = yield* FileSystem.FileSystem
         const dir = yield* fs.makeTempDirectoryScoped()
         yield* fs.writeFileString(`${dir}/model.pth`, "weights")
@@ -387,7 +387,7 @@ describe("Storage (in memory)", () => {
   it.scoped("uploadFile goes to the chosen store with the given content type", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external, internal } = yield* MemoryStorage
+      const { external, internal } = yield* StorageTest
       const fs = yield* FileSystem.FileSystem
       const dir = yield* fs.makeTempDirectoryScoped()
       yield* fs.writeFileString(`${dir}/r.json`, "{}")
@@ -463,7 +463,7 @@ describe("Storage (in memory)", () => {
   it.scoped("two objects aiming at one local path are rejected, nothing written", () =>
     run(Effect.gen(function*() {
       const storage = yield* Storage
-      const { external } = yield* MemoryStorage
+      const { external } = yield* StorageTest
       const { dest } = yield* sandbox
       external.seed("a/x.jpg", "a")
       external.seed("b/x.jpg", "b")

@@ -7,7 +7,7 @@ import {
   ClearMLTest,
   ConverterTest,
   LogBufferTest,
-  MemoryStorage,
+  StorageTest,
   runTrainerEffect,
   TrainerClient,
   TrainerSdk,
@@ -30,7 +30,7 @@ const job = {
 /** `TrainerSdk.layerTest` with the sample dataset seeded into the in-memory external store. */
 const testLayer = Layer.tap(TrainerSdk.layerTest({ job }), (context) =>
   Effect.sync(() => {
-    Context.get(context, MemoryStorage).seedDataset("sample-ds", { files: sampleDiceDataset() })
+    Context.get(context, StorageTest).seedDataset("sample-ds", { files: sampleDiceDataset() })
   }))
 
 /** Builds the test layer in the test's scope, so its recorders outlive a run over it. */
@@ -94,7 +94,7 @@ describe("TrainerSdk.layerTest", () => {
         best_epoch: epochs
       })
 
-      const storage = Context.get(context, MemoryStorage)
+      const storage = Context.get(context, StorageTest)
       expect(storage.internal.keys()).toEqual([
         "checkpoints/42/best.pt",
         "checkpoints/42/last.pt",
@@ -247,7 +247,7 @@ describe("runTrainerEffect over the live layer", () => {
         yield* sdk.reportProgress({ epoch: 1, totalEpochs: 1, metrics: { loss: 0.5 } })
         yield* sdk.reportCompleted({ finalMetrics: { loss: 0.5 } })
       })
-      const outcome = yield* runTrainerEffect(program, { totalEpochs: 1, layer: TrainerSdk.layerWith({ workDir }) }).pipe(
+      const outcome = yield* runTrainerEffect(program, { totalEpochs: 1, layer: TrainerSdk.layerConfig({ workDir }) }).pipe(
         Effect.withConfigProvider(environment)
       )
       expect(outcome).toMatchObject({ exitCode: 0, status: "completed", delivered: true })

@@ -73,7 +73,7 @@ describe("TrainerSdk per kind of job", () => {
         CHECKPOINT_S3_URI: "s3://training-checkpoints/checkpoints/31/best.pt"
       }
       const layer = (variables: Record<string, string>) =>
-        TrainerSdk.layerWith({ workDir: `${root}/${Object.keys(variables).join("-")}` }).pipe(
+        TrainerSdk.layerConfig({ workDir: `${root}/${Object.keys(variables).join("-")}` }).pipe(
           Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...common, ...variables })))))
         )
       yield* Effect.promise(async () => {

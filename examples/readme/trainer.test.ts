@@ -1,13 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import { CallbackTest, MemoryStorage, runTrainerEffect, TrainerSdk } from "trainer-sdk"
+import { CallbackTest, StorageTest, runTrainerEffect, TrainerSdk } from "trainer-sdk"
 import { sampleDiceDataset } from "../sampleDataset.js" // a small DICE dataset: annotations and images
 import { trainer } from "./trainer.js"
 
 const testLayer = Layer.tap(
   TrainerSdk.layerTest({ job: { jobId: 42, datasetId: "ds", datasetVersionHash: "v1", basicConfig: { epochs: 3 } } }),
   // The dataset in the in-memory store, under datasets/ds/ as the platform lays it out.
-  (context) => Effect.sync(() => Context.get(context, MemoryStorage).seedDataset("ds", { files: sampleDiceDataset() }))
+  (context) => Effect.sync(() => Context.get(context, StorageTest).seedDataset("ds", { files: sampleDiceDataset() }))
 )
 
 describe("trainer", () => {

@@ -1,7 +1,7 @@
 /**
  * An in-memory backend behind an `HttpClient`: records every callback request (path
  * relative to `CALLBACK_URL` and decoded JSON body) and answers 200, or fails as scripted.
- * `Callback.layerTest` runs the live service over it, so ordering, coalescing, encoding
+ * `Callback.layerTest()` runs the live service over it, so ordering, coalescing, encoding
  * and retries are those of production.
  */
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"

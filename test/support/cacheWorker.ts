@@ -85,7 +85,7 @@ const job = JobContext.layerTest({
   datasetVersionHash: args.datasetVersionHash
 })
 
-const layer = DatasetCache.layerWith({
+const layer = DatasetCache.layerConfig({
   cacheDir: args.cacheDir,
   staleAfter: args.staleAfterMs,
   heartbeatEvery: args.heartbeatMs,

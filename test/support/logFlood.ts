@@ -19,7 +19,7 @@ const rss = () => {
 }
 
 const layer = LogBuffer.layer.pipe(
-  Layer.provideMerge(ReportOutbox.layerWith({ dir: `${workDir}/outbox` })),
+  Layer.provideMerge(ReportOutbox.layerConfig({ dir: `${workDir}/outbox` })),
   Layer.provide(Layer.mergeAll(
     JobContext.layerTest({ jobId: 7, callbackUrl: callbackUrl!, callbackShutdownBudget: Duration.seconds(1) }),
     NodeHttpClient.layerUndici
