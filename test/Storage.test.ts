@@ -191,7 +191,7 @@ describe("Storage (in memory)", () => {
       expect(error.failures.find((f) => f.key.endsWith("never-uploaded.jpg"))?.reason).toBe("NotFound")
       expect(error.succeeded).toBe(3)
       expect(error.message).toContain("s3://training-datasets/datasets/ds5/images/denied.jpg")
-      // Transient failures are retried (3 attempts with layerMemory), permanent ones are not.
+      // Transient failures are retried (3 attempts with Storage.layerTest()), permanent ones are not.
       expect(external.getCount("datasets/ds5/images/broken.jpg")).toBe(3)
       expect(external.getCount("datasets/ds5/images/denied.jpg")).toBe(1)
       const files = yield* filesUnder(dest)
