@@ -7,14 +7,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { makeBackendServer, type ReceivedRequest } from "./support/backendServer.js"
+import { collectChild } from "./support/childRun.js"
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))
-
-interface TrainerRun {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
 
 /** The job's environment only (no ClearML or storage settings leak in from the host). */
 const jobEnv = (callbackUrl: string, cacheDir: string, extra: Record<string, string> = {}) => ({
@@ -36,22 +31,14 @@ const runTrainerProcess = (
   env: Record<string, string>,
   onStdout?: (text: string, kill: (signal: NodeJS.Signals) => void) => void
 ) =>
-  Effect.async<TrainerRun>((resume) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/support/trainerProcess.ts", scenario], {
+  collectChild(
+    spawn(process.execPath, ["--import", "tsx", "test/support/trainerProcess.ts", scenario], {
       cwd: repoRoot,
       env,
       stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString()
-      onStdout?.(stdout, (signal) => child.kill(signal))
-    })
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+    }),
+    onStdout
+  )
 
 /** A temp cache directory removed with the scope. */
 const tempDir = Effect.acquireRelease(
@@ -77,19 +64,11 @@ describe("log memory (child process)", () => {
     Effect.gen(function*() {
       const port = yield* closedPort
       const workDir = yield* tempDir
-      const run = yield* Effect.async<TrainerRun>((resume) => {
-        const child = spawn(
-          process.execPath,
-          ["--expose-gc", "--import", "tsx", "test/support/logFlood.ts", `http://127.0.0.1:${port}/api/v1`, workDir],
-          { cwd: repoRoot, env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "" }, stdio: ["ignore", "pipe", "pipe"] }
-        )
-        let stdout = ""
-        let stderr = ""
-        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-        child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-        return Effect.sync(() => child.kill("SIGKILL"))
-      })
+      const run = yield* collectChild(spawn(
+        process.execPath,
+        ["--expose-gc", "--import", "tsx", "test/support/logFlood.ts", `http://127.0.0.1:${port}/api/v1`, workDir],
+        { cwd: repoRoot, env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "" }, stdio: ["ignore", "pipe", "pipe"] }
+      ))
       expect(run.code, run.stderr).toBe(0)
       const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as {
         before: number

@@ -8,13 +8,10 @@ import { ConfigProvider, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { CliTerminal, runTrainerSdkCli } from "../../src/internal/cliCommands.js"
+import { type ChildRun, collectChild } from "./childRun.js"
 
 /** What a CLI run printed and its exit code. */
-export interface CliRun {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
+export type CliRun = ChildRun
 
 /** An in-process run also keeps every progress line shown, in order. */
 export interface InProcessCliRun extends CliRun {
@@ -76,12 +73,4 @@ export const spawnCli = (args: ReadonlyArray<string>, env: Readonly<Record<strin
 
 /** Runs `trainer-sdk ...args` in a child process to its end. */
 export const runCliProcess = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) =>
-  Effect.async<CliRun>((resume) => {
-    const child = spawnCli(args, env)
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+  collectChild(spawnCli(args, env))
