@@ -41,6 +41,39 @@ const fillCache = (cacheDir: string, destDir: string) =>
     ))
   })
 
+
+/**
+ * A local S3 server holding `training-datasets/coco/{key}` (body `image {key}`) for each key,
+ * a temp dir with `coco.json` listing them by `s3://` URI, and the environment pointing the
+ * CLI's external storage at the server.
+ */
+const cocoImagesOnS3 = (keys: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const s3 = yield* startS3rver(["training-datasets"])
+    const client = new S3Client(s3.clientConfig)
+    yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
+    yield* Effect.promise(() =>
+      Promise.all(keys.map((key) =>
+        client.send(new PutObjectCommand({ Bucket: "training-datasets", Key: `coco/${key}`, Body: `image ${key}` }))
+      ))
+    )
+    const root = yield* fs.makeTempDirectoryScoped()
+    const annotation = path.join(root, "coco.json")
+    yield* fs.writeFileString(annotation, JSON.stringify({
+      images: keys.map((key, index) => ({ id: index + 1, file_name: `s3://training-datasets/coco/${key}` })),
+      annotations: [],
+      categories: [{ id: 1, name: "cat" }]
+    }))
+    const env = {
+      EXTERNAL_STORAGE_ENDPOINT: s3.endpoint,
+      EXTERNAL_STORAGE_ACCESS_KEY: s3.accessKey,
+      EXTERNAL_STORAGE_SECRET_KEY: "S3RVER"
+    }
+    return { annotation, env, root }
+  })
+
 describe("trainer-sdk CLI", () => {
   it.live("--help lists every command", () =>
     Effect.gen(function*() {
@@ -163,28 +196,9 @@ describe("trainer-sdk CLI", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
-      const s3 = yield* startS3rver(["training-datasets"])
-      const client = new S3Client(s3.clientConfig)
-      yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
-      yield* Effect.promise(() =>
-        Promise.all(["x/1.jpg", "y/2.jpg"].map((key) =>
-          client.send(new PutObjectCommand({ Bucket: "training-datasets", Key: `coco/${key}`, Body: `image ${key}` }))
-        ))
-      )
-      const root = yield* fs.makeTempDirectoryScoped()
-      const annotation = path.join(root, "coco.json")
-      yield* fs.writeFileString(annotation, JSON.stringify({
-        images: [{ id: 1, file_name: "s3://training-datasets/coco/x/1.jpg" }, { id: 2, file_name: "s3://training-datasets/coco/y/2.jpg" }],
-        annotations: [],
-        categories: [{ id: 1, name: "cat" }]
-      }))
+      const { annotation, env, root } = yield* cocoImagesOnS3(["x/1.jpg", "y/2.jpg"])
       const missing = path.join(root, "missing.json")
       yield* fs.writeFileString(missing, JSON.stringify({ images: [{ id: 1, file_name: "s3://training-datasets/coco/none.jpg" }] }))
-      const env = {
-        EXTERNAL_STORAGE_ENDPOINT: s3.endpoint,
-        EXTERNAL_STORAGE_ACCESS_KEY: s3.accessKey,
-        EXTERNAL_STORAGE_SECRET_KEY: "S3RVER"
-      }
       const dest = path.join(root, "out")
       const [ok, failed] = yield* Effect.all([
         runCli(["download", "--annotation", annotation, "--dest", dest, "--concurrency", "2"], env),
@@ -244,29 +258,13 @@ describe("trainer-sdk CLI as a process", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
-      const s3 = yield* startS3rver(["training-datasets"])
-      const client = new S3Client(s3.clientConfig)
-      yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
-      yield* Effect.promise(() =>
-        client.send(new PutObjectCommand({ Bucket: "training-datasets", Key: "coco/x/1.jpg", Body: "image 1" }))
-      )
-      const root = yield* fs.makeTempDirectoryScoped()
-      const annotation = path.join(root, "coco.json")
-      yield* fs.writeFileString(annotation, JSON.stringify({
-        images: [{ id: 1, file_name: "s3://training-datasets/coco/x/1.jpg" }],
-        annotations: [],
-        categories: [{ id: 1, name: "cat" }]
-      }))
+      const { annotation, env, root } = yield* cocoImagesOnS3(["x/1.jpg"])
       const dest = path.join(root, "out")
-      const run = yield* runCliProcess(["download", "--annotation", annotation, "--dest", dest], {
-        EXTERNAL_STORAGE_ENDPOINT: s3.endpoint,
-        EXTERNAL_STORAGE_ACCESS_KEY: s3.accessKey,
-        EXTERNAL_STORAGE_SECRET_KEY: "S3RVER"
-      })
+      const run = yield* runCliProcess(["download", "--annotation", annotation, "--dest", dest], env)
       assert.strictEqual(run.code, 0, run.stderr)
       assert.match(run.stdout, /^downloaded 2 files \(.+\): 1 images to .+out; annotations: .+annotations\.json\n$/)
-      assert.strictEqual(lines(run.stderr).at(-1), "[########################] 100%  1/1 files  7 B / 7 B")
-      assert.strictEqual(yield* fs.readFileString(path.join(dest, "images", "1.jpg")), "image 1")
+      assert.strictEqual(lines(run.stderr).at(-1), "[########################] 100%  1/1 files  13 B / 13 B")
+      assert.strictEqual(yield* fs.readFileString(path.join(dest, "images", "1.jpg")), "image x/1.jpg")
     }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scopedLive("cache list and cache prune read DATASET_CACHE_DIR from the environment, without a job", () =>
