@@ -8,6 +8,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import { Context, Effect, Layer, Ref } from "effect"
 import { DatasetError } from "./Errors.js"
+import type { TaskType } from "./JobContext.js"
 import { makeConvertHere } from "./internal/converterRun.js"
 import { convertOnWorker } from "./internal/converterThread.js"
 import { makeDatasetValidator } from "./internal/datasetValidate.js"
@@ -17,8 +18,8 @@ import { diceAnnotationFileNames } from "./internal/annotationNames.js"
 /** One of the three dataset splits. */
 export type DatasetSplit = "train" | "val" | "test"
 
-/** The four tasks the converter handles. */
-export type ConverterTask = "detection" | "segmentation" | "pose" | "classification"
+/** The four tasks the converter handles: the platform's task types (`JobContext`'s `TaskType`). */
+export type ConverterTask = TaskType
 
 /** Split ratios; normalized to sum 1. `test` defaults to 0. */
 export interface SplitRatios {

@@ -9,6 +9,7 @@ import { Cause, Deferred, Duration, Effect, Exit, type Fiber, Runtime, Schedule,
 import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
 import { CheckpointError } from "../Errors.js"
+import { checkpointTypePattern } from "./storageFlows.js"
 import type { CallbackCompletionReport, CallbackMetrics } from "../Callback.js"
 import type {
   CheckpointUpload,
@@ -38,8 +39,6 @@ export interface CheckpointUploadQueue {
 
 /** The one checkpoint type whose queued upload a newer one replaces. */
 const supersedable = (checkpointType: string) => checkpointType === "last"
-
-const checkpointTypePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 
 interface Job {
   readonly seq: number

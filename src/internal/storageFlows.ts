@@ -45,7 +45,8 @@ export const checkpointKey = (jobId: number, checkpointType: string, fileName: s
 export const checkpointContentType = (fileName: string): string =>
   /\.(pt|pth)$/i.test(fileName) ? "application/x-pytorch" : "application/octet-stream"
 
-const checkpointTypePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+/** A checkpoint type (`best`, `last`, `epoch-3`): a letter or digit, then letters, digits, `.`, `_`, `-`. */
+export const checkpointTypePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 const datasetIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 
 /** Everything the flows run on, resolved once by `makeStorage`. */
