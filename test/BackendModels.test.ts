@@ -23,6 +23,7 @@ import {
   ValidationBody
 } from "../src/internal/callbackBodies.js"
 import type { CallbackMetrics } from "../src/Callback.js"
+import { ErrorType } from "../src/Errors.js"
 import {
   completionBody,
   evaluationFailedBody,
@@ -52,16 +53,7 @@ const metrics: FastCheck.Arbitrary<CallbackMetrics> = FastCheck.dictionary(metri
 const text = FastCheck.string({ maxLength: 20 })
 const optional = <A>(arb: FastCheck.Arbitrary<A>) => FastCheck.option(arb, { nil: undefined })
 const timestamp = FastCheck.integer({ min: 0, max: 4_102_444_800_000 }).map(isoTimestamp)
-const errorType = FastCheck.constantFrom(
-  "DatasetError",
-  "CheckpointError",
-  "ConfigError",
-  "ResourceError",
-  "NetworkError",
-  "FrameworkError",
-  "ValidationError",
-  "UnknownError"
-) as FastCheck.Arbitrary<"DatasetError">
+const errorType = FastCheck.constantFrom(...ErrorType.literals) as FastCheck.Arbitrary<"DatasetError">
 
 const expectAccepted = (decoded: ReturnType<typeof decodeDevBackendRequest>) => {
   if (decoded._tag !== "Accepted") assert.fail(`rejected: ${JSON.stringify(decoded)}`)

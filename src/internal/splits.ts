@@ -10,9 +10,9 @@ export const defaultSplitRatios: SplitRatios = { train: 0.8, val: 0.2, test: 0 }
 /** The default seed of the random split. */
 export const defaultSplitSeed = 42
 
-/** A small seeded PRNG (mulberry32): uniform floats in [0, 1). */
-export const seededRandom = (seed: number): () => number => {
-  let a = (Math.trunc(seed) >>> 0) ^ 0x9e3779b9
+/** A small seeded PRNG (mulberry32) started at `state`: the same state gives the same sequence in [0, 1). */
+export const mulberry32 = (state: number): () => number => {
+  let a = state >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
     let t = a
@@ -21,6 +21,9 @@ export const seededRandom = (seed: number): () => number => {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+/** The split's PRNG: mulberry32 from the seed's integer part, mixed with the golden ratio. */
+export const seededRandom = (seed: number): () => number => mulberry32((Math.trunc(seed) >>> 0) ^ 0x9e3779b9)
 
 /**
  * How many of `n` randomly split images go to each split: `floor(n * train)` to train,

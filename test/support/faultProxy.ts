@@ -6,6 +6,7 @@
 import { Effect, type Scope } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import { mulberry32 } from "../../src/internal/splits.js"
 
 /** The faults the proxy can inject. */
 export type Fault = "error500" | "reset" | "stall" | "truncate"
@@ -45,17 +46,6 @@ export interface FaultProxy {
   readonly setRates: (rates: Partial<Record<Fault, number>>) => void
 }
 
-/** A small seeded PRNG (mulberry32). */
-const seededRandom = (seed: number) => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const s3InternalError = {
   contentType: "application/xml",
@@ -71,7 +61,7 @@ export const startFaultProxy = (options: FaultProxyOptions): Effect.Effect<Fault
         resume(Effect.dieMessage(`fault proxy targets must be on this machine, got ${options.target}`))
         return
       }
-      const random = seededRandom(options.seed ?? 1)
+      const random = mulberry32(options.seed ?? 1)
       let rates = { ...options.rates }
       const stats: FaultStats = { error500: 0, reset: 0, stall: 0, truncate: 0, forwarded: 0 }
       const timers = new Set<NodeJS.Timeout>()

@@ -7,6 +7,7 @@
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { mulberry32 } from "../../src/internal/splits.js"
 
 /** What to generate. */
 export interface SyntheticOptions {
@@ -17,17 +18,8 @@ export interface SyntheticOptions {
   readonly seed: number
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same sequence in [0, 1). */
-export const mulberry32 = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The seeded PRNG the synthetic sets are drawn from (the same seed gives the same set). */
+export { mulberry32 }
 
 /** Writes `annotations_{task}.json` and empty image files into `dir`. */
 export const syntheticDice = async (dir: string, options: SyntheticOptions): Promise<void> => {
