@@ -14,7 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { DatasetCache } from "../src/DatasetCache.js"
-import { JobContext } from "../src/JobContext.js"
+import { makeJobContext } from "../src/JobContext.js"
 import { StorageTest, Storage } from "../src/Storage.js"
 import { median, numberFlag, percentile, report } from "./lib/report.js"
 
@@ -85,9 +85,8 @@ const run = (root: string) =>
     writeEntry(cacheDir, smallHash, smallImages)
     const setupSeconds = (performance.now() - setupStart) / 1000
 
-    const layer = DatasetCache.layerConfig({ cacheDir, maxBytes: 1024 ** 4 }).pipe(
+    const layer = DatasetCache.layerConfig(makeJobContext({ datasetId: "bench", snapshotId: "bench" }), { cacheDir, maxBytes: 1024 ** 4 }).pipe(
       Layer.provideMerge(Storage.layerTest()),
-      Layer.provide(JobContext.layerTest({ datasetId: "bench", snapshotId: "bench" })),
       Layer.provideMerge(NodeContext.layer)
     )
     const { large, listings, small } = yield* Effect.gen(function*() {

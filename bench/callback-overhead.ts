@@ -27,7 +27,7 @@ import { performance, PerformanceObserver } from "node:perf_hooks"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { Callback, type CallbackService } from "../src/Callback.js"
-import { JobContext, type JobContextInput } from "../src/JobContext.js"
+import { type JobContextInput, makeJobContext } from "../src/JobContext.js"
 import { LogBuffer } from "../src/LogBuffer.js"
 import { ReportOutbox } from "../src/Outbox.js"
 import { makeBackendServer, type ReceivedRequest } from "../test/support/backendServer.js"
@@ -116,13 +116,11 @@ const withServices = <A, E>(
 ) =>
   Effect.gen(function*() {
     const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "bench-outbox-"))
+    const settings = makeJobContext({ jobId: 1, callbackUrl, callbackShutdownBudget: Duration.seconds(1), ...job })
     return yield* use.pipe(
-      Effect.provide(Layer.mergeAll(Callback.layer, LogBuffer.layer).pipe(
-        Layer.provideMerge(ReportOutbox.layerConfig({ dir })),
-        Layer.provide(Layer.mergeAll(
-          JobContext.layerTest({ jobId: 1, callbackUrl, callbackShutdownBudget: Duration.seconds(1), ...job }),
-          NodeHttpClient.layerUndici
-        ))
+      Effect.provide(Layer.mergeAll(Callback.layerConfig(settings), LogBuffer.layerConfig(settings)).pipe(
+        Layer.provideMerge(ReportOutbox.layerConfig(settings, { dir })),
+        Layer.provide(NodeHttpClient.layerUndici)
       )),
       Effect.ensuring(Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
     )

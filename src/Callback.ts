@@ -10,9 +10,9 @@
  * @since 0.1.0
  */
 import { HttpClient } from "@effect/platform"
-import { Clock, Context, Effect, Either, Layer, Ref, type Schema } from "effect"
-import { CallbackError, type ErrorType } from "./Errors.js"
-import { JobContext } from "./JobContext.js"
+import { Clock, type Config, Context, Effect, Either, Layer, Ref, type Schema } from "effect"
+import { CallbackError, type ConfigError, type ErrorType } from "./Errors.js"
+import { type BasicConfig, JobContext, type JobIdentity, type SettingsError } from "./JobContext.js"
 import { type ReportKind, ReportOutbox, type ReportOutboxService } from "./Outbox.js"
 import {
   callbackPaths,
@@ -28,6 +28,7 @@ import {
   ValidationBody
 } from "./internal/callbackBodies.js"
 import { makeCallbackRecorder } from "./internal/callbackRecorder.js"
+import { callbackSectionConfig, settingsLayer } from "./internal/envSections.js"
 import {
   advanceTiming,
   completionBody,
@@ -332,189 +333,203 @@ export const callbackNoop: CallbackService = {
 }
 
 /**
- * Builds the live service over the `ReportOutbox` in context; secondary ranks get
- * `callbackNoop`.
+ * What the live service reads (`Callback.config`): the job it reports for, whether this
+ * process is rank 0, the task type reported with validation and evaluation results, and
+ * the planned epochs (the default `totalEpochs`).
  */
-export const makeCallback: Effect.Effect<CallbackService, never, JobContext | ReportOutbox> = Effect.gen(function*() {
-  const ctx = yield* JobContext
-  if (!ctx.isPrimary) return callbackNoop
-  const outbox: ReportOutboxService = yield* ReportOutbox
-  const jobId = ctx.jobId
-  const progressPath = callbackPaths.trainingProgress(jobId)
-  const state = yield* Ref.make<LifecycleState>({ ...initialState, operation: ctx.kind })
-  /** Progress and validation are training endpoints: another kind's id would address a different job. */
-  const trainingOnly = (what: string, path: string) =>
-    ctx.kind === "training" ? Effect.void : Effect.fail(
-      new CallbackError({
-        reason: "Invalid",
-        path,
-        detail: `${what} reports exist only for training jobs; this is an ${ctx.kind} job (${ctx.kind} id ${jobId})`
+export interface CallbackSettings extends JobIdentity {
+  /** Only rank 0 reports (`RANK` / `LOCAL_RANK`). */
+  readonly isPrimary: boolean
+  /** `TASK_TYPE` as given (default `detection`). */
+  readonly taskType: string
+  /** The planned epochs (`EPOCHS`, `CONFIG.epochs`, `CONFIG_EPOCHS`; default 100). */
+  readonly basicConfig: Pick<BasicConfig, "epochs">
+}
+
+/**
+ * Builds the live service with `settings` over the `ReportOutbox` in context; secondary
+ * ranks get `callbackNoop`.
+ */
+export const makeCallback = (ctx: CallbackSettings): Effect.Effect<CallbackService, never, ReportOutbox> =>
+  Effect.gen(function*() {
+    if (!ctx.isPrimary) return callbackNoop
+    const outbox: ReportOutboxService = yield* ReportOutbox
+    const jobId = ctx.jobId
+    const progressPath = callbackPaths.trainingProgress(jobId)
+    const state = yield* Ref.make<LifecycleState>({ ...initialState, operation: ctx.kind })
+    /** Progress and validation are training endpoints: another kind's id would address a different job. */
+    const trainingOnly = (what: string, path: string) =>
+      ctx.kind === "training" ? Effect.void : Effect.fail(
+        new CallbackError({
+          reason: "Invalid",
+          path,
+          detail: `${what} reports exist only for training jobs; this is an ${ctx.kind} job (${ctx.kind} id ${jobId})`
+        })
+      )
+
+    /** Encodes `body` through its schema and queues it; a body that breaks the contract fails `Invalid`. */
+    const queue = <A, I>(kind: ReportKind, path: string, schema: Schema.Schema<A, I>, body: A) =>
+      Either.match(encodeBody(schema, path, body), {
+        onLeft: (error) => Effect.fail(error),
+        onRight: (encoded) => outbox.offer({ kind, path, body: encoded })
       })
-    )
 
-  /** Encodes `body` through its schema and queues it; a body that breaks the contract fails `Invalid`. */
-  const queue = <A, I>(kind: ReportKind, path: string, schema: Schema.Schema<A, I>, body: A) =>
-    Either.match(encodeBody(schema, path, body), {
-      onLeft: (error) => Effect.fail(error),
-      onRight: (encoded) => outbox.offer({ kind, path, body: encoded })
-    })
+    const now = Clock.currentTimeMillis
+    const finishedEpochs = (s: LifecycleState): number => s.epochsCompleted ?? 0
 
-  const now = Clock.currentTimeMillis
-  const finishedEpochs = (s: LifecycleState): number => s.epochsCompleted ?? 0
+    /** Queues an outcome, records it as the job's outcome, and waits for its delivery. */
+    const outcome = <A, I>(
+      status: "completed" | "failed",
+      path: string,
+      schema: Schema.Schema<A, I>,
+      body: A
+    ): Effect.Effect<void, CallbackError> =>
+      Effect.gen(function*() {
+        const seq = yield* queue("outcome", path, schema, body)
+        yield* Ref.update(state, (s) => ({
+          ...s,
+          outcome: status,
+          outcomeReport: seq === undefined ? undefined : { seq, path },
+          outcomeDelivered: false
+        }))
+        if (seq === undefined) return
+        yield* outbox.awaitDelivery(seq, path)
+        yield* Ref.update(state, (s) => (s.outcomeReport?.seq === seq ? { ...s, outcomeDelivered: true } : s))
+      })
 
-  /** Queues an outcome, records it as the job's outcome, and waits for its delivery. */
-  const outcome = <A, I>(
-    status: "completed" | "failed",
-    path: string,
-    schema: Schema.Schema<A, I>,
-    body: A
-  ): Effect.Effect<void, CallbackError> =>
-    Effect.gen(function*() {
-      const seq = yield* queue("outcome", path, schema, body)
-      yield* Ref.update(state, (s) => ({
-        ...s,
-        outcome: status,
-        outcomeReport: seq === undefined ? undefined : { seq, path },
-        outcomeDelivered: false
+    return {
+      reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
+        const operation = report.operation ?? ctx.kind
+        const at = yield* now
+        const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
+        const previous = yield* Ref.get(state)
+        const repeat = previous.startQueued && previous.operation === operation && previous.outcome === undefined
+        if (repeat && (previous.plannedEpochs === plannedEpochs || previous.epochsCompleted !== undefined)) {
+          return yield* Effect.logDebug(`Start of ${operation} already reported; not sent again`)
+        }
+        yield* Effect.annotateCurrentSpan("operation", operation)
+        yield* operation === "training"
+          ? queue("started", progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
+          : operation === "inference"
+          ? queue("started", callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
+          : operation === "export"
+          ? queue("started", callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
+          : Effect.logDebug("An evaluation has no start endpoint; its start is recorded only")
+        yield* Ref.set(state, {
+          ...initialState,
+          operation,
+          startedAt: repeat ? previous.startedAt : at,
+          plannedEpochs,
+          timing: operation === "training" ? timingAtStart(at) : {},
+          startQueued: true
+        })
+      }),
+
+      reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
+        yield* trainingOnly("Progress", progressPath)
+        const at = yield* now
+        const current = yield* Ref.get(state)
+        const totalEpochs = report.totalEpochs ?? current.plannedEpochs ?? ctx.basicConfig.epochs
+        const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, totalEpochs, at)
+        yield* queue("progress", progressPath, TrainingProgressBody, progressBody(jobId, report, totalEpochs, timing))
+        yield* Ref.set(state, {
+          ...current,
+          timing: nextTiming,
+          epochsCompleted: Math.max(current.epochsCompleted ?? 0, report.epoch)
+        })
+      }),
+
+      reportValidation: Effect.fn("Callback.reportValidation")(function*(report: CallbackValidationReport) {
+        yield* trainingOnly("Validation", callbackPaths.validationResults(jobId))
+        const timestamp = isoTimestamp(yield* now)
+        yield* queue(
+          "validation",
+          callbackPaths.validationResults(jobId),
+          ValidationBody,
+          validationBody(jobId, ctx.taskType, report, timestamp)
+        )
+      }),
+
+      reportCompleted: Effect.fn("Callback.reportCompleted")(function*(report: CallbackCompletionReport) {
+        const at = yield* now
+        const s = yield* Ref.get(state)
+        const epochs = report.totalEpochs ?? s.epochsCompleted ?? s.plannedEpochs ?? ctx.basicConfig.epochs
+        const duration = s.startedAt === undefined ? undefined : Math.max(0, at - s.startedAt) / 1000
+        return yield* outcome(
+          "completed",
+          callbackPaths.trainingCompletion(jobId),
+          CompletionBody,
+          completionBody(jobId, report, epochs, duration)
+        )
+      }),
+
+      reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
+        const s = yield* Ref.get(state)
+        yield* Effect.annotateCurrentSpan("operation", s.operation)
+        if (s.operation === "evaluation") {
+          return yield* outcome("failed", callbackPaths.evaluationResults(jobId), EvaluationResultsBody, evaluationFailedBody(ctx.taskType, report))
+        }
+        const path = s.operation === "inference"
+          ? callbackPaths.inferenceCompletion(jobId)
+          : s.operation === "export"
+          ? callbackPaths.exportCompletion(jobId)
+          : callbackPaths.trainingCompletion(jobId)
+        return yield* outcome("failed", path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s)))
+      }),
+
+      reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: CallbackInferenceCompletedReport) {
+        const timestamp = isoTimestamp(yield* now)
+        return yield* outcome(
+          "completed",
+          callbackPaths.inferenceCompletion(jobId),
+          InferenceCompletedBody,
+          inferenceCompletedBody(jobId, report, timestamp)
+        )
+      }),
+
+      reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: CallbackExportCompletedReport) {
+        const timestamp = isoTimestamp(yield* now)
+        return yield* outcome(
+          "completed",
+          callbackPaths.exportCompletion(jobId),
+          ExportCompletedBody,
+          exportCompletedBody(jobId, report, timestamp)
+        )
+      }),
+
+      reportEvaluationResults: Effect.fn("Callback.reportEvaluationResults")(function*(report: CallbackEvaluationReport) {
+        return yield* outcome(
+          "completed",
+          callbackPaths.evaluationResults(jobId),
+          EvaluationResultsBody,
+          evaluationResultsBody(ctx.taskType, report)
+        )
+      }),
+
+      flushProgress: Effect.asVoid(outbox.drain),
+
+      awaitOutcome: Effect.gen(function*() {
+        const s = yield* Ref.get(state)
+        if (s.outcomeDelivered) return true
+        if (s.outcomeReport === undefined) return false
+        const { path, seq } = s.outcomeReport
+        const delivered = yield* outbox.awaitDelivery(seq, path).pipe(
+          Effect.as(true),
+          Effect.catchAll((error) => Effect.as(Effect.logError("Outcome report not delivered", error.message), false))
+        )
+        if (delivered) yield* Ref.update(state, (now) => (now.outcomeReport?.seq === seq ? { ...now, outcomeDelivered: true } : now))
+        return delivered
+      }),
+
+      lifecycle: Effect.map(Ref.get(state), (s): CallbackLifecycle => ({
+        operation: s.operation,
+        started: s.startQueued,
+        outcome: s.outcome,
+        outcomeDelivered: s.outcomeDelivered,
+        epochsCompleted: finishedEpochs(s)
       }))
-      if (seq === undefined) return
-      yield* outbox.awaitDelivery(seq, path)
-      yield* Ref.update(state, (s) => (s.outcomeReport?.seq === seq ? { ...s, outcomeDelivered: true } : s))
-    })
-
-  return {
-    reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
-      const operation = report.operation ?? ctx.kind
-      const at = yield* now
-      const plannedEpochs = operation === "training" ? report.totalEpochs ?? ctx.basicConfig.epochs : undefined
-      const previous = yield* Ref.get(state)
-      const repeat = previous.startQueued && previous.operation === operation && previous.outcome === undefined
-      if (repeat && (previous.plannedEpochs === plannedEpochs || previous.epochsCompleted !== undefined)) {
-        return yield* Effect.logDebug(`Start of ${operation} already reported; not sent again`)
-      }
-      yield* Effect.annotateCurrentSpan("operation", operation)
-      yield* operation === "training"
-        ? queue("started", progressPath, TrainingStartedBody, trainingStartedBody(jobId, plannedEpochs!))
-        : operation === "inference"
-        ? queue("started", callbackPaths.inferenceStarted(jobId), InferenceStartedBody, operationStartedBody(jobId, "inference", isoTimestamp(at)))
-        : operation === "export"
-        ? queue("started", callbackPaths.exportStarted(jobId), ExportStartedBody, operationStartedBody(jobId, "export", isoTimestamp(at)))
-        : Effect.logDebug("An evaluation has no start endpoint; its start is recorded only")
-      yield* Ref.set(state, {
-        ...initialState,
-        operation,
-        startedAt: repeat ? previous.startedAt : at,
-        plannedEpochs,
-        timing: operation === "training" ? timingAtStart(at) : {},
-        startQueued: true
-      })
-    }),
-
-    reportProgress: Effect.fn("Callback.reportProgress")(function*(report: CallbackProgressReport) {
-      yield* trainingOnly("Progress", progressPath)
-      const at = yield* now
-      const current = yield* Ref.get(state)
-      const totalEpochs = report.totalEpochs ?? current.plannedEpochs ?? ctx.basicConfig.epochs
-      const [timing, nextTiming] = advanceTiming(current.timing, report.epoch, totalEpochs, at)
-      yield* queue("progress", progressPath, TrainingProgressBody, progressBody(jobId, report, totalEpochs, timing))
-      yield* Ref.set(state, {
-        ...current,
-        timing: nextTiming,
-        epochsCompleted: Math.max(current.epochsCompleted ?? 0, report.epoch)
-      })
-    }),
-
-    reportValidation: Effect.fn("Callback.reportValidation")(function*(report: CallbackValidationReport) {
-      yield* trainingOnly("Validation", callbackPaths.validationResults(jobId))
-      const timestamp = isoTimestamp(yield* now)
-      yield* queue(
-        "validation",
-        callbackPaths.validationResults(jobId),
-        ValidationBody,
-        validationBody(jobId, ctx.taskType, report, timestamp)
-      )
-    }),
-
-    reportCompleted: Effect.fn("Callback.reportCompleted")(function*(report: CallbackCompletionReport) {
-      const at = yield* now
-      const s = yield* Ref.get(state)
-      const epochs = report.totalEpochs ?? s.epochsCompleted ?? s.plannedEpochs ?? ctx.basicConfig.epochs
-      const duration = s.startedAt === undefined ? undefined : Math.max(0, at - s.startedAt) / 1000
-      return yield* outcome(
-        "completed",
-        callbackPaths.trainingCompletion(jobId),
-        CompletionBody,
-        completionBody(jobId, report, epochs, duration)
-      )
-    }),
-
-    reportFailed: Effect.fn("Callback.reportFailed")(function*(report: CallbackFailureReport) {
-      const s = yield* Ref.get(state)
-      yield* Effect.annotateCurrentSpan("operation", s.operation)
-      if (s.operation === "evaluation") {
-        return yield* outcome("failed", callbackPaths.evaluationResults(jobId), EvaluationResultsBody, evaluationFailedBody(ctx.taskType, report))
-      }
-      const path = s.operation === "inference"
-        ? callbackPaths.inferenceCompletion(jobId)
-        : s.operation === "export"
-        ? callbackPaths.exportCompletion(jobId)
-        : callbackPaths.trainingCompletion(jobId)
-      return yield* outcome("failed", path, FailedBody, failedBody(jobId, report, report.epochsCompleted ?? finishedEpochs(s)))
-    }),
-
-    reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: CallbackInferenceCompletedReport) {
-      const timestamp = isoTimestamp(yield* now)
-      return yield* outcome(
-        "completed",
-        callbackPaths.inferenceCompletion(jobId),
-        InferenceCompletedBody,
-        inferenceCompletedBody(jobId, report, timestamp)
-      )
-    }),
-
-    reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: CallbackExportCompletedReport) {
-      const timestamp = isoTimestamp(yield* now)
-      return yield* outcome(
-        "completed",
-        callbackPaths.exportCompletion(jobId),
-        ExportCompletedBody,
-        exportCompletedBody(jobId, report, timestamp)
-      )
-    }),
-
-    reportEvaluationResults: Effect.fn("Callback.reportEvaluationResults")(function*(report: CallbackEvaluationReport) {
-      return yield* outcome(
-        "completed",
-        callbackPaths.evaluationResults(jobId),
-        EvaluationResultsBody,
-        evaluationResultsBody(ctx.taskType, report)
-      )
-    }),
-
-    flushProgress: Effect.asVoid(outbox.drain),
-
-    awaitOutcome: Effect.gen(function*() {
-      const s = yield* Ref.get(state)
-      if (s.outcomeDelivered) return true
-      if (s.outcomeReport === undefined) return false
-      const { path, seq } = s.outcomeReport
-      const delivered = yield* outbox.awaitDelivery(seq, path).pipe(
-        Effect.as(true),
-        Effect.catchAll((error) => Effect.as(Effect.logError("Outcome report not delivered", error.message), false))
-      )
-      if (delivered) yield* Ref.update(state, (now) => (now.outcomeReport?.seq === seq ? { ...now, outcomeDelivered: true } : now))
-      return delivered
-    }),
-
-    lifecycle: Effect.map(Ref.get(state), (s): CallbackLifecycle => ({
-      operation: s.operation,
-      started: s.startQueued,
-      outcome: s.outcome,
-      outcomeDelivered: s.outcomeDelivered,
-      epochsCompleted: finishedEpochs(s)
-    }))
-  } satisfies CallbackService
-})
+    } satisfies CallbackService
+  })
 
 /** One request the in-memory backend accepted (answered 2xx). */
 export interface CallbackRequest {
@@ -550,17 +565,29 @@ export class CallbackTest extends Context.Tag("trainer-sdk/CallbackTest")<Callba
 
 /** The callback service: `const callback = yield* Callback`. */
 export class Callback extends Context.Tag("trainer-sdk/Callback")<Callback, CallbackService>() {
-  /** The live service over the job's `ReportOutbox` (shared with `LogBuffer`). */
-  static readonly layer: Layer.Layer<Callback, never, JobContext | ReportOutbox> = Layer.effect(Callback, makeCallback)
+  /** What the live service reads through `Config`: the job's id variable, `RANK` / `LOCAL_RANK`, `TASK_TYPE`, the planned epochs. */
+  static readonly config: Config.Config<CallbackSettings> = callbackSectionConfig
+
+  /**
+   * The live service over the job's `ReportOutbox` (shared with `LogBuffer`) with `settings`:
+   * values (e.g. a job context) or a `Config`, where an invalid value is a `ConfigError`
+   * naming the variable.
+   */
+  static readonly layerConfig = <S extends CallbackSettings | Config.Config<CallbackSettings>>(
+    settings: S
+  ): Layer.Layer<Callback, SettingsError<S>, ReportOutbox> => settingsLayer(Callback, settings, makeCallback)
+
+  /** `layerConfig(Callback.config)`: the live service configured from the environment. */
+  static readonly layer: Layer.Layer<Callback, ConfigError, ReportOutbox> = Callback.layerConfig(callbackSectionConfig)
 
   /** A service that sends nothing (what secondary ranks get). */
   static readonly layerNoop: Layer.Layer<Callback> = Layer.succeed(Callback, callbackNoop)
 
   /**
-   * The live service over a memory-only outbox (also provided) and an in-memory backend: `CallbackTest`
-   * exposes every request (path and decoded body, in wire order) and can script failures.
-   * Retries wait the job context's `callbackRetryDelay` on the `Clock` (set it to zero, or
-   * drive TestClock).
+   * The live service over a memory-only outbox (also provided) and an in-memory backend,
+   * both with the settings of the `JobContext` in context: `CallbackTest` exposes every
+   * request (path and decoded body, in wire order) and can script failures. Retries wait
+   * the job context's `callbackRetryDelay` on the `Clock` (set it to zero, or drive TestClock).
    */
   static readonly layerTest = (): Layer.Layer<Callback | CallbackTest | ReportOutbox, never, JobContext> => Callback.sharedTestLayer
 
@@ -571,8 +598,8 @@ export class Callback extends Context.Tag("trainer-sdk/Callback")<Callback, Call
       const { client, recorder } = yield* makeCallbackRecorder(ctx.callbackUrl)
       return Layer.merge(
         Layer.succeed(CallbackTest, recorder),
-        Callback.layer.pipe(
-          Layer.provideMerge(ReportOutbox.layerMemory),
+        Callback.layerConfig(ctx).pipe(
+          Layer.provideMerge(ReportOutbox.layerConfig(ctx, { dir: null })),
           Layer.provide(Layer.succeed(HttpClient.HttpClient, client))
         )
       )

@@ -10,7 +10,7 @@
 import { HttpClient } from "@effect/platform"
 import { Cause, Clock, type Config, Context, Deferred, Duration, Effect, Exit, Layer, Option, Schedule, Schema } from "effect"
 import { hostname } from "node:os"
-import { failureMessage } from "./Errors.js"
+import { type ConfigError, failureMessage } from "./Errors.js"
 import type { CallbackMetrics } from "./Callback.js"
 import { bestEffortWithin } from "./internal/bestEffort.js"
 import { makeBatchShipper, positiveInteger } from "./internal/batchShipper.js"
@@ -22,8 +22,8 @@ import {
   isSendableScalar,
   splitIntoBatches
 } from "./internal/clearmlEvents.js"
-import { clearmlSectionConfig } from "./internal/envSections.js"
-import { type ClearMLSettings, JobContext } from "./JobContext.js"
+import { clearmlServiceConfig, settingsLayer } from "./internal/envSections.js"
+import type { ClearMLSettings, SettingsError } from "./JobContext.js"
 
 /**
  * The platform's naming rule: a key with `/` is split at the first `/` into series and
@@ -92,7 +92,18 @@ export interface ClearMLService {
   readonly stats: Effect.Effect<ClearMLStats>
 }
 
-/** Settings of the live service. */
+/**
+ * What the live service reads (`ClearML.config`): the ClearML settings (`None`: tracking
+ * off) and whether this process is rank 0 (other ranks track nothing).
+ */
+export interface ClearMLServiceSettings {
+  /** Set when the three `CLEARML_API_*` variables are. */
+  readonly clearml: Option.Option<ClearMLSettings>
+  /** Only rank 0 tracks (`RANK` / `LOCAL_RANK`). */
+  readonly isPrimary: boolean
+}
+
+/** Options of the live service. */
 export interface ClearMLOptions {
   /** The `X-ClearML-Worker` value. Default: the host name. */
   readonly worker?: string
@@ -163,9 +174,8 @@ interface ClearMLTask {
   readonly webLink: Option.Option<string>
 }
 
-const makeLive = (options: ClearMLOptions) =>
+const makeLive = (ctx: ClearMLServiceSettings, options: ClearMLOptions) =>
   Effect.gen(function*() {
-    const ctx = yield* JobContext
     if (!ctx.isPrimary || Option.isNone(ctx.clearml)) return noop
     const settings = ctx.clearml.value
     const worker = options.worker ?? hostname()
@@ -372,25 +382,28 @@ export class ClearMLTest extends Context.Tag("trainer-sdk/ClearMLTest")<ClearMLT
 /** Experiment tracking: `const clearml = yield* ClearML; yield* clearml.reportMetrics(metrics, epoch)`. */
 export class ClearML extends Context.Tag("trainer-sdk/ClearML")<ClearML, ClearMLService>() {
   /**
-   * The live service with the given settings when `JobContext.clearml` is set and this is
-   * rank 0, else the no-op. Setting up the project and task runs in the background; on
-   * scope close it flushes and ends the task (completed, failed or stopped by the scope's
-   * outcome) unless the program already ended it.
+   * What the live service reads through `Config`: the ClearML variables (`CLEARML_API_HOST`,
+   * `CLEARML_API_ACCESS_KEY`, `CLEARML_API_SECRET_KEY`, `CLEARML_WEB_HOST`, `CLEARML_PROJECT`,
+   * `CLEARML_TASK_NAME`, `CLEARML_TASK_ID`; tracking is off unless the three API variables
+   * are set), the job's id variable only for the default task name, and `RANK` / `LOCAL_RANK`.
    */
-  static readonly layerConfig = (
-    options: ClearMLOptions = {}
-  ): Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> => Layer.scoped(ClearML, makeLive(options))
-
-  /** The live service with the default settings. */
-  static readonly layer: Layer.Layer<ClearML, never, JobContext | HttpClient.HttpClient> = ClearML.layerConfig()
+  static readonly config: Config.Config<ClearMLServiceSettings> = clearmlServiceConfig
 
   /**
-   * The ClearML variables (`CLEARML_API_HOST`, `CLEARML_API_ACCESS_KEY`, `CLEARML_API_SECRET_KEY`,
-   * `CLEARML_WEB_HOST`, `CLEARML_PROJECT`, `CLEARML_TASK_NAME`, `CLEARML_TASK_ID`) through
-   * `Config`: `None` unless the three API variables are set. The job context composes it
-   * (`JobContext.clearml`), which the layers read.
+   * The live service with `settings` (values, e.g. a job context, or a `Config`, where an
+   * invalid value is a `ConfigError` naming the variable) and `options` when tracking is on
+   * and this is rank 0, else the no-op. Setting up the project and task runs in the
+   * background; on scope close it flushes and ends the task (completed, failed or stopped
+   * by the scope's outcome) unless the program already ended it.
    */
-  static readonly config: Config.Config<Option.Option<ClearMLSettings>> = clearmlSectionConfig
+  static readonly layerConfig = <S extends ClearMLServiceSettings | Config.Config<ClearMLServiceSettings>>(
+    settings: S,
+    options: ClearMLOptions = {}
+  ): Layer.Layer<ClearML, SettingsError<S>, HttpClient.HttpClient> =>
+    settingsLayer(ClearML, settings, (resolved: ClearMLServiceSettings) => makeLive(resolved, options))
+
+  /** `layerConfig(ClearML.config)`: the live service configured from the environment, default options. */
+  static readonly layer: Layer.Layer<ClearML, ConfigError, HttpClient.HttpClient> = ClearML.layerConfig(clearmlServiceConfig)
 
   /** Tracking switched off. */
   static readonly layerNoop: Layer.Layer<ClearML> = Layer.succeed(ClearML, noop)

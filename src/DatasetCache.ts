@@ -15,8 +15,8 @@ import { FileSystem, Path } from "@effect/platform"
 import { Config, Context, Duration, Effect, type Either, Layer, Option, type Scope } from "effect"
 import * as NodeFs from "node:fs/promises"
 import { CacheError, type ConfigError, type DatasetError, type DownloadError, type StorageError } from "./Errors.js"
-import { cacheSectionConfig, datasetSectionConfig, toSdkConfigError } from "./internal/envSections.js"
-import { JobContext } from "./JobContext.js"
+import { cacheSectionConfig, datasetSectionConfig, settingsLayer } from "./internal/envSections.js"
+import type { SettingsError } from "./JobContext.js"
 import { makeCacheEnsure } from "./internal/cacheEnsure.js"
 import { cacheKeyOf as cacheKey, validateCacheKey } from "./internal/cacheKey.js"
 import { makeCacheCoordinator } from "./internal/cacheLock.js"
@@ -80,7 +80,7 @@ export interface DatasetCacheService {
   readonly remove: (key: string) => Effect.Effect<boolean, CacheError>
 }
 
-/** Settings of the cache; unset values come from the job context or the defaults below. */
+/** Options of the cache; a value set here replaces the setting it names, unset ones keep the settings' or the defaults below. */
 export interface DatasetCacheOptions {
   /** Cache directory (default `DATASET_CACHE_DIR`). */
   readonly cacheDir?: string
@@ -118,9 +118,9 @@ const statfsFreeSpace = (dir: string): Effect.Effect<number, CacheError> =>
   }).pipe(Effect.map((stats) => stats.bavail * stats.bsize))
 
 /**
- * What the cache reads from the environment (`DatasetCache.config`), or from the job context
- * (which composes the same section): where the cache is, its limits, and the job's dataset
- * that `ensure` defaults to.
+ * What the cache reads from the environment (`DatasetCache.config`; the job context
+ * composes the same section): where the cache is, its limits, and the job's dataset that
+ * `ensure` defaults to.
  */
 export interface DatasetCacheSettings {
   /** `DATASET_CACHE_DIR` (default `/tmp/datasets`). */
@@ -144,19 +144,10 @@ const datasetCacheConfig: Config.Config<DatasetCacheSettings> = Config.all([cach
   Config.map(([cache, dataset]) => ({ ...cache, ...dataset }))
 )
 
-/** Builds the cache service over the job context's settings, `options` first (scoped: leases and heartbeats live in the scope). */
+/** Builds the cache service over `settings`, `options` first (scoped: leases and heartbeats live in the scope). */
 export const makeDatasetCache = (
-  options: DatasetCacheOptions = {}
-): Effect.Effect<
-  DatasetCacheService,
-  never,
-  JobContext | Storage | FileSystem.FileSystem | Path.Path | Scope.Scope
-> => Effect.flatMap(JobContext, (ctx) => makeDatasetCacheWith(ctx, options))
-
-/** Builds the cache service over the given settings, `options` first. */
-const makeDatasetCacheWith = (
   ctx: DatasetCacheSettings,
-  options: DatasetCacheOptions
+  options: DatasetCacheOptions = {}
 ): Effect.Effect<DatasetCacheService, never, Storage | FileSystem.FileSystem | Path.Path | Scope.Scope> =>
   Effect.gen(function*() {
     const storage = yield* Storage
@@ -224,34 +215,24 @@ export class DatasetCache extends Context.Tag("trainer-sdk/DatasetCache")<Datase
   /** Builds the service (see `makeDatasetCache`). */
   static readonly make = makeDatasetCache
 
-  /** The cache configured from the job context; leases this process holds are released when its scope closes. */
-  static readonly layer: Layer.Layer<DatasetCache, never, JobContext | Storage | FileSystem.FileSystem | Path.Path> =
-    Layer.scoped(DatasetCache, makeDatasetCache())
-
   /** The cache variables (`DATASET_CACHE_*`) and the job's dataset ids through `Config`. */
   static readonly config: Config.Config<DatasetCacheSettings> = datasetCacheConfig
 
   /**
-   * The cache with explicit settings: from the job context with `options` first (tests,
-   * tools inside a job: directory, size limit, lock timing), or from `config` instead of the
-   * job context (a tool without a job, e.g. the CLI), where an invalid value is a
-   * `ConfigError` naming the variable.
+   * The cache with `settings` (values, e.g. a job context, or a `Config`, where an invalid
+   * value is a `ConfigError` naming the variable), `options` first (tests, tools: directory,
+   * size limit, lock timing); leases this process holds are released when its scope closes.
    */
-  static layerConfig(
-    options: DatasetCacheOptions
-  ): Layer.Layer<DatasetCache, never, JobContext | Storage | FileSystem.FileSystem | Path.Path>
-  static layerConfig(
-    config: Config.Config<DatasetCacheSettings>,
-    options?: DatasetCacheOptions
-  ): Layer.Layer<DatasetCache, ConfigError, Storage | FileSystem.FileSystem | Path.Path>
-  static layerConfig(
-    configOrOptions: Config.Config<DatasetCacheSettings> | DatasetCacheOptions,
+  static readonly layerConfig = <S extends DatasetCacheSettings | Config.Config<DatasetCacheSettings>>(
+    settings: S,
     options: DatasetCacheOptions = {}
-  ): Layer.Layer<DatasetCache, ConfigError, JobContext | Storage | FileSystem.FileSystem | Path.Path> {
-    if (!Config.isConfig(configOrOptions)) return Layer.scoped(DatasetCache, makeDatasetCache(configOrOptions))
-    return Layer.scoped(
-      DatasetCache,
-      Effect.flatMap(Effect.mapError(configOrOptions, toSdkConfigError), (settings) => makeDatasetCacheWith(settings, options))
-    )
-  }
+  ): Layer.Layer<DatasetCache, SettingsError<S>, Storage | FileSystem.FileSystem | Path.Path> =>
+    settingsLayer(DatasetCache, settings, (resolved: DatasetCacheSettings) => makeDatasetCache(resolved, options))
+
+  /**
+   * `layerConfig(DatasetCache.config)`: the cache configured from its own variables (no job
+   * variable is read).
+   */
+  static readonly layer: Layer.Layer<DatasetCache, ConfigError, Storage | FileSystem.FileSystem | Path.Path> = DatasetCache
+    .layerConfig(datasetCacheConfig)
 }

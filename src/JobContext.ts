@@ -1,12 +1,17 @@
 /**
  * The job context: everything the platform passes to a trainer through environment
  * variables, read once, validated and typed. Each service's own variables are its section
- * (`Storage.config`, `DatasetCache.config`, `ClearML.config`, `ReportOutbox.config`, the
- * rules in `internal/envSections.ts`); the job context composes them with its own.
+ * (`Storage.config`, `DatasetCache.config`, `ClearML.config`, `ReportOutbox.config`,
+ * `Callback.config`, `LogBuffer.config`; the rules in `internal/envSections.ts`), which its
+ * live layer reads; the job context composes them with its own, so its shape can build any
+ * service (`Callback.layerConfig(ctx)`).
  *
  * @since 0.1.0
  */
 import { Config, ConfigProvider, Context, type Duration, Effect, Either, Layer, Option, type Redacted } from "effect"
+import type { CallbackSettings } from "./Callback.js"
+import type { ClearMLServiceSettings } from "./ClearML.js"
+import type { DatasetCacheSettings } from "./DatasetCache.js"
 import type { ConfigError } from "./Errors.js"
 import {
   cacheSectionConfig,
@@ -16,19 +21,22 @@ import {
   envSection,
   jobVariablesConfig,
   optionalWith,
+  processSecrets,
+  rankConfig,
+  resolveTaskType,
   storageSectionConfig,
   toSdkConfigError
 } from "./internal/envSections.js"
 import {
-  atLeast,
   basicConfigVariables,
   normalizeTaskType as normalizeTask,
-  parseInteger,
   parseJsonObject,
   resolveAdvancedConfig,
   resolveBasicConfig,
   resolvePrimaryMetric
 } from "./internal/jobConfig.js"
+import type { LogBufferSettings } from "./LogBuffer.js"
+import type { ReportOutboxSettings } from "./Outbox.js"
 
 /**
  * The converter task a task type or alias maps to (case-insensitive, `-` read as `_`), or
@@ -133,6 +141,27 @@ export const jobIdOf = (job: JobVariables): number => {
   }
 }
 
+/** The job a service addresses: its kind and its id (the value of the kind's id variable). */
+export interface JobIdentity {
+  /** The kind of job, from which id variable is set (`JOB_ID` means training). */
+  readonly kind: JobKind
+  /** The job id under its kind's variable (`JOB_ID`, `INFERENCE_JOB_ID`, `EXPORT_JOB_ID`, `TEST_RUN_ID`). */
+  readonly jobId: number
+}
+
+/** This process's rank (`RANK`, else `LOCAL_RANK`, else 0); only rank 0 talks to the backend and ClearML. */
+export interface ProcessRank {
+  readonly rank: number
+  /** Whether this process talks to the backend (rank 0). */
+  readonly isPrimary: boolean
+}
+
+/**
+ * What building a service from `settings` may fail with: a `ConfigError` (naming the
+ * variable) when they are read through `Config`, nothing when they are given as values.
+ */
+export type SettingsError<Settings> = Settings extends Config.Config<unknown> ? ConfigError : never
+
 /** One S3-compatible store: endpoint, credentials and bucket. */
 export interface StorageEndpoint {
   readonly endpoint: string
@@ -156,8 +185,15 @@ export interface ClearMLSettings {
   readonly taskId: Option.Option<string>
 }
 
-/** The resolved job context of a trainer process. */
-export interface JobContextShape {
+/**
+ * The resolved job context of a trainer process: every service's settings composed
+ * (`ReportOutbox`, `Callback`, `LogBuffer`, `ClearML`, `DatasetCache`; storage's as
+ * `externalStorage`, `internalStorage`, `region`), so a context can build any of them
+ * (`Callback.layerConfig(ctx)`).
+ */
+export interface JobContextShape
+  extends ReportOutboxSettings, CallbackSettings, LogBufferSettings, ClearMLServiceSettings, DatasetCacheSettings, ProcessRank
+{
   /** Backend API base URL (`CALLBACK_URL`). */
   readonly callbackUrl: string
   /** The kind of job, from which id variable is set (`JOB_ID` means training). */
@@ -218,20 +254,23 @@ export interface JobContextShape {
   readonly primaryMetricMode: PrimaryMetricMode
   /** ClearML settings, when enabled. */
   readonly clearml: Option.Option<ClearMLSettings>
+  /**
+   * The secret values that never leave the process (both storage secret keys, the ClearML
+   * secret when tracking is on): masked in every report the SDK sends.
+   */
+  readonly secrets: ReadonlyArray<Redacted.Redacted<string>>
 }
 
 /**
- * The training section, the job context's own: task, model and framework names, rank,
+ * The training section, the job context's own: task, model and framework names,
  * `CONFIG` (with the basic config's direct and legacy variables), `ADVANCED_CONFIG`.
  */
 const trainingSectionConfig = envSection(
-  ["TASK_TYPE", "MODEL_NAME", "FRAMEWORK", "RANK", "LOCAL_RANK", "CONFIG", "ADVANCED_CONFIG", ...basicConfigVariables],
+  ["TASK_TYPE", "MODEL_NAME", "FRAMEWORK", "CONFIG", "ADVANCED_CONFIG", ...basicConfigVariables],
   [],
   (env) =>
     Either.gen(function*() {
-      const taskType = env.plain("TASK_TYPE")?.trim() ?? "detection"
-      const rankVariable = env.plain("RANK") !== undefined ? "RANK" : "LOCAL_RANK"
-      const rank = yield* optionalWith(env, rankVariable, 0, parseInteger).pipe(Either.flatMap(atLeast(rankVariable, 0)))
+      const taskType = resolveTaskType(env)
       const configJson = yield* optionalWith(env, "CONFIG", {} as Record<string, unknown>, parseJsonObject)
       const basicConfig = yield* resolveBasicConfig(env.plain, configJson)
       const advancedConfig = yield* resolveAdvancedConfig(configJson, env.plain("ADVANCED_CONFIG"))
@@ -241,8 +280,6 @@ const trainingSectionConfig = envSection(
         converterTask: Option.fromNullable(normalizeTask(taskType)),
         modelName: env.plain("MODEL_NAME") ?? "",
         framework: env.plain("FRAMEWORK") ?? "",
-        rank,
-        isPrimary: rank === 0,
         basicConfig,
         advancedConfig,
         config: configJson,
@@ -254,27 +291,30 @@ const trainingSectionConfig = envSection(
 
 /**
  * The whole job context through `Config`, composed of every service's section (delivery,
- * the job's kind and variables, dataset cache, dataset ids, training, ClearML, storage);
- * the first rule broken, in that order, is the error.
+ * the job's kind and variables, dataset cache, dataset ids, rank, training, ClearML,
+ * storage); the first rule broken, in that order, is the error.
  */
 export const jobContextConfig: Config.Config<JobContextShape> = Config.all([
   deliveryConfig,
   jobVariablesConfig,
   cacheSectionConfig,
   datasetSectionConfig,
+  rankConfig,
   trainingSectionConfig,
   clearmlSectionConfig,
   storageSectionConfig
-]).pipe(Config.map(([delivery, job, cache, dataset, training, clearml, storage]): JobContextShape => ({
+]).pipe(Config.map(([delivery, job, cache, dataset, rank, training, clearml, storage]): JobContextShape => ({
   ...delivery,
   kind: job.kind,
   job,
   jobId: jobIdOf(job),
+  ...rank,
   ...training,
   ...dataset,
   ...storage,
   ...cache,
-  clearml
+  clearml,
+  secrets: processSecrets(storage.externalStorage.secretKey, storage.internalStorage.secretKey, clearml)
 })))
 
 /**
@@ -303,6 +343,8 @@ export const makeJobContext = (input: JobContextInput = {}): JobContextShape => 
   const job: JobVariables = input.job ??
     (input.jobId === undefined ? defaults.job : { kind: "training", jobId: input.jobId, datasetS3Uri: Option.none() })
   const taskType = input.taskType ?? defaults.taskType
+  const externalStorage = { ...defaults.externalStorage, ...input.externalStorage }
+  const internalStorage = { ...defaults.internalStorage, ...input.internalStorage }
   return {
     ...defaults,
     ...input,
@@ -313,9 +355,11 @@ export const makeJobContext = (input: JobContextInput = {}): JobContextShape => 
     converterTask: input.converterTask ?? Option.fromNullable(normalizeTask(taskType)),
     rank,
     isPrimary: input.isPrimary ?? rank === 0,
-    externalStorage: { ...defaults.externalStorage, ...input.externalStorage },
-    internalStorage: { ...defaults.internalStorage, ...input.internalStorage },
-    basicConfig: { ...defaults.basicConfig, ...input.basicConfig }
+    externalStorage,
+    internalStorage,
+    basicConfig: { ...defaults.basicConfig, ...input.basicConfig },
+    secrets: input.secrets ??
+      processSecrets(externalStorage.secretKey, internalStorage.secretKey, input.clearml ?? defaults.clearml)
   }
 }
 

@@ -4,9 +4,11 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Effect, Either, FiberRefs, HashMap, Layer, Logger, LogLevel, Schema } from "effect"
+import { Cause, Clock, type Config, Context, Effect, Either, FiberRefs, HashMap, Layer, Logger, LogLevel, Schema } from "effect"
+import type { ConfigError } from "./Errors.js"
 import { callbackPaths, LogEntryBody, maxEventTypeLength } from "./internal/callbackBodies.js"
-import { JobContext } from "./JobContext.js"
+import { logBufferSectionConfig, settingsLayer } from "./internal/envSections.js"
+import type { JobIdentity, SettingsError } from "./JobContext.js"
 import { insideOutbox, ReportOutbox } from "./Outbox.js"
 import { CheckpointEvents } from "./Storage.js"
 
@@ -134,12 +136,20 @@ const noop: LogBufferService = fromUnsafe(() => {})
 const encodeEntry = Schema.encodeEither(LogEntryBody)
 
 /**
+ * What the live buffer reads (`LogBuffer.config`): the job whose log it writes (only a
+ * training job has one) and whether this process is rank 0.
+ */
+export interface LogBufferSettings extends JobIdentity {
+  /** Only rank 0 ships (`RANK` / `LOCAL_RANK`). */
+  readonly isPrimary: boolean
+}
+
+/**
  * Builds the live buffer over the job's outbox: each entry is encoded through the log
  * body's schema and queued behind every report queued before it, so the backend shows
  * the lines in the order they were logged, interleaved with progress as it happened.
  */
-const makeLive = Effect.gen(function*() {
-  const ctx = yield* JobContext
+const makeLive = (ctx: LogBufferSettings) => Effect.gen(function*() {
   // The logs endpoint is a training one: an inference, export or evaluation id would file
   // the entries under the training job that happens to have the same number.
   if (!ctx.isPrimary || ctx.kind !== "training") return noop
@@ -235,12 +245,21 @@ export class LogBufferTest extends Context.Tag("trainer-sdk/LogBufferTest")<LogB
 /** The log buffer: `const logs = yield* LogBuffer; yield* logs.info("epoch 3 done")`. */
 export class LogBuffer extends Context.Tag("trainer-sdk/LogBuffer")<LogBuffer, LogBufferService>() {
   /**
-   * The live buffer over the job's `ReportOutbox` (shared with `Callback`), on rank 0 of a
-   * training job (a no-op on other ranks and for inference, export and evaluation jobs,
-   * which have no logs endpoint). What is queued is delivered when the outbox closes, within the
-   * shutdown budget, whether the program succeeded, failed or was interrupted.
+   * The live buffer over the job's `ReportOutbox` (shared with `Callback`) with `settings`
+   * (values, e.g. a job context, or a `Config`), on rank 0 of a training job (a no-op on
+   * other ranks and for inference, export and evaluation jobs, which have no logs
+   * endpoint). What is queued is delivered when the outbox closes, within the shutdown
+   * budget, whether the program succeeded, failed or was interrupted.
    */
-  static readonly layer: Layer.Layer<LogBuffer, never, JobContext | ReportOutbox> = Layer.effect(LogBuffer, makeLive)
+  static readonly layerConfig = <S extends LogBufferSettings | Config.Config<LogBufferSettings>>(
+    settings: S
+  ): Layer.Layer<LogBuffer, SettingsError<S>, ReportOutbox> => settingsLayer(LogBuffer, settings, makeLive)
+
+  /** What the live buffer reads through `Config`: the job's id variable and `RANK` / `LOCAL_RANK`. */
+  static readonly config: Config.Config<LogBufferSettings> = logBufferSectionConfig
+
+  /** `layerConfig(LogBuffer.config)`: the live buffer configured from the environment. */
+  static readonly layer: Layer.Layer<LogBuffer, ConfigError, ReportOutbox> = LogBuffer.layerConfig(logBufferSectionConfig)
 
   /** A buffer that discards everything. */
   static readonly layerNoop: Layer.Layer<LogBuffer> = Layer.succeed(LogBuffer, noop)

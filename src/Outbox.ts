@@ -22,7 +22,7 @@
 import { HttpClient } from "@effect/platform"
 import {
   Clock,
-  type Config,
+  Config,
   Context,
   Deferred,
   Duration,
@@ -38,10 +38,10 @@ import {
 } from "effect"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { CallbackError } from "./Errors.js"
-import { JobContext, type JobContextShape } from "./JobContext.js"
+import { CallbackError, type ConfigError } from "./Errors.js"
+import type { JobIdentity, SettingsError } from "./JobContext.js"
 import { makeBackendClient, retryDelayMillis } from "./internal/backendClient.js"
-import { deliveryConfig } from "./internal/envSections.js"
+import { reportOutboxConfig, settingsLayer } from "./internal/envSections.js"
 import { callbackPaths, LogEntryBody } from "./internal/callbackBodies.js"
 import { encodeBody, isoTimestamp } from "./internal/callbackReports.js"
 import { OutboxStore, type OutboxStoreStats } from "./internal/outboxStore.js"
@@ -151,6 +151,18 @@ export interface DeliverySettings {
   readonly outboxMemoryBytes: number
 }
 
+/**
+ * What the live outbox reads (`ReportOutbox.config`): the delivery variables, the job it
+ * reports for (the default work dir, the dropped-logs summary), whether this process is
+ * rank 0 (other ranks send nothing) and the secret values it masks in every body.
+ */
+export interface ReportOutboxSettings extends DeliverySettings, JobIdentity {
+  /** Only rank 0 sends (`RANK` / `LOCAL_RANK`). */
+  readonly isPrimary: boolean
+  /** Values replaced by `***` wherever they occur in a report (the storage and ClearML secrets). */
+  readonly secrets: ReadonlyArray<Redacted.Redacted<string>>
+}
+
 /** True on the outbox's own fiber, so a `Logger` bridge never queues the outbox's own logs. */
 export const insideOutbox: FiberRef.FiberRef<boolean> = FiberRef.unsafeMake(false)
 
@@ -158,7 +170,7 @@ export const insideOutbox: FiberRef.FiberRef<boolean> = FiberRef.unsafeMake(fals
  * The job's default working directory: `{tmpdir}/trainer-sdk/job-{JOB_ID}` for training,
  * `{kind}-{id}` for the other kinds (`inference-7`, `export-3`, `evaluation-12`).
  */
-export const defaultWorkDir = (job: Pick<JobContextShape, "kind" | "jobId">): string =>
+export const defaultWorkDir = (job: JobIdentity): string =>
   nodePath.join(os.tmpdir(), "trainer-sdk", `${job.kind === "training" ? "job" : job.kind}-${job.jobId}`)
 
 /** The outbox file inside its directory. */
@@ -174,13 +186,6 @@ const describeCounts = (counts: Readonly<Record<string, number>>): string =>
 const increment = (counts: Record<string, number>, kind: string) => {
   counts[kind] = (counts[kind] ?? 0) + 1
 }
-
-/** The secrets that must never leave the process: storage secret keys and the ClearML secret. */
-const secretsOf = (ctx: JobContextShape): ReadonlyArray<string> => [
-  Redacted.value(ctx.externalStorage.secretKey),
-  Redacted.value(ctx.internalStorage.secretKey),
-  ...(ctx.clearml._tag === "Some" ? [Redacted.value(ctx.clearml.value.secretKey)] : [])
-]
 
 const inactive: ReportOutboxService = {
   unsafeOffer: () => undefined,
@@ -210,15 +215,15 @@ interface Waiter {
 }
 
 /**
- * Builds the outbox over the `HttpClient` in context: opens (and replays) its file, forks
- * the sender into the surrounding scope, and on scope close drains within the budget.
- * Secondary ranks get an outbox that accepts everything and sends nothing.
+ * Builds the outbox with `settings` over the `HttpClient` in context: opens (and replays)
+ * its file, forks the sender into the surrounding scope, and on scope close drains within
+ * the budget. Secondary ranks get an outbox that accepts everything and sends nothing.
  */
 export const makeReportOutbox = (
+  ctx: ReportOutboxSettings,
   options: ReportOutboxOptions = {}
-): Effect.Effect<ReportOutboxService, never, JobContext | HttpClient.HttpClient | Scope.Scope> =>
+): Effect.Effect<ReportOutboxService, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
-    const ctx = yield* JobContext
     if (!ctx.isPrimary) return inactive
     const backend = makeBackendClient(
       ctx,
@@ -234,7 +239,7 @@ export const makeReportOutbox = (
     })
     store.open()
     const budgetMillis = Duration.toMillis(ctx.callbackShutdownBudget)
-    const redact = makeRedactor(secretsOf(ctx))
+    const redact = makeRedactor(ctx.secrets.map(Redacted.value))
     const wake = yield* Queue.sliding<void>(1)
     const delivered: Record<string, number> = {}
     const rejected: Record<string, number> = {}
@@ -456,26 +461,31 @@ export const makeReportOutbox = (
 /** The job's report outbox: `const outbox = yield* ReportOutbox`. Shared by `Callback` and `LogBuffer`. */
 export class ReportOutbox extends Context.Tag("trainer-sdk/ReportOutbox")<ReportOutbox, ReportOutboxService>() {
   /**
-   * The delivery variables (`CALLBACK_URL`, `CALLBACK_MAX_RETRIES`, `CALLBACK_RETRY_DELAY`,
-   * `CALLBACK_SHUTDOWN_BUDGET`, `CALLBACK_OUTBOX_MEMORY_MB`) through `Config`. The job context
-   * composes them (`JobContext.callbackUrl`, ...), which the layers read; the runner reads
-   * them for a setup failure report.
+   * What the outbox reads through `Config`: the delivery variables (`CALLBACK_URL`,
+   * `CALLBACK_MAX_RETRIES`, `CALLBACK_RETRY_DELAY`, `CALLBACK_SHUTDOWN_BUDGET`,
+   * `CALLBACK_OUTBOX_MEMORY_MB`), the job's id variable, `RANK` / `LOCAL_RANK` and the secret
+   * variables it masks. The job context composes the same sections.
    */
-  static readonly config: Config.Config<DeliverySettings> = deliveryConfig
+  static readonly config: Config.Config<ReportOutboxSettings> = reportOutboxConfig
 
-  /** The live outbox with its file under the default work dir (see `ReportOutboxOptions.dir`). */
-  static readonly layer: Layer.Layer<ReportOutbox, never, JobContext | HttpClient.HttpClient> = Layer.scoped(
-    ReportOutbox,
-    makeReportOutbox()
+  /**
+   * The live outbox with `settings` (values, e.g. a job context, or a `Config`, where an
+   * invalid value is a `ConfigError` naming the variable) and `options`.
+   */
+  static readonly layerConfig = <S extends ReportOutboxSettings | Config.Config<ReportOutboxSettings>>(
+    settings: S,
+    options: ReportOutboxOptions = {}
+  ): Layer.Layer<ReportOutbox, SettingsError<S>, HttpClient.HttpClient> =>
+    settingsLayer(ReportOutbox, settings, (resolved: ReportOutboxSettings) => makeReportOutbox(resolved, options))
+
+  /** `layerConfig(ReportOutbox.config)`: the live outbox with its file under the default work dir (see `ReportOutboxOptions.dir`). */
+  static readonly layer: Layer.Layer<ReportOutbox, ConfigError, HttpClient.HttpClient> = ReportOutbox.layerConfig(
+    reportOutboxConfig
   )
 
-  /** The live outbox with the given options. */
-  static readonly layerConfig = (
-    options: ReportOutboxOptions
-  ): Layer.Layer<ReportOutbox, never, JobContext | HttpClient.HttpClient> => Layer.scoped(ReportOutbox, makeReportOutbox(options))
-
-  /** The live outbox without a file (memory only), for tests and tools. */
-  static readonly layerMemory: Layer.Layer<ReportOutbox, never, JobContext | HttpClient.HttpClient> = ReportOutbox.layerConfig({
-    dir: null
-  })
+  /** The live outbox from `ReportOutbox.config` without a file (memory only), for tests and tools. */
+  static readonly layerMemory: Layer.Layer<ReportOutbox, ConfigError, HttpClient.HttpClient> = ReportOutbox.layerConfig(
+    reportOutboxConfig,
+    { dir: null }
+  )
 }

@@ -12,8 +12,8 @@ import { FileSystem, Path } from "@effect/platform"
 import { Config, Context, Effect, type Either, Layer, Option, Schedule } from "effect"
 import type { CallbackMetrics } from "./Callback.js"
 import type { CheckpointError, ConfigError, DatasetError, DownloadError, StorageError } from "./Errors.js"
-import { jobIdOptionConfig, storageSectionConfig, toSdkConfigError } from "./internal/envSections.js"
-import type { StorageEndpoint } from "./JobContext.js"
+import { jobIdOptionConfig, settingsLayer, storageSectionConfig, toSdkConfigError } from "./internal/envSections.js"
+import type { SettingsError, StorageEndpoint } from "./JobContext.js"
 import type { MemoryObjectStore, ObjectStore, S3Timeouts } from "./ObjectStore.js"
 import { parseS3Uri as parseS3UriEither } from "./internal/downloads.js"
 import { makeMemoryObjectStore } from "./internal/memoryObjectStore.js"
@@ -323,24 +323,21 @@ export class Storage extends Context.Tag("trainer-sdk/Storage")<Storage, Storage
   static readonly config: Config.Config<StorageSettings> = storageConfig
 
   /**
-   * Two S3 stores (external = datasets, internal = checkpoints) from `config`, clients
-   * closed with the scope; checkpoints go under the given job's prefix. Without a job the
-   * dataset transfers work and checkpoint uploads fail (see `StorageConfig.jobId`). An
-   * invalid value is a `ConfigError` naming the variable.
+   * Two S3 stores (external = datasets, internal = checkpoints) from `config` (settings as
+   * values, or a `Config`, where an invalid value is a `ConfigError` naming the variable),
+   * clients closed with the scope; checkpoints go under the given job's prefix. Without a
+   * job the dataset transfers work and checkpoint uploads fail (see `StorageConfig.jobId`).
    */
-  static readonly layerConfig = (
-    config: Config.Config<StorageSettings>,
+  static readonly layerConfig = <S extends StorageSettings | Config.Config<StorageSettings>>(
+    config: S,
     options: { readonly jobId?: number | undefined } = {}
-  ): Layer.Layer<Storage, ConfigError, FileSystem.FileSystem | Path.Path> =>
-    Layer.scoped(
-      Storage,
+  ): Layer.Layer<Storage, SettingsError<S>, FileSystem.FileSystem | Path.Path> =>
+    settingsLayer(Storage, config, (settings: StorageSettings) =>
       Effect.gen(function*() {
-        const settings = yield* Effect.mapError(config, toSdkConfigError)
         const external = yield* s3Store(settings, settings.external)
         const internal = yield* s3Store(settings, settings.internal)
         return yield* makeStorage({ external, internal, jobId: options.jobId })
-      })
-    )
+      }))
 
   /**
    * `layerConfig(Storage.config)` for the job whose id variable is set (`JOB_ID`,

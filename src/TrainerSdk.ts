@@ -35,7 +35,7 @@ import { outcomeSideWork as sideWork } from "./internal/bestEffort.js"
 import { completionWithUploads, makeCheckpointUploadQueue } from "./internal/checkpointUploads.js"
 import { makeHookQueue, promiseOf } from "./internal/hookQueue.js"
 import { isPlatformSplitConfig } from "./internal/splitConfig.js"
-import { JobContext, type JobContextInput, type JobContextShape } from "./JobContext.js"
+import { JobContext, type JobContextInput, type JobContextShape, makeJobContext } from "./JobContext.js"
 import { LogBuffer, type LogBufferEntryOptions, type LogBufferLevel, type LogBufferService, LogBufferTest } from "./LogBuffer.js"
 import { defaultWorkDir, ReportOutbox } from "./Outbox.js"
 import { StorageTest, Storage, type StorageService, type UploadCheckpointOptions } from "./Storage.js"
@@ -490,13 +490,18 @@ const serviceLayer = (tag: Context.Tag<TrainerSdk, TrainerSdkService>, options: 
   Layer.scoped(tag, makeTrainerSdk(options))
 
 /**
- * Every live capability over a job context, an `HttpClient` and the Node file system;
- * callbacks and logs share one report outbox with its file under `{workDir}/outbox`.
+ * Every live capability, each reading its own variables, over an `HttpClient` and the Node
+ * file system; callbacks and logs share one report outbox with its file under
+ * `{workDir}/outbox`.
  */
 const liveCapabilities = (workDir: string | undefined) =>
   Layer.mergeAll(Callback.layer, LogBuffer.layer, ClearML.layer, Converter.layer).pipe(
     Layer.provideMerge(Storage.layer.pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layer))),
-    Layer.provideMerge(workDir === undefined ? ReportOutbox.layer : ReportOutbox.layerConfig({ dir: nodePath.join(workDir, "outbox") }))
+    Layer.provideMerge(
+      workDir === undefined
+        ? ReportOutbox.layer
+        : ReportOutbox.layerConfig(ReportOutbox.config, { dir: nodePath.join(workDir, "outbox") })
+    )
   )
 
 /** The trainer SDK: `const sdk = yield* TrainerSdk`. */
@@ -538,18 +543,17 @@ export class TrainerSdk extends Context.Tag("trainer-sdk/TrainerSdk")<TrainerSdk
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
       const root = yield* Effect.orDie(fs.makeTempDirectoryScoped({ prefix: "trainer-sdk-test-" }))
-      const job = JobContext.layerTest({ callbackRetryDelay: Duration.zero, ...options.job })
-      const storage = Layer.unwrapEffect(Effect.map(JobContext, (ctx) =>
-        Storage.layerTest({
-          jobId: ctx.jobId,
-          externalBucket: ctx.externalStorage.bucket,
-          internalBucket: ctx.internalStorage.bucket
-        })
-      )).pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layerTest()))
+      const ctx = makeJobContext({ callbackRetryDelay: Duration.zero, ...options.job })
+      const job = Layer.succeed(JobContext, ctx)
+      const storage = Storage.layerTest({
+        jobId: ctx.jobId,
+        externalBucket: ctx.externalStorage.bucket,
+        internalBucket: ctx.internalStorage.bucket
+      }).pipe(Layer.provide(LogBuffer.checkpointEvents), Layer.provide(LogBuffer.layerTest()))
       const capabilities = Layer.mergeAll(Callback.layerTest(), LogBuffer.layerTest(), ClearML.layerTest(), Converter.layerTest()).pipe(
         Layer.provideMerge(storage)
       )
-      const cache = DatasetCache.layerConfig({ cacheDir: options.cacheDir ?? path.join(root, "cache") })
+      const cache = DatasetCache.layerConfig(ctx, { cacheDir: options.cacheDir ?? path.join(root, "cache") })
       // In memory there is no transport to wait for: a failed upload is retried at once.
       return serviceLayer(TrainerSdk, {
         workDir: options.workDir ?? path.join(root, "work"),

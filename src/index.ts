@@ -46,11 +46,14 @@ export {
   type JobContextInput,
   type JobContextShape,
   jobIdOf,
+  type JobIdentity,
   type JobKind,
   type JobVariables,
   normalizeTaskType,
   type PrimaryMetricMode,
+  type ProcessRank,
   type S3Uri,
+  type SettingsError,
   type StorageEndpoint,
   type TaskType,
   type TrainingJobVariables
@@ -74,6 +77,7 @@ export {
   type CallbackRecorder,
   type CallbackRequest,
   type CallbackService,
+  type CallbackSettings,
   type CallbackStartedReport,
   CallbackTest,
   type CallbackValidationImageResult,
@@ -98,6 +102,7 @@ export {
   Storage,
   type StorageConfig,
   type StorageService,
+  type StorageSettings,
   type UploadCheckpointOptions,
   type UploadFileOptions
 } from "./Storage.js"
@@ -121,6 +126,7 @@ export {
   type DatasetCacheEntry,
   type DatasetCacheOptions,
   type DatasetCacheService,
+  type DatasetCacheSettings,
   type EnsureDatasetOptions
 } from "./DatasetCache.js"
 
@@ -152,17 +158,20 @@ export {
   type LogBufferEntryOptions,
   type LogBufferLevel,
   type LogBufferService,
+  type LogBufferSettings,
   type LogBufferStats,
   LogBufferTest,
   type LogEventType
 } from "./LogBuffer.js"
 export {
+  type DeliverySettings,
   type OutboxDropClass,
   type OutboxOffer,
   type ReportKind,
   ReportOutbox,
   type ReportOutboxOptions,
   type ReportOutboxService,
+  type ReportOutboxSettings,
   type ReportOutboxStats
 } from "./Outbox.js"
 export {
@@ -173,6 +182,7 @@ export {
   type ClearMLOptions,
   type ClearMLScalar,
   type ClearMLService,
+  type ClearMLServiceSettings,
   type ClearMLStats,
   ClearMLTest,
   type ClearMLTextLevel

@@ -12,7 +12,7 @@ import { Cause, Context, Duration, Effect, Either, Exit, Layer, Option, Schema }
 import { Callback, CallbackTest } from "../src/Callback.js"
 import { Converter } from "../src/Converter.js"
 import { cacheKeyOf, DatasetCache, type DatasetCacheService } from "../src/DatasetCache.js"
-import { JobContext } from "../src/JobContext.js"
+import { JobContext, makeJobContext } from "../src/JobContext.js"
 import { matchCallbackEndpoint } from "../src/internal/callbackBodies.js"
 import { StorageTest, Storage, type StorageService } from "../src/Storage.js"
 
@@ -626,12 +626,10 @@ const cacheHarness = Effect.gen(function*() {
   /** Runs `f` with a fresh cache layer (its leases end with it). */
   const withCache = <A, E>(f: (cache: DatasetCacheService) => Effect.Effect<A, E>) =>
     Effect.flatMap(DatasetCache, f).pipe(Effect.provide(
-      DatasetCache.layerConfig({ cacheDir, maxBytes: 1 << 30, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis" }).pipe(
-        Layer.provide(Layer.merge(
-          Layer.succeedContext(storage),
-          JobContext.layerTest({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hashA })
-        ))
-      )
+      DatasetCache.layerConfig(
+        makeJobContext({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hashA }),
+        { cacheDir, maxBytes: 1 << 30, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis" }
+      ).pipe(Layer.provide(Layer.succeedContext(storage)))
     ))
   /** The victim tree is exactly as planted. */
   const assertVictimIntact = Effect.gen(function*() {

@@ -11,7 +11,7 @@ import { ConfigProvider, Context, Duration, Effect, Either, Exit, Layer, Scope }
 import { Converter } from "../src/Converter.js"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
 import { classifyError, ConfigError, type SdkError, StorageError } from "../src/Errors.js"
-import { JobContext, type JobContextInput } from "../src/JobContext.js"
+import { JobContext, type JobContextInput, makeJobContext } from "../src/JobContext.js"
 import { isInside, normalizeRelativeName, resolveInside, temporarySibling } from "../src/internal/safeName.js"
 import { StorageTest, Storage } from "../src/Storage.js"
 
@@ -70,11 +70,10 @@ const harness = Effect.gen(function*() {
   const memoryStorage = Context.get(storage, StorageTest)
   const memory = memoryStorage.external
   const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
-    DatasetCache.layerConfig({ cacheDir, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis", ...options })
-      .pipe(Layer.provide(Layer.merge(
-        Layer.succeedContext(storage),
-        JobContext.layerTest({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hash, ...job })
-      )))
+    DatasetCache.layerConfig(
+      makeJobContext({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hash, ...job }),
+      { cacheDir, staleAfter: "2 seconds", heartbeatEvery: "100 millis", pollEvery: "20 millis", ...options }
+    ).pipe(Layer.provide(Layer.succeedContext(storage)))
   const withCache = <A, E>(
     f: (cache: DatasetCacheService) => Effect.Effect<A, E>,
     options: Partial<DatasetCacheOptions> = {},
@@ -443,14 +442,14 @@ describe("a full or read-only file system", () => {
               )
               : live.downloadDatasetSelective(datasetId, destDir, options))
       })
-      const cacheLayer = DatasetCache.layerConfig({
+      const cacheLayer = DatasetCache.layerConfig(makeJobContext({ datasetVersionHash: hash }), {
         cacheDir,
         maxBytes: 1 << 30,
         staleAfter: "2 seconds",
         heartbeatEvery: "100 millis",
         pollEvery: "20 millis",
         freeSpace: () => Effect.map(used, (bytes) => capacity - bytes)
-      }).pipe(Layer.provide(Layer.merge(Layer.succeedContext(full), JobContext.layerTest({ datasetVersionHash: hash }))))
+      }).pipe(Layer.provide(Layer.succeedContext(full)))
       const ensure = (datasetId: string) => (cache: DatasetCacheService) =>
         cache.ensure({ datasetId, destDir: path.join(root, `job-${datasetId}`) })
       const run = <A, E>(f: (cache: DatasetCacheService) => Effect.Effect<A, E>) =>
@@ -508,12 +507,8 @@ describe("a full or read-only file system", () => {
         }
         const storage = yield* Layer.build(Storage.layerTest())
         seed(Context.get(storage, StorageTest), "ds1", { "a.jpg": "AAAA" })
-        const cacheLayer = DatasetCache.layerConfig({ cacheDir }).pipe(
-          Layer.provide(Layer.mergeAll(
-            Layer.succeedContext(storage),
-            JobContext.layerTest({ datasetId: "ds1", datasetVersionHash: hash }),
-            Layer.succeed(FileSystem.FileSystem, readOnly)
-          ))
+        const cacheLayer = DatasetCache.layerConfig(makeJobContext({ datasetId: "ds1", datasetVersionHash: hash }), { cacheDir }).pipe(
+          Layer.provide(Layer.merge(Layer.succeedContext(storage), Layer.succeed(FileSystem.FileSystem, readOnly)))
         )
         for (const op of ["ensure", "prune"] as const) {
           const error = yield* Effect.flip(

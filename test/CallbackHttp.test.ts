@@ -3,7 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Deferred, Duration, Effect, Fiber, Layer, Schema, TestClock } from "effect"
 import { Callback } from "../src/Callback.js"
 import { ReportOutbox } from "../src/Outbox.js"
-import { type JobContextInput, JobContext } from "../src/JobContext.js"
+import { type JobContextInput, makeJobContext } from "../src/JobContext.js"
 import { matchCallbackEndpoint } from "../src/internal/callbackBodies.js"
 import { type BackendServerShape, makeBackendServer } from "./support/backendServer.js"
 
@@ -14,12 +14,12 @@ const withBackend = <A, E>(
 ) =>
   Effect.scoped(Effect.gen(function*() {
     const server = yield* makeBackendServer()
-    const dependencies = Layer.mergeAll(
-      JobContext.layerTest({ jobId: 7, callbackUrl: server.baseUrl, ...input }),
-      NodeHttpClient.layerUndici
-    )
+    const job = makeJobContext({ jobId: 7, callbackUrl: server.baseUrl, ...input })
     return yield* body(server).pipe(
-      Effect.provide(Callback.layer.pipe(Layer.provideMerge(ReportOutbox.layerMemory), Layer.provide(dependencies)))
+      Effect.provide(Callback.layerConfig(job).pipe(
+        Layer.provideMerge(ReportOutbox.layerConfig(job, { dir: null })),
+        Layer.provide(NodeHttpClient.layerUndici)
+      ))
     )
   }))
 

@@ -4,7 +4,7 @@ import { Deferred, Effect, Exit, FastCheck, Fiber, Layer, Option, Redacted, Sche
 import { ClearML, type ClearMLOptions, ClearMLTest } from "../src/ClearML.js"
 import { TrainerError } from "../src/Errors.js"
 import { clearmlMetricName, escapeRegex, jwtExpiryMillis, splitIntoBatches } from "../src/internal/clearmlEvents.js"
-import { JobContext } from "../src/JobContext.js"
+import { makeJobContext } from "../src/JobContext.js"
 import { type FakeClearmlState, startFakeClearml } from "./support/fakeClearml.js"
 import { captureWarnings } from "./support/logs.js"
 
@@ -23,16 +23,14 @@ const clearmlLayer = (
   options: ClearMLOptions = {},
   extra: { project?: string; rank?: number; taskId?: string } = {}
 ) =>
-  ClearML.layerConfig({ worker: "test-host", flushEvery: "1 hour", retrySchedule: Schedule.recurs(1), ...options }).pipe(
-    Layer.provide(Layer.mergeAll(
-      JobContext.layerTest({
-        jobId: 42,
-        rank: extra.rank ?? 0,
-        clearml: Option.some({ ...settings(apiHost, extra.project), taskId: Option.fromNullable(extra.taskId) })
-      }),
-      NodeHttpClient.layerUndici
-    ))
-  )
+  ClearML.layerConfig(
+    makeJobContext({
+      jobId: 42,
+      rank: extra.rank ?? 0,
+      clearml: Option.some({ ...settings(apiHost, extra.project), taskId: Option.fromNullable(extra.taskId) })
+    }),
+    { worker: "test-host", flushEvery: "1 hour", retrySchedule: Schedule.recurs(1), ...options }
+  ).pipe(Layer.provide(NodeHttpClient.layerUndici))
 
 const eventually = (check: () => boolean) =>
   Effect.repeat(Effect.sync(check), { until: (ok) => ok, schedule: Schedule.spaced("20 millis") }).pipe(
@@ -275,7 +273,7 @@ describe("ClearML against a fake server", () => {
       const report = Effect.flatMap(ClearML, (c) => Effect.zipRight(c.reportMetrics({ loss: 1 }, 1), c.flush))
       yield* report.pipe(Effect.provide(clearmlLayer(fake.url, {}, { rank: 1 })))
       yield* report.pipe(Effect.provide(
-        ClearML.layer.pipe(Layer.provide(Layer.mergeAll(JobContext.layerTest({ clearml: Option.none() }), NodeHttpClient.layerUndici)))
+        ClearML.layerConfig(makeJobContext({ clearml: Option.none() })).pipe(Layer.provide(NodeHttpClient.layerUndici))
       ))
       assert.deepStrictEqual(fake.calls, [])
     }).pipe(Effect.scoped))

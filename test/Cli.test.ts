@@ -5,7 +5,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
 import { fileURLToPath } from "node:url"
 import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
-import { JobContext } from "../src/JobContext.js"
+import { makeJobContext } from "../src/JobContext.js"
 import { StorageTest, Storage } from "../src/Storage.js"
 import { formatCacheEntries, formatCliError, formatDownloadProgress } from "../src/internal/cliFormat.js"
 import { repoRoot, runCliInProcess as runCli, runCliProcess, spawnCli } from "./support/cli.js"
@@ -34,10 +34,10 @@ const fillCache = (cacheDir: string, destDir: string) =>
     const storage = yield* Layer.build(Storage.layerTest())
     Context.get(storage, StorageTest).seedDataset("ds-cats", { images: { "a.jpg": "x".repeat(3000) } })
     yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir })).pipe(
-      Effect.provide(DatasetCache.layerConfig({ cacheDir }).pipe(Layer.provide(Layer.merge(
-        Layer.succeedContext(storage),
-        JobContext.layerTest({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" })
-      ))))
+      Effect.provide(DatasetCache.layerConfig(
+        makeJobContext({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" }),
+        { cacheDir }
+      ).pipe(Layer.provide(Layer.succeedContext(storage))))
     ))
   })
 

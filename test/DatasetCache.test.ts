@@ -3,7 +3,7 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Exit, Layer, Ref, Scope, TestClock } from "effect"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
-import { JobContext, type JobContextInput } from "../src/JobContext.js"
+import { type JobContextInput, makeJobContext } from "../src/JobContext.js"
 import { StorageTest, Storage } from "../src/Storage.js"
 
 const hashA = "aaaaaaaaaaaaaaaa-version-a"
@@ -26,18 +26,14 @@ const harnessWith = (defaults: Partial<DatasetCacheOptions>) => Effect.gen(funct
   const storage = yield* Layer.build(Storage.layerTest())
   const { external: memory, seedDataset } = Context.get(storage, StorageTest)
   const cacheLayer = (options: Partial<DatasetCacheOptions> = {}, job: JobContextInput = {}) =>
-    DatasetCache.layerConfig({
+    DatasetCache.layerConfig(makeJobContext({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hashA, ...job }), {
       cacheDir,
       staleAfter: "2 seconds",
       heartbeatEvery: "100 millis",
       pollEvery: "20 millis",
       ...defaults,
       ...options
-    })
-      .pipe(Layer.provide(Layer.merge(
-        Layer.succeedContext(storage),
-        JobContext.layerTest({ datasetId: "ds1", snapshotId: "snap1", datasetVersionHash: hashA, ...job })
-      )))
+    }).pipe(Layer.provide(Layer.succeedContext(storage)))
   const withCache = <A, E>(
     f: (cache: DatasetCacheService) => Effect.Effect<A, E>,
     options: Partial<DatasetCacheOptions> = {},

@@ -6,7 +6,7 @@ import { Duration, Effect, Either, Layer, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
-import { JobContext } from "../src/JobContext.js"
+import { makeJobContext } from "../src/JobContext.js"
 import { storageLayerFrom, storageVariables } from "./support/storageEnv.js"
 import type { CacheWorkerArgs } from "./support/cacheWorker.js"
 import { startFaultProxy } from "./support/faultProxy.js"
@@ -99,9 +99,11 @@ const expectedImages = imageNames.map((name, i) => `${name}:${100 + i}`).sort()
 
 /** The cache in this (test) process, against the same server and cache directory. */
 const localCache = (endpoint: string, cacheDir: string, staleAfter: Duration.DurationInput = staleAfterMs) =>
-  DatasetCache.layerConfig({ cacheDir, staleAfter, heartbeatEvery: heartbeatMs, pollEvery: 50 }).pipe(
-    Layer.provideMerge(storageLayerFrom(storageVariables({ endpoint, accessKey: "S3RVER", secretKey: "S3RVER" }, { external: bucket }))),
-    Layer.provide(JobContext.layerTest({ datasetId, snapshotId: "snapshot", datasetVersionHash: hash }))
+  DatasetCache.layerConfig(
+    makeJobContext({ datasetId, snapshotId: "snapshot", datasetVersionHash: hash }),
+    { cacheDir, staleAfter, heartbeatEvery: heartbeatMs, pollEvery: 50 }
+  ).pipe(
+    Layer.provideMerge(storageLayerFrom(storageVariables({ endpoint, accessKey: "S3RVER", secretKey: "S3RVER" }, { external: bucket })))
   )
 
 describe("DatasetCache across processes", () => {

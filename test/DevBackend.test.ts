@@ -13,7 +13,7 @@ import {
   summarizeDevBackendEvents
 } from "../src/DevBackend.js"
 import { decodeDevBackendRequest } from "../src/internal/devBackendEvents.js"
-import { type JobContextInput, JobContext } from "../src/JobContext.js"
+import { type JobContextInput, makeJobContext } from "../src/JobContext.js"
 import { LogBuffer } from "../src/LogBuffer.js"
 
 /** A dev backend plus the live Callback and LogBuffer layers (undici) pointed at it. */
@@ -26,12 +26,12 @@ const withDevBackend = <A, E>(
     const backend = yield* DevBackend.start({
       onEvent: (event) => Ref.update(printed, (lines) => [...lines, formatDevBackendEvent(event)])
     })
-    const dependencies = Layer.mergeAll(
-      JobContext.layerTest({ jobId: 7, callbackUrl: backend.url, callbackRetryDelay: Duration.millis(5), ...input }),
-      NodeHttpClient.layerUndici
-    )
+    const job = makeJobContext({ jobId: 7, callbackUrl: backend.url, callbackRetryDelay: Duration.millis(5), ...input })
     return yield* body(backend, printed).pipe(
-      Effect.provide(Layer.merge(Callback.layer, LogBuffer.layer).pipe(Layer.provideMerge(ReportOutbox.layerMemory), Layer.provide(dependencies)))
+      Effect.provide(Layer.merge(Callback.layerConfig(job), LogBuffer.layerConfig(job)).pipe(
+        Layer.provideMerge(ReportOutbox.layerConfig(job, { dir: null })),
+        Layer.provide(NodeHttpClient.layerUndici)
+      ))
     )
   }))
 

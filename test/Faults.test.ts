@@ -13,7 +13,7 @@ import { Duration, Effect, Layer } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { ReportOutbox } from "../src/Outbox.js"
 import { Callback } from "../src/Callback.js"
-import { JobContext } from "../src/JobContext.js"
+import { makeJobContext } from "../src/JobContext.js"
 import { storageLayerFrom, storageVariables } from "./support/storageEnv.js"
 import { Storage } from "../src/Storage.js"
 import { type FaultProxy, startFaultProxy } from "./support/faultProxy.js"
@@ -195,15 +195,12 @@ describe("Callback behind a flapping backend", () => {
         seed: 9,
         errorBody: { contentType: "application/json", body: "{\"detail\": \"injected fault\"}" }
       })
-      const dependencies = Layer.mergeAll(
-        JobContext.layerTest({
-          jobId: 7,
-          callbackUrl: `${proxy.url}/api/v1`,
-          callbackRetryDelay: Duration.millis(1),
-          callbackMaxRetries: 3
-        }),
-        NodeHttpClient.layerUndici
-      )
+      const job = makeJobContext({
+        jobId: 7,
+        callbackUrl: `${proxy.url}/api/v1`,
+        callbackRetryDelay: Duration.millis(1),
+        callbackMaxRetries: 3
+      })
       const epochs = 12
       const validated = [3, 6, 9, 12]
       yield* Effect.scoped(Effect.gen(function*() {
@@ -218,7 +215,12 @@ describe("Callback behind a flapping backend", () => {
         // The flapping phase ends before completion: nothing pending may be lost when it does.
         proxy.setRates({ error500: 0.2, reset: 0.2 })
         yield* callback.reportCompleted({ finalMetrics: { loss: 1 / epochs } })
-      }).pipe(Effect.provide(Callback.layer.pipe(Layer.provide(ReportOutbox.layerMemory), Layer.provide(dependencies)))))
+      }).pipe(Effect.provide(
+        Callback.layerConfig(job).pipe(
+          Layer.provide(ReportOutbox.layerConfig(job, { dir: null })),
+          Layer.provide(NodeHttpClient.layerUndici)
+        )
+      )))
 
       const stats = proxy.stats()
       assert.isAbove(stats.error500 + stats.reset + stats.stall, 5)

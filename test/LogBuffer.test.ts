@@ -1,7 +1,7 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, LogLevel, Ref, Stream, SubscriptionRef, TestClock } from "effect"
-import { JobContext, type JobContextInput } from "../src/JobContext.js"
+import { type JobContextInput, makeJobContext } from "../src/JobContext.js"
 import { LogBuffer, LogBufferTest } from "../src/LogBuffer.js"
 import { ReportOutbox } from "../src/Outbox.js"
 import { CheckpointEvents } from "../src/Storage.js"
@@ -54,14 +54,13 @@ const makeFakeBackend = (onRequest: Effect.Effect<void> = Effect.void) =>
 
 type FakeBackend = Effect.Effect.Success<ReturnType<typeof makeFakeBackend>>
 
-const liveLayer = (fake: FakeBackend, context: JobContextInput = {}) =>
-  LogBuffer.layer.pipe(
-    Layer.provideMerge(ReportOutbox.layerMemory),
-    Layer.provide(Layer.mergeAll(
-      JobContext.layerTest({ jobId: 7, callbackMaxRetries: 1, callbackRetryDelay: Duration.seconds(1), ...context }),
-      Layer.succeed(HttpClient.HttpClient, fake.client)
-    ))
+const liveLayer = (fake: FakeBackend, context: JobContextInput = {}) => {
+  const job = makeJobContext({ jobId: 7, callbackMaxRetries: 1, callbackRetryDelay: Duration.seconds(1), ...context })
+  return LogBuffer.layerConfig(job).pipe(
+    Layer.provideMerge(ReportOutbox.layerConfig(job, { dir: null })),
+    Layer.provide(Layer.succeed(HttpClient.HttpClient, fake.client))
   )
+}
 
 const info = (message: string) => Effect.flatMap(LogBuffer, (logs) => logs.info(message))
 

@@ -5,7 +5,7 @@ import { Duration, Effect, Exit, FastCheck, Fiber, Layer, Option, Redacted, Scop
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Callback } from "../src/Callback.js"
-import { type JobContextInput, JobContext } from "../src/JobContext.js"
+import { type JobContextInput, makeJobContext } from "../src/JobContext.js"
 import { LogBuffer } from "../src/LogBuffer.js"
 import { outboxFileName, ReportOutbox, type ReportOutboxOptions } from "../src/Outbox.js"
 import { maskUrlCredentials, maskUrlValue } from "../src/internal/redact.js"
@@ -56,14 +56,13 @@ const makeBackend = () => {
 
 type Backend = ReturnType<typeof makeBackend>
 
-const services = (backend: Backend, job: JobContextInput, options: ReportOutboxOptions) =>
-  Layer.mergeAll(Callback.layer, LogBuffer.layer).pipe(
-    Layer.provideMerge(ReportOutbox.layerConfig(options)),
-    Layer.provide(Layer.mergeAll(
-      JobContext.layerTest({ jobId: 7, callbackUrl: "http://backend/api/v1", ...job }),
-      Layer.succeed(HttpClient.HttpClient, backend.client)
-    ))
+const services = (backend: Backend, input: JobContextInput, options: ReportOutboxOptions) => {
+  const job = makeJobContext({ jobId: 7, callbackUrl: "http://backend/api/v1", ...input })
+  return Layer.mergeAll(Callback.layerConfig(job), LogBuffer.layerConfig(job)).pipe(
+    Layer.provideMerge(ReportOutbox.layerConfig(job, options)),
+    Layer.provide(Layer.succeed(HttpClient.HttpClient, backend.client))
   )
+}
 
 const tempDir = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "outbox-test-" }))
 

@@ -8,7 +8,7 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import type { HttpClientError } from "@effect/platform"
 import { Clock, Duration, Effect } from "effect"
 import { CallbackError } from "../Errors.js"
-import type { JobContextShape } from "../JobContext.js"
+import type { DeliverySettings } from "../Outbox.js"
 import { maskUrlCredentials } from "./redact.js"
 
 /**
@@ -59,7 +59,7 @@ export const isTransientStatus = (status: number): boolean => status >= 500 || s
  * never less than the backend's `Retry-After`.
  */
 export const retryDelayMillis = (
-  ctx: Pick<JobContextShape, "callbackRetryDelay" | "callbackMaxRetries">,
+  ctx: Pick<DeliverySettings, "callbackRetryDelay" | "callbackMaxRetries">,
   retry: number,
   jitter: number,
   retryAfterMillis: number | undefined
@@ -69,9 +69,9 @@ export const retryDelayMillis = (
   return Math.max(backoff, retryAfterMillis ?? 0)
 }
 
-/** Builds the transport from the job context and an `HttpClient`. */
+/** Builds the transport from the delivery settings (`CALLBACK_URL`) and an `HttpClient`. */
 export const makeBackendClient = (
-  ctx: JobContextShape,
+  ctx: Pick<DeliverySettings, "callbackUrl">,
   client: HttpClient.HttpClient,
   options: BackendClientOptions = {}
 ): BackendClient => {

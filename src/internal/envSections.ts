@@ -5,26 +5,46 @@
  * the runner's setup-failure report reads single settings from the same definitions. A
  * rule broken fails with `ConfigError` naming the variable (see `toSdkConfigError`).
  */
-import { Config, ConfigError as EffectConfigError, Duration, Either, Option, Redacted } from "effect"
+import {
+  Config,
+  ConfigError as EffectConfigError,
+  type Context,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  Option,
+  Redacted,
+  type Scope
+} from "effect"
 import { ConfigError } from "../Errors.js"
+import type { CallbackSettings } from "../Callback.js"
+import type { ClearMLServiceSettings } from "../ClearML.js"
 import type {
   ClearMLSettings,
   EvaluationJobVariables,
   ExportJobVariables,
   InferenceJobVariables,
+  JobIdentity,
   JobVariables,
+  ProcessRank,
+  SettingsError,
   StorageEndpoint,
   TrainingJobVariables
 } from "../JobContext.js"
-import type { DeliverySettings } from "../Outbox.js"
+import type { LogBufferSettings } from "../LogBuffer.js"
+import type { DeliverySettings, ReportOutboxSettings } from "../Outbox.js"
 import {
   atLeast,
+  basicConfigKeys,
   detectJobKind,
   type EnvLookup,
   jobIdVariables,
   parseInteger,
+  parseJsonObject,
   parseNumber,
   parseS3Uri,
+  resolveBasicValue,
   within
 } from "./jobConfig.js"
 import { maskUrlValue } from "./redact.js"
@@ -98,6 +118,25 @@ export const toSdkConfigError = (error: EffectConfigError.ConfigError): ConfigEr
   }
   return first(error)
 }
+
+/**
+ * A service's settings given as values (used as they are), or as a `Config` (read through
+ * the current `ConfigProvider`; a rule broken fails with the SDK's `ConfigError`).
+ */
+const resolveSettings = <S>(settings: S | Config.Config<S>): Effect.Effect<S, ConfigError> =>
+  Config.isConfig(settings) ? Effect.mapError(settings as Config.Config<S>, toSdkConfigError) : Effect.succeed(settings as S)
+
+/**
+ * A service's `layerConfig`: the service `make` builds with `settings` (values, or a `Config`
+ * whose broken rule is the layer's `ConfigError`), scoped so that what it acquires is
+ * released with the layer.
+ */
+export const settingsLayer = <I, A, S, R, C extends S | Config.Config<S>>(
+  tag: Context.Tag<I, A>,
+  settings: C,
+  make: (settings: S) => Effect.Effect<A, never, R>
+): Layer.Layer<I, SettingsError<C>, Exclude<R, Scope.Scope>> =>
+  Layer.scoped(tag, Effect.flatMap(resolveSettings<S>(settings), make)) as Layer.Layer<I, SettingsError<C>, Exclude<R, Scope.Scope>>
 
 // Single-variable rules --------------------------------------------------------------------
 
@@ -210,9 +249,12 @@ export const deliveryConfig: Config.Config<DeliverySettings> = Config.all({
 
 // The job's kind and id ---------------------------------------------------------------------
 
+/** The job id variables, read by every section that needs the job's identity. */
+const jobIdVariableNames = jobIdVariables.map((v) => v.variable)
+
 /** Every variable that names the job or its kind's inputs. */
 export const jobVariableNames = [
-  ...jobIdVariables.map((v) => v.variable),
+  ...jobIdVariableNames,
   "TRAINING_JOB_ID",
   "CHECKPOINT_S3_URI",
   "IMAGES_S3_URI",
@@ -270,35 +312,74 @@ export const resolveJobVariables = (env: SectionEnvironment): Either.Either<JobV
 export const jobVariablesConfig: Config.Config<JobVariables> = envSection(jobVariableNames, [], resolveJobVariables)
 
 /** The job's kind and id (exactly one id variable, an integer), for rules that only need those. */
-const resolveJobIdentity = (env: SectionEnvironment) =>
+const resolveJobIdentity = (env: SectionEnvironment): Either.Either<JobIdentity, ConfigError> =>
   Either.flatMap(detectJobKind(env.plain), ({ kind, raw, variable }) =>
-    Either.map(parseInteger(variable, raw), (id) => ({ kind, id })))
+    Either.map(parseInteger(variable, raw), (jobId) => ({ kind, jobId })))
 
 /**
- * Only the job's kind and id, by the same rule (exactly one id variable, an integer), for a
- * report that must go out when the kind's other variables are unusable.
+ * Only the job's kind and id, by the same rule (exactly one id variable, an integer): what
+ * the services that address the job need, and a setup failure report when the kind's other
+ * variables are unusable.
  */
-export const jobIdentityConfig: Config.Config<{ readonly kind: JobVariables["kind"]; readonly id: number }> = envSection(
-  jobIdVariables.map((v) => v.variable),
-  [],
-  (env) => resolveJobIdentity(env)
-)
+export const jobIdentityConfig: Config.Config<JobIdentity> = envSection(jobIdVariableNames, [], resolveJobIdentity)
 
 /** The job's id when an id variable is set (by the same rule), none without a job. */
 export const jobIdOptionConfig: Config.Config<Option.Option<number>> = envSection(
-  jobIdVariables.map((v) => v.variable),
+  jobIdVariableNames,
   [],
   (env) =>
     jobIdVariables.some((v) => env.plain(v.variable) !== undefined)
-      ? Either.map(resolveJobIdentity(env), (job) => Option.some(job.id))
+      ? Either.map(resolveJobIdentity(env), (job) => Option.some(job.jobId))
       : Either.right(Option.none())
 )
 
 /** `TASK_TYPE`, trimmed (default `detection`); reported as given. */
-export const taskTypeConfig: Config.Config<string> = envSection(
-  ["TASK_TYPE"],
+export const resolveTaskType = (env: SectionEnvironment): string => env.plain("TASK_TYPE")?.trim() ?? "detection"
+
+/** `TASK_TYPE` through `Config` (see `resolveTaskType`). */
+export const taskTypeConfig: Config.Config<string> = envSection(["TASK_TYPE"], [], (env) => Either.right(resolveTaskType(env)))
+
+/** `RANK`, else `LOCAL_RANK`, else 0 (an integer >= 0); only rank 0 talks to the backend and ClearML. */
+export const rankConfig: Config.Config<ProcessRank> = envSection(
+  ["RANK", "LOCAL_RANK"],
   [],
-  (env) => Either.right(env.plain("TASK_TYPE")?.trim() ?? "detection")
+  (env) => {
+    const variable = env.plain("RANK") !== undefined ? "RANK" : "LOCAL_RANK"
+    return optionalWith(env, variable, 0, parseInteger).pipe(
+      Either.flatMap(atLeast(variable, 0)),
+      Either.map((rank) => ({ rank, isPrimary: rank === 0 }))
+    )
+  }
+)
+
+/** The basic config's `epochs` key (see `basicConfigKeys`). */
+const epochsKey = basicConfigKeys.find((k) => k.key === "epochs")!
+
+/**
+ * The planned number of epochs by the basic config's rule (`EPOCHS` > `CONFIG.epochs` >
+ * `CONFIG_EPOCHS` > 100), reading only those variables.
+ */
+const plannedEpochsConfig: Config.Config<number> = envSection(
+  [epochsKey.direct, epochsKey.legacy, "CONFIG"],
+  [],
+  (env) =>
+    Either.flatMap(
+      optionalWith(env, "CONFIG", {} as Record<string, unknown>, parseJsonObject),
+      (config) => resolveBasicValue(env.plain, config, epochsKey) as Either.Either<number, ConfigError>
+    )
+)
+
+/** The callback section: the job's identity, the rank, `TASK_TYPE` and the planned epochs. */
+export const callbackSectionConfig: Config.Config<CallbackSettings> = Config.all([
+  jobIdentityConfig,
+  rankConfig,
+  taskTypeConfig,
+  plannedEpochsConfig
+]).pipe(Config.map(([job, rank, taskType, epochs]) => ({ ...job, isPrimary: rank.isPrimary, taskType, basicConfig: { epochs } })))
+
+/** The log buffer section: the job's identity and the rank. */
+export const logBufferSectionConfig: Config.Config<LogBufferSettings> = Config.all([jobIdentityConfig, rankConfig]).pipe(
+  Config.map(([job, rank]) => ({ ...job, isPrimary: rank.isPrimary }))
 )
 
 // Storage -----------------------------------------------------------------------------------
@@ -311,6 +392,9 @@ export interface StorageSection {
   readonly requestChecksumCalculation: "WHEN_REQUIRED" | "WHEN_SUPPORTED"
 }
 
+/** The storage secret key of an endpoint whose `*_SECRET_KEY` is unset. */
+export const defaultStorageSecretKey: Redacted.Redacted<string> = Redacted.make("minioadmin")
+
 const storageEndpoint = (env: SectionEnvironment, prefix: "EXTERNAL" | "INTERNAL", bucketVariable: string, defaults: {
   endpoint: string
   bucket: string
@@ -319,7 +403,7 @@ const storageEndpoint = (env: SectionEnvironment, prefix: "EXTERNAL" | "INTERNAL
     return {
       endpoint: yield* optionalWith(env, `${prefix}_STORAGE_ENDPOINT`, defaults.endpoint, parseUrl),
       accessKey: yield* optionalWith(env, `${prefix}_STORAGE_ACCESS_KEY`, "minioadmin", text),
-      secretKey: env.secret(`${prefix}_STORAGE_SECRET_KEY`) ?? Redacted.make("minioadmin"),
+      secretKey: env.secret(`${prefix}_STORAGE_SECRET_KEY`) ?? defaultStorageSecretKey,
       bucket: yield* optionalWith(env, bucketVariable, defaults.bucket, text)
     } satisfies StorageEndpoint
   })
@@ -420,39 +504,86 @@ export const datasetSectionConfig: Config.Config<DatasetSection> = envSection(
 
 // ClearML -----------------------------------------------------------------------------------
 
-/** The ClearML section: settings when the three `CLEARML_API_*` variables are set (the default task name follows the job). */
-export const clearmlSectionConfig: Config.Config<Option.Option<ClearMLSettings>> = envSection(
-  [
-    ...jobIdVariables.map((v) => v.variable),
-    "CLEARML_API_HOST",
-    "CLEARML_API_ACCESS_KEY",
-    "CLEARML_WEB_HOST",
-    "CLEARML_PROJECT",
-    "CLEARML_TASK_NAME",
-    "CLEARML_TASK_ID"
-  ],
-  ["CLEARML_API_SECRET_KEY"],
-  (env) => Either.flatMap(resolveJobIdentity(env), (job) => resolveClearML(env, job))
-)
+/** Whether ClearML tracking is on: the three `CLEARML_API_*` variables are set. */
+const clearmlEnabled = (env: SectionEnvironment): boolean =>
+  env.plain("CLEARML_API_HOST") !== undefined && env.plain("CLEARML_API_ACCESS_KEY") !== undefined &&
+  env.secret("CLEARML_API_SECRET_KEY") !== undefined
 
-/** ClearML settings from their variables (pure); the default task name follows the job (`job-7`, `inference-3`). */
-export const resolveClearML = (
-  env: SectionEnvironment,
-  job: { readonly kind: JobVariables["kind"]; readonly id: number }
-): Either.Either<Option.Option<ClearMLSettings>, ConfigError> => {
-  const host = env.plain("CLEARML_API_HOST")
-  const key = env.plain("CLEARML_API_ACCESS_KEY")
-  const secret = env.secret("CLEARML_API_SECRET_KEY")
-  if (host === undefined || key === undefined || secret === undefined) return Either.right(Option.none())
-  const jobId = job.id
-  return Either.map(parseUrl("CLEARML_API_HOST", host), (apiHost) =>
-    Option.some<ClearMLSettings>({
+/**
+ * ClearML settings from their variables (pure), `None` unless tracking is on; the default
+ * task name follows the job (`job-7`, `inference-3`), so only then is the job's id read.
+ */
+const resolveClearML = (env: SectionEnvironment): Either.Either<Option.Option<ClearMLSettings>, ConfigError> =>
+  !clearmlEnabled(env) ? Either.right(Option.none()) : Either.gen(function*() {
+    const apiHost = yield* parseUrl("CLEARML_API_HOST", env.plain("CLEARML_API_HOST")!)
+    const taskName = env.plain("CLEARML_TASK_NAME") ??
+      (yield* Either.map(resolveJobIdentity(env), (job) => `${job.kind === "training" ? "job" : job.kind}-${job.jobId}`))
+    return Option.some<ClearMLSettings>({
       apiHost,
-      accessKey: key.trim(),
-      secretKey: secret,
+      accessKey: env.plain("CLEARML_API_ACCESS_KEY")!.trim(),
+      secretKey: env.secret("CLEARML_API_SECRET_KEY")!,
       webHost: Option.fromNullable(env.plain("CLEARML_WEB_HOST")),
       project: env.plain("CLEARML_PROJECT") ?? "trainer-sdk",
-      taskName: env.plain("CLEARML_TASK_NAME") ?? (job.kind === "training" ? `job-${jobId}` : `${job.kind}-${jobId}`),
+      taskName,
       taskId: Option.fromNullable(env.plain("CLEARML_TASK_ID")?.trim())
-    }))
-}
+    })
+  })
+
+/** The ClearML variables; the job id variables only for the default task name. */
+const clearmlVariables = [
+  ...jobIdVariableNames,
+  "CLEARML_API_HOST",
+  "CLEARML_API_ACCESS_KEY",
+  "CLEARML_WEB_HOST",
+  "CLEARML_PROJECT",
+  "CLEARML_TASK_NAME",
+  "CLEARML_TASK_ID"
+]
+
+/** The ClearML section: settings when the three `CLEARML_API_*` variables are set (the default task name follows the job). */
+export const clearmlSectionConfig: Config.Config<Option.Option<ClearMLSettings>> = envSection(
+  clearmlVariables,
+  ["CLEARML_API_SECRET_KEY"],
+  resolveClearML
+)
+
+/** What the live ClearML service reads: its section and the rank. */
+export const clearmlServiceConfig: Config.Config<ClearMLServiceSettings> = Config.all([clearmlSectionConfig, rankConfig]).pipe(
+  Config.map(([clearml, rank]) => ({ clearml, isPrimary: rank.isPrimary }))
+)
+
+// Secrets and the report outbox --------------------------------------------------------------
+
+/**
+ * The secret values that must never leave the process: both storage secret keys (their
+ * defaults when unset) and the ClearML secret when tracking is on.
+ */
+export const processSecrets = (
+  externalSecretKey: Redacted.Redacted<string>,
+  internalSecretKey: Redacted.Redacted<string>,
+  clearml: Option.Option<Pick<ClearMLSettings, "secretKey">>
+): ReadonlyArray<Redacted.Redacted<string>> => [
+  externalSecretKey,
+  internalSecretKey,
+  ...(Option.isSome(clearml) ? [clearml.value.secretKey] : [])
+]
+
+/** The secrets section (see `processSecrets`): reads the secret variables, and whether ClearML is on. */
+export const secretsConfig: Config.Config<ReadonlyArray<Redacted.Redacted<string>>> = envSection(
+  ["CLEARML_API_HOST", "CLEARML_API_ACCESS_KEY"],
+  ["EXTERNAL_STORAGE_SECRET_KEY", "INTERNAL_STORAGE_SECRET_KEY", "CLEARML_API_SECRET_KEY"],
+  (env) =>
+    Either.right(processSecrets(
+      env.secret("EXTERNAL_STORAGE_SECRET_KEY") ?? defaultStorageSecretKey,
+      env.secret("INTERNAL_STORAGE_SECRET_KEY") ?? defaultStorageSecretKey,
+      clearmlEnabled(env) ? Option.some({ secretKey: env.secret("CLEARML_API_SECRET_KEY")! }) : Option.none()
+    ))
+)
+
+/** The report outbox section: delivery, the job's identity, the rank and the secrets to mask. */
+export const reportOutboxConfig: Config.Config<ReportOutboxSettings> = Config.all([
+  deliveryConfig,
+  jobIdentityConfig,
+  rankConfig,
+  secretsConfig
+]).pipe(Config.map(([delivery, job, rank, secrets]) => ({ ...delivery, ...job, isPrimary: rank.isPrimary, secrets })))

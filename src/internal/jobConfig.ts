@@ -160,7 +160,8 @@ export const parseJsonObject = (
 
 type Kind = "int" | "float" | "string" | "bool"
 
-interface BasicKey {
+/** One key of the basic config: its direct and legacy variables, its `CONFIG` key, type, default and lower bound. */
+export interface BasicKey {
   readonly key: keyof BasicConfig
   readonly direct: string
   readonly configKey: string
@@ -231,31 +232,40 @@ const parseJsonValue = (
 export type EnvLookup = (name: string) => string | undefined
 
 /**
- * Resolves the basic config with the priority direct env > `CONFIG` key > legacy env >
- * default, validating each value's type and naming the variable (or `CONFIG.key`) at fault.
+ * One key of the basic config with the priority direct env > `CONFIG` key > legacy env >
+ * default, validating the value's type and naming the variable (or `CONFIG.key`) at fault.
  */
+export const resolveBasicValue = (
+  env: EnvLookup,
+  config: Record<string, unknown>,
+  k: BasicKey
+): Either.Either<number | string | boolean, ConfigError> => {
+  const direct = env(k.direct)
+  const legacy = env(k.legacy)
+  const fromConfig = config[k.configKey]
+  const parsed = direct !== undefined
+    ? parseText(k.direct, k.kind, direct).pipe(Either.map((v) => [k.direct, v] as const))
+    : fromConfig !== undefined && fromConfig !== null
+    ? parseJsonValue(`CONFIG.${k.configKey}`, k.kind, fromConfig).pipe(Either.map((v) => [`CONFIG.${k.configKey}`, v] as const))
+    : legacy !== undefined
+    ? parseText(k.legacy, k.kind, legacy).pipe(Either.map((v) => [k.legacy, v] as const))
+    : Either.right(["", k.fallback] as const)
+  return Either.flatMap(parsed, ([variable, value]) =>
+    k.min !== undefined && typeof value === "number" && value < k.min
+      ? Either.left(invalid(variable, `must be >= ${k.min}, got ${value}`))
+      : Either.right(value))
+}
+
+/** Resolves every key of the basic config (see `resolveBasicValue`), the first failure in the spec's order. */
 export const resolveBasicConfig = (
   env: EnvLookup,
   config: Record<string, unknown>
 ): Either.Either<BasicConfig, ConfigError> => {
   const out: Record<string, number | string | boolean> = {}
   for (const k of basicConfigKeys) {
-    const direct = env(k.direct)
-    const legacy = env(k.legacy)
-    const fromConfig = config[k.configKey]
-    const parsed = direct !== undefined
-      ? parseText(k.direct, k.kind, direct).pipe(Either.map((v) => [k.direct, v] as const))
-      : fromConfig !== undefined && fromConfig !== null
-      ? parseJsonValue(`CONFIG.${k.configKey}`, k.kind, fromConfig).pipe(Either.map((v) => [`CONFIG.${k.configKey}`, v] as const))
-      : legacy !== undefined
-      ? parseText(k.legacy, k.kind, legacy).pipe(Either.map((v) => [k.legacy, v] as const))
-      : Either.right(["", k.fallback] as const)
-    if (Either.isLeft(parsed)) return Either.left(parsed.left)
-    const [variable, value] = parsed.right
-    if (k.min !== undefined && typeof value === "number" && value < k.min) {
-      return Either.left(invalid(variable, `must be >= ${k.min}, got ${value}`))
-    }
-    out[k.key] = value
+    const value = resolveBasicValue(env, config, k)
+    if (Either.isLeft(value)) return Either.left(value.left)
+    out[k.key] = value.right
   }
   return Either.right(out as unknown as BasicConfig)
 }

@@ -9,7 +9,7 @@ import { Cause, type Config, ConfigProvider, Effect, Exit, Fiber, Layer, Option,
 import { Callback, type CallbackOperation, type CallbackStartedReport } from "../Callback.js"
 import { ClearML } from "../ClearML.js"
 import { classifyCause, type ConfigError, describeCause, type ErrorType } from "../Errors.js"
-import { JobContext, type JobVariables } from "../JobContext.js"
+import { JobContext, type JobVariables, makeJobContext } from "../JobContext.js"
 import {
   callbackMaxRetriesConfig,
   callbackRetryDelayConfig,
@@ -161,7 +161,7 @@ const settingOrDefault = <A>(config: Config.Config<A>): Effect.Effect<A> =>
 const unreadUri = { uri: "", bucket: "", key: "" }
 
 /** The job of a setup failure report: its kind and id by the job context's rule, the kind's other variables left unread. */
-const jobForSetupFailure = Effect.map(Effect.option(jobIdentityConfig), Option.map(({ id, kind }): JobVariables => {
+const jobForSetupFailure = Effect.map(Effect.option(jobIdentityConfig), Option.map(({ jobId: id, kind }): JobVariables => {
   const trainingJobId = Option.none<number>()
   return kind === "training"
     ? { kind, jobId: id, datasetS3Uri: Option.none() }
@@ -188,7 +188,7 @@ export const settleSetupFailure = (
     const callbackUrl = yield* Effect.option(callbackUrlConfig)
     const job = yield* jobForSetupFailure
     if (Option.isNone(callbackUrl) || Option.isNone(job)) return outcome("failed", false, failure)
-    const context = JobContext.layerTest({
+    const context = makeJobContext({
       callbackUrl: callbackUrl.value,
       job: job.value,
       taskType: yield* settingOrDefault(taskTypeConfig),
@@ -209,7 +209,7 @@ export const settleSetupFailure = (
           outcome("failed", false, failure)
         )
       ),
-      Effect.provide(Callback.layer.pipe(Layer.provideMerge(ReportOutbox.layer), Layer.provide(context)))
+      Effect.provide(Callback.layerConfig(context).pipe(Layer.provideMerge(ReportOutbox.layerConfig(context))))
     )
   })
 

@@ -13,7 +13,7 @@ import { FileSystem, Path } from "@effect/platform"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Layer } from "effect"
 import { DatasetCache } from "../../src/DatasetCache.js"
-import { JobContext } from "../../src/JobContext.js"
+import { makeJobContext } from "../../src/JobContext.js"
 import { storageLayerFrom, storageVariables } from "./storageEnv.js"
 
 /** What the parent passes as the single JSON argument. */
@@ -79,20 +79,19 @@ const program = Effect.gen(function*() {
   }
 })
 
-const job = JobContext.layerTest({
+const job = makeJobContext({
   datasetId: args.datasetId,
   snapshotId: "snapshot",
   datasetVersionHash: args.datasetVersionHash
 })
 
-const layer = DatasetCache.layerConfig({
+const layer = DatasetCache.layerConfig(job, {
   cacheDir: args.cacheDir,
   staleAfter: args.staleAfterMs,
   heartbeatEvery: args.heartbeatMs,
   pollEvery: 50
 }).pipe(
   Layer.provideMerge(storageLayerFrom(storageVariables({ endpoint: args.endpoint, accessKey: "S3RVER", secretKey: "S3RVER" }, { external: args.bucket }))),
-  Layer.provide(job),
   Layer.provideMerge(NodeContext.layer)
 )
 

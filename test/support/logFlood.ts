@@ -6,7 +6,7 @@
  */
 import { NodeHttpClient } from "@effect/platform-node"
 import { Duration, Effect, Layer } from "effect"
-import { JobContext } from "../../src/JobContext.js"
+import { makeJobContext } from "../../src/JobContext.js"
 import { LogBuffer } from "../../src/LogBuffer.js"
 import { deliveryReportsOnStderr } from "../../src/internal/shutdown.js"
 import { ReportOutbox } from "../../src/Outbox.js"
@@ -18,12 +18,10 @@ const rss = () => {
   return process.memoryUsage().rss
 }
 
-const layer = LogBuffer.layer.pipe(
-  Layer.provideMerge(ReportOutbox.layerConfig({ dir: `${workDir}/outbox` })),
-  Layer.provide(Layer.mergeAll(
-    JobContext.layerTest({ jobId: 7, callbackUrl: callbackUrl!, callbackShutdownBudget: Duration.seconds(1) }),
-    NodeHttpClient.layerUndici
-  )),
+const job = makeJobContext({ jobId: 7, callbackUrl: callbackUrl!, callbackShutdownBudget: Duration.seconds(1) })
+const layer = LogBuffer.layerConfig(job).pipe(
+  Layer.provideMerge(ReportOutbox.layerConfig(job, { dir: `${workDir}/outbox` })),
+  Layer.provide(NodeHttpClient.layerUndici),
   // This program is its own edge: the outbox's closing reports go to stderr, as under `runTrainer`.
   Layer.provideMerge(deliveryReportsOnStderr)
 )
