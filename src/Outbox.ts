@@ -6,7 +6,8 @@
  * - A single sender delivers the reports one at a time, in the order they were queued; a
  *   report the backend acknowledged (2xx) is never sent again.
  * - Transient failures (5xx, 408, 429, connection errors, timeouts) are retried with
- *   jittered exponential backoff for as long as the job runs, honouring `Retry-After`.
+ *   jittered exponential backoff (a `Schedule`, at most 5 minutes between attempts) for as
+ *   long as the job runs, honouring `Retry-After`.
  * - A 4xx settles the report: its waiter (an outcome) learns it was rejected; any other
  *   report is logged with the status and body and counted.
  * - Memory is bounded in bytes (`CALLBACK_OUTBOX_MEMORY_MB`); beyond it bodies spill to an
@@ -32,7 +33,6 @@ import {
   FiberRef,
   Layer,
   Queue,
-  Random,
   Redacted,
   type Scope
 } from "effect"
@@ -40,7 +40,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { CallbackError, type ConfigError } from "./Errors.js"
 import type { JobIdentity, SettingsError } from "./JobContext.js"
-import { makeBackendClient, retryDelayMillis } from "./internal/backendClient.js"
+import { type AttemptFailure, deliverySchedule, makeBackendClient } from "./internal/backendClient.js"
 import { reportOutboxConfig, settingsLayer } from "./internal/envSections.js"
 import { callbackPaths, LogEntryBody } from "./internal/callbackBodies.js"
 import { encodeBody, isoTimestamp } from "./internal/callbackReports.js"
@@ -337,8 +337,49 @@ export const makeReportOutbox = (
       notify()
     }
 
+    /**
+     * One attempt at `entry`, the report at the head: settles it when it is done with
+     * (delivered, rejected, unreadable, or a log entry given up near the deadline), or fails
+     * with the transient failure for `retry` to try again after its wait.
+     */
+    const attemptHead = (entry: NonNullable<ReturnType<OutboxStore["peek"]>>): Effect.Effect<void, AttemptFailure> =>
+      Effect.gen(function*() {
+        store.flush()
+        const now = yield* Clock.currentTimeMillis
+        if (entry.drop !== "never" && deadline !== undefined && store.has("outcome") && now >= deadline - budgetMillis / 5) {
+          // The outcome matters more than the log lines ahead of it: give them up near the deadline.
+          skippedLogs++
+          return settle(entry)
+        }
+        const body = store.body(entry)
+        if (body === undefined) {
+          lost++
+          return settle(entry, new CallbackError({ reason: "Invalid", path: entry.path, detail: "the report could not be read back from the outbox file" }))
+        }
+        const result = yield* Effect.either(backend.attempt(entry.path, body))
+        if (Either.isRight(result)) {
+          lastFailure = undefined
+          increment(delivered, entry.kind)
+          settle(entry)
+          if (droppedSinceSummary > 0) yield* dropSummary
+          return
+        }
+        const { error } = result.left
+        if (error.reason === "Rejected") {
+          increment(rejected, entry.kind)
+          if (entry.kind !== "outcome") {
+            yield* Effect.logWarning(`${entry.kind} report not kept by the backend: ${error.message}`)
+          }
+          return settle(entry, error)
+        }
+        lastFailure = error
+        return yield* Effect.fail(result.left)
+      })
+
+    /** The retry schedule of every report, restarted for each (see `deliverySchedule`). */
+    const retry = deliverySchedule(ctx)
+
     const sender = Effect.gen(function*() {
-      let retry = 0
       while (true) {
         store.flush()
         const entry = store.peek()
@@ -346,41 +387,8 @@ export const makeReportOutbox = (
           yield* Queue.take(wake)
           continue
         }
-        const now = yield* Clock.currentTimeMillis
-        if (entry.drop !== "never" && deadline !== undefined && store.has("outcome") && now >= deadline - budgetMillis / 5) {
-          // The outcome matters more than the log lines ahead of it: give them up near the deadline.
-          skippedLogs++
-          settle(entry)
-          continue
-        }
-        const body = store.body(entry)
-        if (body === undefined) {
-          lost++
-          settle(entry, new CallbackError({ reason: "Invalid", path: entry.path, detail: "the report could not be read back from the outbox file" }))
-          continue
-        }
-        const result = yield* Effect.either(backend.attempt(entry.path, body))
-        if (Either.isRight(result)) {
-          retry = 0
-          lastFailure = undefined
-          increment(delivered, entry.kind)
-          settle(entry)
-          if (droppedSinceSummary > 0) yield* dropSummary
-          continue
-        }
-        const { error, retryAfterMillis } = result.left
-        if (error.reason === "Rejected") {
-          retry = 0
-          increment(rejected, entry.kind)
-          if (entry.kind !== "outcome") {
-            yield* Effect.logWarning(`${entry.kind} report not kept by the backend: ${error.message}`)
-          }
-          settle(entry, error)
-          continue
-        }
-        lastFailure = error
-        const jitter = yield* Random.nextRange(0.8, 1.2)
-        yield* Effect.sleep(Duration.millis(retryDelayMillis(ctx, retry++, jitter, retryAfterMillis)))
+        // The schedule never ends: a report is retried until it is settled or the sender stopped.
+        yield* attemptHead(entry).pipe(Effect.retry(retry), Effect.orDie)
       }
     }).pipe(Effect.locally(insideOutbox, true), Effect.withSpan("ReportOutbox.sender"))
 

@@ -244,6 +244,57 @@ describe("ReportOutbox", () => {
       }).pipe(Effect.provide(services(backend, { callbackRetryDelay: Duration.seconds(1) }, { dir: null })))
     }))
 
+  it.effect("the retry schedule: doubled from CALLBACK_RETRY_DELAY, jittered ×0.8–1.2, held after CALLBACK_MAX_RETRIES doublings, at most 5 minutes, restarted per report", () =>
+    Effect.gen(function*() {
+      const gaps = (from: number) => {
+        const at = backend.state.attempts.slice(from).map((a) => a.at)
+        return at.slice(1).map((t, i) => Math.round(t - at[i]!))
+      }
+      const within = (gap: number, millis: number) => gap >= millis * 0.8 && gap <= millis * 1.2
+      const backend = makeBackend()
+      backend.state.down = true
+      // 60 s doubled ten times would wait 17 hours: the wait stops at 5 minutes.
+      yield* Effect.gen(function*() {
+        const callback = yield* Callback
+        yield* callback.reportProgress({ epoch: 1, totalEpochs: 2, metrics: {} })
+        for (let i = 0; i < 80; i++) yield* TestClock.adjust("30 seconds")
+        const waits = gaps(0)
+        // Delivered before asserting, so that a failed assertion does not leave the close waiting on TestClock.
+        backend.state.down = false
+        yield* TestClock.adjust("5 minutes")
+        yield* callback.flushProgress
+        assert.isAtLeast(waits.length, 8)
+        assert.isTrue(within(waits[0]!, 60_000) && within(waits[1]!, 120_000) && within(waits[2]!, 240_000), `${waits}`)
+        assert.deepStrictEqual(waits.slice(3), waits.slice(3).map(() => 300_000))
+      }).pipe(Effect.scoped, Effect.provide(services(backend, { callbackRetryDelay: Duration.seconds(60), callbackMaxRetries: 10 }, { dir: null })))
+
+      backend.state.attempts.length = 0
+      backend.state.down = true
+      yield* Effect.gen(function*() {
+        const callback = yield* Callback
+        yield* callback.reportProgress({ epoch: 1, totalEpochs: 2, metrics: {} })
+        for (let i = 0; i < 40; i++) yield* TestClock.adjust("1 second")
+        const waits = gaps(0)
+        assert.isTrue(within(waits[0]!, 1000) && within(waits[1]!, 2000), `${waits}`)
+        assert.isAtLeast(waits.slice(2).length, 5)
+        assert.isTrue(waits.slice(2).every((gap) => within(gap, 4000)), `held at 4 s: ${waits}`)
+        assert.isTrue(new Set(waits.slice(2)).size > 1, `jittered: ${waits}`)
+        // The next report starts again from CALLBACK_RETRY_DELAY.
+        backend.state.down = false
+        yield* TestClock.adjust("5 seconds")
+        yield* callback.flushProgress
+        backend.state.down = true
+        const next = backend.state.attempts.length
+        yield* callback.reportProgress({ epoch: 2, totalEpochs: 2, metrics: {} })
+        for (let i = 0; i < 4; i++) yield* TestClock.adjust("1 second")
+        const restarted = gaps(next)
+        backend.state.down = false
+        yield* TestClock.adjust("5 seconds")
+        yield* callback.flushProgress
+        assert.isTrue(within(restarted[0]!, 1000) && within(restarted[1]!, 2000), `${restarted}`)
+      }).pipe(Effect.scoped, Effect.provide(services(backend, { callbackRetryDelay: Duration.seconds(1), callbackMaxRetries: 2 }, { dir: null })))
+    }))
+
   it.effect("a 4xx on progress or validation is counted and said on stderr with status and body; training goes on", () =>
     Effect.gen(function*() {
       const backend = makeBackend()

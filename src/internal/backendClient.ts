@@ -2,11 +2,11 @@
  * The one HTTP transport to the platform backend, used by the report outbox: an `HttpClient`
  * pipeline (`CALLBACK_URL` prepended, non-2xx filtered), a per-attempt timeout, the mapping
  * of every transport outcome into `CallbackError` (with the server's `Retry-After`), and the
- * backoff policy between attempts.
+ * retry schedule between attempts (`deliverySchedule`).
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import type { HttpClientError } from "@effect/platform"
-import { Clock, Duration, Effect } from "effect"
+import { Clock, Duration, Effect, Schedule } from "effect"
 import { CallbackError } from "../Errors.js"
 import type { DeliverySettings } from "../Outbox.js"
 import { maskUrlCredentials } from "./redact.js"
@@ -38,35 +38,38 @@ export interface BackendClient {
   readonly attempt: (path: string, body: string) => Effect.Effect<void, AttemptFailure>
 }
 
-/** The longest `Retry-After` honoured (5 minutes); a longer one is clamped. */
-const maxRetryAfterMillis = 5 * 60 * 1000
+/** The longest wait between two attempts of a report (5 minutes): a longer backoff or `Retry-After` is clamped. */
+const maxWaitMillis = 5 * 60 * 1000
 
 /** `Retry-After` as milliseconds from `now`: delta-seconds or an HTTP date; `undefined` when absent or unreadable. */
 export const parseRetryAfter = (header: string | undefined, now: number): number | undefined => {
   if (header === undefined || header.trim() === "") return undefined
   const text = header.trim()
   const millis = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : Date.parse(text) - now
-  return Number.isFinite(millis) ? Math.min(maxRetryAfterMillis, Math.max(0, millis)) : undefined
+  return Number.isFinite(millis) ? Math.min(maxWaitMillis, Math.max(0, millis)) : undefined
 }
 
 /** Whether an HTTP status is worth another attempt: 5xx, 408 and 429. */
 export const isTransientStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429
 
 /**
- * The wait before retry number `retry` (0-based) of one report: `CALLBACK_RETRY_DELAY`
- * doubled per retry for the first `CALLBACK_MAX_RETRIES` retries and then held at that
- * ceiling (so delivery goes on for as long as the job runs), times `jitter` (0.8–1.2), and
- * never less than the backend's `Retry-After`.
+ * The waits between the attempts of one report: `CALLBACK_RETRY_DELAY` doubled per retry for
+ * the first `CALLBACK_MAX_RETRIES` retries and then held at that ceiling (it never ends:
+ * delivery goes on for as long as the job runs), jittered (×0.8–1.2), at most 5 minutes,
+ * and never shorter than the backend's `Retry-After` (read from the failure it is given).
  */
-export const retryDelayMillis = (
-  ctx: Pick<DeliverySettings, "callbackRetryDelay" | "callbackMaxRetries">,
-  retry: number,
-  jitter: number,
-  retryAfterMillis: number | undefined
-): number => {
-  const base = Duration.toMillis(ctx.callbackRetryDelay)
-  const backoff = base * 2 ** Math.min(retry, ctx.callbackMaxRetries) * jitter
-  return Math.max(backoff, retryAfterMillis ?? 0)
+export const deliverySchedule = (
+  settings: Pick<DeliverySettings, "callbackRetryDelay" | "callbackMaxRetries">
+): Schedule.Schedule<unknown, AttemptFailure> => {
+  const ceiling = Duration.times(settings.callbackRetryDelay, 2 ** settings.callbackMaxRetries)
+  const backoff = Schedule.exponential(settings.callbackRetryDelay, 2).pipe(
+    Schedule.modifyDelay((_, delay) => Duration.min(delay, ceiling)),
+    Schedule.jitteredWith({ min: 0.8, max: 1.2 }),
+    Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.millis(maxWaitMillis)))
+  )
+  return Schedule.intersect(Schedule.identity<AttemptFailure>(), backoff).pipe(
+    Schedule.modifyDelay(([failure], delay) => Duration.max(delay, Duration.millis(failure.retryAfterMillis ?? 0)))
+  )
 }
 
 /** Builds the transport from the delivery settings (`CALLBACK_URL`) and an `HttpClient`. */
