@@ -4,7 +4,7 @@ import { assert, describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Either, FastCheck as fc, Layer } from "effect"
 import * as YAML from "yaml"
 import { Converter } from "../src/Converter.js"
-import { cocoDocuments } from "../src/internal/cocoExport.js"
+import { cocoDocuments, cocoTexts } from "./support/coco.js"
 import { decodeDice, decodeDiceWithSchema, decodeFlatDice, type DiceDataset } from "../src/internal/diceModel.js"
 import { imageObjects, mergeMultiSegment } from "../src/internal/objectRules.js"
 import { readYaml11 } from "../src/internal/yaml11.js"
@@ -153,6 +153,36 @@ describe("Converter properties (pure)", () => {
     expect(JSON.parse(JSON.stringify(second))).toEqual(JSON.parse(JSON.stringify(first)))
     assert.isTrue(first.all.annotations.every((a, i) => a.id === i + 1))
   }, { fastCheck: { numRuns: 60 } })
+
+  it.prop(
+    "COCO text: the same bytes whatever the piece size; each split file is `all` restricted to its images, ids 1..N",
+    [nestedDoc, fc.integer(), fc.integer({ min: 1, max: 4 }), fc.constantFrom("detection" as const, "segmentation" as const, "pose" as const)],
+    ([doc, seed, per, task]) => {
+      const dataset = decoded(doc)
+      const splits = assignSplits(dataset.images, { seed })
+      const names = dataset.images.map((i) => i.fileName)
+      const texts = cocoTexts(dataset, task, splits, names, {}, per)
+      expect(texts).toEqual(cocoTexts(dataset, task, splits, names, {}))
+      const all = JSON.parse(texts.get("all")!)
+      expect(Object.keys(all)).toEqual(["images", "annotations", "categories"])
+      expect(all.images.map((i: { id: number }) => i.id)).toEqual(dataset.images.map((i) => i.id))
+      expect(all.annotations.map((a: { id: number }) => a.id)).toEqual(all.annotations.map((_: unknown, i: number) => i + 1))
+      for (const s of ["train", "val", "test"] as const) {
+        const ids = new Set(dataset.images.filter((_, i) => splits[i] === s).map((i) => i.id))
+        const text = texts.get(s)
+        if (ids.size === 0) {
+          assert.isUndefined(text)
+          continue
+        }
+        expect(JSON.parse(text!)).toEqual({
+          images: all.images.filter((i: { id: number }) => ids.has(i.id)),
+          annotations: all.annotations.filter((a: { image_id: number }) => ids.has(a.image_id)),
+          categories: all.categories
+        })
+      }
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
 
   it.prop(
     "class names in data.yaml read back unchanged under YAML 1.1 (PyYAML's resolvers), whatever they contain",

@@ -9,7 +9,6 @@ import { Either, FastCheck as fc } from "effect"
 import { decodeDice, decodeDiceBytes, decodeDicePieces, type DiceDataset } from "../src/internal/diceModel.js"
 import { maxJsonDepth, parseJsonBytes } from "../src/internal/json.js"
 import type { DatasetError } from "../src/Errors.js"
-import { jsonPieces } from "../src/internal/jsonPieces.js"
 
 /** The reference decode: the whole document parsed at once. */
 const reference = (bytes: Uint8Array) => Either.flatMap(parseJsonBytes("f.json", bytes), (doc) => decodeDice("f.json", doc))
@@ -154,13 +153,4 @@ describe("decodeDiceBytes", () => {
     expect(plain(decodeDiceBytes("f.json", badUtf8, 1))).toEqual(plain(reference(badUtf8)))
     expect(Either.isLeft(decodeDiceBytes("f.json", badUtf8, 1))).toBe(true)
   })
-})
-
-describe("jsonPieces", () => {
-  it.prop("concatenated, the pieces are JSON.stringify of the document", [
-    fc.dictionary(fc.string({ maxLength: 4 }), fc.oneof(fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 30 }), fc.jsonValue({ maxDepth: 2 }), fc.constant(undefined))),
-    fc.integer({ min: 1, max: 7 })
-  ], ([doc, per]) => {
-    expect([...jsonPieces(doc, per)].join("")).toBe(JSON.stringify(doc))
-  }, { fastCheck: { numRuns: 300 } })
 })

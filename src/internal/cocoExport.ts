@@ -48,10 +48,21 @@ export interface CocoDocument {
   readonly categories: ReadonlyArray<CocoCategory>
 }
 
-/** The COCO output: everything, and one document per split present. */
-export interface CocoOutput {
-  readonly all: CocoDocument
-  readonly splits: Partial<Record<DatasetSplit, CocoDocument>>
+/** A COCO instances file the converter writes: everything (`all`), or one split's. */
+export type CocoFile = "all" | DatasetSplit
+
+/** A piece of a COCO file's text, for the file it belongs to. */
+export type CocoPiece = readonly [file: CocoFile, text: string]
+
+/** What the COCO files hold, once every piece was produced. */
+export interface CocoSummary {
+  /** The files produced, in the order they were opened (present splits, then `all`). */
+  readonly files: ReadonlyArray<CocoFile>
+  /** Annotations written (in `all`). */
+  readonly objects: number
+  /** Images without an annotation. */
+  readonly negatives: number
+  readonly categories: ReadonlyArray<CocoCategory>
 }
 
 /** Area of polygons by the shoelace formula (summed over parts). */
@@ -86,23 +97,33 @@ const cocoAnnotation = (o: ImageObject, id: number, imageId: number, withMask: b
   return { ...withSeg, keypoints: o.keypoints, num_keypoints: visible }
 }
 
+/** Elements joined into one piece of a file at most, by default. */
+export const defaultElementsPerPiece = 4096
+
 /**
- * Builds the COCO documents of a detection, segmentation or pose dataset. `fileNames[i]` is
- * image `i`'s path relative to the image root. The objects are `imageObjects`' (the YOLO
- * writer's), so both outputs hold the same objects; crowd regions and RLE masks, which YOLO
- * cannot hold, are kept here. A segmentation task gives every annotation a `segmentation`
- * (a box-only one its clipped box as a rectangle); detection and pose write boxes (and
- * keypoints) only, so no file mixes annotations with and without a mask. Annotations are numbered 1..N in dataset
- * order (the same id in `all` and its split file); skipped and counted besides the object
- * rules' reasons: an area too large for a number.
+ * The COCO instance documents of a detection, segmentation or pose dataset, as the text of
+ * each file in pieces: `instances_all.json` (`all`) and one per split present, each exactly
+ * `JSON.stringify` of `{ images, annotations, categories }`. Streamed in one pass per
+ * member, every element stringified once and shared by `all` and its split's file, so no
+ * document is ever held whole (800,000 annotations are about 150 MB of text).
+ *
+ * `fileNames[i]` is image `i`'s path relative to the image root. The objects are
+ * `imageObjects`' (the YOLO writer's), so both outputs hold the same objects; crowd regions
+ * and RLE masks, which YOLO cannot hold, are kept here. A segmentation task gives every
+ * annotation a `segmentation` (a box-only one its clipped box as a rectangle); detection and
+ * pose write boxes (and keypoints) only, so no file mixes annotations with and without a
+ * mask. Annotations are numbered 1..N in dataset order (the same id in `all` and its split
+ * file); skipped and counted besides the object rules' reasons: an area too large for a
+ * number. `elementsPerPiece` bounds a piece (tests use tiny ones). Pure: no I/O.
  */
-export const cocoDocuments = (
+export function* cocoFilePieces(
   dataset: DiceDataset,
   task: "detection" | "segmentation" | "pose",
   splits: ReadonlyArray<DatasetSplit>,
   fileNames: ReadonlyArray<string>,
-  skipped: SkipCounts
-): CocoOutput => {
+  skipped: SkipCounts,
+  elementsPerPiece: number = defaultElementsPerPiece
+): Generator<CocoPiece, CocoSummary> {
   const ctx = yoloContext(dataset, task)
   const categories: Array<CocoCategory> = dataset.categories.map((c) => ({
     id: c.id,
@@ -111,17 +132,44 @@ export const cocoDocuments = (
     ...(task === "pose" && c.keypointNames ? { keypoints: c.keypointNames } : {}),
     ...(task === "pose" && c.skeleton ? { skeleton: c.skeleton } : {})
   }))
-  const images: Array<CocoImage> = []
-  const annotations: Array<CocoAnnotation> = []
-  const bySplit = new Map<DatasetSplit, { images: Array<CocoImage>; annotations: Array<CocoAnnotation> }>()
+  const present = new Set(splits)
+  const files: Array<CocoFile> = [...(["train", "val", "test"] as const).filter((s) => present.has(s)), "all"]
+  // Per file: the elements of the current array not yet yielded, and whether one was.
+  const pending = new Map<CocoFile, Array<string>>(files.map((f) => [f, []]))
+  const started = new Set<CocoFile>()
+  function* flush(file: CocoFile): Generator<CocoPiece> {
+    const texts = pending.get(file)!
+    if (texts.length === 0) return
+    yield [file, `${started.has(file) ? "," : ""}${texts.join(",")}`]
+    started.add(file)
+    pending.set(file, [])
+  }
+  function* add(file: CocoFile, text: string): Generator<CocoPiece> {
+    const texts = pending.get(file)!
+    texts.push(text)
+    if (texts.length >= elementsPerPiece) yield* flush(file)
+  }
+  function* member(text: string): Generator<CocoPiece> {
+    for (const f of files) {
+      yield* flush(f)
+      yield [f, text]
+    }
+    started.clear()
+  }
+
+  yield* member(`{"images":[`)
+  for (let i = 0; i < dataset.images.length; i++) {
+    const image = dataset.images[i]!
+    const text = JSON.stringify({ id: image.id, file_name: fileNames[i]!, width: image.width, height: image.height } satisfies CocoImage)
+    yield* add("all", text)
+    yield* add(splits[i]!, text)
+  }
+  yield* member(`],"annotations":[`)
   let nextId = 1
-  dataset.images.forEach((image, i) => {
-    const entry: CocoImage = { id: image.id, file_name: fileNames[i]!, width: image.width, height: image.height }
-    const split = splits[i]!
-    let part = bySplit.get(split)
-    if (part === undefined) bySplit.set(split, part = { images: [], annotations: [] })
-    images.push(entry)
-    part.images.push(entry)
+  let negatives = 0
+  for (let i = 0; i < dataset.images.length; i++) {
+    const image = dataset.images[i]!
+    const annotations: Array<CocoAnnotation> = []
     for (const o of imageObjects(image, ctx, skipped)) {
       const ann = cocoAnnotation(o, nextId, image.id, task === "segmentation")
       if (!Number.isFinite(ann.area)) {
@@ -132,13 +180,15 @@ export const cocoDocuments = (
       }
       nextId++
       annotations.push(ann)
-      part.annotations.push(ann)
     }
-  })
-  const out: Partial<Record<DatasetSplit, CocoDocument>> = {}
-  for (const s of ["train", "val", "test"] as const) {
-    const part = bySplit.get(s)
-    if (part) out[s] = { images: part.images, annotations: part.annotations, categories }
+    if (annotations.length === 0) {
+      negatives++
+      continue
+    }
+    const text = JSON.stringify(annotations).slice(1, -1)
+    yield* add("all", text)
+    yield* add(splits[i]!, text)
   }
-  return { all: { images, annotations, categories }, splits: out }
+  yield* member(`],"categories":${JSON.stringify(categories)}}`)
+  return { files, objects: nextId - 1, negatives, categories }
 }

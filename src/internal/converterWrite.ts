@@ -6,11 +6,10 @@
 import { FileSystem, Path } from "@effect/platform"
 import { Effect } from "effect"
 import { DatasetError } from "../Errors.js"
-import { cocoDocuments } from "./cocoExport.js"
+import { type CocoFile, cocoFilePieces } from "./cocoExport.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DiceDataset } from "./diceModel.js"
-import { temporaryToken, writeFileAtomically } from "./files.js"
-import { jsonPieces } from "./jsonPieces.js"
+import { temporaryToken, writeFileAtomically, writeFilesAtomically } from "./files.js"
 import type { PrewrittenLabels } from "./labelPrewrite.js"
 import { countSkip, flipIndex } from "./objectRules.js"
 import { isInside } from "./safeName.js"
@@ -418,31 +417,30 @@ export const makeConverterWriter = Effect.gen(function*() {
       const roots = [...(root ? [path.join(dir, root)] : []), path.join(dir, "images"), dir]
       const imageRoot = roots.find((r) => images.every((p) => p.startsWith(r + path.sep)))!
       const skipped: Record<string, number> = { ...dataset.skipped }
-      const out = cocoDocuments(dataset, task, splits, images.map((p) => path.relative(imageRoot, p).split(path.sep).join("/")), skipped)
       const annDir = path.join(dir, "annotations")
       yield* datasetIo(annDir, fs.makeDirectory(annDir, { recursive: true }))
-      const outputs: Array<string> = []
+      const fileOf = (f: CocoFile) => path.join(annDir, `instances_${f}.json`)
+      const out = yield* datasetIo(
+        annDir,
+        writeFilesAtomically(
+          fs,
+          path,
+          cocoFilePieces(dataset, task, splits, images.map((p) => path.relative(imageRoot, p).split(path.sep).join("/")), skipped),
+          fileOf
+        )
+      )
       for (const s of ["train", "val", "test"] as const) {
-        const file = path.join(annDir, `instances_${s}.json`)
-        const doc = out.splits[s]
-        if (doc === undefined) yield* datasetIo(file, fs.remove(file, { force: true }))
-        else {
-          yield* writeAtomic(file, jsonPieces(doc))
-          outputs.push(file)
-        }
+        if (!out.files.includes(s)) yield* datasetIo(fileOf(s), fs.remove(fileOf(s), { force: true }))
       }
-      const allFile = path.join(annDir, "instances_all.json")
-      yield* writeAtomic(allFile, jsonPieces(out.all))
-      outputs.push(allFile)
-      const negatives = out.all.images.length - new Set(out.all.annotations.map((a) => a.image_id)).size
+      const outputs = out.files.map(fileOf)
       const warnings: Array<string> = []
       if (task === "pose") {
-        const missing = out.all.categories.filter((c) => c.keypoints === undefined).map((c) => JSON.stringify(c.name))
+        const missing = out.categories.filter((c) => c.keypoints === undefined).map((c) => JSON.stringify(c.name))
         if (missing.length > 0) warnings.push(`categories without keypoint names: ${missing.join(", ")} (pose consumers take them from their config then)`)
       }
       return {
-        objects: out.all.annotations.length,
-        negatives,
+        objects: out.objects,
+        negatives: out.negatives,
         skipped,
         outputs,
         imageRoot,

@@ -43,3 +43,63 @@ export const writeFileAtomically = (
         Effect.onError(() => Effect.ignore(fs.remove(tmp, { force: true })))
       )
   })
+
+/** Characters of text gathered per file before they are written. */
+const writeBatchChars = 1 << 20
+
+/**
+ * Writes several files from one stream of `[key, text]` pieces (each piece belongs to the
+ * file `fileOf(key)`), every file atomically as `writeFileAtomically` does: written into its
+ * temporary sibling as its pieces come, in batches of about a megabyte, and renamed over
+ * its name once the whole stream is through. Nothing is renamed when the stream, a write or
+ * a rename fails or is interrupted; the temporary files are then removed. A file gets at
+ * least one piece or is not written. Gives the stream's own result.
+ */
+export const writeFilesAtomically = <K, R>(
+  fs: FileSystem.FileSystem,
+  path: Path.Path,
+  pieces: Iterator<readonly [K, string], R>,
+  fileOf: (key: K) => string
+): Effect.Effect<R, PlatformError> =>
+  Effect.suspend(() => {
+    const open = new Map<K, PendingFile>()
+    const writeOut = (entry: PendingFile) => {
+      const text = entry.texts.join("")
+      entry.texts = []
+      entry.chars = 0
+      // An empty write is an error of FileSystem.writeAll.
+      return text === "" ? Effect.void : entry.handle.writeAll(encoder.encode(text))
+    }
+    const writeAll = Effect.gen(function*() {
+      const token = yield* temporaryToken
+      for (let next = pieces.next();; next = pieces.next()) {
+        if (next.done) {
+          for (const entry of open.values()) yield* writeOut(entry)
+          return next.value
+        }
+        const [key, text] = next.value
+        let entry = open.get(key)
+        if (entry === undefined) {
+          const file = fileOf(key)
+          const tmp = temporarySibling(path, file, token)
+          open.set(key, entry = { file, tmp, handle: yield* fs.open(tmp, { flag: "w" }), texts: [], chars: 0 })
+        }
+        entry.texts.push(text)
+        entry.chars += text.length
+        if (entry.chars >= writeBatchChars) yield* writeOut(entry)
+      }
+    })
+    return Effect.scoped(writeAll).pipe(
+      Effect.tap(() => Effect.forEach(open.values(), (e) => fs.rename(e.tmp, e.file), { discard: true })),
+      Effect.onError(() => Effect.forEach(open.values(), (e) => Effect.ignore(fs.remove(e.tmp, { force: true })), { discard: true }))
+    )
+  })
+
+/** A file being written by `writeFilesAtomically`: its names, its handle and the text not yet written. */
+interface PendingFile {
+  readonly file: string
+  readonly tmp: string
+  readonly handle: FileSystem.File
+  texts: Array<string>
+  chars: number
+}
