@@ -1,0 +1,44 @@
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit } from "effect"
+import { writeFilesAtomically } from "../src/internal/files.js"
+
+describe("writeFilesAtomically", () => {
+  it.scoped("writes each file from its interleaved pieces (across write batches) and gives the stream's result", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const big = "x".repeat(300_000)
+      function* pieces(): Generator<readonly ["a" | "b", string], number> {
+        for (let i = 0; i < 10; i++) {
+          yield ["a", `${i}${big}`]
+          yield ["b", `${i};`]
+        }
+        return 42
+      }
+      const result = yield* writeFilesAtomically(fs, path, pieces(), (k) => path.join(dir, `${k}.txt`))
+      expect(result).toBe(42)
+      expect(yield* fs.readFileString(path.join(dir, "a.txt"))).toBe(Array.from({ length: 10 }, (_, i) => `${i}${big}`).join(""))
+      expect(yield* fs.readFileString(path.join(dir, "b.txt"))).toBe("0;1;2;3;4;5;6;7;8;9;")
+      expect((yield* fs.readDirectory(dir)).sort()).toEqual(["a.txt", "b.txt"])
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("a stream failing midway (after writes) renames nothing and leaves no temporary file: old files stay whole", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const dir = yield* fs.makeTempDirectoryScoped()
+      yield* fs.writeFileString(path.join(dir, "a.txt"), "old a")
+      function* pieces(): Generator<readonly ["a" | "b", string], void> {
+        yield ["b", "y".repeat(2_000_000)]
+        yield ["a", "z".repeat(2_000_000)]
+        throw new Error("the source ran out")
+      }
+      const exit = yield* Effect.exit(writeFilesAtomically(fs, path, pieces(), (k) => path.join(dir, `${k}.txt`)))
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(yield* fs.readFileString(path.join(dir, "a.txt"))).toBe("old a")
+      expect(yield* fs.readDirectory(dir)).toEqual(["a.txt"])
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
