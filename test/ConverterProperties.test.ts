@@ -6,7 +6,7 @@ import * as YAML from "yaml"
 import { Converter } from "../src/Converter.js"
 import { cocoDocuments, cocoTexts } from "./support/coco.js"
 import { decodeDice, decodeDiceWithSchema, decodeFlatDice, type DiceDataset } from "../src/internal/diceModel.js"
-import { imageObjects, mergeMultiSegment } from "../src/internal/objectRules.js"
+import { imageObjects, mergeMultiSegment, yoloNumber } from "../src/internal/objectRules.js"
 import { readYaml11 } from "../src/internal/yaml11.js"
 import { assignSplits, countSplits, emptyRequiredSplits, splitSizes } from "../src/internal/splits.js"
 import { yoloContext, yoloDataYaml, yoloImageLines } from "../src/internal/yoloLabels.js"
@@ -153,6 +153,22 @@ describe("Converter properties (pure)", () => {
     expect(JSON.parse(JSON.stringify(second))).toEqual(JSON.parse(JSON.stringify(first)))
     assert.isTrue(first.all.annotations.every((a, i) => a.id === i + 1))
   }, { fastCheck: { numRuns: 60 } })
+
+  it.prop(
+    "yoloNumber is toFixed(6) (without -0.000000) for every number, rounding ties and near-ties included",
+    [fc.oneof(
+      fc.double({ min: 0, max: 1, noNaN: true }),
+      fc.double({ noNaN: false }),
+      fc.integer({ min: 0, max: 999_999 }).chain((k) =>
+        fc.constantFrom((k + 0.5) / 1e6, (k + 0.4999999) / 1e6, (k + 0.5000001) / 1e6, k / 1e6, -(k + 0.5) / 1e6)
+      )
+    )],
+    ([value]) => {
+      const text = value.toFixed(6)
+      expect(yoloNumber(value)).toBe(text === "-0.000000" ? "0.000000" : text)
+    },
+    { fastCheck: { numRuns: 20_000 } }
+  )
 
   it.prop(
     "COCO text: the same bytes whatever the piece size; each split file is `all` restricted to its images, ids 1..N",

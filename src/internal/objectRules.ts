@@ -15,8 +15,26 @@ export const countSkip = (skipped: SkipCounts, reason: string, n = 1): void => {
   skipped[reason] = (skipped[reason] ?? 0) + n
 }
 
-/** `%.6f`, never `-0.000000`. */
+/** "000" to "999". */
+const threeDigits = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"))
+
+/**
+ * `%.6f`, never `-0.000000`: exactly `value.toFixed(6)`, which dominated label formatting.
+ * Normalized coordinates (in [0, 1]) take a short path: there `value * 1e6` is off the exact
+ * product by less than 1e-9, so when it lies further than that from a rounding tie, its
+ * nearest integer is the one `toFixed` picks; anything else (ties, values outside [0, 1])
+ * goes to `toFixed`.
+ */
 export const yoloNumber = (value: number): string => {
+  if (value >= 0 && value <= 1) {
+    const scaled = value * 1e6
+    const n = Math.round(scaled)
+    if (Math.abs(scaled - n) < 0.4999) {
+      if (n === 1e6) return "1.000000"
+      const high = Math.floor(n / 1000)
+      return `0.${threeDigits[high]}${threeDigits[n - high * 1000]}`
+    }
+  }
   const text = value.toFixed(6)
   return text === "-0.000000" ? "0.000000" : text
 }
