@@ -7,7 +7,7 @@ import { FileSystem, Path } from "@effect/platform"
 import { SystemError } from "@effect/platform/Error"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Either, Exit, Layer, Scope } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Either, Exit, FastCheck as fc, Layer, Scope } from "effect"
 import { Converter } from "../src/Converter.js"
 import { cacheKeyOf, DatasetCache, type DatasetCacheOptions, type DatasetCacheService } from "../src/DatasetCache.js"
 import { classifyError, ConfigError, type SdkError, StorageError } from "../src/Errors.js"
@@ -100,6 +100,26 @@ describe("the name rule", () => {
       assert(Either.isLeft(normalizeRelativeName(bad)), JSON.stringify(bad))
     }
   })
+
+  it.prop("one rule for every name: the same result as splitting, filtering and joining (the short path for names already normal included)", [
+    fc.oneof(
+      fc.string({ unit: fc.constantFrom("a", "B", "/", "\\", ".", ":", " ", "~", "[", "]", "\0", "é", "\u{1F600}"), maxLength: 12 }),
+      fc.tuple(fc.integer({ min: 250, max: 260 }), fc.constantFrom("", "a/", "./", "é")).map(([n, prefix]) => `${prefix}${"n".repeat(n)}`)
+    )
+  ], ([name]) => {
+    const byParts = (raw: string): Either.Either<string, string> => {
+      if (raw.includes("\0")) return Either.left("contains a NUL byte")
+      const slashed = raw.replace(/\\/g, "/")
+      if (slashed.startsWith("/")) return Either.left("is an absolute path")
+      if (/^[A-Za-z]:/.test(slashed)) return Either.left("starts with a drive letter")
+      const segments = slashed.split("/").filter((s) => s !== "" && s !== ".")
+      if (segments.includes("..")) return Either.left("contains a '..' segment")
+      if (segments.length === 0) return Either.left("is empty")
+      if (segments.some((s) => Buffer.byteLength(s) > 255)) return Either.left("has a segment longer than 255 bytes")
+      return Either.right(segments.join("/"))
+    }
+    assert.deepStrictEqual(normalizeRelativeName(name), byParts(name))
+  }, { fastCheck: { numRuns: 3000 } })
 
   it("proves containment: nothing resolves to the root itself or outside it", () =>
     Effect.gen(function*() {

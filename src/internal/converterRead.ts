@@ -57,15 +57,18 @@ const candidateOf = (root: string, relative: string): Candidate => {
   return { path, dir: slash === 0 ? "/" : path.slice(0, slash), base: path.slice(slash + 1) }
 }
 
+/** How many places an image may be: under the local image root `root` (when there is one), under `images/`, under the base. */
+export const candidateLevels = (root: string | undefined): number => (root ? 3 : 2)
+
 /**
- * The places an image named `name` (normalised, the image root's prefix dropped) may be, in
- * the spec's order: under the local image root `root`, under `images/`, under `base` itself.
+ * The `level`th place (0-based, below `candidateLevels`) an image named `name` (normalised,
+ * the image root's prefix dropped) may be, in the spec's order: under the local image root
+ * `root`, under `images/`, under `base` itself.
  */
-export const imageCandidates = (base: string, root: string | undefined, name: string): Array<Candidate> => [
-  ...(root ? [candidateOf(base, `${root}/${name}`)] : []),
-  candidateOf(base, `images/${name}`),
-  candidateOf(base, name)
-]
+export const imageCandidate = (base: string, root: string | undefined, name: string, level: number): Candidate => {
+  const place = root ? level : level + 1
+  return candidateOf(base, place === 0 ? `${root}/${name}` : place === 1 ? `images/${name}` : name)
+}
 
 /**
  * The reader on `@effect/platform`'s FileSystem: `loadDice`/`loadLabelMe` decode a dataset
@@ -143,26 +146,26 @@ export const makeConverterReader = Effect.gen(function*() {
     })
 
   /**
-   * For each candidate list (each candidate its directory and base name), the first path
-   * that exists. Checked by listing each directory involved once (one `readDirectory`
-   * instead of a syscall per image), level by level so a later candidate's directory is read
-   * only for images not found earlier; a directory that cannot be listed falls back to
-   * per-path `exists`.
+   * For each of `count` images, the first of its candidates (`candidateAt(i, level)`, levels
+   * below `levels`) that exists. Checked by listing each directory involved once (one
+   * `readDirectory` instead of a syscall per image), level by level so a later candidate is
+   * built and its directory read only for images not found earlier; a directory that cannot
+   * be listed falls back to per-path `exists`.
    */
-  const findFirstExisting = (candidates: ReadonlyArray<ReadonlyArray<Candidate>>) =>
+  const findFirstExisting = (count: number, levels: number, candidateAt: (i: number, level: number) => Candidate) =>
     Effect.gen(function*() {
-      const resolved = new Array<string | undefined>(candidates.length).fill(undefined)
+      const resolved = new Array<string | undefined>(count).fill(undefined)
       const listings = new Map<string, ReadonlySet<string> | undefined>()
-      const depth = Math.max(0, ...new Set(candidates.map((c) => c.length)))
-      for (let level = 0; level < depth; level++) {
+      for (let level = 0; level < levels; level++) {
         const pending: Array<number> = []
+        const candidates: Array<Candidate> = []
         const dirs = new Set<string>()
-        for (let i = 0; i < candidates.length; i++) {
-          const c = candidates[i]!
-          if (resolved[i] === undefined && level < c.length) {
-            pending.push(i)
-            dirs.add(c[level]!.dir)
-          }
+        for (let i = 0; i < count; i++) {
+          if (resolved[i] !== undefined) continue
+          const c = candidateAt(i, level)
+          pending.push(i)
+          candidates.push(c)
+          dirs.add(c.dir)
         }
         yield* Effect.forEach([...dirs].filter((d) => !listings.has(d)), (d) =>
           Effect.either(fs.readDirectory(d)).pipe(Effect.map((names) =>
@@ -176,16 +179,16 @@ export const makeConverterReader = Effect.gen(function*() {
             )
           )), { concurrency: 16, discard: true })
         const unlisted: Array<number> = []
-        for (const i of pending) {
-          const c = candidates[i]![level]!
+        for (let k = 0; k < pending.length; k++) {
+          const c = candidates[k]!
           const listing = listings.get(c.dir)
-          if (listing === undefined) unlisted.push(i)
-          else if (listing.has(c.base)) resolved[i] = c.path
+          if (listing === undefined) unlisted.push(k)
+          else if (listing.has(c.base)) resolved[pending[k]!] = c.path
         }
-        yield* Effect.forEach(unlisted, (i) => {
-          const p = candidates[i]![level]!.path
+        yield* Effect.forEach(unlisted, (k) => {
+          const p = candidates[k]!.path
           return Effect.map(datasetIo(p, fs.exists(p)), (ok) => {
-            if (ok) resolved[i] = p
+            if (ok) resolved[pending[k]!] = p
           })
         }, { concurrency: ioConcurrency, discard: true })
       }
@@ -210,7 +213,7 @@ export const makeConverterReader = Effect.gen(function*() {
       }
       const { prefix, root } = imageRoot.right ?? { prefix: undefined, root: undefined }
       const base = path.resolve(dir)
-      const candidates: Array<Array<Candidate>> = new Array(dataset.images.length)
+      const names: Array<string> = new Array(dataset.images.length)
       const firstByName = new Map<string, number>()
       for (let i = 0; i < dataset.images.length; i++) {
         const raw = dataset.images[i]!.fileName
@@ -237,10 +240,13 @@ export const makeConverterReader = Effect.gen(function*() {
           })
         }
         firstByName.set(name, i)
-        candidates[i] = imageCandidates(base, root, name)
+        names[i] = name
       }
-      const resolved = yield* findFirstExisting(candidates)
-      const missing = resolved.flatMap((r, i) => (r === undefined ? candidates[i]!.map((c) => c.path) : []))
+      const levels = candidateLevels(root)
+      const resolved = yield* findFirstExisting(names.length, levels, (i, level) => imageCandidate(base, root, names[i]!, level))
+      const missing = resolved.flatMap((r, i) =>
+        r === undefined ? Array.from({ length: levels }, (_, level) => imageCandidate(base, root, names[i]!, level).path) : []
+      )
       if (missing.length > 0) {
         const count = resolved.filter((r) => r === undefined).length
         return yield* new DatasetError({

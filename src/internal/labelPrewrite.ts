@@ -17,7 +17,7 @@
 import { Effect, type Scope } from "effect"
 import * as NodeFs from "node:fs"
 import type { Worker } from "node:worker_threads"
-import { imageCandidates, localImageRoot } from "./converterRead.js"
+import { candidateLevels, imageCandidate, localImageRoot } from "./converterRead.js"
 import { startThread } from "./converterThread.js"
 import type { DiceCategory, DiceHeader, DiceImage, NestedImagesListener } from "./diceModel.js"
 import { temporaryToken } from "./files.js"
@@ -172,6 +172,7 @@ export const makeLabelPrewrite = (
         }
       }
       const { ctx, prefix, root } = setup
+      const levels = candidateLevels(root)
       for (const image of images) {
         const normalized = normalizeRelativeName(image.fileName)
         if (normalized._tag === "Left") return false
@@ -181,7 +182,8 @@ export const makeLabelPrewrite = (
         // Two images naming (or resolving to) one file are a Duplicate error of the regular
         // path, which then fails the conversion: such a proposal is never installed.
         let found: string | undefined
-        for (const c of imageCandidates(dir, root, name)) {
+        for (let level = 0; level < levels; level++) {
+          const c = imageCandidate(dir, root, name, level)
           const known = listing(c.dir)
           if (known === undefined) return false
           if (known.has(c.base)) {

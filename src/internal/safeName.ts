@@ -12,12 +12,20 @@ import { Either } from "effect"
 export const maxNameBytes = 255
 
 /**
+ * A name the rule below leaves as it is, in printable ASCII (one byte per character): no
+ * leading `/`, no drive letter, no `\\`, segments of 1 to 255 characters none of which is
+ * `.` or `..`. The common case, checked without splitting.
+ */
+const normalPrintableAscii = /^(?![A-Za-z]:)(?!\.\.?(?:\/|$))[ -.0-\[\]-~]{1,255}(?:\/(?!\.\.?(?:\/|$))[ -.0-\[\]-~]{1,255})*$/
+
+/**
  * Normalises a relative name: backslashes become `/`, empty and `.` segments are dropped
  * (`sub//a.jpg`, `sub\a.jpg`, `./c.jpg/` are `sub/a.jpg`, `sub/a.jpg`, `c.jpg`). `Left`, with
  * the reason, for a NUL byte, an absolute path, a drive letter, a `..` segment, a segment
  * longer than 255 bytes, or a name that ends up empty.
  */
 export const normalizeRelativeName = (name: string): Either.Either<string, string> => {
+  if (normalPrintableAscii.test(name)) return Either.right(name)
   if (name.includes("\0")) return Either.left("contains a NUL byte")
   const slashed = name.replace(/\\/g, "/")
   if (slashed.startsWith("/")) return Either.left("is an absolute path")
