@@ -9,7 +9,13 @@ import { decodeDice, decodeDiceWithSchema, decodeFlatDice, type DiceDataset } fr
 import { imageObjects, mergeMultiSegment, yoloNumber } from "../src/internal/objectRules.js"
 import { readYaml11 } from "../src/internal/yaml11.js"
 import { assignSplits, countSplits, emptyRequiredSplits, splitSizes } from "../src/internal/splits.js"
-import { yoloContext, yoloDataYaml, yoloImageLines } from "../src/internal/yoloLabels.js"
+import { yoloContext, yoloDataYaml, yoloImageLabel } from "../src/internal/yoloLabels.js"
+
+/** One image's label rows. */
+const yoloImageLines = (...args: Parameters<typeof yoloImageLabel>): Array<string> => {
+  const { text } = yoloImageLabel(...args)
+  return text === "" ? [] : text.split("\n")
+}
 
 // ---------------------------------------------------------------------------------------------
 // Generators: valid nested DICE documents whose boxes and polygons lie inside their images.
@@ -153,6 +159,24 @@ describe("Converter properties (pure)", () => {
     expect(JSON.parse(JSON.stringify(second))).toEqual(JSON.parse(JSON.stringify(first)))
     assert.isTrue(first.all.annotations.every((a, i) => a.id === i + 1))
   }, { fastCheck: { numRuns: 60 } })
+
+  it.prop(
+    "an image's repeated objects are counted as duplicates however many it holds (few, or hundreds)",
+    [fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 400 })],
+    ([distinct, total]) => {
+      const boxes = Array.from({ length: total }, (_, k) => [k % distinct, 1, 5, 5])
+      const dataset = decoded({
+        classes: [{ id: 1, name: "a" }],
+        images: [{ id: 1, file_name: "a.jpg", width: 500, height: 50, annotations: boxes.map((bbox) => ({ class_id: 1, bbox })) }]
+      })
+      const skipped: Record<string, number> = {}
+      const lines = yoloImageLines(dataset.images[0]!, yoloContext(dataset, "detection"), skipped)
+      assert.strictEqual(lines.length, Math.min(distinct, total))
+      assert.strictEqual(new Set(lines).size, lines.length)
+      assert.strictEqual(skipped["duplicate"] ?? 0, total - lines.length)
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
 
   it.prop(
     "yoloNumber is toFixed(6) (without -0.000000) for every number, rounding ties and near-ties included",

@@ -17,7 +17,7 @@ import {
   classifyPlan,
   yoloContext,
   yoloDataYaml,
-  yoloImageLines,
+  yoloImageLabel,
   yoloImagePlace,
   yoloLabelPath,
   yoloLabelRoot
@@ -280,16 +280,16 @@ export const makeConverterWriter = Effect.gen(function*() {
         const known = staged ? prewritten!.labels.get(image)! : undefined
         let rows: number
         if (known !== undefined) {
-          rows = known.rows
+          rows = known.classes.length
           if (known.skipped !== undefined) for (const reason in known.skipped) countSkip(skipped, reason, known.skipped[reason]!)
           if (splits[i] === "train") for (const c of known.classes) trainObjects[c]!++
         } else {
-          const lines = yoloImageLines(image, ctx, skipped)
-          rows = lines.length
-          if (splits[i] === "train") for (const line of lines) trainObjects[Number(line.slice(0, line.indexOf(" ")))]!++
+          const label = yoloImageLabel(image, ctx, skipped)
+          rows = label.classes.length
+          if (splits[i] === "train") for (const c of label.classes) trainObjects[c]!++
           let rootTexts = texts.get(rootOf[i]!)
           if (rootTexts === undefined) texts.set(rootOf[i]!, rootTexts = [])
-          rootTexts.push(lines.join("\n"))
+          rootTexts.push(label.text)
         }
         objects += rows
         if (rows === 0) negatives++

@@ -25,7 +25,7 @@ import { normalizeRelativeName } from "./safeName.js"
 import {
   type SkipCounts,
   yoloContext,
-  yoloImageLines,
+  yoloImageLabel,
   yoloImagePlace,
   yoloLabelPath,
   yoloLabelRoot,
@@ -47,9 +47,7 @@ export type LabelWriterReply =
 export interface PrewrittenLabel {
   /** Its path under the staging directory: `{label root number}/{path under the root}`. */
   readonly staged: string
-  /** Rows in its text. */
-  readonly rows: number
-  /** The class index of each row. */
+  /** The class index of each row of its text. */
   readonly classes: ReadonlyArray<number>
   /** What building the rows skipped, by reason (`undefined`: nothing). */
   readonly skipped: SkipCounts | undefined
@@ -197,16 +195,17 @@ export const makeLabelPrewrite = (
         let n = rootNumbers.get(labelRoot)
         if (n === undefined) rootNumbers.set(labelRoot, n = rootNumbers.size)
         const skipped: SkipCounts = {}
-        const lines = yoloImageLines(image, ctx, skipped)
+        const { classes, text } = yoloImageLabel(image, ctx, skipped)
+        let skips = false
+        for (const _ in skipped) skips = true
         const label: PrewrittenLabel = {
           staged: `${n}/${yoloLabelPath(place).slice(labelRoot.length + 1)}`,
-          rows: lines.length,
-          classes: lines.map((line) => Number(line.slice(0, line.indexOf(" ")))),
-          skipped: Object.keys(skipped).length > 0 ? skipped : undefined
+          classes,
+          skipped: skips ? skipped : undefined
         }
         labels.set(image, label)
         files.push(`${staging}/${label.staged}`)
-        texts.push(lines.join("\n"))
+        texts.push(text)
         if (files.length >= batchSize && !flush()) return false
       }
       return flush()

@@ -221,7 +221,9 @@ const keypointTail = (kp: ReadonlyArray<number>, w: number, h: number): string =
  */
 export const imageObjects = (image: DiceImage, ctx: ObjectContext, skipped: SkipCounts): Array<ImageObject> => {
   const objects: Array<ImageObject> = []
-  const seen = new Set<string>()
+  // Rows kept so far: compared in place while they are few (most images; a set per image
+  // cost more), in a set beyond that.
+  let seen: Array<string> | Set<string> = []
   const W = image.width, H = image.height
   for (const a of image.annotations) {
     const cls = resolveClass(a.categoryId, ctx)
@@ -270,11 +272,12 @@ export const imageObjects = (image: DiceImage, ctx: ObjectContext, skipped: Skip
       ? boxRow(cls, box, W, H) + keypointTail(keypoints!, W, H)
       : boxRow(cls, box, W, H)
     if (typeof row === "string") {
-      if (seen.has(row)) {
+      if (Array.isArray(seen) ? seen.includes(row) : seen.has(row)) {
         countSkip(skipped, "duplicate")
         continue
       }
-      seen.add(row)
+      if (!Array.isArray(seen)) seen.add(row)
+      else if (seen.push(row) > 32) seen = new Set(seen)
     }
     objects.push({ annotation: a, categoryId: a.categoryId!, cls, box, clipped, polygons, rle, keypoints, crowd: a.iscrowd, row })
   }

@@ -29,19 +29,28 @@ export const yoloContext = (dataset: DiceDataset, task: ConverterTask): YoloCont
   return { task, classIndex, backgroundIds: new Set(dataset.backgroundIds), keypointCount }
 }
 
+/** One image's YOLO label file: its text (the rows joined by newlines) and each row's class index. */
+export interface YoloImageLabel {
+  readonly text: string
+  readonly classes: ReadonlyArray<number>
+}
+
 /**
- * The label rows of one image (detection, segmentation or pose): the rows of
- * `imageObjects`, whose skips are counted there; objects YOLO cannot hold are counted here by
- * their reason (`crowd`, `rle_mask`). A segmentation file holds polygon rows only (a box
- * without a polygon becomes a 4-point polygon).
+ * The label file of one image (detection, segmentation or pose), built in one pass: the
+ * rows of `imageObjects`, whose skips are counted there; objects YOLO cannot hold are counted
+ * here by their reason (`crowd`, `rle_mask`). A segmentation file holds polygon rows only (a
+ * box without a polygon becomes a 4-point polygon).
  */
-export const yoloImageLines = (image: DiceImage, ctx: YoloContext, skipped: SkipCounts): Array<string> => {
-  const lines: Array<string> = []
+export const yoloImageLabel = (image: DiceImage, ctx: YoloContext, skipped: SkipCounts): YoloImageLabel => {
+  let text = ""
+  const classes: Array<number> = []
   for (const o of imageObjects(image, ctx, skipped)) {
-    if (typeof o.row === "string") lines.push(o.row)
-    else skipped[o.row.skip] = (skipped[o.row.skip] ?? 0) + 1
+    if (typeof o.row === "string") {
+      text = classes.length === 0 ? o.row : `${text}\n${o.row}`
+      classes.push(o.cls)
+    } else skipped[o.row.skip] = (skipped[o.row.skip] ?? 0) + 1
   }
-  return lines
+  return { text, classes }
 }
 
 /**
