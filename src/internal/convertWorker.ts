@@ -1,8 +1,11 @@
 /**
  * The conversion worker thread (see `converterThread`): runs one conversion on Node's file
- * system with the same code as the caller's thread would, answers once, then ends.
+ * system with the same code as the caller's thread would, answers once, then ends. Its module
+ * graph takes `@effect/platform` modules by path (not the package index, which loads the HTTP
+ * stack and undici), so a worker starts in a fraction of the time.
  */
-import { NodeContext } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import { Cause, Effect, Exit, Fiber, Option } from "effect"
 import { parentPort } from "node:worker_threads"
 import type { ConversionReport } from "../Converter.js"
@@ -32,7 +35,7 @@ const replyOf = (exit: Exit.Exit<ConversionReport, DatasetError>): WorkerReply =
 port.once("message", (request: WorkerRequest) => {
   if (request._tag !== "Convert") return port.close()
   const fiber = Effect.runFork(
-    Effect.flatMap(makeConvertHere(true), (convert) => convert(request.options)).pipe(Effect.provide(NodeContext.layer))
+    Effect.flatMap(makeConvertHere(true), (convert) => convert(request.options)).pipe(Effect.provide([NodeFileSystem.layer, NodePath.layer]))
   )
   port.on("message", (next: WorkerRequest) => {
     if (next._tag === "Interrupt") Effect.runFork(Fiber.interrupt(fiber))

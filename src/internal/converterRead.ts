@@ -2,7 +2,8 @@
  * The reading side of the converter: loading a DICE or LabelMe dataset from its directory
  * and finding every image it names.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Either } from "effect"
 import { DatasetError } from "../Errors.js"

@@ -2,7 +2,7 @@
  * One conversion from start to end — load, settle the task and the splits, write the
  * requested layout — in whichever thread runs it (the caller's, or the conversion worker's).
  */
-import { Path } from "@effect/platform"
+import * as Path from "@effect/platform/Path"
 import { Effect, Either } from "effect"
 import type { ConversionReport, ConverterTask, ConvertOptions, TrainerInput } from "../Converter.js"
 import { DatasetError } from "../Errors.js"

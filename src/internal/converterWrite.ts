@@ -3,7 +3,8 @@
  * ImageFolder tree, COCO instance files. Every output is staged (or written to a temporary
  * name) and moved into place, so nothing is left half-written on failure.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Effect } from "effect"
 import { DatasetError } from "../Errors.js"
 import { type CocoFile, cocoFilePieces } from "./cocoExport.js"

@@ -4,7 +4,8 @@
  * written) and one executor that runs a plan with bounded concurrency, per-object retry,
  * temp file + rename, progress, and all failures gathered into one `DownloadError`.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Effect, Either, Schedule } from "effect"
 import { DatasetError, DownloadError, type FailedObject, StorageError } from "../Errors.js"
 import type { ObjectStore } from "../ObjectStore.js"
