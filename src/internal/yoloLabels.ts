@@ -36,21 +36,23 @@ export interface YoloImageLabel {
 }
 
 /**
- * The label file of one image (detection, segmentation or pose), built in one pass: the
+ * The label file of one image (detection, segmentation or pose): the
  * rows of `imageObjects`, whose skips are counted there; objects YOLO cannot hold are counted
  * here by their reason (`crowd`, `rle_mask`). A segmentation file holds polygon rows only (a
  * box without a polygon becomes a 4-point polygon).
  */
 export const yoloImageLabel = (image: DiceImage, ctx: YoloContext, skipped: SkipCounts): YoloImageLabel => {
-  let text = ""
+  const rows: Array<string> = []
   const classes: Array<number> = []
   for (const o of imageObjects(image, ctx, skipped)) {
     if (typeof o.row === "string") {
-      text = classes.length === 0 ? o.row : `${text}\n${o.row}`
+      rows.push(o.row)
       classes.push(o.cls)
     } else skipped[o.row.skip] = (skipped[o.row.skip] ?? 0) + 1
   }
-  return { text, classes }
+  // Joined, the text is one flat string: a string built by `+` is a rope that every later
+  // use (the message to the writer thread, the file write) has to flatten again.
+  return { text: rows.join("\n"), classes }
 }
 
 /**
