@@ -80,21 +80,40 @@ export const polygonArea = (polygons: ReadonlyArray<ReadonlyArray<number>>): num
   return total
 }
 
-const cocoAnnotation = (o: ImageObject, id: number, imageId: number, withMask: boolean): CocoAnnotation => {
+/** `JSON.stringify` of numbers: joined when all are finite (the same text: both print a number by `Number#toString`). */
+const numbersJson = (values: ReadonlyArray<number>): string => {
+  for (const v of values) if (!Number.isFinite(v)) return JSON.stringify(values)
+  return `[${values.join(",")}]`
+}
+
+/**
+ * The COCO annotation of an object, as `JSON.stringify` of the `CocoAnnotation` (fields in its
+ * order) would print it, written out directly: numbers as `Number#toString` prints them
+ * (JSON's form for finite numbers; an RLE mask, whose fields are the source's, is
+ * stringified). `undefined` when its area is beyond any number: JSON would carry it as null,
+ * where pycocotools needs a number.
+ */
+const cocoAnnotationJson = (o: ImageObject, id: number, imageId: number, withMask: boolean): string | undefined => {
   const [x1, y1, x2, y2] = o.box
-  const bbox = [x1, y1, x2 - x1, y2 - y1] as const
-  const segmentation = withMask ? o.polygons ?? o.rle : undefined
-  const computed = withMask && o.polygons !== undefined ? polygonArea(o.polygons) : bbox[2] * bbox[3]
+  const w = x2 - x1, h = y2 - y1
+  const computed = withMask && o.polygons !== undefined ? polygonArea(o.polygons) : w * h
   // The source area describes the unclipped object; a clipped or rectangle-filled one is measured again.
   const area = o.clipped || (withMask && o.annotation.polygons === undefined && o.polygons !== undefined)
     ? computed
     : o.annotation.area ?? computed
-  const base = { id, image_id: imageId, category_id: o.categoryId, bbox, area, iscrowd: o.crowd ? 1 as const : 0 as const }
-  const withSeg = segmentation === undefined ? base : { ...base, segmentation }
-  if (o.keypoints === undefined) return withSeg
-  let visible = 0
-  for (let i = 2; i < o.keypoints.length; i += 3) if (o.keypoints[i]! > 0) visible++
-  return { ...withSeg, keypoints: o.keypoints, num_keypoints: visible }
+  if (!Number.isFinite(area)) return undefined
+  let text = `{"id":${JSON.stringify(id)},"image_id":${JSON.stringify(imageId)},"category_id":${JSON.stringify(o.categoryId)},` +
+    `"bbox":${numbersJson([x1, y1, w, h])},"area":${area},"iscrowd":${o.crowd ? 1 : 0}`
+  if (withMask) {
+    if (o.polygons !== undefined) text += `,"segmentation":[${o.polygons.map(numbersJson).join(",")}]`
+    else if (o.rle !== undefined) text += `,"segmentation":${JSON.stringify(o.rle)}`
+  }
+  if (o.keypoints !== undefined) {
+    let visible = 0
+    for (let i = 2; i < o.keypoints.length; i += 3) if (o.keypoints[i]! > 0) visible++
+    text += `,"keypoints":${numbersJson(o.keypoints)},"num_keypoints":${visible}`
+  }
+  return `${text}}`
 }
 
 /** Elements joined into one piece of a file at most, by default. */
@@ -169,23 +188,21 @@ export function* cocoFilePieces(
   let negatives = 0
   for (let i = 0; i < dataset.images.length; i++) {
     const image = dataset.images[i]!
-    const annotations: Array<CocoAnnotation> = []
+    const annotations: Array<string> = []
     for (const o of imageObjects(image, ctx, skipped)) {
-      const ann = cocoAnnotation(o, nextId, image.id, task === "segmentation")
-      if (!Number.isFinite(ann.area)) {
-        // A box like [0, 0, 1e308, 1e308] has an area beyond any number: JSON would carry it
-        // as null, where pycocotools needs a number.
+      const json = cocoAnnotationJson(o, nextId, image.id, task === "segmentation")
+      if (json === undefined) {
         countSkip(skipped, "non_finite_area")
         continue
       }
       nextId++
-      annotations.push(ann)
+      annotations.push(json)
     }
     if (annotations.length === 0) {
       negatives++
       continue
     }
-    const text = JSON.stringify(annotations).slice(1, -1)
+    const text = annotations.join(",")
     yield* add("all", text)
     yield* add(splits[i]!, text)
   }
