@@ -397,6 +397,10 @@ export const makeCallback = (ctx: CallbackSettings): Effect.Effect<CallbackServi
         yield* Ref.update(state, (s) => (s.outcomeReport?.seq === seq ? { ...s, outcomeDelivered: true } : s))
       })
 
+    /** A completion outcome whose body carries the time it is reported at. */
+    const completedNow = <A, I>(path: string, schema: Schema.Schema<A, I>, body: (timestamp: string) => A) =>
+      Effect.flatMap(now, (at) => outcome("completed", path, schema, body(isoTimestamp(at))))
+
     return {
       reportStarted: Effect.fn("Callback.reportStarted")(function*(report: CallbackStartedReport = {}) {
         const operation = report.operation ?? ctx.kind
@@ -478,23 +482,13 @@ export const makeCallback = (ctx: CallbackSettings): Effect.Effect<CallbackServi
       }),
 
       reportInferenceCompleted: Effect.fn("Callback.reportInferenceCompleted")(function*(report: CallbackInferenceCompletedReport) {
-        const timestamp = isoTimestamp(yield* now)
-        return yield* outcome(
-          "completed",
-          callbackPaths.inferenceCompletion(jobId),
-          InferenceCompletedBody,
-          inferenceCompletedBody(jobId, report, timestamp)
-        )
+        return yield* completedNow(callbackPaths.inferenceCompletion(jobId), InferenceCompletedBody, (timestamp) =>
+          inferenceCompletedBody(jobId, report, timestamp))
       }),
 
       reportExportCompleted: Effect.fn("Callback.reportExportCompleted")(function*(report: CallbackExportCompletedReport) {
-        const timestamp = isoTimestamp(yield* now)
-        return yield* outcome(
-          "completed",
-          callbackPaths.exportCompletion(jobId),
-          ExportCompletedBody,
-          exportCompletedBody(jobId, report, timestamp)
-        )
+        return yield* completedNow(callbackPaths.exportCompletion(jobId), ExportCompletedBody, (timestamp) =>
+          exportCompletedBody(jobId, report, timestamp))
       }),
 
       reportEvaluationResults: Effect.fn("Callback.reportEvaluationResults")(function*(report: CallbackEvaluationReport) {

@@ -335,6 +335,15 @@ describe("DevBackend decoding and formatting", () => {
       })),
       "[job 7] completed   export  onnx  2048 bytes  s3://b/m.onnx"
     )
+    // A failure reads the same for every kind: its message; training also says how far it got.
+    const failed = (operation: "training" | "export" | "evaluation", body: Record<string, unknown>) =>
+      formatDevBackendEvent(event({ kind: "failed", operation, body: { status: "failed", ...body } as never }))
+    assert.strictEqual(
+      failed("training", { job_id: 7, total_epochs_completed: 3, error_message: "[DatasetError] no images" }),
+      "[job 7] failed      training  after 3 epochs  [DatasetError] no images"
+    )
+    assert.strictEqual(failed("export", { job_id: 7, error_message: "[ExportError] no onnx" }), "[job 7] failed      export  [ExportError] no onnx")
+    assert.strictEqual(failed("evaluation", { task_type: "detection", error_message: "x" }), "[job 7] failed      evaluation  x")
   })
 
   it("summarizes counts and the final state per job", () => {

@@ -19,6 +19,7 @@ import {
 } from "./backendModels.js"
 import { type CallbackEndpointName, matchCallbackEndpoint } from "./callbackBodies.js"
 import type { DevBackendEvent, DevBackendEventKind, DevBackendFieldIssue, DevBackendJobSummary, DevBackendPayload, DevBackendRejection, DevBackendSummary } from "../DevBackend.js"
+import { thrownMessage } from "../Errors.js"
 
 /** Every kind, in lifecycle order (the keys of a summary's counts). */
 export const devBackendEventKinds: ReadonlyArray<DevBackendEventKind> = [
@@ -151,7 +152,7 @@ export const decodeDevBackendRequest = (path: string, text: string): DevBackendD
   try {
     json = JSON.parse(text)
   } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error)
+    const detail = thrownMessage(error)
     return { _tag: "Invalid", jobId, issues: [{ field: "", problem: `the body is not valid JSON (${detail})` }] }
   }
   const deep = tooDeepField(json)
@@ -257,54 +258,53 @@ const describePayload = (payload: DevBackendPayload): string => {
       return columns(label("log"), (b.level ?? "INFO").padEnd(7), `${b.event_type}: ${b.message}`)
     }
     case "failed":
+      // One rule for every kind's failure: its message (training also says how far it got).
+      return columns(
+        label("failed"),
+        payload.operation,
+        payload.operation === "training" ? `after ${payload.body.total_epochs_completed} epochs` : undefined,
+        payload.body.error_message
+      )
     case "completed":
       switch (payload.operation) {
         case "training": {
           const b = payload.body
-          return payload.kind === "failed"
-            ? columns(label("failed"), "training", `after ${b.total_epochs_completed} epochs`, b.error_message)
-            : columns(
-              label("completed"),
-              "training",
-              `${b.total_epochs_completed} epochs`,
-              formatBlock(b.final_metrics),
-              present(b.best_checkpoint_path) ? `best=${b.best_checkpoint_path}` : undefined
-            )
+          return columns(
+            label("completed"),
+            "training",
+            `${b.total_epochs_completed} epochs`,
+            formatBlock(b.final_metrics),
+            present(b.best_checkpoint_path) ? `best=${b.best_checkpoint_path}` : undefined
+          )
         }
         case "inference": {
           const b = payload.body
-          return payload.kind === "failed"
-            ? columns(label("failed"), "inference", b.error_message)
-            : columns(
-              label("completed"),
-              "inference",
-              `${b.total_images ?? b.results?.length ?? 0} images`,
-              present(b.avg_inference_time_ms) ? `avg ${formatNumber(b.avg_inference_time_ms)} ms` : undefined
-            )
+          return columns(
+            label("completed"),
+            "inference",
+            `${b.total_images ?? b.results?.length ?? 0} images`,
+            present(b.avg_inference_time_ms) ? `avg ${formatNumber(b.avg_inference_time_ms)} ms` : undefined
+          )
         }
         case "export": {
           const b = payload.body
-          return payload.kind === "failed"
-            ? columns(label("failed"), "export", b.error_message)
-            : columns(
-              label("completed"),
-              "export",
-              b.export_format,
-              present(b.file_size_bytes) ? `${b.file_size_bytes} bytes` : undefined,
-              b.output_s3_uri
-            )
+          return columns(
+            label("completed"),
+            "export",
+            b.export_format,
+            present(b.file_size_bytes) ? `${b.file_size_bytes} bytes` : undefined,
+            b.output_s3_uri
+          )
         }
         case "evaluation": {
           const b = payload.body
-          return payload.kind === "failed"
-            ? columns(label("failed"), "evaluation", b.error_message)
-            : columns(
-              label("completed"),
-              "evaluation",
-              `task=${b.task_type}`,
-              present(b.num_images) ? `${b.num_images} images` : undefined,
-              present(b.metrics) ? formatMetrics(b.metrics) : undefined
-            )
+          return columns(
+            label("completed"),
+            "evaluation",
+            `task=${b.task_type}`,
+            present(b.num_images) ? `${b.num_images} images` : undefined,
+            present(b.metrics) ? formatMetrics(b.metrics) : undefined
+          )
         }
       }
   }
