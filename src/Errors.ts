@@ -296,6 +296,9 @@ export const classifyCause = (cause: Cause.Cause<unknown>): ErrorType => {
   return Cause.isInterruptedOnly(cause) ? "ResourceError" : "UnknownError"
 }
 
+/** The message of a thrown value: an `Error`'s `message`, anything else as a string. */
+export const thrownMessage = (thrown: unknown): string => thrown instanceof Error ? thrown.message : String(thrown)
+
 /** A one-line description of a cause's main failure, for failure reports. */
 export const describeCause = (cause: Cause.Cause<unknown>): string => {
   const first = Option.orElse(Cause.failureOption(cause), () => Chunk.head(Cause.defects(cause)))

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { Cause, Clock, type Config, Context, Effect, Either, FiberRefs, HashMap, Layer, Logger, LogLevel, Schema } from "effect"
-import type { ConfigError } from "./Errors.js"
+import { type ConfigError, thrownMessage } from "./Errors.js"
 import { callbackPaths, LogEntryBody, maxEventTypeLength } from "./internal/callbackBodies.js"
 import { logBufferSectionConfig, settingsLayer } from "./internal/envSections.js"
 import type { JobIdentity, SettingsError } from "./JobContext.js"
@@ -95,7 +95,7 @@ const jsonSafe = (data: Readonly<Record<string, unknown>> | undefined): Record<s
     const text = JSON.stringify(data, (_key, value) => typeof value === "bigint" ? value.toString() : value)
     return text === undefined ? {} : JSON.parse(text) as Record<string, unknown>
   } catch (e) {
-    return { unserializable: e instanceof Error ? e.message : String(e) }
+    return { unserializable: thrownMessage(e) }
   }
 }
 

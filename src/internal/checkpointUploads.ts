@@ -8,7 +8,7 @@
 import { Cause, Deferred, Duration, Effect, Exit, type Fiber, Runtime, Schedule, type Scope } from "effect"
 import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
-import { CheckpointError } from "../Errors.js"
+import { CheckpointError, thrownMessage } from "../Errors.js"
 import { checkpointTypePattern } from "./storageFlows.js"
 import type { CallbackCompletionReport, CallbackMetrics } from "../Callback.js"
 import type {
@@ -58,7 +58,7 @@ const snapshotError = (localPath: string, cause: unknown): CheckpointError => {
     : new CheckpointError({
       reason: "Upload",
       path: localPath,
-      detail: `cannot snapshot the checkpoint: ${cause instanceof Error ? cause.message : String(cause)}`,
+      detail: `cannot snapshot the checkpoint: ${thrownMessage(cause)}`,
       cause
     })
 }
@@ -116,7 +116,7 @@ export const makeCheckpointUploadQueue = (options: {
         }
         job.status = "failed"
         const error = Cause.squash(exit.cause)
-        const message = error instanceof Error ? error.message : String(error)
+        const message = thrownMessage(error)
         failed.push({ checkpointType: job.checkpointType, epoch: job.epoch, localPath: job.localPath, error: message })
         yield* Effect.logError(`Checkpoint upload failed (${job.checkpointType}, epoch ${job.epoch ?? "?"}): ${message}`).pipe(
           Effect.annotateLogs({ event_type: "checkpoint" })

@@ -7,6 +7,7 @@
 import { Effect } from "effect"
 import { readFile } from "node:fs/promises"
 import { createRequire } from "node:module"
+import { thrownMessage } from "../Errors.js"
 
 /** A file the dashboard serves from the `uplot` npm package. */
 export interface DashboardVendorAsset {
@@ -27,7 +28,7 @@ export const readDashboardVendorAsset = (asset: DashboardVendorAsset): Effect.Ef
   Effect.tryPromise({
     try: () => readFile(requireFromHere.resolve(asset.file)),
     catch: (cause) =>
-      new Error(`the dashboard's chart library is missing (${asset.file}): ${cause instanceof Error ? cause.message : String(cause)}`)
+      new Error(`the dashboard's chart library is missing (${asset.file}): ${thrownMessage(cause)}`)
   })
 
 const escapeHtml = (text: string): string =>

@@ -3,7 +3,7 @@
  * variable at fault; none ever echoes a secret.
  */
 import { Either } from "effect"
-import { ConfigError } from "../Errors.js"
+import { ConfigError, thrownMessage } from "../Errors.js"
 import type { BasicConfig, JobKind, PrimaryMetricMode, S3Uri, TaskType } from "../JobContext.js"
 
 const taskAliases: Record<string, TaskType> = {
@@ -151,7 +151,7 @@ export const parseJsonObject = (
   try {
     value = JSON.parse(raw)
   } catch (e) {
-    return Either.left(invalid(variable, `malformed JSON: ${e instanceof Error ? e.message : String(e)}`))
+    return Either.left(invalid(variable, `malformed JSON: ${thrownMessage(e)}`))
   }
   return typeof value === "object" && value !== null && !Array.isArray(value)
     ? Either.right(value as Record<string, unknown>)

@@ -4,7 +4,7 @@
  * messages, the nesting bound, and parsing a file's bytes into a value.
  */
 import { Either } from "effect"
-import { DatasetError } from "../Errors.js"
+import { DatasetError, thrownMessage } from "../Errors.js"
 
 /** Whether a value is a plain JSON object (not `null`, not an array). */
 export const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
@@ -71,7 +71,7 @@ export const parseJsonText = (file: string, text: string): Either.Either<unknown
   try {
     doc = JSON.parse(text)
   } catch (error) {
-    return invalid(`malformed JSON: ${error instanceof Error ? error.message : String(error)}`)
+    return invalid(`malformed JSON: ${thrownMessage(error)}`)
   }
   return tooDeepField(doc) !== undefined
     ? invalid(`JSON nested deeper than ${maxJsonDepth} levels`)

@@ -17,6 +17,7 @@
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import type { OutboxDropClass } from "../Outbox.js"
+import { thrownMessage } from "../Errors.js"
 
 /** One report to queue: its kind (`progress`, `log`, `outcome`, ...), path and JSON body text. */
 export interface OutboxReport {
@@ -106,8 +107,6 @@ class Fifo<A> {
   }
 }
 
-const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
-
 /** The ordered, byte-bounded report queue with its journal (see the module comment). */
 export class OutboxStore {
   private readonly fifo = new Fifo<OutboxEntry>()
@@ -142,7 +141,7 @@ export class OutboxStore {
       this.fileSize = fs.fstatSync(this.fd).size
       this.replay()
     } catch (e) {
-      this.journalError = `cannot use the outbox file ${file}: ${errorText(e)}`
+      this.journalError = `cannot use the outbox file ${file}: ${thrownMessage(e)}`
       this.closeFd()
     }
   }
@@ -315,7 +314,7 @@ export class OutboxStore {
       this.fileSize += bytes
       for (const entry of written) entry.body = undefined
     } catch (e) {
-      this.journalError = `writing the outbox file ${this.options.journalPath} failed: ${errorText(e)}`
+      this.journalError = `writing the outbox file ${this.options.journalPath} failed: ${thrownMessage(e)}`
       // The batch's bodies are still in memory: they stay there, and nothing spills any more.
       for (const entry of written) {
         if (entry.offset < 0) continue
@@ -348,7 +347,7 @@ export class OutboxStore {
       const read = fs.readSync(this.fd, buffer, 0, entry.bytes, entry.offset)
       return read === entry.bytes ? buffer.toString("utf8") : undefined
     } catch (e) {
-      this.journalError = `reading the outbox file ${this.options.journalPath} failed: ${errorText(e)}`
+      this.journalError = `reading the outbox file ${this.options.journalPath} failed: ${thrownMessage(e)}`
       return undefined
     }
   }
@@ -382,7 +381,7 @@ export class OutboxStore {
       fs.writeSync(this.fd, line)
       this.fileSize += Buffer.byteLength(line)
     } catch (e) {
-      this.journalError = `writing the outbox file ${this.options.journalPath} failed: ${errorText(e)}`
+      this.journalError = `writing the outbox file ${this.options.journalPath} failed: ${thrownMessage(e)}`
     }
   }
 
@@ -397,7 +396,7 @@ export class OutboxStore {
       fs.ftruncateSync(this.fd, 0)
       this.fileSize = 0
     } catch (e) {
-      this.journalError = `truncating the outbox file ${this.options.journalPath} failed: ${errorText(e)}`
+      this.journalError = `truncating the outbox file ${this.options.journalPath} failed: ${thrownMessage(e)}`
     }
   }
 

@@ -12,7 +12,7 @@ import { Chunk, Context, Effect, Either, Option, type Schedule, Stream } from "e
 import type { CallbackMetrics } from "../Callback.js"
 import { metricMap } from "./callbackReports.js"
 import { makeCheckpointRecords } from "./checkpointRecords.js"
-import { CheckpointError, DatasetError, type DownloadError, StorageError } from "../Errors.js"
+import { CheckpointError, DatasetError, type DownloadError, StorageError, thrownMessage } from "../Errors.js"
 import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
 import { isAnnotationKey, primaryAnnotation } from "./annotationNames.js"
 import {
@@ -308,7 +308,7 @@ export const makeStorageFlows = (env: StorageFlowsEnv) => {
           new DatasetError({
             reason: "InvalidShape",
             file: annotationFile,
-            detail: `annotation data cannot be written as JSON: ${cause instanceof Error ? cause.message : String(cause)}`
+            detail: `annotation data cannot be written as JSON: ${thrownMessage(cause)}`
           })
       })
       const result = yield* provide(runDownloads(items, settings(options)))

@@ -6,6 +6,7 @@
  * strings come back unchanged under those rules, and reads YAML the way PyYAML would. Pure.
  */
 import * as YAML from "yaml"
+import { thrownMessage } from "../Errors.js"
 
 /** Characters PyYAML's reader refuses (and Ultralytics strips before parsing). */
 const unprintable = /[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu
@@ -153,7 +154,7 @@ export const readYaml11 = (text: string): Yaml11Reading => {
     value = document.toJS({ maxAliasCount: 100 })
   } catch (error) {
     // An alias bomb or a merge of a non-mapping: PyYAML would not load it either.
-    return { doc: {}, names: undefined, issues: [...issues, `data.yaml: not loadable YAML: ${error instanceof Error ? error.message : String(error)}`] }
+    return { doc: {}, names: undefined, issues: [...issues, `data.yaml: not loadable YAML: ${thrownMessage(error)}`] }
   }
   const doc = typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : {}
   const namesNode = document.get("names", true)
