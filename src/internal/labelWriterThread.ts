@@ -32,6 +32,7 @@ port.on("message", (request: LabelWriterRequest) => {
       try {
         write(files[i]!, texts[i]!)
       } catch (cause) {
+        // Errors.thrownMessage's rule, inlined: this thread loads nothing but node:fs.
         failure = { file: files[i]!, message: cause instanceof Error ? cause.message : String(cause) }
       }
     }

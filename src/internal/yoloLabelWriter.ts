@@ -7,7 +7,7 @@
  */
 import { Effect } from "effect"
 import * as NodeFs from "node:fs"
-import { DatasetError } from "../Errors.js"
+import { DatasetError, thrownMessage } from "../Errors.js"
 
 /** Files written per synchronous step (a few milliseconds of blocking at most). */
 const batchSize = 256
@@ -26,7 +26,7 @@ export const writeLabelFiles = (files: ReadonlyArray<readonly [string, string]>)
           new DatasetError({
             reason: "Io",
             file: files[at]![0],
-            detail: `cannot write label file: ${cause instanceof Error ? cause.message : String(cause)}`
+            detail: `cannot write label file: ${thrownMessage(cause)}`
           })
       })
       yield* Effect.yieldNow()
