@@ -103,7 +103,9 @@ const cocoAnnotationJson = (o: ImageObject, id: number, imageId: number, withMas
     : o.annotation.area ?? computed
   if (!Number.isFinite(area)) return undefined
   let text = `{"id":${JSON.stringify(id)},"image_id":${JSON.stringify(imageId)},"category_id":${JSON.stringify(o.categoryId)},` +
-    `"bbox":${numbersJson([x1, y1, w, h])},"area":${area},"iscrowd":${o.crowd ? 1 : 0}`
+    `"bbox":${
+      Number.isFinite(x1 + y1 + w + h) ? `[${x1},${y1},${w},${h}]` : JSON.stringify([x1, y1, w, h])
+    },"area":${area},"iscrowd":${o.crowd ? 1 : 0}`
   if (withMask) {
     if (o.polygons !== undefined) text += `,"segmentation":[${o.polygons.map(numbersJson).join(",")}]`
     else if (o.rle !== undefined) text += `,"segmentation":${JSON.stringify(o.rle)}`
