@@ -31,6 +31,8 @@ export default defineConfig({
       }
     },
     setupFiles: ["test/support/vitestSetup.ts"],
+    // Compiles the scripts the tests start as processes, once per run (see the file).
+    globalSetup: ["test/support/compileScripts.ts"],
     env: {
       // The AWS SDK warns on every client that releases after January 2027 need Node 22;
       // the warning is for operators, not test output.

@@ -9,11 +9,11 @@ import { cacheKeyOf, DatasetCache } from "../src/DatasetCache.js"
 import { makeJobContext } from "../src/JobContext.js"
 import { storageLayerFrom, storageVariables } from "./support/storageEnv.js"
 import type { CacheWorkerArgs } from "./support/cacheWorker.js"
+import { compiledScript } from "./support/compiledScripts.js"
 import { startFaultProxy } from "./support/faultProxy.js"
 import { startS3rver } from "./support/s3rver.js"
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))
-const workerPath = fileURLToPath(new URL("./support/cacheWorker.ts", import.meta.url))
 const bucket = "training-datasets"
 const datasetId = "shared-ds"
 const hash = "0123456789abcdef-shared"
@@ -62,7 +62,7 @@ interface RunningWorker {
 const spawnWorker = (args: CacheWorkerArgs) =>
   Effect.acquireRelease(
     Effect.sync((): RunningWorker => {
-      const child = spawn(process.execPath, ["--import", "tsx", workerPath, JSON.stringify(args)], {
+      const child = spawn(process.execPath, [compiledScript("test/support/cacheWorker.ts"), JSON.stringify(args)], {
         cwd: repoRoot,
         stdio: ["ignore", "pipe", "pipe"]
       })

@@ -14,6 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { makeBackendServer, type ReceivedRequest } from "./support/backendServer.js"
+import { compiledScript } from "./support/compiledScripts.js"
 import { drain, listPage, multipart, type S3Double, sendObject, sendXml, startS3Double } from "./support/s3Double.js"
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))
@@ -28,7 +29,7 @@ interface ChildRun {
 /** Runs a transfer scenario; SIGTERM once `ready()` holds after it printed `transferring`. */
 const runTransfer = (scenario: string, env: Record<string, string>, ready: () => boolean) =>
   Effect.async<ChildRun & { readonly signalled: boolean }>((resume) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/support/transferProcess.ts", scenario], {
+    const child = spawn(process.execPath, [compiledScript("test/support/transferProcess.ts"), scenario], {
       cwd: repoRoot,
       env,
       stdio: ["ignore", "pipe", "pipe"]

@@ -8,6 +8,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { makeBackendServer, type ReceivedRequest } from "./support/backendServer.js"
 import { collectChild } from "./support/childRun.js"
+import { compiledScript } from "./support/compiledScripts.js"
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 
@@ -32,7 +33,7 @@ const runTrainerProcess = (
   onStdout?: (text: string, kill: (signal: NodeJS.Signals) => void) => void
 ) =>
   collectChild(
-    spawn(process.execPath, ["--import", "tsx", "test/support/trainerProcess.ts", scenario], {
+    spawn(process.execPath, [compiledScript("test/support/trainerProcess.ts"), scenario], {
       cwd: repoRoot,
       env,
       stdio: ["ignore", "pipe", "pipe"]
@@ -66,7 +67,7 @@ describe("log memory (child process)", () => {
       const workDir = yield* tempDir
       const run = yield* collectChild(spawn(
         process.execPath,
-        ["--expose-gc", "--import", "tsx", "test/support/logFlood.ts", `http://127.0.0.1:${port}/api/v1`, workDir],
+        ["--expose-gc", compiledScript("test/support/logFlood.ts"), `http://127.0.0.1:${port}/api/v1`, workDir],
         { cwd: repoRoot, env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "" }, stdio: ["ignore", "pipe", "pipe"] }
       ))
       expect(run.code, run.stderr).toBe(0)

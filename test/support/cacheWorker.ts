@@ -1,6 +1,7 @@
 /**
  * Child-process entry for the multi-process dataset-cache tests:
- * `node --import tsx test/support/cacheWorker.ts '<json CacheWorkerArgs>'`.
+ * `node <compiled>/test/support/cacheWorker.js '<json CacheWorkerArgs>'` (compiled by
+ * compileScripts.ts; `node --import tsx test/support/cacheWorker.ts` runs it as well).
  *
  * Modes: `ensure` materializes the dataset and prints `RESULT {view, images, annotations}`;
  * `hold` does the same, prints `READY`, then keeps its lease until killed; `crash` starts

@@ -1,7 +1,7 @@
 /**
  * The `trainer-sdk` CLI run two ways: in-process through its entry (`runTrainerSdkCli`) with a
  * recording terminal and the environment given as a `ConfigProvider` (fast: most CLI tests),
- * and spawned as `node --import tsx src/cli.ts` (the program edge: one smoke test per command).
+ * and spawned as `node` on the compiled `src/cli.ts` (the program edge: one smoke test per command).
  */
 import { NodeContext } from "@effect/platform-node"
 import { ConfigProvider, Effect, Layer } from "effect"
@@ -9,6 +9,7 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { CliTerminal, runTrainerSdkCli } from "../../src/internal/cliCommands.js"
 import { type ChildRun, collectChild } from "./childRun.js"
+import { compiledScript } from "./compiledScripts.js"
 
 /** What a CLI run printed and its exit code. */
 export type CliRun = ChildRun
@@ -63,9 +64,9 @@ export const runCliInProcess = (
     )
   })
 
-/** Starts `trainer-sdk ...args` as a child process (`node --import tsx src/cli.ts`), output piped. */
+/** Starts `trainer-sdk ...args` as a child process (`node` on the compiled `src/cli.ts`), output piped. */
 export const spawnCli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) =>
-  spawn(process.execPath, ["--openssl-legacy-provider", "--import", "tsx", "src/cli.ts", ...args], {
+  spawn(process.execPath, ["--openssl-legacy-provider", compiledScript("src/cli.ts"), ...args], {
     cwd: repoRoot,
     env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"]

@@ -1,6 +1,6 @@
 /**
- * A child process for the memory test: `node --expose-gc --import tsx test/support/logFlood.ts
- * <callbackUrl> <workDir>` logs 1,500 lines of 1 MiB (each a fresh string) through the live
+ * A child process for the memory test: `node --expose-gc <compiled>/test/support/logFlood.js
+ * <callbackUrl> <workDir>` (compiled by compileScripts.ts) logs 1,500 lines of 1 MiB (each a fresh string) through the live
  * log buffer while the backend is down, then prints `{"before","after",...}`: the process's
  * RSS (after a full GC) before the first line and after the last, and the outbox's counters.
  */

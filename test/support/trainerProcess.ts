@@ -1,6 +1,6 @@
 /**
- * A trainer process for `runTrainer` tests: `node --import tsx test/support/trainerProcess.ts
- * <scenario>` with the job's environment set by the test.
+ * A trainer process for `runTrainer` tests: `node <compiled>/test/support/trainerProcess.js
+ * <scenario>` (compiled by compileScripts.ts) with the job's environment set by the test.
  * The runner reports the start (with the scenario's epoch count) before the program runs.
  * - `success`: two epochs of progress, completed.
  * - `dataset-error`: converting a dataset directory that does not exist.

@@ -1,6 +1,6 @@
 /**
- * A trainer process for the S3 signal tests: `node --import tsx test/support/transferProcess.ts
- * <scenario>` with the job's environment (storage endpoints at a test double) set by the
+ * A trainer process for the S3 signal tests: `node <compiled>/test/support/transferProcess.js
+ * <scenario>` (compiled by compileScripts.ts) with the job's environment (storage endpoints at a test double) set by the
  * test. It prints `transferring` on stdout when the transfer starts.
  * - `runner-upload`: `runTrainer` uploading the checkpoint at `CHECKPOINT_FILE`.
  * - `facade-upload`: the same through the Promise facade.
