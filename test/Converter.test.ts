@@ -197,6 +197,21 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         expect(test.annotations).toEqual([{ id: 4, image_id: 3, category_id: 1, bbox: [0, 0, 640, 480], area: 307200, iscrowd: 0 }])
       }))
 
+    it.scoped("a rerun whose splits lose the test split removes its old file; nothing else is left in annotations/", () =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const dir = yield* copyFixture("nested-detection")
+        yield* convert({ datasetDir: dir, from: "dice", to: "coco" })
+        assert.isTrue(yield* exists(`${dir}/annotations/instances_test.json`))
+        const report = yield* convert({ datasetDir: dir, from: "dice", to: "coco", split: { assignments: { 3: "val" } } })
+        expect(report.splits.test).toBe(0)
+        expect(report.outputs).toEqual(["train", "val", "all"].map((s) => `${dir}/annotations/instances_${s}.json`))
+        expect((yield* fs.readDirectory(`${dir}/annotations`)).sort()).toEqual(["instances_all.json", "instances_train.json", "instances_val.json"])
+        const val = JSON.parse(yield* read(`${dir}/annotations/instances_val.json`))
+        expect(val.images.map((i: { id: number }) => i.id)).toContain(3)
+        expect(report.objects).toBe(4)
+      }))
+
     it.scoped("segmentation: area computed from the polygon, RLE kept", () =>
       Effect.gen(function*() {
         const dir = yield* copyFixture("flat-segmentation")
