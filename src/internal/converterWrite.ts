@@ -21,6 +21,7 @@ import {
   yoloImageLabel,
   yoloImagePlace,
   yoloLabelPath,
+  yoloLabelPlacer,
   yoloLabelRoot
 } from "./yoloLabels.js"
 import { writeLabelFiles } from "./yoloLabelWriter.js"
@@ -248,29 +249,22 @@ export const makeConverterWriter = Effect.gen(function*() {
           })
         }
       }
-      // Label texts built while the file was parsed (see `labelPrewrite`) are the ones this
-      // loop would build: the same image objects, task and categories.
       // Where each label file goes: label roots in order of first use, the file's path under it.
+      const placeLabel = yoloLabelPlacer()
       const roots = new Map<string, Array<string>>()
       const rootOf = new Array<Array<string>>(imagePaths.length)
-      let rootNumber = -1
       // Whether `prewritten` (see `labelPrewrite`) holds exactly these files, each where the
       // loops below would write it, with the text they would write (built from the same image
       // objects, task and categories): then its staging directory is installed as it is.
       let staged = prewritten !== undefined && prewritten.task === task && prewritten.categories === dataset.categories &&
         prewritten.backgroundIds === dataset.backgroundIds && prewritten.files === dataset.images.length
       for (let i = 0; i < imagePaths.length; i++) {
-        const label = yoloLabelPath(imagePaths[i]!)
-        const root = yoloLabelRoot(imagePaths[i]!)
+        const { name, number, root } = placeLabel(imagePaths[i]!)
         let files = roots.get(root)
-        if (files === undefined) {
-          roots.set(root, files = [])
-          rootNumber++
-        }
-        const name = label.slice(root.length + 1)
+        if (files === undefined) roots.set(root, files = [])
         files.push(name)
         rootOf[i] = files
-        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${rootNumber}/${name}`) {
+        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${number}/${name}`) {
           staged = false
         }
       }

@@ -27,8 +27,7 @@ import {
   yoloContext,
   yoloImageLabel,
   yoloImagePlace,
-  yoloLabelPath,
-  yoloLabelRoot,
+  yoloLabelPlacer,
   type YoloContext
 } from "./yoloLabels.js"
 import type { ConverterTask } from "../Converter.js"
@@ -106,7 +105,7 @@ export const makeLabelPrewrite = (
     let header: DiceHeader | undefined
     const labels = new Map<DiceImage, PrewrittenLabel>()
     const listings = new Map<string, ReadonlySet<string>>()
-    const rootNumbers = new Map<string, number>()
+    const placeLabel = yoloLabelPlacer()
     let files: Array<string> = []
     let texts: Array<string> = []
 
@@ -190,16 +189,13 @@ export const makeLabelPrewrite = (
           }
         }
         if (found === undefined) return false
-        const place = yoloImagePlace(dir, found)
-        const labelRoot = yoloLabelRoot(place)
-        let n = rootNumbers.get(labelRoot)
-        if (n === undefined) rootNumbers.set(labelRoot, n = rootNumbers.size)
+        const { name: labelName, number } = placeLabel(yoloImagePlace(dir, found))
         const skipped: SkipCounts = {}
         const { classes, text } = yoloImageLabel(image, ctx, skipped)
         let skips = false
         for (const _ in skipped) skips = true
         const label: PrewrittenLabel = {
-          staged: `${n}/${yoloLabelPath(place).slice(labelRoot.length + 1)}`,
+          staged: `${number}/${labelName}`,
           classes,
           skipped: skips ? skipped : undefined
         }

@@ -66,10 +66,34 @@ export const yoloLabelPath = (imagePath: string): string => {
   return `${dot < 0 ? swapped : swapped.slice(0, dot)}.txt`
 }
 
+/** The `.../labels` folder of a YOLO label file. */
+const labelRootOf = (label: string): string => label.slice(0, label.lastIndexOf("/labels/") + "/labels".length)
+
 /** The `.../labels` folder of an image's YOLO label file (see `yoloLabelPath`). */
-export const yoloLabelRoot = (imagePath: string): string => {
-  const label = yoloLabelPath(imagePath)
-  return label.slice(0, label.lastIndexOf("/labels/") + "/labels".length)
+export const yoloLabelRoot = (imagePath: string): string => labelRootOf(yoloLabelPath(imagePath))
+
+/** Where an image's label file goes in a staging tree: its label folder, that folder's number, its path under the folder. */
+export interface YoloLabelPlace {
+  readonly root: string
+  readonly number: number
+  readonly name: string
+}
+
+/**
+ * The one rule for staging label files, image by image: each label folder is numbered in the
+ * order it is first used (its files are staged under `{number}/`), the file keeps its path
+ * under the folder. The label writer and the proposals written while parsing (`labelPrewrite`)
+ * both place files by it, so a proposal matches exactly when the images do.
+ */
+export const yoloLabelPlacer = (): ((imagePath: string) => YoloLabelPlace) => {
+  const numbers = new Map<string, number>()
+  return (imagePath) => {
+    const label = yoloLabelPath(imagePath)
+    const root = labelRootOf(label)
+    let number = numbers.get(root)
+    if (number === undefined) numbers.set(root, number = numbers.size)
+    return { root, number, name: label.slice(root.length + 1) }
+  }
 }
 
 /**
