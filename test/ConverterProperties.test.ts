@@ -195,14 +195,13 @@ describe("Converter properties (pure)", () => {
   )
 
   it.prop(
-    "COCO text: JSON.stringify of its content, the same bytes whatever the piece size; each split file is `all` restricted to its images, ids 1..N",
-    [nestedDoc, fc.integer(), fc.integer({ min: 1, max: 4 }), fc.constantFrom("detection" as const, "segmentation" as const, "pose" as const)],
-    ([doc, seed, per, task]) => {
+    "COCO text: JSON.stringify of its content; each split file is `all` restricted to its images, ids 1..N",
+    [nestedDoc, fc.integer(), fc.constantFrom("detection" as const, "segmentation" as const, "pose" as const)],
+    ([doc, seed, task]) => {
       const dataset = decoded(doc)
       const splits = assignSplits(dataset.images, { seed })
       const names = dataset.images.map((i) => i.fileName)
-      const texts = cocoTexts(dataset, task, splits, names, {}, per)
-      expect(texts).toEqual(cocoTexts(dataset, task, splits, names, {}))
+      const texts = cocoTexts(dataset, task, splits, names, {})
       // Each file is exactly JSON.stringify of what it holds (field order, number forms).
       for (const text of texts.values()) expect(JSON.stringify(JSON.parse(text))).toBe(text)
       const all = JSON.parse(texts.get("all")!)

@@ -103,9 +103,7 @@ const cocoAnnotationJson = (o: ImageObject, id: number, imageId: number, withMas
     : o.annotation.area ?? computed
   if (!Number.isFinite(area)) return undefined
   let text = `{"id":${JSON.stringify(id)},"image_id":${JSON.stringify(imageId)},"category_id":${JSON.stringify(o.categoryId)},` +
-    `"bbox":${
-      Number.isFinite(x1 + y1 + w + h) ? `[${x1},${y1},${w},${h}]` : JSON.stringify([x1, y1, w, h])
-    },"area":${area},"iscrowd":${o.crowd ? 1 : 0}`
+    `"bbox":${numbersJson([x1, y1, w, h])},"area":${area},"iscrowd":${o.crowd ? 1 : 0}`
   if (withMask) {
     if (o.polygons !== undefined) text += `,"segmentation":[${o.polygons.map(numbersJson).join(",")}]`
     else if (o.rle !== undefined) text += `,"segmentation":${JSON.stringify(o.rle)}`
@@ -117,9 +115,6 @@ const cocoAnnotationJson = (o: ImageObject, id: number, imageId: number, withMas
   }
   return `${text}}`
 }
-
-/** Elements joined into one piece of a file at most, by default. */
-export const defaultElementsPerPiece = 4096
 
 /**
  * The COCO instance documents of a detection, segmentation or pose dataset, as the text of
@@ -135,15 +130,14 @@ export const defaultElementsPerPiece = 4096
  * pose write boxes (and keypoints) only, so no file mixes annotations with and without a
  * mask. Annotations are numbered 1..N in dataset order (the same id in `all` and its split
  * file); skipped and counted besides the object rules' reasons: an area too large for a
- * number. `elementsPerPiece` bounds a piece (tests use tiny ones). Pure: no I/O.
+ * number. Pure: no I/O; the writer gathers the pieces into writes.
  */
 export function* cocoFilePieces(
   dataset: DiceDataset,
   task: "detection" | "segmentation" | "pose",
   splits: ReadonlyArray<DatasetSplit>,
   fileNames: ReadonlyArray<string>,
-  skipped: SkipCounts,
-  elementsPerPiece: number = defaultElementsPerPiece
+  skipped: SkipCounts
 ): Generator<CocoPiece, CocoSummary> {
   const ctx = yoloContext(dataset, task)
   const categories: Array<CocoCategory> = dataset.categories.map((c) => ({
@@ -155,26 +149,14 @@ export function* cocoFilePieces(
   }))
   const present = new Set(splits)
   const files: Array<CocoFile> = [...(["train", "val", "test"] as const).filter((s) => present.has(s)), "all"]
-  // Per file: the elements of the current array not yet yielded, and whether one was.
-  const pending = new Map<CocoFile, Array<string>>(files.map((f) => [f, []]))
+  // The files whose current array has an element already (the next one needs a comma).
   const started = new Set<CocoFile>()
-  function* flush(file: CocoFile): Generator<CocoPiece> {
-    const texts = pending.get(file)!
-    if (texts.length === 0) return
-    yield [file, `${started.has(file) ? "," : ""}${texts.join(",")}`]
+  function* element(file: CocoFile, text: string): Generator<CocoPiece> {
+    yield [file, started.has(file) ? `,${text}` : text]
     started.add(file)
-    pending.set(file, [])
-  }
-  function* add(file: CocoFile, text: string): Generator<CocoPiece> {
-    const texts = pending.get(file)!
-    texts.push(text)
-    if (texts.length >= elementsPerPiece) yield* flush(file)
   }
   function* member(text: string): Generator<CocoPiece> {
-    for (const f of files) {
-      yield* flush(f)
-      yield [f, text]
-    }
+    for (const f of files) yield [f, text]
     started.clear()
   }
 
@@ -182,8 +164,8 @@ export function* cocoFilePieces(
   for (let i = 0; i < dataset.images.length; i++) {
     const image = dataset.images[i]!
     const text = JSON.stringify({ id: image.id, file_name: fileNames[i]!, width: image.width, height: image.height } satisfies CocoImage)
-    yield* add("all", text)
-    yield* add(splits[i]!, text)
+    yield* element("all", text)
+    yield* element(splits[i]!, text)
   }
   yield* member(`],"annotations":[`)
   let nextId = 1
@@ -205,8 +187,8 @@ export function* cocoFilePieces(
       continue
     }
     const text = annotations.join(",")
-    yield* add("all", text)
-    yield* add(splits[i]!, text)
+    yield* element("all", text)
+    yield* element(splits[i]!, text)
   }
   yield* member(`],"categories":${JSON.stringify(categories)}}`)
   return { files, objects: nextId - 1, negatives, categories }

@@ -67,9 +67,8 @@ export const makeConverterWriter = Effect.gen(function*() {
 
   const tmpName = (file: string) => Effect.map(temporaryToken, (token) => `${file}.tmp-${token}`)
 
-  /** Writes a text, or pieces one after another, to `file` atomically (see `writeFileAtomically`). */
-  const writeAtomic = (file: string, content: string | Iterable<string>) =>
-    datasetIo(file, writeFileAtomically(fs, path, file, content))
+  /** Writes a text to `file` atomically (see `writeFileAtomically`). */
+  const writeAtomic = (file: string, text: string) => datasetIo(file, writeFileAtomically(fs, path, file, text))
 
   /**
    * Removes stale Ultralytics `*.cache` files where Ultralytics writes them: next to each

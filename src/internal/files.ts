@@ -20,38 +20,27 @@ export const temporaryToken: Effect.Effect<string> = Effect.map(Random.nextInt, 
 const encoder = new TextEncoder()
 
 /**
- * Writes `content` (one text, or pieces written one after another) to `file` atomically:
- * into a temporary sibling (`temporarySibling`), then renamed over `file`, so a reader sees
- * the old file or the whole new one, never a part. The temporary file is removed when the
- * write or the rename fails or is interrupted.
+ * Writes `text` to `file` atomically: into a temporary sibling (`temporarySibling`), then
+ * renamed over `file`, so a reader sees the old file or the whole new one, never a part. The
+ * temporary file is removed when the write or the rename fails or is interrupted (one file of
+ * `writeFilesAtomically`).
  */
 export const writeFileAtomically = (
   fs: FileSystem.FileSystem,
   path: Path.Path,
   file: string,
-  content: string | Iterable<string>
-): Effect.Effect<void, PlatformError> =>
-  Effect.flatMap(temporaryToken, (token) => {
-    const tmp = temporarySibling(path, file, token)
-    const pieces = typeof content === "string" ? [content] : content
-    return Effect.scoped(Effect.flatMap(fs.open(tmp, { flag: "w" }), (handle) =>
-      // An empty piece is skipped: writing zero bytes is an error of FileSystem.writeAll.
-      Effect.forEach(pieces, (piece) => piece === "" ? Effect.void : handle.writeAll(encoder.encode(piece)), {
-        discard: true
-      }))).pipe(
-        Effect.zipRight(fs.rename(tmp, file)),
-        Effect.onError(() => Effect.ignore(fs.remove(tmp, { force: true })))
-      )
-  })
+  text: string
+): Effect.Effect<void, PlatformError> => Effect.asVoid(writeFilesAtomically(fs, path, [[file, text] as const].values(), () => file))
 
 /** Characters of text gathered per file before they are written. */
 const writeBatchChars = 1 << 20
 
 /**
  * Writes several files from one stream of `[key, text]` pieces (each piece belongs to the
- * file `fileOf(key)`), every file atomically as `writeFileAtomically` does: written into its
- * temporary sibling as its pieces come, in batches of about a megabyte, and renamed over
- * its name once the whole stream is through. Nothing is renamed when the stream, a write or
+ * file `fileOf(key)`), every file atomically: written into its temporary sibling
+ * (`temporarySibling`) as its pieces come, in batches of about a megabyte, and renamed over
+ * its name once the whole stream is through, so a reader sees the old file or the whole new
+ * one, never a part. Nothing is renamed when the stream, a write or
  * a rename fails or is interrupted; the temporary files are then removed. A file gets at
  * least one piece or is not written. Gives the stream's own result.
  */
