@@ -28,18 +28,27 @@ const datasetCopy = (name: string) =>
     return { fs, path, root, dir }
   })
 
-/** Fills `cacheDir` with one entry (ds-cats, snapshot snap-9) from in-memory storage, as a trainer would have. */
-const fillCache = (cacheDir: string, destDir: string) =>
-  Effect.gen(function*() {
-    const storage = yield* Layer.build(Storage.layerTest())
-    Context.get(storage, StorageTest).seedDataset("ds-cats", { images: { "a.jpg": "x".repeat(3000) } })
-    yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir })).pipe(
-      Effect.provide(DatasetCache.layerConfig(
-        makeJobContext({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" }),
-        { cacheDir }
-      ).pipe(Layer.provide(Layer.succeedContext(storage))))
-    ))
-  })
+/**
+ * A fresh cache directory holding one entry (ds-cats, snapshot snap-9) filled from in-memory
+ * storage, as a trainer would have left it, and an operator's environment pointing at it: no
+ * job (CALLBACK_URL unset, a stray JOB_ID, neither of which may matter).
+ */
+const filledCache = Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const root = yield* fs.makeTempDirectoryScoped()
+  const cacheDir = path.join(root, "cache")
+  const destDir = path.join(root, "job")
+  const storage = yield* Layer.build(Storage.layerTest())
+  Context.get(storage, StorageTest).seedDataset("ds-cats", { images: { "a.jpg": "x".repeat(3000) } })
+  yield* Effect.scoped(Effect.flatMap(DatasetCache, (cache) => cache.ensure({ destDir })).pipe(
+    Effect.provide(DatasetCache.layerConfig(
+      makeJobContext({ datasetId: "ds-cats", snapshotId: "snap-9", datasetVersionHash: "0123456789abcdef-v1" }),
+      { cacheDir }
+    ).pipe(Layer.provide(Layer.succeedContext(storage))))
+  ))
+  return { cacheDir, env: { CALLBACK_URL: "", JOB_ID: "not-a-job", DATASET_CACHE_DIR: cacheDir } }
+})
 
 
 /**
@@ -173,12 +182,8 @@ describe("trainer-sdk CLI", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
-      const root = yield* fs.makeTempDirectoryScoped()
-      const cacheDir = path.join(root, "cache")
-      yield* fillCache(cacheDir, path.join(root, "job"))
-
       // An operator on a node has no job: CALLBACK_URL unset and a stray JOB_ID do not matter.
-      const env = { CALLBACK_URL: "", JOB_ID: "not-a-job", DATASET_CACHE_DIR: cacheDir }
+      const { cacheDir, env } = yield* filledCache
       const listed = yield* runCli(["cache", "list"], env)
       assert.strictEqual(listed.code, 0, listed.stderr)
       const table = lines(listed.stdout)
@@ -271,10 +276,7 @@ describe("trainer-sdk CLI as a process", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
-      const root = yield* fs.makeTempDirectoryScoped()
-      const cacheDir = path.join(root, "cache")
-      yield* fillCache(cacheDir, path.join(root, "job"))
-      const env = { CALLBACK_URL: "", JOB_ID: "not-a-job", DATASET_CACHE_DIR: cacheDir }
+      const { cacheDir, env } = yield* filledCache
       const listed = yield* runCliProcess(["cache", "list"], env)
       assert.strictEqual(listed.code, 0, listed.stderr)
       assert.match(lines(listed.stdout)[1]!, new RegExp(`^${cliKey}\\s+ds-cats\\s+snap-9\\s`))
