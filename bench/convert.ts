@@ -199,7 +199,8 @@ const bundle = async (outDir: string, baselineSrc?: string): Promise<string> => 
       ? {
         "convert-bench": here,
         convertWorker: path.join(repoRoot, "src/internal/convertWorker.ts"),
-        labelWriterThread: path.join(repoRoot, "src/internal/labelWriterThread.ts")
+        labelWriterThread: path.join(repoRoot, "src/internal/labelWriterThread.ts"),
+        cocoTextThread: path.join(repoRoot, "src/internal/cocoTextThread.ts")
       }
       : { "convert-bench": here },
     bundle: true,

@@ -46,7 +46,7 @@ const propose = (dir: string, file: string, task: ConverterTask) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const prewrite = yield* makeLabelPrewrite(dir, () => task)
-    const dataset = Either.getOrThrow(decodeDiceBytes(file, yield* fs.readFile(file), 2048, prewrite.listenerFor(file)))
+    const dataset = Either.getOrThrow(decodeDiceBytes(file, yield* fs.readFile(file), 2048, prewrite.observerFor(file)))
     return { dataset, prewrite }
   })
 

@@ -8,7 +8,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Either } from "effect"
 import { DatasetError } from "../Errors.js"
 import { diceAnnotationFileNames } from "./annotationNames.js"
-import { decodeDiceBytes, type DiceDataset, type NestedImagesListener } from "./diceModel.js"
+import { decodeDiceBytes, type DiceDataset, type NestedDecodeObserver } from "./diceModel.js"
 import { parseJsonBytes } from "./json.js"
 import { defaultChunkBytes } from "./jsonChunks.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
@@ -16,6 +16,9 @@ import { isPlainFileName, normalizeRelativeName } from "./safeName.js"
 
 /** Files touched at once (existence checks, label writes, links). */
 export const ioConcurrency = 64
+
+/** Bytes per read call when reading a file into shared memory (well below the 2 GiB a read takes). */
+const sharedReadBytes = 1 << 26
 
 /**
  * The local image root of `storage_info.image_root`: its key (an `s3://bucket/` prefix
@@ -88,8 +91,26 @@ export const makeConverterReader = Effect.gen(function*() {
       return undefined
     })
 
-  /** Loads the DICE file of `dir`; `listenerFor` (given the file) sees nested images as they are decoded. */
-  const loadDice = (dir: string, taskType: string | undefined, listenerFor?: (file: string) => NestedImagesListener) =>
+  /**
+   * A file's bytes in memory other threads can share (a `SharedArrayBuffer`), or `undefined`
+   * when it changed size while being read (the caller then reads it the plain way).
+   */
+  const readShared = (file: string) =>
+    Effect.scoped(Effect.gen(function*() {
+      const handle = yield* fs.open(file, { flag: "r" })
+      const size = Number((yield* handle.stat).size)
+      const bytes = new Uint8Array(new SharedArrayBuffer(size))
+      let filled = 0
+      while (filled < size) {
+        const read = Number(yield* handle.read(bytes.subarray(filled, Math.min(size, filled + sharedReadBytes))))
+        if (read === 0) return undefined
+        filled += read
+      }
+      return Number(yield* handle.read(new Uint8Array(1))) === 0 ? bytes : undefined
+    }))
+
+  /** Loads the DICE file of `dir`; `observerFor` (given the file) watches nested images being decoded. */
+  const loadDice = (dir: string, taskType: string | undefined, observerFor?: (file: string) => NestedDecodeObserver) =>
     Effect.gen(function*() {
       const names = diceAnnotationFileNames(taskType)
       const file = yield* firstExisting(names.map((n) => path.join(dir, n)))
@@ -101,8 +122,10 @@ export const makeConverterReader = Effect.gen(function*() {
           detail: "no DICE annotation file found"
         })
       }
-      const bytes = yield* datasetIo(file, fs.readFile(file))
-      return { file, dataset: yield* decodeDiceBytes(file, bytes, defaultChunkBytes, listenerFor?.(file)) }
+      const observer = observerFor?.(file)
+      const bytes = (observer?.sharedBytes ? yield* datasetIo(file, readShared(file)) : undefined) ??
+        (yield* datasetIo(file, fs.readFile(file)))
+      return { file, dataset: yield* decodeDiceBytes(file, bytes, defaultChunkBytes, observer) }
     })
 
   const loadLabelMe = (dir: string) =>

@@ -9,6 +9,8 @@ import { DatasetError } from "../Errors.js"
 import { annotationFileTaskType } from "./annotationNames.js"
 import { makeConverterReader } from "./converterRead.js"
 import { makeConverterWriter } from "./converterWrite.js"
+import { type CocoPrebuild, makeCocoPrebuild } from "./cocoPrebuild.js"
+import type { DiceHeader } from "./diceModel.js"
 import { type LabelPrewrite, makeLabelPrewrite } from "./labelPrewrite.js"
 import { normalizeTaskType } from "./jobConfig.js"
 import { isPlatformSplitConfig, planPlatformSplit, type SplitPlan } from "./splitConfig.js"
@@ -22,28 +24,34 @@ const toTask = (raw: string | undefined): ConverterTask | undefined =>
 const settleTask = (optionTask: string | undefined, fileTask: string | undefined, file: string) =>
   toTask(optionTask ?? fileTask ?? annotationFileTaskType(file))
 
+/** Work done on a second thread while the DICE file is parsed (see `labelPrewrite`, `cocoPrebuild`). */
+interface Prework {
+  readonly labels?: LabelPrewrite
+  readonly coco?: CocoPrebuild
+}
+
 /**
  * The conversion on `@effect/platform`'s FileSystem: the reader loads the dataset, the task
  * and the splits are settled, and the images found go to the writer of the requested layout.
- * With `prewriteLabels` (the conversion worker, on Node's file system), YOLO label files are
- * created on a thread of their own while the DICE file is parsed (see `labelPrewrite`).
+ * With `parallel` (the conversion worker, on Node's file system), a DICE file's output is
+ * prepared on a thread of its own while the file is parsed: YOLO label files created
+ * (`labelPrewrite`), COCO annotations printed (`cocoPrebuild`).
  */
-export const makeConvertHere = (prewriteLabels = false) =>
+export const makeConvertHere = (parallel = false) =>
   Effect.gen(function*() {
     const path = yield* Path.Path
     const reader = yield* makeConverterReader
     const writer = yield* makeConverterWriter
     const convert = convertWith(path, reader, writer)
-    return (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>
-      prewriteLabels && options.from === "dice" && options.to === "yolo"
-        ? Effect.scoped(Effect.flatMap(
-          makeLabelPrewrite(
-            path.resolve(options.datasetDir),
-            (header, file) => settleTask(options.taskType, header.taskType, file)
-          ),
-          (prewrite) => convert(options, prewrite)
-        ))
-        : convert(options, undefined)
+    return (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> => {
+      const taskOf = (header: DiceHeader, file: string) => settleTask(options.taskType, header.taskType, file)
+      if (!parallel || options.from !== "dice") return convert(options, {})
+      return Effect.scoped(
+        options.to === "yolo"
+          ? Effect.flatMap(makeLabelPrewrite(path.resolve(options.datasetDir), taskOf), (labels) => convert(options, { labels }))
+          : Effect.flatMap(makeCocoPrebuild(taskOf), (coco) => convert(options, { coco }))
+      )
+    }
   })
 
 const convertWith = (
@@ -51,12 +59,12 @@ const convertWith = (
   reader: Effect.Effect.Success<typeof makeConverterReader>,
   writer: Effect.Effect.Success<typeof makeConverterWriter>
 ) =>
-(options: ConvertOptions, prewrite: LabelPrewrite | undefined): Effect.Effect<ConversionReport, DatasetError> =>
+(options: ConvertOptions, prework: Prework): Effect.Effect<ConversionReport, DatasetError> =>
     Effect.gen(function*() {
       const dir = path.resolve(options.datasetDir)
       const { dataset: loaded, file } = options.from === "labelme"
         ? yield* reader.loadLabelMe(dir)
-        : yield* reader.loadDice(dir, options.taskType, prewrite?.listenerFor)
+        : yield* reader.loadDice(dir, options.taskType, (prework.labels ?? prework.coco)?.observerFor)
       const task = settleTask(options.taskType, loaded.taskType, file)
       if (task === undefined) {
         return yield* new DatasetError({
@@ -106,11 +114,14 @@ const convertWith = (
             `test ${splitCounts.test}): trainers need both; give the images a split field, pass split assignments or ratios, or add images`
         })
       }
+      const { coco, labels } = prework
+      // Annotations are numbered through the images in order: `share` checks the plan kept them all.
+      const sharing = coco?.share(task, dataset.images)
       const result = options.to === "coco"
-        ? yield* writer.toCoco(dir, dataset, task as "detection" | "segmentation" | "pose", splits, paths, root)
+        ? yield* writer.toCoco(dir, dataset, task as "detection" | "segmentation" | "pose", splits, paths, root, sharing)
         : task === "classification"
         ? { ...yield* writer.toClassifyFolders(dir, dataset, splits, paths, options.allowClassesWithoutTrainImages ?? false), imageRoot: dir }
-        : { ...yield* writer.toYolo(dir, dataset, task, splits, paths, prewrite === undefined ? undefined : yield* prewrite.finish), imageRoot: dir }
+        : { ...yield* writer.toYolo(dir, dataset, task, splits, paths, labels === undefined ? undefined : yield* labels.finish), imageRoot: dir }
       const trainerInput: TrainerInput = options.to === "coco"
         ? { kind: "cocoAnnotations", path: path.join(dir, "annotations") }
         : task === "classification"

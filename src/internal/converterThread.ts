@@ -8,7 +8,7 @@
 import { Effect } from "effect"
 import { createRequire } from "node:module"
 import { pathToFileURL } from "node:url"
-import { type ResourceLimits, Worker } from "node:worker_threads"
+import { type ResourceLimits, type Transferable, Worker } from "node:worker_threads"
 import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 
@@ -31,18 +31,25 @@ export type WorkerReply =
 const interruptGraceMs = 30_000
 
 /**
- * Starts a thread running the module `name` (`convertWorker`, `labelWriterThread`) that sits
- * next to this one. From compiled JavaScript it is `{name}.js`; from TypeScript sources
- * (tests, `tsx`) the thread first registers tsx's loader. `resourceLimits` bound its heap.
+ * Starts a thread running the module `name` (`convertWorker`, `labelWriterThread`,
+ * `cocoTextThread`) that sits next to this one. From compiled JavaScript it is `{name}.js`;
+ * from TypeScript sources (tests, `tsx`) the thread first registers tsx's loader.
+ * `resourceLimits` bound its heap; `transferList` names what `workerData` hands over (ports).
  */
-export const startThread = (name: string, workerData?: unknown, resourceLimits?: ResourceLimits): Worker => {
+export const startThread = (
+  name: string,
+  workerData?: unknown,
+  resourceLimits?: ResourceLimits,
+  transferList?: ReadonlyArray<Transferable>
+): Worker => {
   const here = import.meta.url
-  if (!here.endsWith(".ts")) return new Worker(new URL(`./${name}.js`, here), { workerData, resourceLimits })
+  const transfer = transferList === undefined ? {} : { transferList: [...transferList] }
+  if (!here.endsWith(".ts")) return new Worker(new URL(`./${name}.js`, here), { workerData, resourceLimits, ...transfer })
   const api = pathToFileURL(createRequire(here).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href
   const entry = new URL(`./${name}.ts`, here).href
   return new Worker(
     `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`,
-    { eval: true, workerData, resourceLimits }
+    { eval: true, workerData, resourceLimits, ...transfer }
   )
 }
 

@@ -7,7 +7,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { Effect } from "effect"
 import { DatasetError } from "../Errors.js"
-import { type CocoFile, cocoFilePieces } from "./cocoExport.js"
+import { type CocoPrintSharing, type CocoFile, cocoFilePieces } from "./cocoExport.js"
 import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DiceDataset } from "./diceModel.js"
 import { temporaryToken, writeFileAtomically, writeFilesAtomically } from "./files.js"
@@ -405,7 +405,8 @@ export const makeConverterWriter = Effect.gen(function*() {
     task: "detection" | "segmentation" | "pose",
     splits: Array<DatasetSplit>,
     images: Array<string>,
-    root: string | undefined
+    root: string | undefined,
+    sharing?: CocoPrintSharing
   ) =>
     Effect.gen(function*() {
       const roots = [...(root ? [path.join(dir, root)] : []), path.join(dir, "images"), dir]
@@ -419,7 +420,15 @@ export const makeConverterWriter = Effect.gen(function*() {
         writeFilesAtomically(
           fs,
           path,
-          cocoFilePieces(dataset, task, splits, images.map((p) => path.relative(imageRoot, p).split(path.sep).join("/")), skipped),
+          cocoFilePieces(
+            dataset,
+            task,
+            splits,
+            // Inside the root by the `find` above, and normalised (built from names the name rule accepted).
+            images.map((p) => path.sep === "/" ? p.slice(imageRoot.length + 1) : path.relative(imageRoot, p).split(path.sep).join("/")),
+            skipped,
+            sharing
+          ),
           fileOf
         )
       )

@@ -451,6 +451,57 @@ export type DiceHeader = Omit<DiceDataset, "images" | "skipped">
  */
 export type NestedImagesListener = (header: DiceHeader, images: ReadonlyArray<DiceImage>, from: number) => void
 
+/** Where a nested document's image entries lie, as the piecewise decoder found them. */
+export interface NestedImagesLayout {
+  readonly header: DiceHeader
+  /** The `classes` member as parsed: what the entries' class names resolve against. */
+  readonly classes: ReadonlyArray<typeof Category.Type>
+  readonly bytes: Uint8Array
+  /** Start and end offset of each image entry in `bytes`, interleaved. */
+  readonly elements: ReadonlyArray<number>
+}
+
+/**
+ * Watches the piecewise decoding of a nested DICE document (see `NestedImagesListener` for
+ * what a watcher may do with what it sees).
+ */
+export interface NestedDecodeObserver {
+  /** Once the image entries are located, before the first is decoded. */
+  readonly located?: (layout: NestedImagesLayout) => void
+  /** Each chunk of images as it is decoded. */
+  readonly decoded?: NestedImagesListener
+  /** Whether the file should be read into shared memory (another thread reads the same bytes). */
+  readonly sharedBytes?: boolean
+}
+
+/**
+ * Decodes a nested document's image entries (`elements` as in `NestedImagesLayout`) a chunk at
+ * a time, checked by the same guard as `decodeDice` and built against `classes`; `each` gets
+ * each chunk's images and the index of the first, and stops the walk by returning `false`.
+ * Whether every entry was decoded: `false` when a chunk does not parse, an entry fails the
+ * guard (the caller then goes the Schema's way) or `each` stopped.
+ */
+export const decodeNestedImages = (
+  bytes: Uint8Array,
+  elements: ReadonlyArray<number>,
+  classes: ReadonlyArray<typeof Category.Type>,
+  chunkBytes: number,
+  each: (images: Array<DiceImage>, from: number) => boolean
+): boolean => {
+  const build = nestedImageBuilder(classes)
+  let from = 0
+  return forEachChunk(bytes, elements, (chunk) => {
+    const images: Array<DiceImage> = []
+    for (const img of chunk) {
+      if (!isNestedImage(img)) return false
+      images.push(build(img))
+    }
+    const first = from
+    from += images.length
+    return each(images, first)
+  }, chunkBytes)
+}
+
 /**
  * Decodes a valid DICE document piece by piece (see `jsonChunks`): the header members whole,
  * the images and annotations a chunk at a time, each element checked by the same guards as
@@ -462,7 +513,7 @@ export type NestedImagesListener = (header: DiceHeader, images: ReadonlyArray<Di
 export const decodeDicePieces = (
   bytes: Uint8Array,
   chunkBytes: number,
-  listener?: NestedImagesListener
+  observer?: NestedDecodeObserver
 ): DiceDataset | undefined => {
   const members = scanObject(bytes, bulkMembers, maxJsonDepth)
   if (members === undefined) return undefined
@@ -488,19 +539,16 @@ export const decodeDicePieces = (
     const classes = header.get("classes")
     if (!isCategories(classes)) return undefined
     const categories = classes as ReadonlyArray<typeof Category.Type>
-    const build = nestedImageBuilder(categories)
     const out: Array<DiceImage> = []
     const { images: _none, skipped: _nothing, ...decodedHead } = toDataset(raw, categories, [], {})
-    const ok = forEachChunk(bytes, images, (chunk) => {
-      const from = out.length
-      for (const img of chunk) {
-        if (!isNestedImage(img)) return false
-        out.push(build(img))
-      }
-      if (listener !== undefined) listener(decodedHead, out.slice(from), from)
+    observer?.located?.({ header: decodedHead, classes: categories, bytes, elements: images })
+    const listener = observer?.decoded
+    const ok = decodeNestedImages(bytes, images, categories, chunkBytes, (chunk, from) => {
+      for (const image of chunk) out.push(image)
+      if (listener !== undefined) listener(decodedHead, chunk, from)
       return true
-    }, chunkBytes)
-    // The listener's header is the dataset's own (the same categories), so what it prepared
+    })
+    // The observer's header is the dataset's own (the same categories), so what it prepared
     // for these categories can be recognised later.
     return ok ? { ...decodedHead, images: out, skipped: {} } : undefined
   }
@@ -536,15 +584,15 @@ export const decodeDicePieces = (
  * `parseJsonBytes` then `decodeDice`, errors included, but a valid file is parsed and checked
  * piece by piece (about half the peak memory and a fraction of the garbage-collection time
  * of parsing 100+ MB in one go). `chunkBytes` sets the piece size (tests use tiny ones);
- * `listener` sees a nested document's images as they are decoded.
+ * `observer` watches a nested document's images being decoded.
  */
 export const decodeDiceBytes = (
   file: string,
   bytes: Uint8Array,
   chunkBytes: number = defaultChunkBytes,
-  listener?: NestedImagesListener
+  observer?: NestedDecodeObserver
 ): Either.Either<DiceDataset, DatasetError> => {
-  const fast = decodeDicePieces(bytes, chunkBytes, listener)
+  const fast = decodeDicePieces(bytes, chunkBytes, observer)
   return fast !== undefined
     ? uniqueImageIds(file)(fast)
     : Either.flatMap(parseJsonBytes(file, bytes), (doc) => decodeDice(file, doc))

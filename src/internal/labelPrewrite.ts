@@ -19,7 +19,7 @@ import * as NodeFs from "node:fs"
 import type { Worker } from "node:worker_threads"
 import { candidateLevels, imageCandidate, localImageRoot } from "./converterRead.js"
 import { startThread } from "./converterThread.js"
-import type { DiceCategory, DiceHeader, DiceImage, NestedImagesListener } from "./diceModel.js"
+import type { DiceCategory, DiceHeader, DiceImage, NestedDecodeObserver } from "./diceModel.js"
 import { temporaryToken } from "./files.js"
 import { normalizeRelativeName } from "./safeName.js"
 import {
@@ -67,8 +67,8 @@ export interface PrewrittenLabels {
 
 /** The proposing side of one conversion. */
 export interface LabelPrewrite {
-  /** The decoder's listener for the annotation file `file`. */
-  readonly listenerFor: (file: string) => NestedImagesListener
+  /** The decoder's observer for the annotation file `file`. */
+  readonly observerFor: (file: string) => NestedDecodeObserver
   /**
    * Waits until the writer thread has created every file sent: the proposal, or `undefined`
    * when nothing usable was written (the staging directory is then already gone).
@@ -207,14 +207,16 @@ export const makeLabelPrewrite = (
       return flush()
     }
 
-    const listenerFor = (file: string): NestedImagesListener => (decoded, images) => {
-      if (stopped) return
-      try {
-        stopped = !propose(file, decoded, images)
-      } catch {
-        stopped = true
+    const observerFor = (file: string): NestedDecodeObserver => ({
+      decoded: (decoded, images) => {
+        if (stopped) return
+        try {
+          stopped = !propose(file, decoded, images)
+        } catch {
+          stopped = true
+        }
       }
-    }
+    })
 
     const finish = Effect.gen(function*() {
       if (!stopped) stopped = !flush()
@@ -247,5 +249,5 @@ export const makeLabelPrewrite = (
       } satisfies PrewrittenLabels
     })
 
-    return { listenerFor, finish }
+    return { observerFor, finish }
   })

@@ -7,10 +7,14 @@ import { type CocoDocument, type CocoFile, cocoFilePieces } from "../../src/inte
 import type { DiceDataset } from "../../src/internal/diceModel.js"
 import type { SkipCounts } from "../../src/internal/objectRules.js"
 
-/** Every COCO file's text, by file. */
+const decoder = new TextDecoder()
+
+/** Every COCO file's text, by file (pieces given as bytes are read at once, as the writer does). */
 export const cocoTexts = (...args: Parameters<typeof cocoFilePieces>): Map<CocoFile, string> => {
   const texts = new Map<CocoFile, string>()
-  for (const [file, text] of { [Symbol.iterator]: () => cocoFilePieces(...args) }) texts.set(file, (texts.get(file) ?? "") + text)
+  for (const [file, piece] of { [Symbol.iterator]: () => cocoFilePieces(...args) }) {
+    texts.set(file, (texts.get(file) ?? "") + (typeof piece === "string" ? piece : decoder.decode(piece)))
+  }
   return texts
 }
 

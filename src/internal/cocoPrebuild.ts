@@ -1,0 +1,175 @@
+/**
+ * COCO annotations printed on two cores (conversion worker, nested DICE to COCO detection or
+ * segmentation). Printing 800,000 annotations costs about as much as parsing the file they
+ * come from. So a thread of its own (`cocoTextThread`) decodes the same bytes (shared
+ * memory) from the last image backwards and prints their annotations, each but its id, while
+ * this thread parses the whole file, settles the plan and writes the image entries. When the
+ * annotations are due, this thread prints from the first image on, as usual, until the two
+ * meet; the text thread's images are then numbered on from there and written.
+ *
+ * The images still to print are shared out through one 64-bit word (`claims`), claimed by
+ * compare-and-swap from either end, so every image is printed by exactly one side.
+ *
+ * Nothing is decided early: the text thread runs the same decoder and the same printing
+ * function on the same bytes, header and task, so its text is the text this thread would
+ * print. It is used only for the task the conversion settled on, for a plan that keeps every
+ * image, and for images whose ids match; anything else (the thread failing, hanging past a
+ * timeout, never started) means this thread prints those images itself.
+ */
+import { Effect, type Scope } from "effect"
+import { MessageChannel, type MessagePort, receiveMessageOnPort } from "node:worker_threads"
+import type { ConverterTask } from "../Converter.js"
+import type { CocoPrintSharing, PrintedBodies } from "./cocoExport.js"
+import { startThread } from "./converterThread.js"
+import type { DiceHeader, DiceImage, NestedDecodeObserver, NestedImagesLayout } from "./diceModel.js"
+
+/** What the conversion thread sends the COCO text thread (once). */
+export interface CocoTextRequest {
+  readonly layout: NestedImagesLayout
+  readonly task: "detection" | "segmentation"
+  readonly chunkBytes: number
+}
+
+/** What the COCO text thread answers: printed chunks (last images first), then `Done` or `Failed`. */
+export type CocoTextReply =
+  | ({ readonly _tag: "Printed"; readonly ids: Float64Array } & PrintedBodies)
+  | { readonly _tag: "Done" }
+  | { readonly _tag: "Failed"; readonly message: string }
+
+/** The text thread's state word: not started yet, printing, or given up on by the conversion. */
+export const threadState = { idle: 0, running: 1, abandoned: 2 } as const
+
+/** Slots of the shared control array (Int32): the state word, the count of replies posted. */
+export const controlSlot = { state: 0, posted: 1 } as const
+
+/**
+ * The images still to print, `[front, back)`, as one 64-bit word: the conversion thread takes
+ * from the front, the text thread from the back, each by compare-and-swap.
+ */
+export const claims = {
+  pack: (front: number, back: number): bigint => (BigInt(front) << 32n) | BigInt(back),
+  front: (word: bigint): number => Number(word >> 32n),
+  back: (word: bigint): number => Number(word & 0xffffffffn)
+} as const
+
+/** The proposing side of one conversion. */
+export interface CocoPrebuild {
+  /** The decoder's observer for the annotation file `file` (it asks for the bytes in shared memory). */
+  readonly observerFor: (file: string) => NestedDecodeObserver
+  /**
+   * The printing of `images` (the decoded images, none left out) under `task` shared with
+   * the text thread, or `undefined` when its work is unusable (it is then stopped).
+   */
+  readonly share: (task: ConverterTask, images: ReadonlyArray<DiceImage>) => CocoPrintSharing | undefined
+  /**
+   * Waits until the text thread has answered (printed its first chunk, or ended): `false`
+   * when it was not started for this file. For callers that would rather not race it (tests).
+   */
+  readonly printing: Effect.Effect<boolean>
+}
+
+/** Bytes of image entries the text thread decodes and prints at a time (a chunk). */
+const printChunkBytes = 1 << 20
+
+/** Images this thread claims at a time. */
+const claimImages = 64
+
+/** How long the conversion thread waits for the text thread's next reply before giving up on it. */
+const stuckMs = 30_000
+
+/**
+ * The proposer of one conversion; `taskOf` settles the task as the conversion will (from
+ * the options, the header, the file name); `chunkBytes` sets the text thread's chunk size
+ * (tests use tiny ones). The text thread starts at once, so it is ready when the bytes are;
+ * closing the scope stops it.
+ */
+export const makeCocoPrebuild = (
+  taskOf: (header: DiceHeader, file: string) => ConverterTask | undefined,
+  chunkBytes: number = printChunkBytes
+): Effect.Effect<CocoPrebuild, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const control = new Int32Array(new SharedArrayBuffer(8))
+    const claimed = new BigInt64Array(new SharedArrayBuffer(8))
+    const { port1: replies, port2: threadReplies } = new MessageChannel()
+    const worker = startThread("cocoTextThread", { control: control.buffer, claimed: claimed.buffer, replies: threadReplies }, undefined, [
+      threadReplies
+    ])
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        replies.close()
+        await worker.terminate()
+      })
+    )
+    let started: { readonly task: ConverterTask; readonly images: number } | undefined
+
+    const observerFor = (file: string): NestedDecodeObserver => ({
+      sharedBytes: true,
+      located: (layout) => {
+        const task = taskOf(layout.header, file)
+        if ((task !== "detection" && task !== "segmentation") || !(layout.bytes.buffer instanceof SharedArrayBuffer)) return
+        const images = layout.elements.length / 2
+        started = { task, images }
+        Atomics.store(claimed, 0, claims.pack(0, images))
+        worker.postMessage({ layout, task, chunkBytes } satisfies CocoTextRequest)
+      }
+    })
+
+    /** Stops the text thread at its next claim: nothing is left to claim. */
+    const abandon = () => {
+      Atomics.store(control, controlSlot.state, threadState.abandoned)
+      Atomics.store(claimed, 0, 0n)
+      return undefined
+    }
+
+    const claim = (from: number): number => {
+      for (;;) {
+        const word = Atomics.load(claimed, 0)
+        const end = Math.min(claims.back(word), from + claimImages)
+        if (claims.front(word) !== from || end <= from) return from
+        if (Atomics.compareExchange(claimed, 0, word, claims.pack(end, claims.back(word))) === word) return end
+      }
+    }
+
+    const rest = (images: ReadonlyArray<DiceImage>) => (from: number): ReadonlyArray<PrintedBodies> | undefined => {
+      const chunks = collect(control, replies)
+      if (chunks === undefined) return abandon()
+      chunks.reverse()
+      let next = from
+      for (const chunk of chunks) {
+        if (chunk.from !== next) return undefined
+        for (const id of chunk.ids) if (images[next++]?.id !== id) return undefined
+      }
+      return next === images.length ? chunks : undefined
+    }
+
+    const share = (task: ConverterTask, images: ReadonlyArray<DiceImage>): CocoPrintSharing | undefined => {
+      const before = Atomics.compareExchange(control, controlSlot.state, threadState.idle, threadState.abandoned)
+      if (before !== threadState.running || started?.task !== task || started.images !== images.length) return abandon()
+      return { claim, rest: rest(images) }
+    }
+
+    const printing = Effect.suspend(() =>
+      started === undefined
+        ? Effect.succeed(false)
+        : Effect.promise(async () => {
+          await Atomics.waitAsync(control, controlSlot.posted, 0, stuckMs).value
+          return true
+        })
+    )
+
+    return { observerFor, share, printing }
+  })
+
+/** The text thread's printed chunks, once it is done, or `undefined` when it failed or hung. */
+const collect = (control: Int32Array, replies: MessagePort) => {
+  const printed: Array<Extract<CocoTextReply, { _tag: "Printed" }>> = []
+  for (;;) {
+    const posted = Atomics.load(control, controlSlot.posted)
+    for (let received = receiveMessageOnPort(replies); received !== undefined; received = receiveMessageOnPort(replies)) {
+      const reply = received.message as CocoTextReply
+      if (reply._tag === "Printed") printed.push(reply)
+      else return reply._tag === "Done" ? printed : undefined
+    }
+    if (Atomics.wait(control, controlSlot.posted, posted, stuckMs) === "timed-out") return undefined
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The COCO text thread (see `cocoPrebuild`): decodes the image entries it is given from the
+ * shared bytes, a chunk at a time from the last one backwards, claims each chunk's images
+ * from the back of the shared claim word and prints their annotations (each but its id) with
+ * the converter's own printing function, until its claims meet the conversion thread's. It
+ * only reads the bytes and posts text back; it writes nothing.
+ */
+import { type MessagePort, parentPort, workerData } from "node:worker_threads"
+import { printImageBodies } from "./cocoExport.js"
+import { claims, type CocoTextReply, type CocoTextRequest, controlSlot, threadState } from "./cocoPrebuild.js"
+import { decodeNestedImages, type DiceImage } from "./diceModel.js"
+import { chunkStarts } from "./jsonChunks.js"
+import type { SkipCounts } from "./objectRules.js"
+import { yoloContext } from "./yoloLabels.js"
+
+const shared = workerData as { readonly control: SharedArrayBuffer; readonly claimed: SharedArrayBuffer; readonly replies: MessagePort }
+const control = new Int32Array(shared.control)
+const claimed = new BigInt64Array(shared.claimed)
+
+const post = (reply: CocoTextReply, transfer: ReadonlyArray<ArrayBuffer> = []): void => {
+  shared.replies.postMessage(reply, [...transfer])
+  Atomics.add(control, controlSlot.posted, 1)
+  Atomics.notify(control, controlSlot.posted)
+}
+
+/** The buffer of a view when the view is all of it (it can then be handed over instead of copied). */
+const ownBuffer = (view: ArrayBufferView): ReadonlyArray<ArrayBuffer> =>
+  view.buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? [view.buffer] : []
+
+/** Claims the images `from` up to `to` (the last unclaimed ones), or fewer, down to the other side's claims: where the claim starts. */
+const claim = (from: number, to: number): number => {
+  for (;;) {
+    const word = Atomics.load(claimed, 0)
+    const start = Math.max(from, claims.front(word))
+    if (claims.back(word) !== to || start >= to) return to
+    if (Atomics.compareExchange(claimed, 0, word, claims.pack(claims.front(word), start)) === word) return start
+  }
+}
+
+parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
+  // The conversion thread may have given up on this thread already.
+  if (Atomics.compareExchange(control, controlSlot.state, threadState.idle, threadState.running) !== threadState.idle) return
+  try {
+    const ctx = yoloContext({ ...layout.header, images: [], skipped: {} }, task)
+    const starts = chunkStarts(layout.elements, chunkBytes)
+    for (let c = starts.length - 2; c >= 0; c--) {
+      const first = starts[c]!, end = starts[c + 1]!
+      let decoded: Array<DiceImage> = []
+      const ok = decodeNestedImages(layout.bytes, layout.elements.slice(2 * first, 2 * end), layout.classes, Infinity, (images) => {
+        decoded = images
+        return true
+      })
+      if (!ok) return post({ _tag: "Failed", message: `image entries ${first} to ${end - 1} did not decode` })
+      const from = claim(first, end)
+      if (from === end) break
+      const images = decoded.slice(from - first)
+      const skipped: SkipCounts = {}
+      const printed = printImageBodies(images, ctx, task === "segmentation", skipped)
+      const ids = Float64Array.from(images, (image) => image.id)
+      post({ _tag: "Printed", from, ids, ...printed, skipped }, [ids, printed.counts, printed.ends, printed.bytes].flatMap(ownBuffer))
+      if (from > first) break
+    }
+    post({ _tag: "Done" })
+  } catch (cause) {
+    post({ _tag: "Failed", message: cause instanceof Error ? cause.message : String(cause) })
+  }
+})
