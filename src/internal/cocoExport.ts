@@ -198,6 +198,7 @@ const commaBytes = new Uint8Array([0x2c])
  * file); skipped and counted besides the object rules' reasons: an area too large for a
  * number. With `sharing`, the annotations are printed on two threads (the other thread's
  * the same text). Pure but for `sharing`: no I/O; the writer gathers the pieces into writes.
+ * A piece given as bytes is valid until the next one is asked for (its buffer is reused).
  */
 export function* cocoFilePieces(
   dataset: DiceDataset,
