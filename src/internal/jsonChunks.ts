@@ -173,9 +173,36 @@ export const scanObject = (
 export const defaultChunkBytes = 1 << 20
 
 /**
- * Where the chunks of a split array member start: element indices, each chunk's elements
- * spanning at most `chunkBytes` (at least one element), then the element count.
+ * Parses the elements of a split array member chunk by chunk (elements spanning at most
+ * `chunkBytes`, at least one), handing each parsed chunk (an array) to `each`; stops and
+ * returns `false` when a chunk does not parse or `each` returns `false`.
  */
+export const forEachChunk = (
+  bytes: Uint8Array,
+  elements: ReadonlyArray<number>,
+  each: (chunk: ReadonlyArray<unknown>) => boolean,
+  chunkBytes: number = defaultChunkBytes
+): boolean => {
+  // The chunk's end is found inline: with it in a helper function (the same rule), V8 kept
+  // more of each parsed chunk alive, and converting 118k images peaked 0.1 GB higher.
+  for (let first = 0; first < elements.length;) {
+    let last = first
+    while (last + 2 < elements.length && elements[last + 3]! - elements[first]! <= chunkBytes) last += 2
+    const text = decodeRange(bytes, elements[first]!, elements[last + 1]!)
+    if (text === undefined) return false
+    let chunk: unknown
+    try {
+      chunk = JSON.parse(`[${text}]`)
+    } catch {
+      return false
+    }
+    if (!Array.isArray(chunk) || chunk.length !== (last - first) / 2 + 1 || !each(chunk)) return false
+    first = last + 2
+  }
+  return true
+}
+
+/** Where the chunks `forEachChunk` parses start (element indices), then the element count: the same rule. */
 export const chunkStarts = (elements: ReadonlyArray<number>, chunkBytes: number = defaultChunkBytes): Array<number> => {
   const starts: Array<number> = []
   for (let first = 0; first < elements.length;) {
@@ -186,31 +213,4 @@ export const chunkStarts = (elements: ReadonlyArray<number>, chunkBytes: number 
   }
   starts.push(elements.length / 2)
   return starts
-}
-
-/**
- * Parses the elements of a split array member chunk by chunk (see `chunkStarts`), handing
- * each parsed chunk (an array) to `each`; stops and returns `false` when a chunk does not
- * parse or `each` returns `false`.
- */
-export const forEachChunk = (
-  bytes: Uint8Array,
-  elements: ReadonlyArray<number>,
-  each: (chunk: ReadonlyArray<unknown>) => boolean,
-  chunkBytes: number = defaultChunkBytes
-): boolean => {
-  const starts = chunkStarts(elements, chunkBytes)
-  for (let c = 0; c + 1 < starts.length; c++) {
-    const first = starts[c]!, end = starts[c + 1]!
-    const text = decodeRange(bytes, elements[2 * first]!, elements[2 * end - 1]!)
-    if (text === undefined) return false
-    let chunk: unknown
-    try {
-      chunk = JSON.parse(`[${text}]`)
-    } catch {
-      return false
-    }
-    if (!Array.isArray(chunk) || chunk.length !== end - first || !each(chunk)) return false
-  }
-  return true
 }
