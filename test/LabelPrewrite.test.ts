@@ -106,6 +106,25 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
       expect(yield* stagingLeft(dir)).toEqual([])
     }))
 
+  it.scoped("the directories listed while proposing are where the conversion finds its images (they are not listed again)", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const { dir, file } = yield* setup("detection")
+      const { dataset, prewrite } = yield* propose(dir, file, "detection")
+      yield* prewrite.finish
+      const listed = [...prewrite.listings.keys()]
+      expect(listed.length).toBeGreaterThan(0)
+      for (const d of listed) expect(d.startsWith(`${dir}/`)).toBe(true)
+      expect(prewrite.listings.get(`${dir}/images`)?.has("img_1.jpg")).toBe(true)
+      // Taken away after the listing: found through the listing, missing without it.
+      yield* fs.remove(`${dir}/images/img_1.jpg`)
+      const reader = yield* makeConverterReader
+      const { paths } = yield* reader.resolveImages(dir, file, dataset, prewrite.listings)
+      expect(paths).toContain(`${dir}/images/img_1.jpg`)
+      const missing = yield* Effect.flip(reader.resolveImages(dir, file, dataset))
+      expect(missing.reason).toBe("MissingImages")
+    }))
+
   it.scoped("proposing stops at an image it cannot find: nothing is proposed and no staging directory is left", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem

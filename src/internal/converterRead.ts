@@ -176,10 +176,17 @@ export const makeConverterReader = Effect.gen(function*() {
    * built and its directory read only for images not found earlier; a directory that cannot
    * be listed falls back to per-path `exists`.
    */
-  const findFirstExisting = (count: number, levels: number, candidateAt: (i: number, level: number) => Candidate) =>
+  const findFirstExisting = (
+    count: number,
+    levels: number,
+    candidateAt: (i: number, level: number) => Candidate,
+    known: ReadonlyMap<string, ReadonlySet<string>> = new Map()
+  ) =>
     Effect.gen(function*() {
       const resolved = new Array<string | undefined>(count).fill(undefined)
-      const listings = new Map<string, ReadonlySet<string> | undefined>()
+      const listings = new Map<string, ReadonlySet<string> | undefined>(known)
+      // The levels images were found at: one level for all means no two share a path (their names differ).
+      const found = new Set<number>()
       for (let level = 0; level < levels; level++) {
         const pending: Array<number> = []
         const candidates: Array<Candidate> = []
@@ -207,24 +214,32 @@ export const makeConverterReader = Effect.gen(function*() {
           const c = candidates[k]!
           const listing = listings.get(c.dir)
           if (listing === undefined) unlisted.push(k)
-          else if (listing.has(c.base)) resolved[pending[k]!] = c.path
+          else if (listing.has(c.base)) {
+            resolved[pending[k]!] = c.path
+            found.add(level)
+          }
         }
         yield* Effect.forEach(unlisted, (k) => {
           const p = candidates[k]!.path
           return Effect.map(datasetIo(p, fs.exists(p)), (ok) => {
-            if (ok) resolved[pending[k]!] = p
+            if (ok) {
+              resolved[pending[k]!] = p
+              found.add(level)
+            }
           })
         }, { concurrency: ioConcurrency, discard: true })
       }
-      return resolved
+      return { resolved, oneLevel: found.size <= 1 }
     })
 
   /**
    * Finds every image (spec order of candidates); all missing ones in one error. Every name
    * goes through the shared name rule, so every candidate stays inside `dir` (see
    * `candidateOf`); two images naming one file are a `Duplicate` error naming both.
+   * `listed` holds directory listings this conversion already made (by path), used instead
+   * of listing those directories again.
    */
-  const resolveImages = (dir: string, file: string, dataset: DiceDataset) =>
+  const resolveImages = (dir: string, file: string, dataset: DiceDataset, listed?: ReadonlyMap<string, ReadonlySet<string>>) =>
     Effect.gen(function*() {
       const imageRoot = localImageRoot(dataset.storageImageRoot)
       if (Either.isLeft(imageRoot)) {
@@ -267,12 +282,20 @@ export const makeConverterReader = Effect.gen(function*() {
         names[i] = name
       }
       const levels = candidateLevels(root)
-      const resolved = yield* findFirstExisting(names.length, levels, (i, level) => imageCandidate(base, root, names[i]!, level))
-      const missing = resolved.flatMap((r, i) =>
-        r === undefined ? Array.from({ length: levels }, (_, level) => imageCandidate(base, root, names[i]!, level).path) : []
+      const { oneLevel, resolved } = yield* findFirstExisting(
+        names.length,
+        levels,
+        (i, level) => imageCandidate(base, root, names[i]!, level),
+        listed
       )
+      const missing: Array<string> = []
+      let count = 0
+      for (let i = 0; i < resolved.length; i++) {
+        if (resolved[i] !== undefined) continue
+        count++
+        for (let level = 0; level < levels; level++) missing.push(imageCandidate(base, root, names[i]!, level).path)
+      }
       if (missing.length > 0) {
-        const count = resolved.filter((r) => r === undefined).length
         return yield* new DatasetError({
           reason: "MissingImages",
           file,
@@ -281,7 +304,7 @@ export const makeConverterReader = Effect.gen(function*() {
         })
       }
       const byPath = new Map<string, number>()
-      for (let i = 0; i < resolved.length; i++) {
+      for (let i = 0; i < resolved.length && !oneLevel; i++) {
         const first = byPath.get(resolved[i]!)
         if (first !== undefined) {
           return yield* new DatasetError({

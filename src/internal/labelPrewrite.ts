@@ -70,6 +70,11 @@ export interface LabelPrewrite {
   /** The decoder's observer for the annotation file `file`. */
   readonly observerFor: (file: string) => NestedDecodeObserver
   /**
+   * The image directories listed while proposing (by path): the conversion finds its images
+   * in them instead of listing them again.
+   */
+  readonly listings: ReadonlyMap<string, ReadonlySet<string>>
+  /**
    * Waits until the writer thread has created every file sent: the proposal, or `undefined`
    * when nothing usable was written (the staging directory is then already gone).
    */
@@ -249,5 +254,5 @@ export const makeLabelPrewrite = (
       } satisfies PrewrittenLabels
     })
 
-    return { observerFor, finish }
+    return { observerFor, finish, listings }
   })
