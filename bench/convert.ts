@@ -259,6 +259,14 @@ const yoloDigest = (dir: string): string => {
   return hash.digest("hex")
 }
 
+/** A digest of the COCO files a conversion of `dir` wrote (`annotations/instances_*.json`, by name). */
+const cocoDigest = (dir: string): string => {
+  const hash = createHash("sha256")
+  const annotations = path.join(dir, "annotations")
+  for (const name of fs.readdirSync(annotations).sort()) hash.update(`${name}\n`).update(fs.readFileSync(path.join(annotations, name)))
+  return hash.digest("hex")
+}
+
 const gb = (mb: number) => (mb / 1024).toFixed(2)
 
 const main = async (): Promise<void> => {
@@ -305,10 +313,13 @@ const main = async (): Promise<void> => {
   console.log(`${images} → YOLO: ${JSON.stringify(yolo)}`)
   const yoloBefore = before === undefined ? undefined : child<ConvertRun>(before, "convert", runDir(large), "yolo")
   if (yoloBefore) console.log(`${images} → YOLO before #17: ${JSON.stringify(yoloBefore)}`)
-  const coco = child<ConvertRun>(script, "convert", runDir(large), "coco")
+  const cocoDir = runDir(large)
+  const coco = child<ConvertRun>(script, "convert", cocoDir, "coco")
   console.log(`${images} → COCO: ${JSON.stringify(coco)}`)
-  const cocoBefore = before === undefined ? undefined : child<ConvertRun>(before, "convert", runDir(large), "coco")
+  const cocoDirBefore = before === undefined ? undefined : runDir(large)
+  const cocoBefore = cocoDirBefore === undefined ? undefined : child<ConvertRun>(before!, "convert", cocoDirBefore, "coco")
   if (cocoBefore) console.log(`${images} → COCO before #17: ${JSON.stringify(cocoBefore)}`)
+  const cocoSame = cocoDirBefore !== undefined && cocoDigest(cocoDir) === cocoDigest(cocoDirBefore)
 
   const bestOf = (all: ReadonlyArray<ConvertRun>) => [...all].sort((a, b) => a.ms - b.ms)[0]!
   const best = bestOf(smallRuns)
@@ -342,7 +353,11 @@ const main = async (): Promise<void> => {
         `peak RSS growth ${gb(run.growthMb)} GB, longest event-loop stall ${run.stallMs.toFixed(0)} ms`,
       comparison: `${versus(run, then)}; ${floors}; wall / (parse + file floors) = ${
         (run.ms / (parse.ms + (name === "yolo" ? files.ms : 0))).toFixed(2)
-      }x; RSS growth ${(run.growthMb / annotationMb).toFixed(2)}x the annotation file`,
+      }x; RSS growth ${(run.growthMb / annotationMb).toFixed(2)}x the annotation file${
+        name === "coco" && baseline !== undefined
+          ? `; COCO files ${cocoSame ? "byte-identical to" : "DIFFERENT from"} the pre-#17 converter's in this run`
+          : ""
+      }`,
       target: `<= ${wallTarget} s wall, <= ${rssTarget} GB RSS growth, stall <= 100 ms`,
       met: run.ms <= wallTarget * 1000 && run.growthMb <= rssTarget * 1024 && run.stallMs <= 100,
       notes: `${stallNote}; ${load}; timed from the call to convert() to its report (process start excluded)${diskNote}`
