@@ -74,6 +74,9 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
         const dir = yield* copyFixture("flat-segmentation")
         const fs = yield* FileSystem.FileSystem
         yield* write(`${dir}/labels.cache`, "stale")
+        // Ultralytics' cache of the label folder labels/JPEGImages sits next to it.
+        yield* fs.makeDirectory(`${dir}/labels`)
+        yield* write(`${dir}/labels/JPEGImages.cache`, "stale")
         const report = yield* convert({ datasetDir: dir, from: "dice", to: "yolo" })
         expect(report.taskType).toBe("segmentation")
         expect(report.classes).toEqual(["road", "car"])
@@ -96,6 +99,7 @@ layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) 
           `./images/JPEGImages/y.jpg`
         ])
         assert.isFalse(yield* exists(`${dir}/labels.cache`))
+        assert.isFalse(yield* exists(`${dir}/labels/JPEGImages.cache`))
       }))
 
     it.scoped("nested pose: keypoints normalized, kpt_shape in data.yaml", () =>

@@ -209,7 +209,8 @@ export const makeConverterWriter = Effect.gen(function*() {
       // An image whose label folder would lie outside the dataset directory's real location
       // (`images/train/images/x.jpg` in a view whose `images` links to the shared cache entry)
       // is linked at `train/images/x.jpg` instead, so its labels land in this directory.
-      const taken = new Set(imagePaths)
+      // The image places taken: needed only once an image has to move (built then).
+      let taken: Set<string> | undefined
       // Checked once per label folder (usually one for the whole dataset), not per image.
       const rootWritable = new Map<string, boolean>()
       for (let i = 0; i < imagePaths.length; i++) {
@@ -227,6 +228,7 @@ export const makeConverterWriter = Effect.gen(function*() {
             detail: `its label file ${yoloLabelPath(p)} would be written outside the dataset directory ${dir}`
           })
         }
+        taken ??= new Set(imagePaths)
         if (taken.has(target)) {
           return yield* new DatasetError({
             reason: "Duplicate",
@@ -328,9 +330,15 @@ export const makeConverterWriter = Effect.gen(function*() {
         flipIdx: flip?.flipIdx
       }))
       outputs.unshift(yamlFile)
-      const labelDirs = new Set<string>()
-      for (const [root, files] of roots) for (const f of files) labelDirs.add(path.dirname(path.join(root, f)))
-      yield* removeCaches([dir, ...[...labelDirs].map((d) => path.dirname(d))])
+      // Each label file's folder's parent (where Ultralytics writes its `.cache`). Label names
+      // are plain `a/b.txt` paths under their (normalised) root, so string joins are enough.
+      const cacheDirs = new Set<string>([dir])
+      for (const [root, files] of roots) {
+        const folders = new Set<string>()
+        for (const f of files) folders.add(f.slice(0, Math.max(0, f.lastIndexOf("/"))))
+        for (const folder of folders) cacheDirs.add(path.dirname(folder === "" ? root : `${root}/${folder}`))
+      }
+      yield* removeCaches(cacheDirs)
       return { objects, negatives, skipped, outputs, warnings, classes: dataset.categories.map((c) => c.name) }
     })
 
