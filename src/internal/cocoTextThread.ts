@@ -11,7 +11,7 @@ import { claims, type CocoTextReply, type CocoTextRequest, controlSlot, threadSt
 import { decodeNestedImages, type DiceImage } from "./diceModel.js"
 import { chunkStarts } from "./jsonChunks.js"
 import type { SkipCounts } from "./objectRules.js"
-import { yoloContext } from "./yoloLabels.js"
+import { headerContext } from "./yoloLabels.js"
 
 const shared = workerData as { readonly control: SharedArrayBuffer; readonly claimed: SharedArrayBuffer; readonly replies: MessagePort }
 const control = new Int32Array(shared.control)
@@ -41,7 +41,7 @@ parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
   // The conversion thread may have given up on this thread already.
   if (Atomics.compareExchange(control, controlSlot.state, threadState.idle, threadState.running) !== threadState.idle) return
   try {
-    const ctx = yoloContext({ ...layout.header, images: [], skipped: {} }, task)
+    const ctx = headerContext(layout.header, task)
     const starts = chunkStarts(layout.elements, chunkBytes)
     for (let c = starts.length - 2; c >= 0; c--) {
       const first = starts[c]!, end = starts[c + 1]!

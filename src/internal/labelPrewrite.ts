@@ -24,7 +24,7 @@ import { temporaryToken } from "./files.js"
 import { normalizeRelativeName } from "./safeName.js"
 import {
   type SkipCounts,
-  yoloContext,
+  headerContext,
   yoloImageLabel,
   yoloImagePlace,
   yoloLabelPlacer,
@@ -168,7 +168,7 @@ export const makeLabelPrewrite = (
         const imageRoot = localImageRoot(decoded.storageImageRoot)
         if (imageRoot._tag === "Left") return false
         setup = {
-          ctx: yoloContext({ ...decoded, images: [], skipped: {} }, task),
+          ctx: headerContext(decoded, task),
           prefix: imageRoot.right?.prefix,
           root: imageRoot.right?.root
         }

@@ -2,7 +2,7 @@
  * The normalized model → YOLO (Ultralytics) output: label lines per image, the label path
  * rule, `data.yaml` content and the classification folder plan. Pure: no I/O.
  */
-import type { DiceDataset, DiceImage } from "./diceModel.js"
+import type { DiceDataset, DiceHeader, DiceImage } from "./diceModel.js"
 import { countSkip, imageObjects, type ObjectContext, resolveClass, type SkipCounts } from "./objectRules.js"
 import { yaml11Text } from "./yaml11.js"
 
@@ -28,6 +28,14 @@ export const yoloContext = (dataset: DiceDataset, task: ConverterTask): YoloCont
   }
   return { task, classIndex, backgroundIds: new Set(dataset.backgroundIds), keypointCount }
 }
+
+/**
+ * The label context from a dataset's header alone (its categories and background ids), for
+ * the threads that see the images chunk by chunk. Detection and segmentation only: pose
+ * needs every image for its keypoint count.
+ */
+export const headerContext = (header: DiceHeader, task: "detection" | "segmentation"): YoloContext =>
+  yoloContext({ ...header, images: [], skipped: {} }, task)
 
 /** One image's YOLO label file: its text (the rows joined by newlines) and each row's class index. */
 export interface YoloImageLabel {
