@@ -7,8 +7,8 @@
  * annotations are due, this thread prints from the first image on, as usual, until the two
  * meet; the text thread's images are then numbered on from there and written.
  *
- * The images still to print are shared out through one 64-bit word (`claims`), claimed by
- * compare-and-swap from either end, so every image is printed by exactly one side.
+ * The images still to print are shared out through one word of shared memory
+ * (`sharedWork`), claimed from either end, so every image is printed by exactly one side.
  *
  * Nothing is decided early: the text thread runs the same decoder and the same printing
  * function on the same bytes, header and task, so its text is the text this thread would
@@ -22,6 +22,7 @@ import type { ConverterTask } from "../Converter.js"
 import type { CocoPrintSharing, PrintedBodies } from "./cocoExport.js"
 import { startThread } from "./converterThread.js"
 import type { DiceHeader, DiceImage, NestedDecodeObserver, NestedImagesLayout } from "./diceModel.js"
+import { claimFront, claims, controlSlot, threadState } from "./sharedWork.js"
 
 /** What the conversion thread sends the COCO text thread (once). */
 export interface CocoTextRequest {
@@ -35,22 +36,6 @@ export type CocoTextReply =
   | ({ readonly _tag: "Printed"; readonly ids: Float64Array } & PrintedBodies)
   | { readonly _tag: "Done" }
   | { readonly _tag: "Failed"; readonly message: string }
-
-/** The text thread's state word: not started yet, printing, or given up on by the conversion. */
-export const threadState = { idle: 0, running: 1, abandoned: 2 } as const
-
-/** Slots of the shared control array (Int32): the state word, the count of replies posted. */
-export const controlSlot = { state: 0, posted: 1 } as const
-
-/**
- * The images still to print, `[front, back)`, as one 64-bit word: the conversion thread takes
- * from the front, the text thread from the back, each by compare-and-swap.
- */
-export const claims = {
-  pack: (front: number, back: number): bigint => (BigInt(front) << 32n) | BigInt(back),
-  front: (word: bigint): number => Number(word >> 32n),
-  back: (word: bigint): number => Number(word & 0xffffffffn)
-} as const
 
 /** The proposing side of one conversion. */
 export interface CocoPrebuild {
@@ -121,14 +106,7 @@ export const makeCocoPrebuild = (
       return undefined
     }
 
-    const claim = (from: number): number => {
-      for (;;) {
-        const word = Atomics.load(claimed, 0)
-        const end = Math.min(claims.back(word), from + claimImages)
-        if (claims.front(word) !== from || end <= from) return from
-        if (Atomics.compareExchange(claimed, 0, word, claims.pack(end, claims.back(word))) === word) return end
-      }
-    }
+    const claim = (from: number): number => claimFront(claimed, from, claimImages)
 
     const rest = (images: ReadonlyArray<DiceImage>) => (from: number): ReadonlyArray<PrintedBodies> | undefined => {
       const chunks = collect(control, replies)

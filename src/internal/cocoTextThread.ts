@@ -7,39 +7,26 @@
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads"
 import { printImageBodies } from "./cocoExport.js"
-import { claims, type CocoTextReply, type CocoTextRequest, controlSlot, threadState } from "./cocoPrebuild.js"
+import type { CocoTextReply, CocoTextRequest } from "./cocoPrebuild.js"
 import { decodeNestedImages, type DiceImage } from "./diceModel.js"
 import { chunkStarts } from "./jsonChunks.js"
 import type { SkipCounts } from "./objectRules.js"
+import { claimBack, postCounted, startRunning } from "./sharedWork.js"
 import { headerContext } from "./yoloLabels.js"
 
 const shared = workerData as { readonly control: SharedArrayBuffer; readonly claimed: SharedArrayBuffer; readonly replies: MessagePort }
 const control = new Int32Array(shared.control)
 const claimed = new BigInt64Array(shared.claimed)
 
-const post = (reply: CocoTextReply, transfer: ReadonlyArray<ArrayBuffer> = []): void => {
-  shared.replies.postMessage(reply, [...transfer])
-  Atomics.add(control, controlSlot.posted, 1)
-  Atomics.notify(control, controlSlot.posted)
-}
+const post = (reply: CocoTextReply, transfer?: ReadonlyArray<ArrayBuffer>): void => postCounted(shared.replies, control, reply, transfer)
 
 /** The buffer of a view when the view is all of it (it can then be handed over instead of copied). */
 const ownBuffer = (view: ArrayBufferView): ReadonlyArray<ArrayBuffer> =>
   view.buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? [view.buffer] : []
 
-/** Claims the images `from` up to `to` (the last unclaimed ones), or fewer, down to the other side's claims: where the claim starts. */
-const claim = (from: number, to: number): number => {
-  for (;;) {
-    const word = Atomics.load(claimed, 0)
-    const start = Math.max(from, claims.front(word))
-    if (claims.back(word) !== to || start >= to) return to
-    if (Atomics.compareExchange(claimed, 0, word, claims.pack(claims.front(word), start)) === word) return start
-  }
-}
-
 parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
   // The conversion thread may have given up on this thread already.
-  if (Atomics.compareExchange(control, controlSlot.state, threadState.idle, threadState.running) !== threadState.idle) return
+  if (!startRunning(control)) return
   try {
     const ctx = headerContext(layout.header, task)
     const starts = chunkStarts(layout.elements, chunkBytes)
@@ -51,7 +38,7 @@ parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
         return true
       })
       if (!ok) return post({ _tag: "Failed", message: `image entries ${first} to ${end - 1} did not decode` })
-      const from = claim(first, end)
+      const from = claimBack(claimed, first, end)
       if (from === end) break
       const images = decoded.slice(from - first)
       const skipped: SkipCounts = {}
