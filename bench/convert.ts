@@ -200,6 +200,7 @@ const bundle = async (outDir: string, baselineSrc?: string): Promise<string> => 
         "convert-bench": here,
         convertWorker: path.join(repoRoot, "src/internal/convertWorker.ts"),
         labelWriterThread: path.join(repoRoot, "src/internal/labelWriterThread.ts"),
+        labelDecodeThread: path.join(repoRoot, "src/internal/labelDecodeThread.ts"),
         cocoTextThread: path.join(repoRoot, "src/internal/cocoTextThread.ts")
       }
       : { "convert-bench": here },

@@ -2,16 +2,18 @@
  * Label files proposed while the DICE file is parsed (`labelPrewrite`, used by the conversion
  * worker): `toYolo` installs the proposal as it is only when it names exactly the files it
  * would write, otherwise writes them afresh; either way the outputs are the caller thread's,
- * byte for byte, and no staging directory is left behind.
+ * byte for byte, and no staging directory is left behind. With the file in shared memory,
+ * the decode thread decodes and labels chunks from the back: the dataset is still the
+ * caller thread's, and its failures are this thread's errors.
  */
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { describe, expect, layer } from "@effect/vitest"
+import { assert, describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Exit, Scope } from "effect"
 import { Converter } from "../src/Converter.js"
 import { makeConverterReader } from "../src/internal/converterRead.js"
 import { makeConverterWriter } from "../src/internal/converterWrite.js"
-import { decodeDiceBytes, type DiceDataset } from "../src/internal/diceModel.js"
+import { decodeDiceBytes, type DiceDataset, type NestedDecodeObserver } from "../src/internal/diceModel.js"
 import { makeLabelPrewrite } from "../src/internal/labelPrewrite.js"
 import { assignSplits } from "../src/internal/splits.js"
 import type { ConverterTask } from "../src/Converter.js"
@@ -28,12 +30,16 @@ const tree = (dir: string) =>
     return out
   })
 
-/** A synthetic nested dataset in a fresh directory, and a copy converted in the caller's thread. */
-const setup = (task: ConverterTask) =>
+/**
+ * A synthetic nested dataset in a fresh directory (`arrange` may rework it), and a copy
+ * converted in the caller's thread.
+ */
+const setup = (task: ConverterTask, arrange?: (dir: string, file: string) => Effect.Effect<void, unknown, FileSystem.FileSystem>) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const root = yield* fs.makeTempDirectoryScoped()
     yield* Effect.promise(() => syntheticDice(`${root}/ds`, { images: 120, shape: "nested", task, seed: 11 }))
+    if (arrange !== undefined) yield* Effect.orDie(arrange(`${root}/ds`, `${root}/ds/annotations_${task}.json`))
     yield* fs.copy(`${root}/ds`, `${root}/reference`)
     yield* Effect.flatMap(Converter, (c) => c.convert({ datasetDir: `${root}/reference`, from: "dice", to: "yolo" })).pipe(
       Effect.provide(Converter.layerInProcess)
@@ -41,14 +47,39 @@ const setup = (task: ConverterTask) =>
     return { dir: `${root}/ds`, reference: yield* tree(`${root}/reference/labels`), file: `${root}/ds/annotations_${task}.json` }
   })
 
-/** Decodes `dir` piece by piece (small chunks) with a proposer listening; the proposal once written. */
-const propose = (dir: string, file: string, task: ConverterTask) =>
+/** The bytes in shared memory, as the conversion worker reads them. */
+const sharedCopy = (bytes: Uint8Array): Uint8Array => {
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.length))
+  shared.set(bytes)
+  return shared
+}
+
+/**
+ * Decodes `file`'s bytes piece by piece (small chunks) with a proposer listening. `shared`:
+ * in shared memory, with the decode thread started first and this thread pausing on its
+ * first chunk, so the thread takes chunks from the back.
+ */
+const decodeWith = (dir: string, file: string, task: ConverterTask, shared: boolean) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const prewrite = yield* makeLabelPrewrite(dir, () => task)
-    const dataset = Either.getOrThrow(decodeDiceBytes(file, yield* fs.readFile(file), 2048, prewrite.observerFor(file)))
-    return { dataset, prewrite }
+    const bytes = yield* fs.readFile(file)
+    if (shared) yield* prewrite.ready
+    const observer = prewrite.observerFor(file)
+    const paused: NestedDecodeObserver = {
+      ...observer,
+      decodeImages: (layout, walk, starts) =>
+        observer.decodeImages!(layout, (first, end) => {
+          if (first === 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300)
+          return walk(first, end)
+        }, starts)
+    }
+    return { decoded: decodeDiceBytes(file, shared ? sharedCopy(bytes) : bytes, 2048, shared ? paused : observer), prewrite }
   })
+
+/** `decodeWith` of a valid file: the dataset and the proposer. */
+const propose = (dir: string, file: string, task: ConverterTask, shared = false) =>
+  Effect.map(decodeWith(dir, file, task, shared), ({ decoded, prewrite }) => ({ dataset: Either.getOrThrow(decoded), prewrite }))
 
 /** `toYolo` as the conversion runs it, with the proposal (or none). */
 const install = (dir: string, file: string, task: ConverterTask, dataset: DiceDataset, finish: Effect.Effect<unknown>) =>
@@ -65,15 +96,16 @@ const stagingLeft = (dir: string) =>
 
 layer(NodeContext.layer)("labels written while parsing", (it) => {
   describe("adopted when they are exactly what toYolo would write", () => {
-    for (const task of ["detection", "segmentation"] as const) {
-      it.scoped(`nested ${task}: the staging directory is installed as it is; the same bytes as the caller's thread`, () =>
+    for (const [task, shared] of [["detection", false], ["segmentation", false], ["detection", true], ["segmentation", true]] as const) {
+      it.scoped(`nested ${task}${shared ? ", decode thread" : ""}: the staging directory is installed as it is; the same bytes as the caller's thread`, () =>
         Effect.gen(function*() {
           const fs = yield* FileSystem.FileSystem
           const path = yield* Path.Path
           const { dir, file, reference } = yield* setup(task)
-          const { dataset, prewrite } = yield* propose(dir, file, task)
+          const { dataset, prewrite } = yield* propose(dir, file, task, shared)
           const prewritten = yield* prewrite.finish
           expect(prewritten?.files).toBe(dataset.images.length)
+          expect(prewritten!.fromThread > 0).toBe(shared)
           // Every proposed file holds the reference's text, in the place toYolo installs.
           const staged = yield* tree(prewritten!.staging)
           expect(Object.keys(staged).map((k) => k.replace(/^0\//, "")).sort()).toEqual(Object.keys(reference).sort())
@@ -90,11 +122,72 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
     }
   })
 
-  it.scoped("a proposal for other images (one left out later) is thrown away and the labels written afresh", () =>
+  it.scoped("with the decode thread: the images are the caller thread's, annotations included (decoded when read)", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const { dir, file } = yield* setup("segmentation")
+      const { dataset, prewrite } = yield* propose(dir, file, "segmentation", true)
+      expect((yield* prewrite.finish)!.fromThread).toBeGreaterThan(0)
+      const reference = Either.getOrThrow(decodeDiceBytes(file, yield* fs.readFile(file)))
+      expect(dataset.images.map((image) => image.id)).toEqual(reference.images.map((image) => image.id))
+      expect(dataset).toEqual(reference)
+      // A spread copy (a plan dropping the images' splits) carries the annotations too.
+      expect(dataset.images.map((image) => ({ ...image }))).toEqual(reference.images)
+    }))
+
+  it.scoped("label folders proposed out of file order (the decode thread's chunks first) are still installed as they are", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      // Two images in folders of their own, one mid-file and one near the end: each gets a label folder.
+      const { dir, file, reference } = yield* setup("detection", (dir, file) =>
+        Effect.gen(function*() {
+          const doc = JSON.parse(yield* fs.readFileString(file)) as { images: Array<{ file_name: string }> }
+          for (const [index, folder] of [[60, "mid"], [117, "end"]] as const) {
+            const name = doc.images[index]!.file_name.slice("images/".length)
+            yield* fs.makeDirectory(`${dir}/${folder}/images`, { recursive: true })
+            yield* fs.rename(`${dir}/images/${name}`, `${dir}/${folder}/images/${name}`)
+            doc.images[index]!.file_name = `${folder}/images/${name}`
+          }
+          yield* fs.writeFileString(file, JSON.stringify(doc))
+        }))
+      const { dataset, prewrite } = yield* propose(dir, file, "detection", true)
+      const prewritten = yield* prewrite.finish
+      expect(prewritten!.fromThread).toBeGreaterThan(0)
+      // The thread's last chunk was placed before the middle one: "end" numbered before "mid".
+      expect(prewritten!.roots.get(`${dir}/end/labels`)).toBeLessThan(prewritten!.roots.get(`${dir}/mid/labels`)!)
+      const marked = `${prewritten!.staging}/${prewritten!.roots.get(`${dir}/labels`)}/img_1.txt`
+      yield* fs.writeFileString(marked, "marked")
+      yield* install(dir, file, "detection", dataset, Effect.succeed(prewritten))
+      const labels = yield* tree(`${dir}/labels`)
+      expect(labels["img_1.txt"]).toBe("marked")
+      expect({ ...labels, "img_1.txt": reference["img_1.txt"] }).toStrictEqual(reference)
+      for (const folder of ["mid", "end"]) {
+        const [name] = Object.keys(yield* tree(`${dir}/${folder}/labels`))
+        expect(name).toBeDefined()
+      }
+      expect(yield* stagingLeft(dir)).toEqual([])
+    }))
+
+  it.scoped("an entry the decode thread cannot decode is decoded here: the same DatasetError as without the thread", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const { dir, file } = yield* setup("detection")
+      const doc = JSON.parse(yield* fs.readFileString(file)) as { images: Array<Record<string, unknown>> }
+      doc.images[doc.images.length - 3]!["width"] = -4
+      yield* fs.writeFileString(file, JSON.stringify(doc))
+      const { decoded } = yield* decodeWith(dir, file, "detection", true)
+      const expected = decodeDiceBytes(file, yield* fs.readFile(file))
+      assert(Either.isLeft(decoded) && Either.isLeft(expected))
+      expect(decoded.left).toEqual(expected.left)
+      expect(decoded.left.jsonPath).toBe(`images[${doc.images.length - 3}].width`)
+    }))
+
+  for (const shared of [false, true]) {
+    it.scoped(`a proposal for other images (one left out later) is thrown away and the labels written afresh${shared ? " (decode thread)" : ""}`, () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const { dir, file, reference } = yield* setup("detection")
-      const { dataset, prewrite } = yield* propose(dir, file, "detection")
+      const { dataset, prewrite } = yield* propose(dir, file, "detection", shared)
       const prewritten = yield* prewrite.finish
       yield* fs.writeFileString(`${prewritten!.staging}/0/img_1.txt`, "marked")
       const fewer = { ...dataset, images: dataset.images.filter((image) => image.fileName !== "images/img_2.jpg") }
@@ -105,6 +198,7 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
       expect(Object.keys(labels).length).toBe(Object.keys(reference).length - 1)
       expect(yield* stagingLeft(dir)).toEqual([])
     }))
+  }
 
   it.scoped("the directories listed while proposing are where the conversion finds its images (they are not listed again)", () =>
     Effect.gen(function*() {

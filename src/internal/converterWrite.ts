@@ -251,6 +251,7 @@ export const makeConverterWriter = Effect.gen(function*() {
         }
       }
       // Where each label file goes: label roots in order of first use, the file's path under it.
+      // A proposal numbers its folders in the order it placed its images (not always file order).
       const placeLabel = yoloLabelPlacer()
       const roots = new Map<string, Array<string>>()
       const rootOf = new Array<Array<string>>(imagePaths.length)
@@ -260,12 +261,12 @@ export const makeConverterWriter = Effect.gen(function*() {
       let staged = prewritten !== undefined && prewritten.task === task && prewritten.categories === dataset.categories &&
         prewritten.backgroundIds === dataset.backgroundIds && prewritten.files === dataset.images.length
       for (let i = 0; i < imagePaths.length; i++) {
-        const { name, number, root } = placeLabel(imagePaths[i]!)
+        const { name, root } = placeLabel(imagePaths[i]!)
         let files = roots.get(root)
         if (files === undefined) roots.set(root, files = [])
         files.push(name)
         rootOf[i] = files
-        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${number}/${name}`) {
+        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${prewritten!.roots.get(root)}/${name}`) {
           staged = false
         }
       }
@@ -298,7 +299,8 @@ export const makeConverterWriter = Effect.gen(function*() {
       yield* Effect.gen(function*() {
         let n = 0
         for (const [root, files] of roots) {
-          const at = `${staging}/${n++}`
+          const at = `${staging}/${staged ? prewritten!.roots.get(root) : n}`
+          n++
           if (!staged) {
             // Label names are plain `a/b.txt` paths built above, so string joins are enough here.
             const dirs = new Set<string>([at])

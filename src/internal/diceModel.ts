@@ -5,7 +5,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { DatasetError } from "../Errors.js"
 import { formatJsonPath, maxJsonDepth, parseJsonBytes } from "./json.js"
-import { defaultChunkBytes, forEachChunk, parseRange, scanObject, type ScannedMember } from "./jsonChunks.js"
+import { chunkStarts, defaultChunkBytes, forEachChunk, parseRange, scanObject, type ScannedMember } from "./jsonChunks.js"
 import type { DatasetSplit } from "../Converter.js"
 
 /** A COCO run-length-encoded mask, kept as it is. */
@@ -444,13 +444,6 @@ const bulkMembers: ReadonlySet<string> = new Set(["images", "annotations"])
 /** A dataset's header: everything but its images and skip counts. */
 export type DiceHeader = Omit<DiceDataset, "images" | "skipped">
 
-/**
- * Sees the images of a nested DICE document as they are decoded, chunk by chunk (`from` is
- * the index of the first), before the rest of the document is read or checked: the document
- * may still turn out invalid, so a listener only prepares work that is checked again later.
- */
-export type NestedImagesListener = (header: DiceHeader, images: ReadonlyArray<DiceImage>, from: number) => void
-
 /** Where a nested document's image entries lie, as the piecewise decoder found them. */
 export interface NestedImagesLayout {
   readonly header: DiceHeader
@@ -462,16 +455,66 @@ export interface NestedImagesLayout {
 }
 
 /**
- * Watches the piecewise decoding of a nested DICE document (see `NestedImagesListener` for
- * what a watcher may do with what it sees).
+ * The decoder's own walk over the image entries `first` to `end - 1` of a located document
+ * (the guard and builder of `decodeDice`): their images, or `undefined` when one does not
+ * decode.
+ */
+export type NestedImagesWalk = (first: number, end: number) => Array<DiceImage> | undefined
+
+/**
+ * Watches the piecewise decoding of a nested DICE document, before the rest of the document
+ * is read or checked: it may still turn out invalid, so a watcher only prepares work that is
+ * checked again later.
  */
 export interface NestedDecodeObserver {
   /** Once the image entries are located, before the first is decoded. */
   readonly located?: (layout: NestedImagesLayout) => void
-  /** Each chunk of images as it is decoded. */
-  readonly decoded?: NestedImagesListener
+  /**
+   * Decodes the image entries in place of the decoder, chunk by chunk (`starts`: the entry
+   * each chunk starts at, then the entry count), by `walk` or by sharing the walk with
+   * another thread: the images in file order, or `undefined` when an entry does not decode.
+   */
+  readonly decodeImages?: (layout: NestedImagesLayout, walk: NestedImagesWalk, starts: ReadonlyArray<number>) => Array<DiceImage> | undefined
   /** Whether the file should be read into shared memory (another thread reads the same bytes). */
   readonly sharedBytes?: boolean
+}
+
+/** An image's fields but its annotations: what a thread that decoded it hands over. */
+export type DiceImageHead = Omit<DiceImage, "annotations">
+
+/** The head of an image. */
+export const imageHead = (image: DiceImage): DiceImageHead => ({
+  id: image.id,
+  fileName: image.fileName,
+  width: image.width,
+  height: image.height,
+  split: image.split,
+  imageCategoryId: image.imageCategoryId
+})
+
+/**
+ * The images of a located document that another thread decoded (its entries passed the
+ * decoder's guard there): `(head, index)` is the entry `index` with its head as handed over
+ * and its annotations decoded from the bytes when first read, by the same builder. (An own
+ * property, so a spread copy decodes them too.)
+ */
+export const deferredImages = (layout: NestedImagesLayout) => {
+  const build = nestedImageBuilder(layout.classes)
+  const { bytes, elements } = layout
+  return (head: DiceImageHead, index: number): DiceImage => {
+    let annotations: ReadonlyArray<DiceAnnotation> | undefined
+    return {
+      ...head,
+      get annotations() {
+        if (annotations === undefined) {
+          const entry = parseRange(bytes, elements[2 * index]!, elements[2 * index + 1]!)
+          if (entry === undefined || !isNestedImage(entry.value)) throw new Error(`image entry ${index} no longer decodes`)
+          annotations = build(entry.value).annotations
+        }
+        return annotations
+      }
+    }
+  }
 }
 
 /**
@@ -539,18 +582,32 @@ export const decodeDicePieces = (
     const classes = header.get("classes")
     if (!isCategories(classes)) return undefined
     const categories = classes as ReadonlyArray<typeof Category.Type>
-    const out: Array<DiceImage> = []
     const { images: _none, skipped: _nothing, ...decodedHead } = toDataset(raw, categories, [], {})
-    observer?.located?.({ header: decodedHead, classes: categories, bytes, elements: images })
-    const listener = observer?.decoded
-    const ok = decodeNestedImages(bytes, images, categories, chunkBytes, (chunk, from) => {
-      for (const image of chunk) out.push(image)
-      if (listener !== undefined) listener(decodedHead, chunk, from)
-      return true
-    })
+    const layout: NestedImagesLayout = { header: decodedHead, classes: categories, bytes, elements: images }
+    observer?.located?.(layout)
+    const decodeImages = observer?.decodeImages
+    let decoded: Array<DiceImage> | undefined
+    if (decodeImages === undefined) {
+      const out: Array<DiceImage> = []
+      const ok = decodeNestedImages(bytes, images, categories, chunkBytes, (chunk) => {
+        for (const image of chunk) out.push(image)
+        return true
+      })
+      decoded = ok ? out : undefined
+    } else {
+      const walk: NestedImagesWalk = (first, end) => {
+        let chunk: Array<DiceImage> = []
+        const ok = decodeNestedImages(bytes, images.slice(2 * first, 2 * end), categories, Infinity, (all) => {
+          chunk = all
+          return true
+        })
+        return ok ? chunk : undefined
+      }
+      decoded = decodeImages(layout, walk, chunkStarts(images, chunkBytes))
+    }
     // The observer's header is the dataset's own (the same categories), so what it prepared
     // for these categories can be recognised later.
-    return ok ? { ...decodedHead, images: out, skipped: {} } : undefined
+    return decoded !== undefined ? { ...decodedHead, images: decoded, skipped: {} } : undefined
   }
   const categories = header.get("categories")
   if (!isCategories(categories)) return undefined

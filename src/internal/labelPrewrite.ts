@@ -1,10 +1,18 @@
 /**
  * Label files written while the annotation file is still being parsed (conversion worker,
  * nested DICE to YOLO detection or segmentation). Creating 100,000+ small files costs about as
- * much as parsing the file they come from, and both are work for a core of their own: as the
- * decoder hands over each chunk of images, their label texts are built here and sent to a
- * second thread (`labelWriterThread`) that creates them in the staging directory `toYolo`
- * will install, while this thread parses the next chunk.
+ * much as parsing the file they come from, and both are work for a core of their own: as
+ * each chunk of images is decoded, their label texts are built and sent to a thread of its
+ * own (`labelWriterThread`) that creates them in the staging directory `toYolo` will install,
+ * while this thread parses the next chunk.
+ *
+ * Decoding is shared too: with the file in shared memory, a third thread
+ * (`labelDecodeThread`) takes chunks from the back (through `sharedWork`'s claim word) while
+ * this thread takes them from the front. It runs the decoder's own walk and the converter's
+ * own label function on the same bytes, and hands back each image's fields but its
+ * annotations, with its label text; those images decode their annotations from the bytes
+ * only if something reads them (`deferredImages`). A chunk it fails on, or does not answer
+ * within a timeout, is decoded here, so every error is this thread's own.
  *
  * Nothing here decides anything: the document may still turn out invalid, an image missing,
  * the split configuration may leave images out. What was written is only a proposal that
@@ -16,19 +24,30 @@
  */
 import { Effect, type Scope } from "effect"
 import * as NodeFs from "node:fs"
-import type { Worker } from "node:worker_threads"
+import { MessageChannel, receiveMessageOnPort } from "node:worker_threads"
 import { candidateLevels, imageCandidate, localImageRoot } from "./converterRead.js"
 import { startThread } from "./converterThread.js"
-import type { DiceCategory, DiceHeader, DiceImage, NestedDecodeObserver } from "./diceModel.js"
+import {
+  deferredImages,
+  type DiceCategory,
+  type DiceHeader,
+  type DiceImage,
+  type DiceImageHead,
+  type NestedDecodeObserver,
+  type NestedImagesLayout,
+  type NestedImagesWalk
+} from "./diceModel.js"
 import { temporaryToken } from "./files.js"
 import { normalizeRelativeName } from "./safeName.js"
+import { claimFront, claims, controlSlot, threadState } from "./sharedWork.js"
 import {
   type SkipCounts,
   headerContext,
   yoloImageLabel,
   yoloImagePlace,
   yoloLabelPlacer,
-  type YoloContext
+  type YoloContext,
+  type YoloImageLabel
 } from "./yoloLabels.js"
 import type { ConverterTask } from "../Converter.js"
 
@@ -36,6 +55,26 @@ import type { ConverterTask } from "../Converter.js"
 export type LabelWriterRequest =
   | { readonly _tag: "Files"; readonly files: ReadonlyArray<string>; readonly texts: ReadonlyArray<string> }
   | { readonly _tag: "End" }
+
+/** What the conversion thread sends the label decode thread (once). */
+export interface LabelDecodeRequest {
+  readonly layout: NestedImagesLayout
+  readonly task: "detection" | "segmentation"
+  /** The entry each chunk starts at, then the entry count (the decoder's chunks). */
+  readonly starts: ReadonlyArray<number>
+}
+
+/** The label decode thread's reply for each chunk it claimed: its images' heads and label texts, or its failure. */
+export type LabelDecodeReply =
+  | {
+    readonly _tag: "Decoded"
+    readonly chunk: number
+    readonly heads: Array<DiceImageHead>
+    readonly texts: Array<string>
+    readonly classes: Array<ReadonlyArray<number>>
+    readonly skipped: Array<SkipCounts | undefined>
+  }
+  | { readonly _tag: "Failed"; readonly chunk: number; readonly message: string }
 
 /** The label writer thread's one answer, once told the batches are over. */
 export type LabelWriterReply =
@@ -61,8 +100,12 @@ export interface PrewrittenLabels {
   readonly backgroundIds: ReadonlyArray<number>
   /** Per decoded image (the dataset's own objects). */
   readonly labels: ReadonlyMap<DiceImage, PrewrittenLabel>
+  /** The number each label folder is staged under (`{number}/` in `staged`), by folder. */
+  readonly roots: ReadonlyMap<string, number>
   /** Files created in the staging directory (one per entry of `labels`). */
   readonly files: number
+  /** Of those, the files whose images the decode thread decoded and labelled. */
+  readonly fromThread: number
 }
 
 /** The proposing side of one conversion. */
@@ -79,6 +122,8 @@ export interface LabelPrewrite {
    * when nothing usable was written (the staging directory is then already gone).
    */
   readonly finish: Effect.Effect<PrewrittenLabels | undefined>
+  /** Waits until the decode thread has started. For callers that would rather not race it (tests). */
+  readonly ready: Effect.Effect<void>
 }
 
 /** Files per message to the writer thread at most (each decoded chunk is sent as it is done). */
@@ -90,7 +135,7 @@ const batchSize = 1024
  */
 const maxPending = 4
 
-/** How long the parsing thread waits for the writer thread to handle one message before giving up proposing. */
+/** How long the parsing thread waits for the writer thread to handle one message, or for the decode thread's next reply, before giving up on it. */
 const stuckMs = 30_000
 
 /**
@@ -104,40 +149,59 @@ export const makeLabelPrewrite = (
 ): Effect.Effect<LabelPrewrite, never, Scope.Scope> =>
   Effect.gen(function*() {
     const staging = `${dir}/.labels.tmp-${yield* temporaryToken}`
-    let worker: Worker | undefined
     let stopped = false
-    let task: ConverterTask | undefined
+    let task: "detection" | "segmentation" | undefined
     let header: DiceHeader | undefined
     const labels = new Map<DiceImage, PrewrittenLabel>()
+    const roots = new Map<string, number>()
     const listings = new Map<string, ReadonlySet<string>>()
     const placeLabel = yoloLabelPlacer()
     let files: Array<string> = []
     let texts: Array<string> = []
+    let fromThread = 0
+
+    const progress = new SharedArrayBuffer(4)
+    const handled = new Int32Array(progress)
+    let sent = 0
+    // Both threads start at once, so they are ready when the bytes are. The writer's young
+    // generation is small: its garbage (the texts it has written) dies young.
+    const writer = startThread("labelWriterThread", { staging, progress }, { maxYoungGenerationSizeMb: 4 })
+    // A thread that fails or ends early is noticed by `finish`.
+    let writerGone: string | undefined
+    writer.on("error", (e) => writerGone ??= String(e))
+    writer.on("exit", (code) => writerGone ??= `writer thread exited (code ${code})`)
+    const control = new Int32Array(new SharedArrayBuffer(8))
+    const claimed = new BigInt64Array(new SharedArrayBuffer(8))
+    const { port1: replies, port2: threadReplies } = new MessageChannel()
+    const decoder = startThread("labelDecodeThread", { control: control.buffer, claimed: claimed.buffer, replies: threadReplies }, undefined, [
+      threadReplies
+    ])
+    // Its failures come back as replies; a thread that dies is only waited for up to the timeout.
+    decoder.on("error", () => undefined)
+    const started = new Promise<void>((resolve) => {
+      decoder.once("message", () => resolve())
+      decoder.once("exit", () => resolve())
+    })
 
     const removeStaging = () => NodeFs.rmSync(staging, { recursive: true, force: true })
 
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
-        if (worker !== undefined) await worker.terminate()
+        replies.close()
+        await Promise.all([decoder.terminate(), writer.terminate()])
         removeStaging()
       })
     )
 
-    const progress = new SharedArrayBuffer(4)
-    const handled = new Int32Array(progress)
-    let sent = 0
-
     /** Sends the pending files; `false` when the writer thread stopped handling messages. */
     const flush = (): boolean => {
       if (files.length === 0) return true
-      // A small young generation: the thread's garbage (the texts it has written) dies young.
-      worker ??= startThread("labelWriterThread", { staging, progress }, { maxYoungGenerationSizeMb: 4 })
       for (;;) {
         const done = Atomics.load(handled, 0)
         if (sent - done < maxPending) break
         if (Atomics.wait(handled, 0, done, stuckMs) === "timed-out") return false
       }
-      worker.postMessage({ _tag: "Files", files, texts } satisfies LabelWriterRequest)
+      writer.postMessage({ _tag: "Files", files, texts } satisfies LabelWriterRequest)
       sent++
       files = []
       texts = []
@@ -160,22 +224,24 @@ export const makeLabelPrewrite = (
 
     let setup: { readonly ctx: YoloContext; readonly prefix: string | undefined; readonly root: string | undefined } | undefined
 
-    const propose = (file: string, decoded: DiceHeader, images: ReadonlyArray<DiceImage>): boolean => {
-      if (setup === undefined) {
-        header = decoded
-        task = taskOf(decoded, file)
-        if (task !== "detection" && task !== "segmentation") return false
-        const imageRoot = localImageRoot(decoded.storageImageRoot)
-        if (imageRoot._tag === "Left") return false
-        setup = {
-          ctx: headerContext(decoded, task),
-          prefix: imageRoot.right?.prefix,
-          root: imageRoot.right?.root
-        }
-      }
-      const { ctx, prefix, root } = setup
+    /** Settles the task and the image root for the document's header: whether labels can be proposed. */
+    const begin = (file: string, decoded: DiceHeader): boolean => {
+      header = decoded
+      const settled = taskOf(decoded, file)
+      if (settled !== "detection" && settled !== "segmentation") return false
+      task = settled
+      const imageRoot = localImageRoot(decoded.storageImageRoot)
+      if (imageRoot._tag === "Left") return false
+      setup = { ctx: headerContext(decoded, task), prefix: imageRoot.right?.prefix, root: imageRoot.right?.root }
+      return true
+    }
+
+    /** Proposes the label file of each of `images`, whose label is `labelOf(k)` (the `k`th); `false` on a surprise. */
+    const propose = (images: ReadonlyArray<DiceImage>, labelOf: (k: number, skipped: SkipCounts) => YoloImageLabel): boolean => {
+      const { prefix, root } = setup!
       const levels = candidateLevels(root)
-      for (const image of images) {
+      for (let k = 0; k < images.length; k++) {
+        const image = images[k]!
         const normalized = normalizeRelativeName(image.fileName)
         if (normalized._tag === "Left") return false
         const name = prefix !== undefined && normalized.right.startsWith(prefix)
@@ -194,13 +260,14 @@ export const makeLabelPrewrite = (
           }
         }
         if (found === undefined) return false
-        const { name: labelName, number } = placeLabel(yoloImagePlace(dir, found))
+        const place = placeLabel(yoloImagePlace(dir, found))
+        roots.set(place.root, place.number)
         const skipped: SkipCounts = {}
-        const { classes, text } = yoloImageLabel(image, ctx, skipped)
+        const { classes, text } = labelOf(k, skipped)
         let skips = false
         for (const _ in skipped) skips = true
         const label: PrewrittenLabel = {
-          staged: `${number}/${labelName}`,
+          staged: `${place.number}/${place.name}`,
           classes,
           skipped: skips ? skipped : undefined
         }
@@ -212,21 +279,100 @@ export const makeLabelPrewrite = (
       return flush()
     }
 
-    const observerFor = (file: string): NestedDecodeObserver => ({
-      decoded: (decoded, images) => {
+    /**
+     * Decodes the entries chunk by chunk, sharing the chunks with the decode thread when
+     * labels are proposed and the bytes are shared.
+     */
+    const decodeImages = (file: string) => (layout: NestedImagesLayout, walk: NestedImagesWalk, starts: ReadonlyArray<number>) => {
+      stopped = !begin(file, layout.header)
+      const chunks = starts.length - 1
+      const parts = new Array<Array<DiceImage> | undefined>(chunks)
+      const shared = !stopped && chunks > 1 && layout.bytes.buffer instanceof SharedArrayBuffer
+      /** Stops the decode thread at its next claim: nothing is left to claim. */
+      const abandon = () => {
+        Atomics.store(control, controlSlot.state, threadState.abandoned)
+        Atomics.store(claimed, 0, 0n)
+      }
+      if (shared) {
+        Atomics.store(claimed, 0, claims.pack(0, chunks))
+        decoder.postMessage({ layout, task: task!, starts } satisfies LabelDecodeRequest)
+      } else abandon()
+      const deferred = deferredImages(layout)
+      /** Proposes the labels of images decoded here (stopping on a surprise); the images. */
+      const proposeDecoded = (images: Array<DiceImage>): Array<DiceImage> => {
+        if (stopped) return images
+        const ctx = setup!.ctx
+        try {
+          stopped = !propose(images, (k, skipped) => yoloImageLabel(images[k]!, ctx, skipped))
+        } catch {
+          stopped = true
+        }
+        return images
+      }
+      let answered = 0
+      const take = (reply: LabelDecodeReply) => {
+        answered++
+        if (reply._tag === "Failed") return
+        const first = starts[reply.chunk]!
+        const images = reply.heads.map((head, k) => deferred(head, first + k))
+        parts[reply.chunk] = images
+        fromThread += images.length
         if (stopped) return
         try {
-          stopped = !propose(file, decoded, images)
+          stopped = !propose(images, (k, skipped) => {
+            const counts = reply.skipped[k]
+            if (counts !== undefined) Object.assign(skipped, counts)
+            return { text: reply.texts[k]!, classes: reply.classes[k]! }
+          })
         } catch {
           stopped = true
         }
       }
-    })
+      const drain = () => {
+        for (let r = receiveMessageOnPort(replies); r !== undefined; r = receiveMessageOnPort(replies)) take(r.message as LabelDecodeReply)
+      }
+      let front = 0
+      for (; shared ? claimFront(claimed, front, 1) > front : front < chunks; front++) {
+        const images = walk(starts[front]!, starts[front + 1]!)
+        if (images === undefined) {
+          abandon()
+          return undefined
+        }
+        parts[front] = proposeDecoded(images)
+        if (shared) drain()
+      }
+      if (shared) {
+        // The thread's claims are final once the two sides met: wait for its answer to each.
+        for (;;) {
+          // Counted before taking: a reply posted meanwhile ends the wait at once.
+          const posted = Atomics.load(control, controlSlot.posted)
+          drain()
+          if (answered >= chunks - front) break
+          if (Atomics.wait(control, controlSlot.posted, posted, stuckMs) === "timed-out") {
+            abandon()
+            break
+          }
+        }
+      }
+      // Chunks the thread failed on (or never answered for) are decoded here, with this thread's errors.
+      const out: Array<DiceImage> = []
+      for (let c = 0; c < chunks; c++) {
+        let images = parts[c]
+        if (images === undefined) {
+          const decoded = walk(starts[c]!, starts[c + 1]!)
+          if (decoded === undefined) return undefined
+          images = proposeDecoded(decoded)
+        }
+        for (const image of images) out.push(image)
+      }
+      return out
+    }
+
+    const observerFor = (file: string): NestedDecodeObserver => ({ sharedBytes: true, decodeImages: decodeImages(file) })
 
     const finish = Effect.gen(function*() {
       if (!stopped) stopped = !flush()
-      const current = worker
-      const reply = current === undefined
+      const reply = sent === 0
         ? undefined
         : yield* Effect.async<LabelWriterReply>((resume) => {
           let answered = false
@@ -235,10 +381,12 @@ export const makeLabelPrewrite = (
             answered = true
             resume(Effect.succeed(reply))
           }
-          current.once("message", answer)
-          current.once("error", (e) => answer({ _tag: "Failed", file: staging, message: String(e) }))
-          current.once("exit", (code) => answer({ _tag: "Failed", file: staging, message: `writer thread exited (code ${code})` }))
-          current.postMessage({ _tag: "End" } satisfies LabelWriterRequest)
+          const gone = () => answer({ _tag: "Failed", file: staging, message: writerGone ?? "writer thread ended" })
+          if (writerGone !== undefined) return gone()
+          writer.once("message", answer)
+          writer.once("error", gone)
+          writer.once("exit", gone)
+          writer.postMessage({ _tag: "End" } satisfies LabelWriterRequest)
         })
       if (stopped || reply?._tag !== "Written" || header === undefined || task === undefined) {
         removeStaging()
@@ -250,9 +398,11 @@ export const makeLabelPrewrite = (
         categories: header.categories,
         backgroundIds: header.backgroundIds,
         labels,
-        files: labels.size
+        roots,
+        files: labels.size,
+        fromThread
       } satisfies PrewrittenLabels
     })
 
-    return { observerFor, finish, listings }
+    return { observerFor, finish, listings, ready: Effect.promise(() => started) }
   })

@@ -1,0 +1,63 @@
+/**
+ * The label decode thread (see `labelPrewrite`): takes chunks of image entries from the back
+ * of the shared claim word, last chunk first, decodes each from the shared bytes with the
+ * decoder's own walk and builds its images' label texts with the converter's own function,
+ * until its claims meet the conversion thread's. Each chunk goes back as the images' heads
+ * and label texts (or as failed, after which the thread stops). It only reads the bytes and
+ * posts back; it writes nothing.
+ */
+import { type MessagePort, parentPort, workerData } from "node:worker_threads"
+import { decodeNestedImages, type DiceImage, imageHead } from "./diceModel.js"
+import type { LabelDecodeReply, LabelDecodeRequest } from "./labelPrewrite.js"
+import type { SkipCounts } from "./objectRules.js"
+import { claimBack, postCounted, startRunning } from "./sharedWork.js"
+import { headerContext, yoloImageLabel, type YoloContext } from "./yoloLabels.js"
+
+const shared = workerData as { readonly control: SharedArrayBuffer; readonly claimed: SharedArrayBuffer; readonly replies: MessagePort }
+const control = new Int32Array(shared.control)
+const claimed = new BigInt64Array(shared.claimed)
+
+const post = (reply: LabelDecodeReply): void => postCounted(shared.replies, control, reply)
+
+/** The reply for chunk `chunk` (the entries `starts[chunk]` to `starts[chunk + 1] - 1`), labelled in `ctx`. */
+const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, chunk: number): LabelDecodeReply => {
+  const first = starts[chunk]!, end = starts[chunk + 1]!
+  let images: Array<DiceImage> = []
+  const ok = decodeNestedImages(layout.bytes, layout.elements.slice(2 * first, 2 * end), layout.classes, Infinity, (all) => {
+    images = all
+    return true
+  })
+  if (!ok) return { _tag: "Failed", chunk, message: `image entries ${first} to ${end - 1} did not decode` }
+  const labels: Extract<LabelDecodeReply, { _tag: "Decoded" }> = { _tag: "Decoded", chunk, heads: [], texts: [], classes: [], skipped: [] }
+  for (const image of images) {
+    const skipped: SkipCounts = {}
+    const { classes, text } = yoloImageLabel(image, ctx, skipped)
+    let skips = false
+    for (const _ in skipped) skips = true
+    labels.heads.push(imageHead(image))
+    labels.texts.push(text)
+    labels.classes.push(classes)
+    labels.skipped.push(skips ? skipped : undefined)
+  }
+  return labels
+}
+
+parentPort!.once("message", (request: LabelDecodeRequest) => {
+  // The conversion thread may have given up on this thread already.
+  if (!startRunning(control)) return
+  const ctx = headerContext(request.layout.header, request.task)
+  for (let chunk = request.starts.length - 2; chunk >= 0; chunk--) {
+    if (claimBack(claimed, chunk, chunk + 1) !== chunk) return
+    let reply: LabelDecodeReply
+    try {
+      reply = decodeChunk(request, ctx, chunk)
+    } catch (cause) {
+      reply = { _tag: "Failed", chunk, message: cause instanceof Error ? cause.message : String(cause) }
+    }
+    post(reply)
+    if (reply._tag === "Failed") return
+  }
+})
+
+// Started: `LabelPrewrite.ready` waits for this.
+parentPort!.postMessage("ready")
