@@ -8,7 +8,7 @@
 import { type MessagePort, parentPort, workerData } from "node:worker_threads"
 import { printImageBodies } from "./cocoExport.js"
 import type { CocoTextReply, CocoTextRequest } from "./cocoPrebuild.js"
-import { decodeNestedImages, type DiceImage } from "./diceModel.js"
+import { decodeNestedRange } from "./diceModel.js"
 import { chunkStarts } from "./jsonChunks.js"
 import type { SkipCounts } from "./objectRules.js"
 import { claimBack, postCounted, startRunning } from "./sharedWork.js"
@@ -32,12 +32,8 @@ parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
     const starts = chunkStarts(layout.elements, chunkBytes)
     for (let c = starts.length - 2; c >= 0; c--) {
       const first = starts[c]!, end = starts[c + 1]!
-      let decoded: Array<DiceImage> = []
-      const ok = decodeNestedImages(layout.bytes, layout.elements.slice(2 * first, 2 * end), layout.classes, Infinity, (images) => {
-        decoded = images
-        return true
-      })
-      if (!ok) return post({ _tag: "Failed", message: `image entries ${first} to ${end - 1} did not decode` })
+      const decoded = decodeNestedRange(layout, first, end)
+      if (decoded === undefined) return post({ _tag: "Failed", message: `image entries ${first} to ${end - 1} did not decode` })
       const from = claimBack(claimed, first, end)
       if (from === end) break
       const images = decoded.slice(from - first)

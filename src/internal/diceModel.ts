@@ -520,29 +520,39 @@ export const deferredImages = (layout: NestedImagesLayout) => {
 /**
  * Decodes a nested document's image entries (`elements` as in `NestedImagesLayout`) a chunk at
  * a time, checked by the same guard as `decodeDice` and built against `classes`; `each` gets
- * each chunk's images and the index of the first, and stops the walk by returning `false`.
- * Whether every entry was decoded: `false` when a chunk does not parse, an entry fails the
- * guard (the caller then goes the Schema's way) or `each` stopped.
+ * each chunk's images and stops the walk by returning `false`. Whether every entry was
+ * decoded: `false` when a chunk does not parse, an entry fails the guard (the caller then
+ * goes the Schema's way) or `each` stopped.
  */
-export const decodeNestedImages = (
+const decodeNestedImages = (
   bytes: Uint8Array,
   elements: ReadonlyArray<number>,
   classes: ReadonlyArray<typeof Category.Type>,
   chunkBytes: number,
-  each: (images: Array<DiceImage>, from: number) => boolean
+  each: (images: Array<DiceImage>) => boolean
 ): boolean => {
   const build = nestedImageBuilder(classes)
-  let from = 0
   return forEachChunk(bytes, elements, (chunk) => {
     const images: Array<DiceImage> = []
     for (const img of chunk) {
       if (!isNestedImage(img)) return false
       images.push(build(img))
     }
-    const first = from
-    from += images.length
-    return each(images, first)
+    return each(images)
   }, chunkBytes)
+}
+
+/**
+ * The decoder's walk over the image entries `first` to `end - 1` of a located document, parsed
+ * at once (see `NestedImagesWalk`), on whichever thread has its layout.
+ */
+export const decodeNestedRange = (layout: NestedImagesLayout, first: number, end: number): Array<DiceImage> | undefined => {
+  let images: Array<DiceImage> = []
+  const ok = decodeNestedImages(layout.bytes, layout.elements.slice(2 * first, 2 * end), layout.classes, Infinity, (all) => {
+    images = all
+    return true
+  })
+  return ok ? images : undefined
 }
 
 /**
@@ -595,15 +605,7 @@ export const decodeDicePieces = (
       })
       decoded = ok ? out : undefined
     } else {
-      const walk: NestedImagesWalk = (first, end) => {
-        let chunk: Array<DiceImage> = []
-        const ok = decodeNestedImages(bytes, images.slice(2 * first, 2 * end), categories, Infinity, (all) => {
-          chunk = all
-          return true
-        })
-        return ok ? chunk : undefined
-      }
-      decoded = decodeImages(layout, walk, chunkStarts(images, chunkBytes))
+      decoded = decodeImages(layout, (first, end) => decodeNestedRange(layout, first, end), chunkStarts(images, chunkBytes))
     }
     // The observer's header is the dataset's own (the same categories), so what it prepared
     // for these categories can be recognised later.

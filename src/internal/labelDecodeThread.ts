@@ -7,7 +7,7 @@
  * posts back; it writes nothing.
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads"
-import { decodeNestedImages, type DiceImage, imageHead } from "./diceModel.js"
+import { decodeNestedRange, imageHead } from "./diceModel.js"
 import type { LabelDecodeReply, LabelDecodeRequest } from "./labelPrewrite.js"
 import type { SkipCounts } from "./objectRules.js"
 import { claimBack, postCounted, startRunning } from "./sharedWork.js"
@@ -22,12 +22,8 @@ const post = (reply: LabelDecodeReply): void => postCounted(shared.replies, cont
 /** The reply for chunk `chunk` (the entries `starts[chunk]` to `starts[chunk + 1] - 1`), labelled in `ctx`. */
 const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, chunk: number): LabelDecodeReply => {
   const first = starts[chunk]!, end = starts[chunk + 1]!
-  let images: Array<DiceImage> = []
-  const ok = decodeNestedImages(layout.bytes, layout.elements.slice(2 * first, 2 * end), layout.classes, Infinity, (all) => {
-    images = all
-    return true
-  })
-  if (!ok) return { _tag: "Failed", chunk, message: `image entries ${first} to ${end - 1} did not decode` }
+  const images = decodeNestedRange(layout, first, end)
+  if (images === undefined) return { _tag: "Failed", chunk, message: `image entries ${first} to ${end - 1} did not decode` }
   const labels: Extract<LabelDecodeReply, { _tag: "Decoded" }> = { _tag: "Decoded", chunk, heads: [], texts: [], classes: [], skipped: [] }
   for (const image of images) {
     const skipped: SkipCounts = {}
