@@ -141,7 +141,7 @@ const stuckMs = 30_000
 /**
  * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
  * task as the conversion will (from the options, the header, the file name). Closing the
- * scope stops the writer thread and removes whatever staging is left.
+ * scope stops the writer and decode threads and removes whatever staging is left.
  */
 export const makeLabelPrewrite = (
   dir: string,
