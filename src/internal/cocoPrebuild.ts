@@ -17,12 +17,11 @@
  * timeout, never started) means this thread prints those images itself.
  */
 import { Effect, type Scope } from "effect"
-import { MessageChannel, type MessagePort, receiveMessageOnPort } from "node:worker_threads"
 import type { ConverterTask } from "../Converter.js"
 import type { CocoPrintSharing, PrintedBodies } from "./cocoExport.js"
 import { startThread } from "./converterThread.js"
 import type { DiceHeader, DiceImage, NestedDecodeObserver, NestedImagesLayout } from "./diceModel.js"
-import { claimFront, claims, controlSlot, threadState } from "./sharedWork.js"
+import { abandonHelper, awaitReplies, claimFront, claims, controlSlot, type HelperLink, makeHelperLink, stuckMs, threadState } from "./sharedWork.js"
 
 /** What the conversion thread sends the COCO text thread (once). */
 export interface CocoTextRequest {
@@ -59,9 +58,6 @@ const printChunkBytes = 1 << 20
 /** Images this thread claims at a time. */
 const claimImages = 64
 
-/** How long the conversion thread waits for the text thread's next reply before giving up on it. */
-const stuckMs = 30_000
-
 /**
  * The proposer of one conversion; `taskOf` settles the task as the conversion will (from
  * the options, the header, the file name); `chunkBytes` sets the text thread's chunk size
@@ -73,15 +69,12 @@ export const makeCocoPrebuild = (
   chunkBytes: number = printChunkBytes
 ): Effect.Effect<CocoPrebuild, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const control = new Int32Array(new SharedArrayBuffer(8))
-    const claimed = new BigInt64Array(new SharedArrayBuffer(8))
-    const { port1: replies, port2: threadReplies } = new MessageChannel()
-    const worker = startThread("cocoTextThread", { control: control.buffer, claimed: claimed.buffer, replies: threadReplies }, undefined, [
-      threadReplies
-    ])
+    const link = makeHelperLink()
+    const { claimed, control } = link
+    const worker = startThread("cocoTextThread", link.workerData, undefined, link.transfer)
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
-        replies.close()
+        link.replies.close()
         await worker.terminate()
       })
     )
@@ -99,17 +92,15 @@ export const makeCocoPrebuild = (
       }
     })
 
-    /** Stops the text thread at its next claim: nothing is left to claim. */
     const abandon = () => {
-      Atomics.store(control, controlSlot.state, threadState.abandoned)
-      Atomics.store(claimed, 0, 0n)
+      abandonHelper(link)
       return undefined
     }
 
     const claim = (from: number): number => claimFront(claimed, from, claimImages)
 
     const rest = (images: ReadonlyArray<DiceImage>) => (from: number): ReadonlyArray<PrintedBodies> | undefined => {
-      const chunks = collect(control, replies)
+      const chunks = collect(link)
       if (chunks === undefined) return abandon()
       chunks.reverse()
       let next = from
@@ -139,15 +130,13 @@ export const makeCocoPrebuild = (
   })
 
 /** The text thread's printed chunks, once it is done, or `undefined` when it failed or hung. */
-const collect = (control: Int32Array, replies: MessagePort) => {
+const collect = (link: HelperLink) => {
   const printed: Array<Extract<CocoTextReply, { _tag: "Printed" }>> = []
-  for (;;) {
-    const posted = Atomics.load(control, controlSlot.posted)
-    for (let received = receiveMessageOnPort(replies); received !== undefined; received = receiveMessageOnPort(replies)) {
-      const reply = received.message as CocoTextReply
-      if (reply._tag === "Printed") printed.push(reply)
-      else return reply._tag === "Done" ? printed : undefined
-    }
-    if (Atomics.wait(control, controlSlot.posted, posted, stuckMs) === "timed-out") return undefined
+  let end: CocoTextReply["_tag"] | undefined
+  const take = (reply: CocoTextReply) => {
+    if (end !== undefined) return
+    if (reply._tag === "Printed") printed.push(reply)
+    else end = reply._tag
   }
+  return awaitReplies(link, take, () => end !== undefined) && end === "Done" ? printed : undefined
 }

@@ -5,20 +5,16 @@
  * the converter's own printing function, until its claims meet the conversion thread's. It
  * only reads the bytes and posts text back; it writes nothing.
  */
-import { type MessagePort, parentPort, workerData } from "node:worker_threads"
+import { parentPort, workerData } from "node:worker_threads"
 import { printImageBodies } from "./cocoExport.js"
 import type { CocoTextReply, CocoTextRequest } from "./cocoPrebuild.js"
 import { decodeNestedRange } from "./diceModel.js"
 import { chunkStarts } from "./jsonChunks.js"
 import type { SkipCounts } from "./objectRules.js"
-import { claimBack, postCounted, startRunning } from "./sharedWork.js"
+import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { headerContext } from "./yoloLabels.js"
 
-const shared = workerData as { readonly control: SharedArrayBuffer; readonly claimed: SharedArrayBuffer; readonly replies: MessagePort }
-const control = new Int32Array(shared.control)
-const claimed = new BigInt64Array(shared.claimed)
-
-const post = (reply: CocoTextReply, transfer?: ReadonlyArray<ArrayBuffer>): void => postCounted(shared.replies, control, reply, transfer)
+const { claimed, control, post } = helperSide<CocoTextReply>(workerData)
 
 /** The buffer of a view when the view is all of it (it can then be handed over instead of copied). */
 const ownBuffer = (view: ArrayBufferView): ReadonlyArray<ArrayBuffer> =>

@@ -6,18 +6,14 @@
  * and label texts (or as failed, after which the thread stops). It only reads the bytes and
  * posts back; it writes nothing.
  */
-import { type MessagePort, parentPort, workerData } from "node:worker_threads"
+import { parentPort, workerData } from "node:worker_threads"
 import { decodeNestedRange, imageHead } from "./diceModel.js"
 import type { LabelDecodeReply, LabelDecodeRequest } from "./labelPrewrite.js"
 import type { SkipCounts } from "./objectRules.js"
-import { claimBack, postCounted, startRunning } from "./sharedWork.js"
+import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { headerContext, yoloImageLabel, type YoloContext } from "./yoloLabels.js"
 
-const shared = workerData as { readonly control: SharedArrayBuffer; readonly claimed: SharedArrayBuffer; readonly replies: MessagePort }
-const control = new Int32Array(shared.control)
-const claimed = new BigInt64Array(shared.claimed)
-
-const post = (reply: LabelDecodeReply): void => postCounted(shared.replies, control, reply)
+const { claimed, control, post } = helperSide<LabelDecodeReply>(workerData)
 
 /** The reply for chunk `chunk` (the entries `starts[chunk]` to `starts[chunk + 1] - 1`), labelled in `ctx`. */
 const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, chunk: number): LabelDecodeReply => {

@@ -24,7 +24,6 @@
  */
 import { Effect, type Scope } from "effect"
 import * as NodeFs from "node:fs"
-import { MessageChannel, receiveMessageOnPort } from "node:worker_threads"
 import { candidateLevels, imageCandidate, localImageRoot } from "./converterRead.js"
 import { startThread } from "./converterThread.js"
 import {
@@ -39,7 +38,7 @@ import {
 } from "./diceModel.js"
 import { temporaryToken } from "./files.js"
 import { normalizeRelativeName } from "./safeName.js"
-import { claimFront, claims, controlSlot, threadState } from "./sharedWork.js"
+import { abandonHelper, awaitReplies, claimFront, claims, makeHelperLink, stuckMs, takeReplies } from "./sharedWork.js"
 import {
   type SkipCounts,
   headerContext,
@@ -131,12 +130,11 @@ const batchSize = 1024
 
 /**
  * Messages sent but not yet handled by the writer thread, at most: past this the parsing
- * thread waits, so label texts never pile up in memory when writing is the slower side.
+ * thread waits (up to `stuckMs` for each), so label texts never pile up in memory when
+ * writing is the slower side.
  */
 const maxPending = 4
 
-/** How long the parsing thread waits for the writer thread to handle one message, or for the decode thread's next reply, before giving up on it. */
-const stuckMs = 30_000
 
 /**
  * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
@@ -170,12 +168,8 @@ export const makeLabelPrewrite = (
     let writerGone: string | undefined
     writer.on("error", (e) => writerGone ??= String(e))
     writer.on("exit", (code) => writerGone ??= `writer thread exited (code ${code})`)
-    const control = new Int32Array(new SharedArrayBuffer(8))
-    const claimed = new BigInt64Array(new SharedArrayBuffer(8))
-    const { port1: replies, port2: threadReplies } = new MessageChannel()
-    const decoder = startThread("labelDecodeThread", { control: control.buffer, claimed: claimed.buffer, replies: threadReplies }, undefined, [
-      threadReplies
-    ])
+    const link = makeHelperLink()
+    const decoder = startThread("labelDecodeThread", link.workerData, undefined, link.transfer)
     // Its failures come back as replies; a thread that dies is only waited for up to the timeout.
     decoder.on("error", () => undefined)
     const started = new Promise<void>((resolve) => {
@@ -187,7 +181,7 @@ export const makeLabelPrewrite = (
 
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
-        replies.close()
+        link.replies.close()
         await Promise.all([decoder.terminate(), writer.terminate()])
         removeStaging()
       })
@@ -236,8 +230,21 @@ export const makeLabelPrewrite = (
       return true
     }
 
-    /** Proposes the label file of each of `images`, whose label is `labelOf(k)` (the `k`th); `false` on a surprise. */
-    const propose = (images: ReadonlyArray<DiceImage>, labelOf: (k: number, skipped: SkipCounts) => YoloImageLabel): boolean => {
+    /**
+     * Proposes the label file of each of `images`, whose label is `labelOf(k)` (the `k`th),
+     * unless proposing has stopped; a surprise (or a throw) stops it.
+     */
+    const propose = (images: ReadonlyArray<DiceImage>, labelOf: (k: number, skipped: SkipCounts) => YoloImageLabel): void => {
+      if (stopped) return
+      try {
+        stopped = !proposeAll(images, labelOf)
+      } catch {
+        stopped = true
+      }
+    }
+
+    /** The proposing itself: `false` on a surprise. */
+    const proposeAll = (images: ReadonlyArray<DiceImage>, labelOf: (k: number, skipped: SkipCounts) => YoloImageLabel): boolean => {
       const { prefix, root } = setup!
       const levels = candidateLevels(root)
       for (let k = 0; k < images.length; k++) {
@@ -288,25 +295,15 @@ export const makeLabelPrewrite = (
       const chunks = starts.length - 1
       const parts = new Array<Array<DiceImage> | undefined>(chunks)
       const shared = !stopped && chunks > 1 && layout.bytes.buffer instanceof SharedArrayBuffer
-      /** Stops the decode thread at its next claim: nothing is left to claim. */
-      const abandon = () => {
-        Atomics.store(control, controlSlot.state, threadState.abandoned)
-        Atomics.store(claimed, 0, 0n)
-      }
       if (shared) {
-        Atomics.store(claimed, 0, claims.pack(0, chunks))
+        Atomics.store(link.claimed, 0, claims.pack(0, chunks))
         decoder.postMessage({ layout, task: task!, starts } satisfies LabelDecodeRequest)
-      } else abandon()
+      } else abandonHelper(link)
       const deferred = deferredImages(layout)
-      /** Proposes the labels of images decoded here (stopping on a surprise); the images. */
+      /** Proposes the labels of images decoded here; the images. */
       const proposeDecoded = (images: Array<DiceImage>): Array<DiceImage> => {
-        if (stopped) return images
-        const ctx = setup!.ctx
-        try {
-          stopped = !propose(images, (k, skipped) => yoloImageLabel(images[k]!, ctx, skipped))
-        } catch {
-          stopped = true
-        }
+        const ctx = setup?.ctx
+        if (ctx !== undefined) propose(images, (k, skipped) => yoloImageLabel(images[k]!, ctx, skipped))
         return images
       }
       let answered = 0
@@ -317,43 +314,24 @@ export const makeLabelPrewrite = (
         const images = reply.heads.map((head, k) => deferred(head, first + k))
         parts[reply.chunk] = images
         fromThread += images.length
-        if (stopped) return
-        try {
-          stopped = !propose(images, (k, skipped) => {
-            const counts = reply.skipped[k]
-            if (counts !== undefined) Object.assign(skipped, counts)
-            return { text: reply.texts[k]!, classes: reply.classes[k]! }
-          })
-        } catch {
-          stopped = true
-        }
-      }
-      const drain = () => {
-        for (let r = receiveMessageOnPort(replies); r !== undefined; r = receiveMessageOnPort(replies)) take(r.message as LabelDecodeReply)
+        propose(images, (k, skipped) => {
+          const counts = reply.skipped[k]
+          if (counts !== undefined) Object.assign(skipped, counts)
+          return { text: reply.texts[k]!, classes: reply.classes[k]! }
+        })
       }
       let front = 0
-      for (; shared ? claimFront(claimed, front, 1) > front : front < chunks; front++) {
+      for (; shared ? claimFront(link.claimed, front, 1) > front : front < chunks; front++) {
         const images = walk(starts[front]!, starts[front + 1]!)
         if (images === undefined) {
-          abandon()
+          abandonHelper(link)
           return undefined
         }
         parts[front] = proposeDecoded(images)
-        if (shared) drain()
+        if (shared) takeReplies(link, take)
       }
-      if (shared) {
-        // The thread's claims are final once the two sides met: wait for its answer to each.
-        for (;;) {
-          // Counted before taking: a reply posted meanwhile ends the wait at once.
-          const posted = Atomics.load(control, controlSlot.posted)
-          drain()
-          if (answered >= chunks - front) break
-          if (Atomics.wait(control, controlSlot.posted, posted, stuckMs) === "timed-out") {
-            abandon()
-            break
-          }
-        }
-      }
+      // The thread's claims are final once the two sides met: wait for its answer to each.
+      if (shared && !awaitReplies(link, take, () => answered >= chunks - front)) abandonHelper(link)
       // Chunks the thread failed on (or never answered for) are decoded here, with this thread's errors.
       const out: Array<DiceImage> = []
       for (let c = 0; c < chunks; c++) {

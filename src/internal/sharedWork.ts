@@ -11,7 +11,7 @@
  * so the conversion thread can wait for replies (`Atomics.wait`) and take them
  * (`receiveMessageOnPort`) without going back to its event loop.
  */
-import type { MessagePort } from "node:worker_threads"
+import { MessageChannel, type MessagePort, receiveMessageOnPort } from "node:worker_threads"
 
 /** The helper's state word: not started yet, working, or given up on by the conversion. */
 export const threadState = { idle: 0, running: 1, abandoned: 2 } as const
@@ -23,11 +23,82 @@ export const controlSlot = { state: 0, posted: 1 } as const
 export const startRunning = (control: Int32Array): boolean =>
   Atomics.compareExchange(control, controlSlot.state, threadState.idle, threadState.running) === threadState.idle
 
-/** Posts a reply on `port` and counts it in `control`, waking a waiting conversion thread. */
-export const postCounted = (port: MessagePort, control: Int32Array, reply: unknown, transfer: ReadonlyArray<ArrayBuffer> = []): void => {
-  port.postMessage(reply, [...transfer])
-  Atomics.add(control, controlSlot.posted, 1)
-  Atomics.notify(control, controlSlot.posted)
+/** How long the conversion thread waits for a helper's next reply before giving up on it. */
+export const stuckMs = 30_000
+
+/** What a helper thread is started with (its `workerData`). */
+interface HelperData {
+  readonly control: SharedArrayBuffer
+  readonly claimed: SharedArrayBuffer
+  readonly replies: MessagePort
+}
+
+/** The conversion thread's side of its link to one helper thread. */
+export interface HelperLink {
+  readonly control: Int32Array
+  readonly claimed: BigInt64Array
+  /** Where the helper's replies arrive. */
+  readonly replies: MessagePort
+  /** The helper's `workerData`, and what it hands over (`transferList`). */
+  readonly workerData: HelperData
+  readonly transfer: ReadonlyArray<MessagePort>
+}
+
+/** A fresh link: the control and claim words in shared memory, and the reply channel. */
+export const makeHelperLink = (): HelperLink => {
+  const control = new Int32Array(new SharedArrayBuffer(8))
+  const claimed = new BigInt64Array(new SharedArrayBuffer(8))
+  const { port1: replies, port2: threadReplies } = new MessageChannel()
+  return {
+    control,
+    claimed,
+    replies,
+    workerData: { control: control.buffer as SharedArrayBuffer, claimed: claimed.buffer as SharedArrayBuffer, replies: threadReplies },
+    transfer: [threadReplies]
+  }
+}
+
+/** Gives up on the helper: it is stopped at its next claim, nothing being left to claim. */
+export const abandonHelper = (link: Pick<HelperLink, "control" | "claimed">): void => {
+  Atomics.store(link.control, controlSlot.state, threadState.abandoned)
+  Atomics.store(link.claimed, 0, 0n)
+}
+
+/** Takes every reply the helper has posted so far, in order, without the event loop. */
+export const takeReplies = <R>(link: Pick<HelperLink, "replies">, take: (reply: R) => void): void => {
+  for (let r = receiveMessageOnPort(link.replies); r !== undefined; r = receiveMessageOnPort(link.replies)) take(r.message as R)
+}
+
+/**
+ * Takes the helper's replies until `done()`, waiting up to `stuckMs` for each next one:
+ * `false` when the helper did not answer in time.
+ */
+export const awaitReplies = <R>(link: Pick<HelperLink, "control" | "replies">, take: (reply: R) => void, done: () => boolean): boolean => {
+  for (;;) {
+    // Counted before taking: a reply posted meanwhile ends the wait at once.
+    const posted = Atomics.load(link.control, controlSlot.posted)
+    takeReplies(link, take)
+    if (done()) return true
+    if (Atomics.wait(link.control, controlSlot.posted, posted, stuckMs) === "timed-out") return false
+  }
+}
+
+/**
+ * The helper thread's side of its link, from its `workerData`: the control and claim words,
+ * and `post`, which sends a reply and counts it, waking a waiting conversion thread.
+ */
+export const helperSide = <R>(workerData: unknown) => {
+  const data = workerData as HelperData
+  const control = new Int32Array(data.control)
+  return {
+    control,
+    claimed: new BigInt64Array(data.claimed),
+    post: (reply: R, transfer: ReadonlyArray<ArrayBuffer> = []): void => {
+      data.replies.postMessage(reply, [...transfer])
+      Atomics.add(control, controlSlot.posted, 1)
+      Atomics.notify(control, controlSlot.posted)
+    }
+  }
 }
 
 /** Packing and unpacking the word. */
