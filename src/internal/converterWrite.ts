@@ -299,8 +299,8 @@ export const makeConverterWriter = Effect.gen(function*() {
       yield* Effect.gen(function*() {
         let n = 0
         for (const [root, files] of roots) {
-          const at = `${staging}/${staged ? prewritten!.roots.get(root) : n}`
-          n++
+          // An installed proposal keeps its own folder numbers; fresh labels are numbered here.
+          const at = `${staging}/${staged ? prewritten!.roots.get(root) : n++}`
           if (!staged) {
             // Label names are plain `a/b.txt` paths built above, so string joins are enough here.
             const dirs = new Set<string>([at])

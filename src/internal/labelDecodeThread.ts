@@ -9,9 +9,8 @@
 import { parentPort, workerData } from "node:worker_threads"
 import { decodeNestedRange, imageHead } from "./diceModel.js"
 import type { LabelDecodeReply, LabelDecodeRequest } from "./labelPrewrite.js"
-import type { SkipCounts } from "./objectRules.js"
 import { claimBack, helperSide, startRunning } from "./sharedWork.js"
-import { headerContext, yoloImageLabel, type YoloContext } from "./yoloLabels.js"
+import { headerContext, type YoloContext, yoloImageLabelSkips } from "./yoloLabels.js"
 
 const { claimed, control, post } = helperSide<LabelDecodeReply>(workerData)
 
@@ -22,14 +21,11 @@ const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, c
   if (images === undefined) return { _tag: "Failed", chunk, message: `image entries ${first} to ${end - 1} did not decode` }
   const labels: Extract<LabelDecodeReply, { _tag: "Decoded" }> = { _tag: "Decoded", chunk, heads: [], texts: [], classes: [], skipped: [] }
   for (const image of images) {
-    const skipped: SkipCounts = {}
-    const { classes, text } = yoloImageLabel(image, ctx, skipped)
-    let skips = false
-    for (const _ in skipped) skips = true
+    const { classes, skipped, text } = yoloImageLabelSkips(image, ctx)
     labels.heads.push(imageHead(image))
     labels.texts.push(text)
     labels.classes.push(classes)
-    labels.skipped.push(skips ? skipped : undefined)
+    labels.skipped.push(skipped)
   }
   return labels
 }

@@ -42,11 +42,11 @@ import { abandonHelper, awaitReplies, claimFront, claims, makeHelperLink, stuckM
 import {
   type SkipCounts,
   headerContext,
-  yoloImageLabel,
+  yoloImageLabelSkips,
   yoloImagePlace,
   yoloLabelPlacer,
   type YoloContext,
-  type YoloImageLabel
+  type YoloImageLabelSkips
 } from "./yoloLabels.js"
 import type { ConverterTask } from "../Converter.js"
 
@@ -234,7 +234,7 @@ export const makeLabelPrewrite = (
      * Proposes the label file of each of `images`, whose label is `labelOf(k)` (the `k`th),
      * unless proposing has stopped; a surprise (or a throw) stops it.
      */
-    const propose = (images: ReadonlyArray<DiceImage>, labelOf: (k: number, skipped: SkipCounts) => YoloImageLabel): void => {
+    const propose = (images: ReadonlyArray<DiceImage>, labelOf: (k: number) => YoloImageLabelSkips): void => {
       if (stopped) return
       try {
         stopped = !proposeAll(images, labelOf)
@@ -244,7 +244,7 @@ export const makeLabelPrewrite = (
     }
 
     /** The proposing itself: `false` on a surprise. */
-    const proposeAll = (images: ReadonlyArray<DiceImage>, labelOf: (k: number, skipped: SkipCounts) => YoloImageLabel): boolean => {
+    const proposeAll = (images: ReadonlyArray<DiceImage>, labelOf: (k: number) => YoloImageLabelSkips): boolean => {
       const { prefix, root } = setup!
       const levels = candidateLevels(root)
       for (let k = 0; k < images.length; k++) {
@@ -269,15 +269,8 @@ export const makeLabelPrewrite = (
         if (found === undefined) return false
         const place = placeLabel(yoloImagePlace(dir, found))
         roots.set(place.root, place.number)
-        const skipped: SkipCounts = {}
-        const { classes, text } = labelOf(k, skipped)
-        let skips = false
-        for (const _ in skipped) skips = true
-        const label: PrewrittenLabel = {
-          staged: `${place.number}/${place.name}`,
-          classes,
-          skipped: skips ? skipped : undefined
-        }
+        const { classes, skipped, text } = labelOf(k)
+        const label: PrewrittenLabel = { staged: `${place.number}/${place.name}`, classes, skipped }
         labels.set(image, label)
         files.push(`${staging}/${label.staged}`)
         texts.push(text)
@@ -303,7 +296,7 @@ export const makeLabelPrewrite = (
       /** Proposes the labels of images decoded here; the images. */
       const proposeDecoded = (images: Array<DiceImage>): Array<DiceImage> => {
         const ctx = setup?.ctx
-        if (ctx !== undefined) propose(images, (k, skipped) => yoloImageLabel(images[k]!, ctx, skipped))
+        if (ctx !== undefined) propose(images, (k) => yoloImageLabelSkips(images[k]!, ctx))
         return images
       }
       let answered = 0
@@ -314,11 +307,7 @@ export const makeLabelPrewrite = (
         const images = reply.heads.map((head, k) => deferred(head, first + k))
         parts[reply.chunk] = images
         fromThread += images.length
-        propose(images, (k, skipped) => {
-          const counts = reply.skipped[k]
-          if (counts !== undefined) Object.assign(skipped, counts)
-          return { text: reply.texts[k]!, classes: reply.classes[k]! }
-        })
+        propose(images, (k) => ({ text: reply.texts[k]!, classes: reply.classes[k]!, skipped: reply.skipped[k] }))
       }
       let front = 0
       for (; shared ? claimFront(link.claimed, front, 1) > front : front < chunks; front++) {

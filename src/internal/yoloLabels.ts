@@ -29,6 +29,19 @@ export const yoloContext = (dataset: DiceDataset, task: ConverterTask): YoloCont
   return { task, classIndex, backgroundIds: new Set(dataset.backgroundIds), keypointCount }
 }
 
+/** One image's label file with what building it skipped (`undefined`: nothing), for the threads that label images apart. */
+export interface YoloImageLabelSkips extends YoloImageLabel {
+  readonly skipped: SkipCounts | undefined
+}
+
+/** `yoloImageLabel` with skip counts of the image's own. */
+export const yoloImageLabelSkips = (image: DiceImage, ctx: YoloContext): YoloImageLabelSkips => {
+  const skipped: SkipCounts = {}
+  const label = yoloImageLabel(image, ctx, skipped)
+  for (const _ in skipped) return { ...label, skipped }
+  return { ...label, skipped: undefined }
+}
+
 /**
  * The label context from a dataset's header alone (its categories and background ids), for
  * the threads that see the images chunk by chunk. Detection and segmentation only: pose
@@ -91,7 +104,8 @@ export interface YoloLabelPlace {
  * The one rule for staging label files, image by image: each label folder is numbered in the
  * order it is first used (its files are staged under `{number}/`), the file keeps its path
  * under the folder. The label writer and the proposals written while parsing (`labelPrewrite`)
- * both place files by it, so a proposal matches exactly when the images do.
+ * both place files by it, so a proposal matches exactly when the images do; a proposal keeps
+ * its own numbers (it may place images out of file order).
  */
 export const yoloLabelPlacer = (): ((imagePath: string) => YoloLabelPlace) => {
   const numbers = new Map<string, number>()
