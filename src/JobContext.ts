@@ -29,12 +29,12 @@ import {
 } from "./internal/envSections.js"
 import {
   basicConfigVariables,
-  normalizeTaskType as normalizeTask,
   parseJsonObject,
   resolveAdvancedConfig,
   resolveBasicConfig,
   resolvePrimaryMetric
 } from "./internal/jobConfig.js"
+import { normalizeTaskType as normalizeTask } from "./internal/annotationNames.js"
 import type { LogBufferSettings } from "./LogBuffer.js"
 import type { ReportOutboxSettings } from "./Outbox.js"
 

@@ -5,11 +5,12 @@ import { Effect, Either, FastCheck as fc, Layer } from "effect"
 import * as YAML from "yaml"
 import { Converter } from "../src/Converter.js"
 import { cocoDocuments, cocoTexts } from "./support/coco.js"
-import { decodeDice, decodeDiceWithSchema, decodeFlatDice, type DiceDataset } from "../src/internal/diceModel.js"
+import type { DiceDataset } from "../src/internal/diceModel.js"
+import { decodeDice, decodeDiceWithSchema, decodeFlatDice } from "../src/internal/diceSchema.js"
 import { imageObjects, mergeMultiSegment, yoloNumber } from "../src/internal/objectRules.js"
-import { readYaml11 } from "../src/internal/yaml11.js"
+import { readYaml11, yoloDataYaml } from "../src/internal/yaml11.js"
 import { assignSplits, countSplits, emptyRequiredSplits, splitSizes } from "../src/internal/splits.js"
-import { yoloContext, yoloDataYaml, yoloImageLabel } from "../src/internal/yoloLabels.js"
+import { yoloContext, yoloImageLabel } from "../src/internal/yoloLabels.js"
 
 /** One image's label rows. */
 const yoloImageLines = (...args: Parameters<typeof yoloImageLabel>): Array<string> => {

@@ -6,8 +6,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
-import { decodeDice, decodeDiceBytes, decodeDicePieces, type DiceDataset } from "../src/internal/diceModel.js"
-import { maxJsonDepth, parseJsonBytes } from "../src/internal/json.js"
+import { decodeDicePieces, type DiceDataset } from "../src/internal/diceModel.js"
+import { decodeDice, decodeDiceBytes } from "../src/internal/diceSchema.js"
+import { parseJsonBytes } from "../src/internal/json.js"
+import { maxJsonDepth } from "../src/internal/jsonChunks.js"
 import type { DatasetError } from "../src/Errors.js"
 
 /** The reference decode: the whole document parsed at once. */

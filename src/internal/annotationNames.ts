@@ -1,10 +1,41 @@
 /**
- * The one place for the names of annotation files: which files a DICE dataset directory is
- * looked up by for a task type, which task a file's name announces, which S3 keys of a
- * dataset are its annotation files, and which of them is the primary one.
+ * The one place for the names of tasks and annotation files: the aliases of each task type,
+ * which files a DICE dataset directory is looked up by for a task type, which task a file's
+ * name announces, which S3 keys of a dataset are its annotation files, and which of them is
+ * the primary one. Free of `effect`: the conversion worker looks its file up before the
+ * converter's modules have loaded (see `labelReadAhead`).
  */
-import { baseName } from "./downloads.js"
-import { normalizeTaskType } from "./jobConfig.js"
+import type { TaskType } from "../JobContext.js"
+
+const taskAliases: Record<string, TaskType> = {
+  detection: "detection",
+  object_detection: "detection",
+  det: "detection",
+  detect: "detection",
+  classification: "classification",
+  image_classification: "classification",
+  cls: "classification",
+  classify: "classification",
+  segmentation: "segmentation",
+  instance_segmentation: "segmentation",
+  seg: "segmentation",
+  segment: "segmentation",
+  pose: "pose",
+  pose_estimation: "pose",
+  keypoint: "pose",
+  keypoints: "pose"
+}
+
+/**
+ * The converter task a task type or alias maps to (case-insensitive, `-` read as `_`), or
+ * `undefined` when it maps to none (`open_vocabulary_detection`, `semantic_segmentation`,
+ * `panoptic_segmentation`, or anything unknown).
+ */
+export const normalizeTaskType = (raw: string): TaskType | undefined =>
+  taskAliases[raw.trim().toLowerCase().replace(/-/g, "_")]
+
+/** The last segment of a key. */
+export const baseName = (key: string): string => key.slice(key.lastIndexOf("/") + 1)
 
 /** The four tasks' annotation files in lookup order when no task type is known. */
 const everyTaskFile: ReadonlyArray<string> = [

@@ -17,13 +17,13 @@ import { isInside } from "./safeName.js"
 import {
   classifyPlan,
   yoloContext,
-  yoloDataYaml,
   yoloImageLabel,
   yoloImagePlace,
   yoloLabelPath,
   yoloLabelPlacer,
   yoloLabelRoot
 } from "./yoloLabels.js"
+import { yoloDataYaml } from "./yaml11.js"
 import { writeLabelFiles } from "./yoloLabelWriter.js"
 import type { ConverterTask, DatasetSplit } from "../Converter.js"
 

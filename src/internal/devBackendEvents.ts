@@ -4,7 +4,8 @@
  * rendering and a run summary.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { formatJsonPath, maxJsonDepth, tooDeepField } from "./json.js"
+import { formatJsonPath, tooDeepField } from "./json.js"
+import { maxJsonDepth } from "./jsonChunks.js"
 import {
   BackendCompletion,
   BackendExportCompletion,

@@ -29,9 +29,6 @@ export const parseS3Uri = (uri: string): Either.Either<S3Location, StorageError>
   return Either.right({ bucket, key })
 }
 
-/** The last segment of a key. */
-export const baseName = (key: string): string => key.slice(key.lastIndexOf("/") + 1)
-
 
 /** `images[].file_name` of a COCO-style annotation document, deduplicated in order. */
 export const annotationImageNames = (doc: unknown, file: string): Either.Either<ReadonlyArray<string>, DatasetError> => {

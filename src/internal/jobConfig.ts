@@ -4,34 +4,7 @@
  */
 import { Either } from "effect"
 import { ConfigError, thrownMessage } from "../Errors.js"
-import type { BasicConfig, JobKind, PrimaryMetricMode, S3Uri, TaskType } from "../JobContext.js"
-
-const taskAliases: Record<string, TaskType> = {
-  detection: "detection",
-  object_detection: "detection",
-  det: "detection",
-  detect: "detection",
-  classification: "classification",
-  image_classification: "classification",
-  cls: "classification",
-  classify: "classification",
-  segmentation: "segmentation",
-  instance_segmentation: "segmentation",
-  seg: "segmentation",
-  segment: "segmentation",
-  pose: "pose",
-  pose_estimation: "pose",
-  keypoint: "pose",
-  keypoints: "pose"
-}
-
-/**
- * The converter task a task type or alias maps to (case-insensitive, `-` read as `_`), or
- * `undefined` when it maps to none (`open_vocabulary_detection`, `semantic_segmentation`,
- * `panoptic_segmentation`, or anything unknown).
- */
-export const normalizeTaskType = (raw: string): TaskType | undefined =>
-  taskAliases[raw.trim().toLowerCase().replace(/-/g, "_")]
+import type { BasicConfig, JobKind, PrimaryMetricMode, S3Uri } from "../JobContext.js"
 
 const invalid = (variable: string, detail: string) => new ConfigError({ reason: "Invalid", variable, detail })
 

@@ -5,6 +5,7 @@
  */
 import { Either } from "effect"
 import { DatasetError, thrownMessage } from "../Errors.js"
+import { maxJsonDepth } from "./jsonChunks.js"
 
 /** Whether a value is a plain JSON object (not `null`, not an array). */
 export const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
@@ -21,13 +22,6 @@ export const formatJsonPath = (path: ReadonlyArray<PropertyKey>): string =>
     if (/^[A-Za-z_$][\w$]*$/.test(name)) return acc === "" ? name : `${acc}.${name}`
     return `${acc}[${JSON.stringify(name)}]`
   }, "")
-
-/**
- * Deepest nesting of arrays and objects accepted in any JSON the SDK reads. Real files nest
- * a handful of levels; a hostile one nested thousands deep would overflow the stack of every
- * recursive consumer (error formatting, `JSON.stringify`), so it is rejected up front.
- */
-export const maxJsonDepth = 256
 
 /**
  * Where a parsed JSON value nests arrays/objects deeper than `limit` (default

@@ -13,6 +13,13 @@
  * return `undefined`, and the caller takes the whole-document path with its exact errors.
  */
 
+/**
+ * Deepest nesting of arrays and objects accepted in any JSON the SDK reads. Real files nest
+ * a handful of levels; a hostile one nested thousands deep would overflow the stack of every
+ * recursive consumer (error formatting, `JSON.stringify`), so it is rejected up front.
+ */
+export const maxJsonDepth = 256
+
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const OPEN_BRACKET = 0x5b

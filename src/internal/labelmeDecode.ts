@@ -4,16 +4,8 @@
  */
 import { Either, Schema } from "effect"
 import type { DatasetError } from "../Errors.js"
-import {
-  type DiceAnnotation,
-  type DiceCategory,
-  type DiceDataset,
-  type DiceImage,
-  ImageSide,
-  isBackgroundName,
-  parseErrorToDatasetError,
-  parseSplit
-} from "./diceModel.js"
+import { type DiceAnnotation, type DiceCategory, type DiceDataset, type DiceImage, isBackgroundName, parseSplit } from "./diceModel.js"
+import { ImageSide, parseErrorToDatasetError } from "./diceSchema.js"
 
 const optionalNullable = <S extends Schema.Schema.Any>(s: S) => Schema.optional(Schema.NullOr(s))
 

@@ -14,11 +14,10 @@ import { metricMap } from "./callbackReports.js"
 import { makeCheckpointRecords } from "./checkpointRecords.js"
 import { CheckpointError, DatasetError, type DownloadError, StorageError, thrownMessage } from "../Errors.js"
 import type { ObjectInfo, ObjectStore } from "../ObjectStore.js"
-import { isAnnotationKey, primaryAnnotation } from "./annotationNames.js"
+import { baseName, isAnnotationKey, primaryAnnotation } from "./annotationNames.js"
 import {
   annotationImageNames,
   annotationImageRoot,
-  baseName,
   cocoImageUris,
   type ExecutorSettings,
   labelMeEntries,

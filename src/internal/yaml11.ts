@@ -194,3 +194,33 @@ export const readYaml11 = (text: string): Yaml11Reading => {
   }
   return { doc: loadable ? doc : {}, names, issues }
 }
+
+/** What goes in `data.yaml`. */
+export interface YoloDataYaml {
+  readonly names: ReadonlyArray<string>
+  /** Whether there is a test split. */
+  readonly hasTest: boolean
+  /** `[K, 3]` for pose. */
+  readonly kptShape?: readonly [number, number] | undefined
+  /** Pose: Ultralytics' horizontal-flip keypoint pairing, when derivable. */
+  readonly flipIdx?: ReadonlyArray<number> | undefined
+  /** Classification: split entries are folders (`train`, `val`) rather than list files. */
+  readonly folders?: boolean | undefined
+}
+
+/**
+ * The `data.yaml` text. No `path` key: Ultralytics then takes the directory of data.yaml as
+ * the dataset root, so a moved dataset still loads (a relative `path` would be resolved
+ * against Ultralytics' own datasets directory). Strings are written so PyYAML (YAML 1.1)
+ * reads every class name back exactly (see `yaml11Text`).
+ */
+export const yoloDataYaml = (d: YoloDataYaml): string => {
+  const ext = d.folders ? "" : ".txt"
+  const doc: Record<string, unknown> = { train: `train${ext}`, val: `val${ext}` }
+  if (d.hasTest) doc["test"] = `test${ext}`
+  doc["nc"] = d.names.length
+  doc["names"] = [...d.names]
+  if (d.kptShape) doc["kpt_shape"] = [...d.kptShape]
+  if (d.flipIdx) doc["flip_idx"] = [...d.flipIdx]
+  return yaml11Text(doc)
+}

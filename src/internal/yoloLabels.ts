@@ -4,7 +4,6 @@
  */
 import type { DiceDataset, DiceHeader, DiceImage } from "./diceModel.js"
 import { countSkip, imageObjects, type ObjectContext, resolveClass, type SkipCounts } from "./objectRules.js"
-import { yaml11Text } from "./yaml11.js"
 
 export type { SkipCounts } from "./objectRules.js"
 import type { ConverterTask, DatasetSplit } from "../Converter.js"
@@ -127,36 +126,6 @@ export const yoloImagePlace = (dir: string, image: string): string => {
   const rel = image.slice(dir.length + 1)
   if (rel.startsWith("images/") || rel.lastIndexOf("/images/", rel.lastIndexOf("/")) >= 0) return image
   return `${dir}/images/${rel}`
-}
-
-/** What goes in `data.yaml`. */
-export interface YoloDataYaml {
-  readonly names: ReadonlyArray<string>
-  /** Whether there is a test split. */
-  readonly hasTest: boolean
-  /** `[K, 3]` for pose. */
-  readonly kptShape?: readonly [number, number] | undefined
-  /** Pose: Ultralytics' horizontal-flip keypoint pairing, when derivable. */
-  readonly flipIdx?: ReadonlyArray<number> | undefined
-  /** Classification: split entries are folders (`train`, `val`) rather than list files. */
-  readonly folders?: boolean | undefined
-}
-
-/**
- * The `data.yaml` text. No `path` key: Ultralytics then takes the directory of data.yaml as
- * the dataset root, so a moved dataset still loads (a relative `path` would be resolved
- * against Ultralytics' own datasets directory). Strings are written so PyYAML (YAML 1.1)
- * reads every class name back exactly (see `yaml11Text`).
- */
-export const yoloDataYaml = (d: YoloDataYaml): string => {
-  const ext = d.folders ? "" : ".txt"
-  const doc: Record<string, unknown> = { train: `train${ext}`, val: `val${ext}` }
-  if (d.hasTest) doc["test"] = `test${ext}`
-  doc["nc"] = d.names.length
-  doc["names"] = [...d.names]
-  if (d.kptShape) doc["kpt_shape"] = [...d.kptShape]
-  if (d.flipIdx) doc["flip_idx"] = [...d.flipIdx]
-  return yaml11Text(doc)
 }
 
 /**
