@@ -16,6 +16,8 @@ import { makeConverterWriter } from "../src/internal/converterWrite.js"
 import type { DiceDataset, NestedDecodeObserver } from "../src/internal/diceModel.js"
 import { decodeDiceBytes } from "../src/internal/diceSchema.js"
 import { makeLabelPrewrite } from "../src/internal/labelPrewrite.js"
+import { type LabelReadAhead, startLabelReadAhead } from "../src/internal/labelReadAhead.js"
+import { makeHelperLink, startThread } from "../src/internal/sharedWork.js"
 import { assignSplits } from "../src/internal/splits.js"
 import type { ConverterTask } from "../src/Converter.js"
 import { syntheticDice } from "./support/syntheticDice.js"
@@ -247,4 +249,103 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
       yield* Scope.close(scope, Exit.void)
       expect(yield* stagingLeft(dir)).toEqual([])
     }))
+
+  describe("the decode thread reading the file ahead (started before the converter's modules load)", () => {
+    /**
+     * Loads `file`'s dataset as the conversion does, with a proposer on `readAhead`'s thread;
+     * whether the bytes decoded were the read-ahead's, and the labels installed.
+     */
+    const loadWith = (dir: string, file: string, task: ConverterTask, readAhead: LabelReadAhead | undefined) =>
+      Effect.gen(function*() {
+        const prewrite = yield* makeLabelPrewrite(dir, () => task, readAhead)
+        let takenAhead = false
+        const reader = yield* makeConverterReader
+        const loaded = yield* Effect.either(reader.loadDice(dir, undefined, (f) => {
+          const observer = prewrite.observerFor(f)
+          return {
+            ...observer,
+            readAhead: () => {
+              const bytes = observer.readAhead!()
+              takenAhead = bytes !== undefined
+              return bytes
+            }
+          }
+        }))
+        if (Either.isLeft(loaded)) return { loaded, takenAhead, labels: undefined }
+        const prewritten = yield* prewrite.finish
+        yield* install(dir, file, task, loaded.right.dataset, Effect.succeed(prewritten))
+        return { loaded, takenAhead, labels: yield* tree(`${dir}/labels`) }
+      })
+
+    /** A read-ahead of `file` whose thread reads `read` instead. */
+    const readingOther = (file: string, read: string): LabelReadAhead => {
+      const link = makeHelperLink()
+      return { file, link, decoder: startThread("labelDecodeThread", { ...link.workerData, readAheadFile: read }, undefined, link.transfer) }
+    }
+
+    for (const task of ["detection", "segmentation"] as const) {
+      it.scoped(`nested ${task}: its bytes and scan are taken; the dataset and labels are the caller thread's`, () =>
+        Effect.gen(function*() {
+          const fs = yield* FileSystem.FileSystem
+          const { dir, file, reference } = yield* setup(task)
+          const readAhead = startLabelReadAhead({ datasetDir: dir, from: "dice", to: "yolo" })
+          expect(readAhead?.file).toBe(file)
+          const { labels, loaded, takenAhead } = yield* loadWith(dir, file, task, readAhead)
+          expect(takenAhead).toBe(true)
+          expect(labels).toStrictEqual(reference)
+          assert(Either.isRight(loaded))
+          expect(loaded.right.dataset).toEqual(Either.getOrThrow(decodeDiceBytes(file, yield* fs.readFile(file))))
+          expect(yield* stagingLeft(dir)).toEqual([])
+        }))
+    }
+
+    it.scoped("no read-ahead for COCO, LabelMe, or a directory without an annotation file", () =>
+      Effect.gen(function*() {
+        const { dir } = yield* setup("detection")
+        expect(startLabelReadAhead({ datasetDir: dir, from: "dice", to: "coco" })).toBeUndefined()
+        expect(startLabelReadAhead({ datasetDir: dir, from: "labelme", to: "yolo" })).toBeUndefined()
+        expect(startLabelReadAhead({ datasetDir: `${dir}/images`, from: "dice", to: "yolo" })).toBeUndefined()
+      }))
+
+    it.scoped("a read-ahead of another file is not taken: the reader reads its own", () =>
+      Effect.gen(function*() {
+        const { dir, file, reference } = yield* setup("detection")
+        const fs = yield* FileSystem.FileSystem
+        // Another dataset's file: fewer images, so taking its bytes would show.
+        const other = yield* setup("detection", (_, f) =>
+          Effect.gen(function*() {
+            const doc = JSON.parse(yield* fs.readFileString(f)) as { images: Array<unknown> }
+            yield* fs.writeFileString(f, JSON.stringify({ ...doc, images: doc.images.slice(0, 50) }))
+          }))
+        const { labels, takenAhead } = yield* loadWith(dir, file, "detection", readingOther(other.file, other.file))
+        expect(takenAhead).toBe(false)
+        expect(labels).toStrictEqual(reference)
+      }))
+
+    it.scoped("a thread that could not read the file leaves the reading to the reader", () =>
+      Effect.gen(function*() {
+        const { dir, file, reference } = yield* setup("detection")
+        const { labels, takenAhead } = yield* loadWith(dir, file, "detection", readingOther(file, `${file}.missing`))
+        expect(takenAhead).toBe(false)
+        expect(labels).toStrictEqual(reference)
+      }))
+
+    for (const [name, corrupt] of [
+      ["an invalid entry", (text: string) => text.replace(/"width":\s*\d+/, '"width": -4')],
+      ["malformed JSON", (text: string) => text.slice(0, Math.floor(text.length / 2))],
+      ["a number out of range", (text: string) => text.replace(/"bbox":\s*\[\s*[\d.]+/, '"bbox": [1e999')]
+    ] as const) {
+      it.scoped(`${name}: the same DatasetError as the caller thread's`, () =>
+        Effect.gen(function*() {
+          const fs = yield* FileSystem.FileSystem
+          const { dir, file } = yield* setup("detection")
+          yield* fs.writeFileString(file, corrupt(yield* fs.readFileString(file)))
+          const { loaded, takenAhead } = yield* loadWith(dir, file, "detection", startLabelReadAhead({ datasetDir: dir, from: "dice", to: "yolo" }))
+          expect(takenAhead).toBe(true)
+          const expected = decodeDiceBytes(file, yield* fs.readFile(file))
+          assert(Either.isLeft(loaded) && Either.isLeft(expected))
+          expect(loaded.left).toEqual(expected.left)
+        }))
+    }
+  })
 })

@@ -19,9 +19,8 @@
 import { Effect, type Scope } from "effect"
 import type { ConverterTask } from "../Converter.js"
 import type { CocoPrintSharing, PrintedBodies } from "./cocoExport.js"
-import { startThread } from "./converterThread.js"
 import type { DiceHeader, DiceImage, NestedDecodeObserver, NestedImagesLayout } from "./diceModel.js"
-import { abandonHelper, awaitReplies, claimFront, claims, controlSlot, type HelperLink, makeHelperLink, stuckMs, threadState } from "./sharedWork.js"
+import { abandonHelper, awaitReplies, claimFront, claims, controlSlot, type HelperLink, makeHelperLink, startThread, stuckMs, threadState } from "./sharedWork.js"
 
 /** What the conversion thread sends the COCO text thread (once). */
 export interface CocoTextRequest {

@@ -1,47 +1,42 @@
 /**
  * The conversion worker thread (see `converterThread`): runs one conversion on Node's file
- * system with the same code as the caller's thread would, answers once, then ends. Its module
- * graph takes `@effect/platform` modules by path (not the package index, which loads the HTTP
- * stack and undici), so a worker starts in a fraction of the time.
+ * system with the same code as the caller's thread would, answers once, then ends.
+ *
+ * This entry loads no converter module: once the request is in, a DICE to YOLO conversion's
+ * decode thread is started reading the annotation file ahead (`labelReadAhead`), and only
+ * then are the converter's modules loaded (`convertWorkerRun`), which takes this thread
+ * about 100 ms that the other thread spends reading and scanning the file.
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
-import { Cause, Effect, Exit, Fiber, Option } from "effect"
-import { parentPort } from "node:worker_threads"
-import type { ConversionReport } from "../Converter.js"
-import type { DatasetError } from "../Errors.js"
-import { makeConvertHere } from "./converterRun.js"
-import type { DatasetErrorFields, WorkerReply, WorkerRequest } from "./converterThread.js"
+import { type MessagePort, parentPort } from "node:worker_threads"
+import type { WorkerReply, WorkerRequest } from "./converterThread.js"
+import { type LabelReadAhead, startLabelReadAhead } from "./labelReadAhead.js"
 
-const port = parentPort!
-
-/** A `DatasetError`'s fields, without the absent ones. */
-const fieldsOf = (e: DatasetError): DatasetErrorFields => ({
-  reason: e.reason,
-  detail: e.detail,
-  ...(e.file === undefined ? {} : { file: e.file }),
-  ...(e.jsonPath === undefined ? {} : { jsonPath: e.jsonPath }),
-  ...(e.paths === undefined ? {} : { paths: [...e.paths] })
-})
-
-const replyOf = (exit: Exit.Exit<ConversionReport, DatasetError>): WorkerReply => {
-  if (Exit.isSuccess(exit)) return { _tag: "Done", report: exit.value }
-  const failure = Cause.failureOption(exit.cause)
-  if (Option.isSome(failure)) return { _tag: "Failed", error: fieldsOf(failure.value) }
-  if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "Interrupted" }
-  return { _tag: "Defect", message: Cause.pretty(exit.cause) }
-}
+const port: MessagePort = parentPort!
 
 port.once("message", (request: WorkerRequest) => {
   if (request._tag !== "Convert") return port.close()
-  const fiber = Effect.runFork(
-    Effect.flatMap(makeConvertHere(true), (convert) => convert(request.options)).pipe(Effect.provide([NodeFileSystem.layer, NodePath.layer]))
-  )
+  // An interrupt that arrives while the modules load is passed on once the conversion runs.
+  let interrupted = false
+  let interrupt = (): void => {
+    interrupted = true
+  }
   port.on("message", (next: WorkerRequest) => {
-    if (next._tag === "Interrupt") Effect.runFork(Fiber.interrupt(fiber))
+    if (next._tag === "Interrupt") interrupt()
   })
-  fiber.addObserver((exit) => {
-    port.postMessage(replyOf(exit))
-    port.close()
-  })
+  let readAhead: LabelReadAhead | undefined
+  try {
+    readAhead = startLabelReadAhead(request.options)
+  } catch {
+    // Nothing read ahead: the conversion reads the file itself.
+  }
+  import("./convertWorkerRun.js").then(
+    ({ runConversion }) => {
+      interrupt = runConversion(port, request.options, readAhead)
+      if (interrupted) interrupt()
+    },
+    (cause: unknown) => {
+      port.postMessage({ _tag: "Defect", message: `conversion worker: ${String(cause)}` } satisfies WorkerReply)
+      port.close()
+    }
+  )
 })

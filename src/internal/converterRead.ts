@@ -14,12 +14,10 @@ import { parseJsonBytes } from "./json.js"
 import { defaultChunkBytes } from "./jsonChunks.js"
 import { decodeLabelMap, decodeLabelMeImage, labelmeDataset } from "./labelmeDecode.js"
 import { isPlainFileName, normalizeRelativeName } from "./safeName.js"
+import { readSharedFile } from "./sharedWork.js"
 
 /** Files touched at once (existence checks, label writes, links). */
 export const ioConcurrency = 64
-
-/** Bytes per read call when reading a file into shared memory (well below the 2 GiB a read takes). */
-const sharedReadBytes = 1 << 26
 
 /**
  * The local image root of `storage_info.image_root`: its key (an `s3://bucket/` prefix
@@ -92,24 +90,6 @@ export const makeConverterReader = Effect.gen(function*() {
       return undefined
     })
 
-  /**
-   * A file's bytes in memory other threads can share (a `SharedArrayBuffer`), or `undefined`
-   * when it changed size while being read (the caller then reads it the plain way).
-   */
-  const readShared = (file: string) =>
-    Effect.scoped(Effect.gen(function*() {
-      const handle = yield* fs.open(file, { flag: "r" })
-      const size = Number((yield* handle.stat).size)
-      const bytes = new Uint8Array(new SharedArrayBuffer(size))
-      let filled = 0
-      while (filled < size) {
-        const read = Number(yield* handle.read(bytes.subarray(filled, Math.min(size, filled + sharedReadBytes))))
-        if (read === 0) return undefined
-        filled += read
-      }
-      return Number(yield* handle.read(new Uint8Array(1))) === 0 ? bytes : undefined
-    }))
-
   /** Loads the DICE file of `dir`; `observerFor` (given the file) watches nested images being decoded. */
   const loadDice = (dir: string, taskType: string | undefined, observerFor?: (file: string) => NestedDecodeObserver) =>
     Effect.gen(function*() {
@@ -124,7 +104,11 @@ export const makeConverterReader = Effect.gen(function*() {
         })
       }
       const observer = observerFor?.(file)
-      const bytes = (observer?.sharedBytes ? yield* datasetIo(file, readShared(file)) : undefined) ??
+      // Shared memory when another thread reads the bytes too: as already read by one, or read
+      // here; a file that changes size or fails to read that way is read the plain way, which
+      // reports any failure.
+      const bytes = observer?.readAhead?.() ??
+        (observer?.sharedBytes ? Either.getOrUndefined(Either.try(() => readSharedFile(file))) : undefined) ??
         (yield* datasetIo(file, fs.readFile(file)))
       return { file, dataset: yield* decodeDiceBytes(file, bytes, defaultChunkBytes, observer) }
     })

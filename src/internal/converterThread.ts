@@ -6,9 +6,7 @@
  * the worker, whose finalizers remove what it staged, before the thread ends.
  */
 import { Effect } from "effect"
-import { createRequire } from "node:module"
-import { pathToFileURL } from "node:url"
-import { type ResourceLimits, type Transferable, Worker } from "node:worker_threads"
+import { startThread } from "./sharedWork.js"
 import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 
@@ -29,29 +27,6 @@ export type WorkerReply =
 
 /** How long an interrupted worker gets to run its finalizers before the thread is stopped. */
 const interruptGraceMs = 30_000
-
-/**
- * Starts a thread running the module `name` (`convertWorker`, `labelWriterThread`,
- * `cocoTextThread`) that sits next to this one. From compiled JavaScript it is `{name}.js`;
- * from TypeScript sources (tests, `tsx`) the thread first registers tsx's loader.
- * `resourceLimits` bound its heap; `transferList` names what `workerData` hands over (ports).
- */
-export const startThread = (
-  name: string,
-  workerData?: unknown,
-  resourceLimits?: ResourceLimits,
-  transferList?: ReadonlyArray<Transferable>
-): Worker => {
-  const here = import.meta.url
-  const transfer = transferList === undefined ? {} : { transferList: [...transferList] }
-  if (!here.endsWith(".ts")) return new Worker(new URL(`./${name}.js`, here), { workerData, resourceLimits, ...transfer })
-  const api = pathToFileURL(createRequire(here).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href
-  const entry = new URL(`./${name}.ts`, here).href
-  return new Worker(
-    `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`,
-    { eval: true, workerData, resourceLimits, ...transfer }
-  )
-}
 
 /** Converts on a worker thread: the report, or the same `DatasetError` the caller's thread would give. */
 export const convertOnWorker = (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>

@@ -290,6 +290,10 @@ export const looksFlat = (u: unknown): u is typeof FlatDice.Type => {
 /** The members whose arrays hold a DICE document's bulk, parsed chunk by chunk. */
 const bulkMembers: ReadonlySet<string> = new Set(["images", "annotations"])
 
+/** The top-level members of a DICE document's bytes, its bulk arrays split into elements (see `scanObject`). */
+export const scanDiceMembers = (bytes: Uint8Array): ReadonlyArray<ScannedMember> | undefined =>
+  scanObject(bytes, bulkMembers, maxJsonDepth)
+
 /** A dataset's header: everything but its images and skip counts. */
 export type DiceHeader = Omit<DiceDataset, "images" | "skipped">
 
@@ -326,6 +330,10 @@ export interface NestedDecodeObserver {
   readonly decodeImages?: (layout: NestedImagesLayout, walk: NestedImagesWalk, starts: ReadonlyArray<number>) => Array<DiceImage> | undefined
   /** Whether the file should be read into shared memory (another thread reads the same bytes). */
   readonly sharedBytes?: boolean
+  /** The file's bytes as another thread read them (into shared memory), when one did: waits for them. */
+  readonly readAhead?: () => Uint8Array | undefined
+  /** The document's members in `bytes`, exactly as `scanDiceMembers` finds them (another thread's scan of the same bytes, maybe). */
+  readonly scan?: (bytes: Uint8Array) => ReadonlyArray<ScannedMember> | undefined
 }
 
 /** An image's fields but its annotations: what a thread that decoded it hands over. */
@@ -417,7 +425,7 @@ export const decodeDicePieces = (
   chunkBytes: number,
   observer?: NestedDecodeObserver
 ): DiceDataset | undefined => {
-  const members = scanObject(bytes, bulkMembers, maxJsonDepth)
+  const members = observer?.scan !== undefined ? observer.scan(bytes) : scanDiceMembers(bytes)
   if (members === undefined) return undefined
   const byKey = new Map<string, ScannedMember>()
   const header = new Map<string, unknown>()

@@ -14,6 +14,9 @@
  * only if something reads them (`deferredImages`). A chunk it fails on, or does not answer
  * within a timeout, is decoded here, so every error is this thread's own.
  *
+ * The decode thread may have been started before this, reading the annotation file ahead
+ * (`labelReadAhead`): the reader then takes its bytes and their scan.
+ *
  * Nothing here decides anything: the document may still turn out invalid, an image missing,
  * the split configuration may leave images out. What was written is only a proposal that
  * `toYolo` adopts when the final plan, computed the usual way after every check, names
@@ -25,7 +28,6 @@
 import { Effect, type Scope } from "effect"
 import * as NodeFs from "node:fs"
 import { candidateLevels, imageCandidate, localImageRoot } from "./converterRead.js"
-import { startThread } from "./converterThread.js"
 import {
   deferredImages,
   type DiceCategory,
@@ -34,11 +36,14 @@ import {
   type DiceImageHead,
   type NestedDecodeObserver,
   type NestedImagesLayout,
-  type NestedImagesWalk
+  type NestedImagesWalk,
+  scanDiceMembers
 } from "./diceModel.js"
 import { temporaryToken } from "./files.js"
+import type { LabelReadAhead, ReadAheadReply } from "./labelReadAhead.js"
+import type { ScannedMember } from "./jsonChunks.js"
 import { normalizeRelativeName } from "./safeName.js"
-import { abandonHelper, awaitReplies, claimFront, claims, makeHelperLink, stuckMs, takeReplies } from "./sharedWork.js"
+import { abandonHelper, awaitReplies, claimFront, claims, makeHelperLink, startThread, stuckMs, takeReplies } from "./sharedWork.js"
 import {
   type SkipCounts,
   headerContext,
@@ -138,12 +143,14 @@ const maxPending = 4
 
 /**
  * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
- * task as the conversion will (from the options, the header, the file name). Closing the
- * scope stops the writer and decode threads and removes whatever staging is left.
+ * task as the conversion will (from the options, the header, the file name). Its decode
+ * thread is `readAhead`'s, when the conversion started one, else one started here. Closing
+ * the scope stops the writer and decode threads and removes whatever staging is left.
  */
 export const makeLabelPrewrite = (
   dir: string,
-  taskOf: (header: DiceHeader, file: string) => ConverterTask | undefined
+  taskOf: (header: DiceHeader, file: string) => ConverterTask | undefined,
+  readAhead?: LabelReadAhead
 ): Effect.Effect<LabelPrewrite, never, Scope.Scope> =>
   Effect.gen(function*() {
     const staging = `${dir}/.labels.tmp-${yield* temporaryToken}`
@@ -168,8 +175,8 @@ export const makeLabelPrewrite = (
     let writerGone: string | undefined
     writer.on("error", (e) => writerGone ??= String(e))
     writer.on("exit", (code) => writerGone ??= `writer thread exited (code ${code})`)
-    const link = makeHelperLink()
-    const decoder = startThread("labelDecodeThread", link.workerData, undefined, link.transfer)
+    const link = readAhead?.link ?? makeHelperLink()
+    const decoder = readAhead?.decoder ?? startThread("labelDecodeThread", link.workerData, undefined, link.transfer)
     // Its failures come back as replies; a thread that dies is only waited for up to the timeout.
     decoder.on("error", () => undefined)
     const started = new Promise<void>((resolve) => {
@@ -283,11 +290,32 @@ export const makeLabelPrewrite = (
      * Decodes the entries chunk by chunk, sharing the chunks with the decode thread when
      * labels are proposed and the bytes are shared.
      */
+    /** The read-ahead's bytes with their scan, once taken. */
+    let scanned: Extract<ReadAheadReply, { _tag: "Scanned" }> | undefined
+    /** Whether the decode thread stopped answering (it is not asked for anything more). */
+    let decoderLost = false
+
+    /** The bytes the read-ahead read of `file`, once it posts them: `undefined` when it read another file, or none. */
+    const readAheadOf = (file: string): Uint8Array | undefined => {
+      if (readAhead === undefined || file !== readAhead.file) return undefined
+      let reply: ReadAheadReply | undefined
+      if (!awaitReplies<ReadAheadReply>(link, (r) => reply = r, () => reply !== undefined)) {
+        decoderLost = true
+        abandonHelper(link)
+      }
+      if (reply?._tag === "Scanned") scanned = reply
+      return scanned?.bytes
+    }
+
+    /** The scan of `bytes`: the read-ahead's when they are its bytes. */
+    const scan = (bytes: Uint8Array): ReadonlyArray<ScannedMember> | undefined =>
+      scanned !== undefined && bytes === scanned.bytes ? scanned.members : scanDiceMembers(bytes)
+
     const decodeImages = (file: string) => (layout: NestedImagesLayout, walk: NestedImagesWalk, starts: ReadonlyArray<number>) => {
       stopped = !begin(file, layout.header)
       const chunks = starts.length - 1
       const parts = new Array<Array<DiceImage> | undefined>(chunks)
-      const shared = !stopped && chunks > 1 && layout.bytes.buffer instanceof SharedArrayBuffer
+      const shared = !stopped && !decoderLost && chunks > 1 && layout.bytes.buffer instanceof SharedArrayBuffer
       if (shared) {
         Atomics.store(link.claimed, 0, claims.pack(0, chunks))
         decoder.postMessage({ layout, task: task!, starts } satisfies LabelDecodeRequest)
@@ -300,7 +328,9 @@ export const makeLabelPrewrite = (
         return images
       }
       let answered = 0
-      const take = (reply: LabelDecodeReply) => {
+      const take = (reply: LabelDecodeReply | ReadAheadReply) => {
+        // A read-ahead reply nobody took (the reader picked another file) is no chunk's.
+        if (reply._tag === "Scanned" || reply._tag === "Unread") return
         answered++
         if (reply._tag === "Failed") return
         const first = starts[reply.chunk]!
@@ -335,7 +365,12 @@ export const makeLabelPrewrite = (
       return out
     }
 
-    const observerFor = (file: string): NestedDecodeObserver => ({ sharedBytes: true, decodeImages: decodeImages(file) })
+    const observerFor = (file: string): NestedDecodeObserver => ({
+      sharedBytes: true,
+      readAhead: () => readAheadOf(file),
+      scan,
+      decodeImages: decodeImages(file)
+    })
 
     const finish = Effect.gen(function*() {
       if (!stopped) stopped = !flush()

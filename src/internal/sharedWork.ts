@@ -11,7 +11,65 @@
  * so the conversion thread can wait for replies (`Atomics.wait`) and take them
  * (`receiveMessageOnPort`) without going back to its event loop.
  */
-import { MessageChannel, type MessagePort, receiveMessageOnPort } from "node:worker_threads"
+import * as NodeFs from "node:fs"
+import { createRequire } from "node:module"
+import { pathToFileURL } from "node:url"
+import {
+  MessageChannel,
+  type MessagePort,
+  receiveMessageOnPort,
+  type ResourceLimits,
+  type Transferable,
+  Worker
+} from "node:worker_threads"
+
+/**
+ * Starts a thread running the module `name` (`convertWorker`, `labelWriterThread`,
+ * `cocoTextThread`) that sits next to this one. From compiled JavaScript it is `{name}.js`;
+ * from TypeScript sources (tests, `tsx`) the thread first registers tsx's loader.
+ * `resourceLimits` bound its heap; `transferList` names what `workerData` hands over (ports).
+ */
+export const startThread = (
+  name: string,
+  workerData?: unknown,
+  resourceLimits?: ResourceLimits,
+  transferList?: ReadonlyArray<Transferable>
+): Worker => {
+  const here = import.meta.url
+  const transfer = transferList === undefined ? {} : { transferList: [...transferList] }
+  if (!here.endsWith(".ts")) return new Worker(new URL(`./${name}.js`, here), { workerData, resourceLimits, ...transfer })
+  const api = pathToFileURL(createRequire(here).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href
+  const entry = new URL(`./${name}.ts`, here).href
+  return new Worker(
+    `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`,
+    { eval: true, workerData, resourceLimits, ...transfer }
+  )
+}
+
+/** Bytes per read call when reading a file into shared memory (well below the 2 GiB a read takes). */
+const sharedReadBytes = 1 << 26
+
+/**
+ * The file's bytes in memory other threads can share (a `SharedArrayBuffer`), read with
+ * plain synchronous calls, or `undefined` when it changed size while being read; throws what
+ * reading throws.
+ */
+export const readSharedFile = (file: string): Uint8Array | undefined => {
+  const fd = NodeFs.openSync(file, "r")
+  try {
+    const size = NodeFs.fstatSync(fd).size
+    const bytes = new Uint8Array(new SharedArrayBuffer(size))
+    let filled = 0
+    while (filled < size) {
+      const read = NodeFs.readSync(fd, bytes, filled, Math.min(size - filled, sharedReadBytes), null)
+      if (read === 0) return undefined
+      filled += read
+    }
+    return NodeFs.readSync(fd, new Uint8Array(1), 0, 1, null) === 0 ? bytes : undefined
+  } finally {
+    NodeFs.closeSync(fd)
+  }
+}
 
 /** The helper's state word: not started yet, working, or given up on by the conversion. */
 export const threadState = { idle: 0, running: 1, abandoned: 2 } as const
