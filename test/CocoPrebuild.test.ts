@@ -13,6 +13,7 @@ import { type CocoPrintSharing, numberBodies, printImageBodies, type PrintedBodi
 import { makeCocoPrebuild } from "../src/internal/cocoPrebuild.js"
 import { makeConverterReader } from "../src/internal/converterRead.js"
 import { makeConverterWriter } from "../src/internal/converterWrite.js"
+import { startReadAhead } from "../src/internal/readAhead.js"
 import type { DiceDataset } from "../src/internal/diceModel.js"
 import { decodeDice } from "../src/internal/diceSchema.js"
 import { assignSplits } from "../src/internal/splits.js"
@@ -146,15 +147,30 @@ const setup = (task: "detection" | "segmentation") =>
   })
 
 layer(NodeContext.layer)("COCO annotations printed by the text thread", (it) => {
-  for (const task of ["detection", "segmentation"] as const) {
-    it.scoped(`nested ${task}: both threads print a share; the files are the caller thread's byte for byte`, () =>
+  for (const [task, ahead] of [["detection", false], ["segmentation", false], ["detection", true], ["segmentation", true]] as const) {
+    const title = ahead ? " (the thread read and scanned the file ahead)" : ""
+    it.scoped(`nested ${task}: both threads print a share; the files are the caller thread's byte for byte${title}`, () =>
       Effect.gen(function*() {
         const { dir, reference } = yield* setup(task)
         const reader = yield* makeConverterReader
         const writer = yield* makeConverterWriter
+        const readAhead = ahead ? startReadAhead({ datasetDir: dir, from: "dice", to: "coco" }) : undefined
+        expect(readAhead !== undefined).toBe(ahead)
         // Small chunks: the text thread answers chunk by chunk, so both sides get images.
-        const prebuild = yield* makeCocoPrebuild(() => task, 4096)
-        const { dataset, file } = yield* reader.loadDice(dir, undefined, prebuild.observerFor)
+        const prebuild = yield* makeCocoPrebuild(() => task, 4096, readAhead)
+        let takenAhead = false
+        const { dataset, file } = yield* reader.loadDice(dir, undefined, (f) => {
+          const observer = prebuild.observerFor(f)
+          return {
+            ...observer,
+            readAhead: () => {
+              const bytes = observer.readAhead!()
+              takenAhead = bytes !== undefined
+              return bytes
+            }
+          }
+        })
+        expect(takenAhead).toBe(ahead)
         expect(yield* prebuild.printing).toBe(true)
         const { paths, root } = yield* reader.resolveImages(dir, file, dataset)
         const sharing = prebuild.share(task, dataset.images)

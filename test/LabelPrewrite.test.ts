@@ -16,7 +16,7 @@ import { makeConverterWriter } from "../src/internal/converterWrite.js"
 import type { DiceDataset, NestedDecodeObserver } from "../src/internal/diceModel.js"
 import { decodeDiceBytes } from "../src/internal/diceSchema.js"
 import { makeLabelPrewrite } from "../src/internal/labelPrewrite.js"
-import { type LabelReadAhead, startLabelReadAhead } from "../src/internal/labelReadAhead.js"
+import { type ReadAhead, startReadAhead } from "../src/internal/readAhead.js"
 import { makeHelperLink, startThread } from "../src/internal/sharedWork.js"
 import { assignSplits } from "../src/internal/splits.js"
 import type { ConverterTask } from "../src/Converter.js"
@@ -255,7 +255,7 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
      * Loads `file`'s dataset as the conversion does, with a proposer on `readAhead`'s thread;
      * whether the bytes decoded were the read-ahead's, and the labels installed.
      */
-    const loadWith = (dir: string, file: string, task: ConverterTask, readAhead: LabelReadAhead | undefined) =>
+    const loadWith = (dir: string, file: string, task: ConverterTask, readAhead: ReadAhead | undefined) =>
       Effect.gen(function*() {
         const prewrite = yield* makeLabelPrewrite(dir, () => task, readAhead)
         let takenAhead = false
@@ -278,9 +278,9 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
       })
 
     /** A read-ahead of `file` whose thread reads `read` instead. */
-    const readingOther = (file: string, read: string): LabelReadAhead => {
+    const readingOther = (file: string, read: string): ReadAhead => {
       const link = makeHelperLink()
-      return { file, link, decoder: startThread("labelDecodeThread", { ...link.workerData, readAheadFile: read }, undefined, link.transfer) }
+      return { file, link, thread: startThread("labelDecodeThread", { ...link.workerData, readAheadFile: read }, undefined, link.transfer) }
     }
 
     for (const task of ["detection", "segmentation"] as const) {
@@ -288,7 +288,7 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
         Effect.gen(function*() {
           const fs = yield* FileSystem.FileSystem
           const { dir, file, reference } = yield* setup(task)
-          const readAhead = startLabelReadAhead({ datasetDir: dir, from: "dice", to: "yolo" })
+          const readAhead = startReadAhead({ datasetDir: dir, from: "dice", to: "yolo" })
           expect(readAhead?.file).toBe(file)
           const { labels, loaded, takenAhead } = yield* loadWith(dir, file, task, readAhead)
           expect(takenAhead).toBe(true)
@@ -299,12 +299,11 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
         }))
     }
 
-    it.scoped("no read-ahead for COCO, LabelMe, or a directory without an annotation file", () =>
+    it.scoped("no read-ahead for LabelMe, or a directory without an annotation file", () =>
       Effect.gen(function*() {
         const { dir } = yield* setup("detection")
-        expect(startLabelReadAhead({ datasetDir: dir, from: "dice", to: "coco" })).toBeUndefined()
-        expect(startLabelReadAhead({ datasetDir: dir, from: "labelme", to: "yolo" })).toBeUndefined()
-        expect(startLabelReadAhead({ datasetDir: `${dir}/images`, from: "dice", to: "yolo" })).toBeUndefined()
+        expect(startReadAhead({ datasetDir: dir, from: "labelme", to: "yolo" })).toBeUndefined()
+        expect(startReadAhead({ datasetDir: `${dir}/images`, from: "dice", to: "yolo" })).toBeUndefined()
       }))
 
     it.scoped("a read-ahead of another file is not taken: the reader reads its own", () =>
@@ -340,7 +339,7 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
           const fs = yield* FileSystem.FileSystem
           const { dir, file } = yield* setup("detection")
           yield* fs.writeFileString(file, corrupt(yield* fs.readFileString(file)))
-          const { loaded, takenAhead } = yield* loadWith(dir, file, "detection", startLabelReadAhead({ datasetDir: dir, from: "dice", to: "yolo" }))
+          const { loaded, takenAhead } = yield* loadWith(dir, file, "detection", startReadAhead({ datasetDir: dir, from: "dice", to: "yolo" }))
           expect(takenAhead).toBe(true)
           const expected = decodeDiceBytes(file, yield* fs.readFile(file))
           assert(Either.isLeft(loaded) && Either.isLeft(expected))

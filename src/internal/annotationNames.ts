@@ -3,7 +3,7 @@
  * which files a DICE dataset directory is looked up by for a task type, which task a file's
  * name announces, which S3 keys of a dataset are its annotation files, and which of them is
  * the primary one. Free of `effect`: the conversion worker looks its file up before the
- * converter's modules have loaded (see `labelReadAhead`).
+ * converter's modules have loaded (see `readAhead`).
  */
 import type { TaskType } from "../JobContext.js"
 

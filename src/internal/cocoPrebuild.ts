@@ -15,11 +15,15 @@
  * print. It is used only for the task the conversion settled on, for a plan that keeps every
  * image, and for images whose ids match; anything else (the thread failing, hanging past a
  * timeout, never started) means this thread prints those images itself.
+ *
+ * The text thread may have been started before this, reading the annotation file ahead
+ * (`readAhead`): the reader then takes its bytes and their scan.
  */
 import { Effect, type Scope } from "effect"
 import type { ConverterTask } from "../Converter.js"
 import type { CocoPrintSharing, PrintedBodies } from "./cocoExport.js"
 import type { DiceHeader, DiceImage, NestedDecodeObserver, NestedImagesLayout } from "./diceModel.js"
+import { isReadAheadReply, type ReadAhead, type ReadAheadReply, readAheadTaker } from "./readAhead.js"
 import { abandonHelper, awaitReplies, claimFront, claims, controlSlot, type HelperLink, makeHelperLink, startThread, stuckMs, threadState } from "./sharedWork.js"
 
 /** What the conversion thread sends the COCO text thread (once). */
@@ -60,32 +64,37 @@ const claimImages = 64
 /**
  * The proposer of one conversion; `taskOf` settles the task as the conversion will (from
  * the options, the header, the file name); `chunkBytes` sets the text thread's chunk size
- * (tests use tiny ones). The text thread starts at once, so it is ready when the bytes are;
- * closing the scope stops it.
+ * (tests use tiny ones). The text thread is `readAhead`'s, when the conversion started one,
+ * else one started at once, so it is ready when the bytes are; closing the scope stops it.
  */
 export const makeCocoPrebuild = (
   taskOf: (header: DiceHeader, file: string) => ConverterTask | undefined,
-  chunkBytes: number = printChunkBytes
+  chunkBytes: number = printChunkBytes,
+  readAhead?: ReadAhead
 ): Effect.Effect<CocoPrebuild, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const link = makeHelperLink()
+    const link = readAhead?.link ?? makeHelperLink()
     const { claimed, control } = link
-    const worker = startThread("cocoTextThread", link.workerData, undefined, link.transfer)
+    const worker = readAhead?.thread ?? startThread("cocoTextThread", link.workerData, undefined, link.transfer)
+    const ahead = readAheadTaker(readAhead, link)
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
         link.replies.close()
         await worker.terminate()
       })
     )
-    let started: { readonly task: ConverterTask; readonly images: number } | undefined
+    /** The task and image count the thread was asked to print for, and its replies posted by then. */
+    let started: { readonly task: ConverterTask; readonly images: number; readonly posted: number } | undefined
 
     const observerFor = (file: string): NestedDecodeObserver => ({
       sharedBytes: true,
+      readAhead: () => ahead.bytesOf(file),
+      scan: ahead.scan,
       located: (layout) => {
         const task = taskOf(layout.header, file)
-        if ((task !== "detection" && task !== "segmentation") || !(layout.bytes.buffer instanceof SharedArrayBuffer)) return
+        if ((task !== "detection" && task !== "segmentation") || ahead.lost() || !(layout.bytes.buffer instanceof SharedArrayBuffer)) return
         const images = layout.elements.length / 2
-        started = { task, images }
+        started = { task, images, posted: Atomics.load(control, controlSlot.posted) }
         Atomics.store(claimed, 0, claims.pack(0, images))
         worker.postMessage({ layout, task, chunkBytes } satisfies CocoTextRequest)
       }
@@ -120,7 +129,7 @@ export const makeCocoPrebuild = (
       started === undefined
         ? Effect.succeed(false)
         : Effect.promise(async () => {
-          await Atomics.waitAsync(control, controlSlot.posted, 0, stuckMs).value
+          await Atomics.waitAsync(control, controlSlot.posted, started!.posted, stuckMs).value
           return true
         })
     )
@@ -132,8 +141,9 @@ export const makeCocoPrebuild = (
 const collect = (link: HelperLink) => {
   const printed: Array<Extract<CocoTextReply, { _tag: "Printed" }>> = []
   let end: CocoTextReply["_tag"] | undefined
-  const take = (reply: CocoTextReply) => {
-    if (end !== undefined) return
+  const take = (reply: CocoTextReply | ReadAheadReply) => {
+    // A read-ahead reply nobody took (the reader picked another file) is no printing's.
+    if (end !== undefined || isReadAheadReply(reply)) return
     if (reply._tag === "Printed") printed.push(reply)
     else end = reply._tag
   }

@@ -4,6 +4,10 @@
  * from the back of the shared claim word and prints their annotations (each but its id) with
  * the converter's own printing function, until its claims meet the conversion thread's. It
  * only reads the bytes and posts text back; it writes nothing.
+ *
+ * Started with a file to read ahead (see `readAhead`), it first reads the file into shared
+ * memory and scans it, and posts the bytes with the scan: the conversion thread's modules
+ * load meanwhile.
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { printImageBodies } from "./cocoExport.js"
@@ -11,10 +15,11 @@ import type { CocoTextReply, CocoTextRequest } from "./cocoPrebuild.js"
 import { decodeNestedRange } from "./diceModel.js"
 import { chunkStarts } from "./jsonChunks.js"
 import type { SkipCounts } from "./objectRules.js"
+import { readAheadFileOf, type ReadAheadReply, readAndScan } from "./readAhead.js"
 import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { headerContext } from "./yoloLabels.js"
 
-const { claimed, control, post } = helperSide<CocoTextReply>(workerData)
+const { claimed, control, post } = helperSide<CocoTextReply | ReadAheadReply>(workerData)
 
 /** The buffer of a view when the view is all of it (it can then be handed over instead of copied). */
 const ownBuffer = (view: ArrayBufferView): ReadonlyArray<ArrayBuffer> =>
@@ -44,3 +49,6 @@ parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
     post({ _tag: "Failed", message: cause instanceof Error ? cause.message : String(cause) })
   }
 })
+
+const readAheadFile = readAheadFileOf(workerData)
+if (readAheadFile !== undefined) post(readAndScan(readAheadFile))

@@ -2,14 +2,14 @@
  * The conversion worker thread (see `converterThread`): runs one conversion on Node's file
  * system with the same code as the caller's thread would, answers once, then ends.
  *
- * This entry loads no converter module: once the request is in, a DICE to YOLO conversion's
- * decode thread is started reading the annotation file ahead (`labelReadAhead`), and only
- * then are the converter's modules loaded (`convertWorkerRun`), which takes this thread
- * about 100 ms that the other thread spends reading and scanning the file.
+ * This entry loads no converter module: once the request is in, a DICE conversion's helper
+ * thread is started reading the annotation file ahead (`readAhead`), and only then are the
+ * converter's modules loaded (`convertWorkerRun`), which takes this thread about 100 ms that
+ * the other thread spends reading and scanning the file.
  */
 import { type MessagePort, parentPort } from "node:worker_threads"
 import type { WorkerReply, WorkerRequest } from "./converterThread.js"
-import { type LabelReadAhead, startLabelReadAhead } from "./labelReadAhead.js"
+import { type ReadAhead, startReadAhead } from "./readAhead.js"
 
 const port: MessagePort = parentPort!
 
@@ -23,9 +23,9 @@ port.once("message", (request: WorkerRequest) => {
   port.on("message", (next: WorkerRequest) => {
     if (next._tag === "Interrupt") interrupt()
   })
-  let readAhead: LabelReadAhead | undefined
+  let readAhead: ReadAhead | undefined
   try {
-    readAhead = startLabelReadAhead(request.options)
+    readAhead = startReadAhead(request.options)
   } catch {
     // Nothing read ahead: the conversion reads the file itself.
   }

@@ -12,7 +12,7 @@ import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import type { DatasetError } from "../Errors.js"
 import { makeConvertHere } from "./converterRun.js"
 import type { DatasetErrorFields, WorkerReply } from "./converterThread.js"
-import type { LabelReadAhead } from "./labelReadAhead.js"
+import type { ReadAhead } from "./readAhead.js"
 
 /** A `DatasetError`'s fields, without the absent ones. */
 const fieldsOf = (e: DatasetError): DatasetErrorFields => ({
@@ -32,10 +32,10 @@ const replyOf = (exit: Exit.Exit<ConversionReport, DatasetError>): WorkerReply =
 }
 
 /**
- * Runs the conversion (its decode thread `readAhead`'s, when one was started), answers on
+ * Runs the conversion (its helper thread `readAhead`'s, when one was started), answers on
  * `port` once and closes it: the function that interrupts it.
  */
-export const runConversion = (port: MessagePort, options: ConvertOptions, readAhead: LabelReadAhead | undefined): () => void => {
+export const runConversion = (port: MessagePort, options: ConvertOptions, readAhead: ReadAhead | undefined): () => void => {
   const fiber = Effect.runFork(
     Effect.flatMap(makeConvertHere(true), (convert) => convert(options, readAhead)).pipe(
       Effect.provide([NodeFileSystem.layer, NodePath.layer])

@@ -12,7 +12,7 @@ import { makeConverterWriter } from "./converterWrite.js"
 import { type CocoPrebuild, makeCocoPrebuild } from "./cocoPrebuild.js"
 import type { DiceHeader } from "./diceModel.js"
 import { type LabelPrewrite, makeLabelPrewrite } from "./labelPrewrite.js"
-import type { LabelReadAhead } from "./labelReadAhead.js"
+import type { ReadAhead } from "./readAhead.js"
 import { isPlatformSplitConfig, planPlatformSplit, type SplitPlan } from "./splitConfig.js"
 import { assignSplits, countSplits, emptyRequiredSplits } from "./splits.js"
 
@@ -35,8 +35,8 @@ interface Prework {
  * and the splits are settled, and the images found go to the writer of the requested layout.
  * With `parallel` (the conversion worker, on Node's file system), a DICE file's output is
  * prepared on a thread of its own while the file is parsed: YOLO label files created
- * (`labelPrewrite`, whose decode thread is `readAhead`'s when the worker started one),
- * COCO annotations printed (`cocoPrebuild`).
+ * (`labelPrewrite`), COCO annotations printed (`cocoPrebuild`); their thread is `readAhead`'s
+ * when the worker started one.
  */
 export const makeConvertHere = (parallel = false) =>
   Effect.gen(function*() {
@@ -44,13 +44,13 @@ export const makeConvertHere = (parallel = false) =>
     const reader = yield* makeConverterReader
     const writer = yield* makeConverterWriter
     const convert = convertWith(path, reader, writer)
-    return (options: ConvertOptions, readAhead?: LabelReadAhead): Effect.Effect<ConversionReport, DatasetError> => {
+    return (options: ConvertOptions, readAhead?: ReadAhead): Effect.Effect<ConversionReport, DatasetError> => {
       const taskOf = (header: DiceHeader, file: string) => settleTask(options.taskType, header.taskType, file)
       if (!parallel || options.from !== "dice") return convert(options, {})
       return Effect.scoped(
         options.to === "yolo"
           ? Effect.flatMap(makeLabelPrewrite(path.resolve(options.datasetDir), taskOf, readAhead), (labels) => convert(options, { labels }))
-          : Effect.flatMap(makeCocoPrebuild(taskOf), (coco) => convert(options, { coco }))
+          : Effect.flatMap(makeCocoPrebuild(taskOf, undefined, readAhead), (coco) => convert(options, { coco }))
       )
     }
   })

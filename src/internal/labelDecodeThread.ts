@@ -6,28 +6,18 @@
  * and label texts (or as failed, after which the thread stops). It only reads the bytes and
  * posts back; it writes nothing.
  *
- * Started with a file to read ahead (see `labelReadAhead`), it first reads the file into
+ * Started with a file to read ahead (see `readAhead`), it first reads the file into
  * shared memory and scans it, and posts the bytes with the scan: the conversion thread's
  * modules load meanwhile.
  */
 import { parentPort, workerData } from "node:worker_threads"
-import { decodeNestedRange, imageHead, scanDiceMembers } from "./diceModel.js"
+import { decodeNestedRange, imageHead } from "./diceModel.js"
 import type { LabelDecodeReply, LabelDecodeRequest } from "./labelPrewrite.js"
-import type { ReadAheadReply } from "./labelReadAhead.js"
-import { claimBack, helperSide, readSharedFile, startRunning } from "./sharedWork.js"
+import { readAheadFileOf, type ReadAheadReply, readAndScan } from "./readAhead.js"
+import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { headerContext, type YoloContext, yoloImageLabelSkips } from "./yoloLabels.js"
 
 const { claimed, control, post } = helperSide<LabelDecodeReply | ReadAheadReply>(workerData)
-
-/** The file read into shared memory and scanned, or unread (the conversion thread then reads it itself). */
-const readAhead = (file: string): ReadAheadReply => {
-  try {
-    const bytes = readSharedFile(file)
-    return bytes === undefined ? { _tag: "Unread" } : { _tag: "Scanned", bytes, members: scanDiceMembers(bytes) }
-  } catch {
-    return { _tag: "Unread" }
-  }
-}
 
 /** The reply for chunk `chunk` (the entries `starts[chunk]` to `starts[chunk + 1] - 1`), labelled in `ctx`. */
 const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, chunk: number): LabelDecodeReply => {
@@ -62,8 +52,8 @@ parentPort!.once("message", (request: LabelDecodeRequest) => {
   }
 })
 
-const { readAheadFile } = workerData as { readonly readAheadFile?: string }
-if (readAheadFile !== undefined) post(readAhead(readAheadFile))
+const readAheadFile = readAheadFileOf(workerData)
+if (readAheadFile !== undefined) post(readAndScan(readAheadFile))
 
 // Started: `LabelPrewrite.ready` waits for this.
 parentPort!.postMessage("ready")

@@ -15,7 +15,7 @@
  * within a timeout, is decoded here, so every error is this thread's own.
  *
  * The decode thread may have been started before this, reading the annotation file ahead
- * (`labelReadAhead`): the reader then takes its bytes and their scan.
+ * (`readAhead`): the reader then takes its bytes and their scan.
  *
  * Nothing here decides anything: the document may still turn out invalid, an image missing,
  * the split configuration may leave images out. What was written is only a proposal that
@@ -36,12 +36,10 @@ import {
   type DiceImageHead,
   type NestedDecodeObserver,
   type NestedImagesLayout,
-  type NestedImagesWalk,
-  scanDiceMembers
+  type NestedImagesWalk
 } from "./diceModel.js"
 import { temporaryToken } from "./files.js"
-import type { LabelReadAhead, ReadAheadReply } from "./labelReadAhead.js"
-import type { ScannedMember } from "./jsonChunks.js"
+import { isReadAheadReply, type ReadAhead, type ReadAheadReply, readAheadTaker } from "./readAhead.js"
 import { normalizeRelativeName } from "./safeName.js"
 import { abandonHelper, awaitReplies, claimFront, claims, makeHelperLink, startThread, stuckMs, takeReplies } from "./sharedWork.js"
 import {
@@ -150,7 +148,7 @@ const maxPending = 4
 export const makeLabelPrewrite = (
   dir: string,
   taskOf: (header: DiceHeader, file: string) => ConverterTask | undefined,
-  readAhead?: LabelReadAhead
+  readAhead?: ReadAhead
 ): Effect.Effect<LabelPrewrite, never, Scope.Scope> =>
   Effect.gen(function*() {
     const staging = `${dir}/.labels.tmp-${yield* temporaryToken}`
@@ -176,7 +174,7 @@ export const makeLabelPrewrite = (
     writer.on("error", (e) => writerGone ??= String(e))
     writer.on("exit", (code) => writerGone ??= `writer thread exited (code ${code})`)
     const link = readAhead?.link ?? makeHelperLink()
-    const decoder = readAhead?.decoder ?? startThread("labelDecodeThread", link.workerData, undefined, link.transfer)
+    const decoder = readAhead?.thread ?? startThread("labelDecodeThread", link.workerData, undefined, link.transfer)
     // Its failures come back as replies; a thread that dies is only waited for up to the timeout.
     decoder.on("error", () => undefined)
     const started = new Promise<void>((resolve) => {
@@ -290,32 +288,13 @@ export const makeLabelPrewrite = (
      * Decodes the entries chunk by chunk, sharing the chunks with the decode thread when
      * labels are proposed and the bytes are shared.
      */
-    /** The read-ahead's bytes with their scan, once taken. */
-    let scanned: Extract<ReadAheadReply, { _tag: "Scanned" }> | undefined
-    /** Whether the decode thread stopped answering (it is not asked for anything more). */
-    let decoderLost = false
-
-    /** The bytes the read-ahead read of `file`, once it posts them: `undefined` when it read another file, or none. */
-    const readAheadOf = (file: string): Uint8Array | undefined => {
-      if (readAhead === undefined || file !== readAhead.file) return undefined
-      let reply: ReadAheadReply | undefined
-      if (!awaitReplies<ReadAheadReply>(link, (r) => reply = r, () => reply !== undefined)) {
-        decoderLost = true
-        abandonHelper(link)
-      }
-      if (reply?._tag === "Scanned") scanned = reply
-      return scanned?.bytes
-    }
-
-    /** The scan of `bytes`: the read-ahead's when they are its bytes. */
-    const scan = (bytes: Uint8Array): ReadonlyArray<ScannedMember> | undefined =>
-      scanned !== undefined && bytes === scanned.bytes ? scanned.members : scanDiceMembers(bytes)
+    const ahead = readAheadTaker(readAhead, link)
 
     const decodeImages = (file: string) => (layout: NestedImagesLayout, walk: NestedImagesWalk, starts: ReadonlyArray<number>) => {
       stopped = !begin(file, layout.header)
       const chunks = starts.length - 1
       const parts = new Array<Array<DiceImage> | undefined>(chunks)
-      const shared = !stopped && !decoderLost && chunks > 1 && layout.bytes.buffer instanceof SharedArrayBuffer
+      const shared = !stopped && !ahead.lost() && chunks > 1 && layout.bytes.buffer instanceof SharedArrayBuffer
       if (shared) {
         Atomics.store(link.claimed, 0, claims.pack(0, chunks))
         decoder.postMessage({ layout, task: task!, starts } satisfies LabelDecodeRequest)
@@ -330,7 +309,7 @@ export const makeLabelPrewrite = (
       let answered = 0
       const take = (reply: LabelDecodeReply | ReadAheadReply) => {
         // A read-ahead reply nobody took (the reader picked another file) is no chunk's.
-        if (reply._tag === "Scanned" || reply._tag === "Unread") return
+        if (isReadAheadReply(reply)) return
         answered++
         if (reply._tag === "Failed") return
         const first = starts[reply.chunk]!
@@ -367,8 +346,8 @@ export const makeLabelPrewrite = (
 
     const observerFor = (file: string): NestedDecodeObserver => ({
       sharedBytes: true,
-      readAhead: () => readAheadOf(file),
-      scan,
+      readAhead: () => ahead.bytesOf(file),
+      scan: ahead.scan,
       decodeImages: decodeImages(file)
     })
 

@@ -1,0 +1,100 @@
+/**
+ * The first step of a DICE conversion on the conversion worker, taken before the converter's
+ * modules load (`convertWorker` loads them afterwards: about 100 ms of a core). The
+ * conversion's helper thread starts at once with the annotation file the conversion will look
+ * up: `labelDecodeThread` for YOLO, `cocoTextThread` for COCO. It reads the file into shared
+ * memory and scans it meanwhile (`readAndScan`), and the conversion (`labelPrewrite`,
+ * `cocoPrebuild`) then takes the bytes and the scan instead of reading and scanning
+ * (`readAheadTaker`), and the same thread for its work.
+ *
+ * Nothing is decided here: the reader still looks the file up itself and only takes the
+ * bytes of the same file, and a thread that could not read it leaves the reading to it.
+ * Free of `effect`.
+ */
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import type { Worker } from "node:worker_threads"
+import type { ConvertOptions } from "../Converter.js"
+import { diceAnnotationFileNames } from "./annotationNames.js"
+import { scanDiceMembers } from "./diceModel.js"
+import type { ScannedMember } from "./jsonChunks.js"
+import { abandonHelper, awaitReplies, type HelperLink, makeHelperLink, readSharedFile, startThread } from "./sharedWork.js"
+
+/** The helper thread's first reply when it reads ahead: the bytes with their scan, or nothing read. */
+export type ReadAheadReply =
+  | {
+    readonly _tag: "Scanned"
+    readonly bytes: Uint8Array
+    /** `scanDiceMembers` of the bytes. */
+    readonly members: ReadonlyArray<ScannedMember> | undefined
+  }
+  | { readonly _tag: "Unread" }
+
+/** Whether a helper's reply is its read-ahead reply (which is no part of its other work). */
+export const isReadAheadReply = (reply: { readonly _tag: string }): reply is ReadAheadReply =>
+  reply._tag === "Scanned" || reply._tag === "Unread"
+
+/** A helper thread reading a conversion's annotation file ahead. */
+export interface ReadAhead {
+  /** The annotation file it reads (absolute). */
+  readonly file: string
+  readonly thread: Worker
+  readonly link: HelperLink
+}
+
+/**
+ * Starts the helper thread of a DICE conversion reading ahead: the file is the one the
+ * reader would pick now (the first of the task's annotation files that exists), or
+ * `undefined` (LabelMe, or no such file) when there is nothing to read ahead.
+ */
+export const startReadAhead = (options: ConvertOptions): ReadAhead | undefined => {
+  if (options.from !== "dice") return undefined
+  const dir = NodePath.resolve(options.datasetDir)
+  const file = diceAnnotationFileNames(options.taskType).map((name) => NodePath.join(dir, name)).find((f) => NodeFs.existsSync(f))
+  if (file === undefined) return undefined
+  const link = makeHelperLink()
+  const name = options.to === "yolo" ? "labelDecodeThread" : "cocoTextThread"
+  const thread = startThread(name, { ...link.workerData, readAheadFile: file }, undefined, link.transfer)
+  return { file, thread, link }
+}
+
+/** The helper thread's side: the file read into shared memory and scanned, or unread (the reader then reads it). */
+export const readAndScan = (file: string): ReadAheadReply => {
+  try {
+    const bytes = readSharedFile(file)
+    return bytes === undefined ? { _tag: "Unread" } : { _tag: "Scanned", bytes, members: scanDiceMembers(bytes) }
+  } catch {
+    return { _tag: "Unread" }
+  }
+}
+
+/** The file a helper thread was started to read ahead (its `workerData`), if any. */
+export const readAheadFileOf = (workerData: unknown): string | undefined =>
+  (workerData as { readonly readAheadFile?: string }).readAheadFile
+
+/**
+ * The conversion thread's side of `readAhead` (none: `undefined`), whose replies arrive on
+ * `link`: the reader's hooks that take its bytes and their scan, and whether its thread
+ * stopped answering (it is then not asked for anything more).
+ */
+export const readAheadTaker = (readAhead: ReadAhead | undefined, link: HelperLink) => {
+  let scanned: Extract<ReadAheadReply, { _tag: "Scanned" }> | undefined
+  let lost = false
+  return {
+    /** The bytes it read of `file`, once it posts them: `undefined` when it read another file, or none. */
+    bytesOf: (file: string): Uint8Array | undefined => {
+      if (readAhead === undefined || file !== readAhead.file) return undefined
+      let reply: ReadAheadReply | undefined
+      if (!awaitReplies<ReadAheadReply>(link, (r) => reply = r, () => reply !== undefined)) {
+        lost = true
+        abandonHelper(link)
+      }
+      if (reply?._tag === "Scanned") scanned = reply
+      return scanned?.bytes
+    },
+    /** The scan of `bytes`: its scan when they are its bytes. */
+    scan: (bytes: Uint8Array): ReadonlyArray<ScannedMember> | undefined =>
+      scanned !== undefined && bytes === scanned.bytes ? scanned.members : scanDiceMembers(bytes),
+    lost: (): boolean => lost
+  }
+}
