@@ -19,6 +19,7 @@ import { decodeDice } from "../src/internal/diceSchema.js"
 import { assignSplits } from "../src/internal/splits.js"
 import { yoloContext } from "../src/internal/yoloLabels.js"
 import { cocoTexts } from "./support/coco.js"
+import { recordReadAhead } from "./support/readAhead.js"
 import { syntheticDice } from "./support/syntheticDice.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -158,19 +159,9 @@ layer(NodeContext.layer)("COCO annotations printed by the text thread", (it) => 
         expect(readAhead !== undefined).toBe(ahead)
         // Small chunks: the text thread answers chunk by chunk, so both sides get images.
         const prebuild = yield* makeCocoPrebuild(() => task, 4096, readAhead)
-        let takenAhead = false
-        const { dataset, file } = yield* reader.loadDice(dir, undefined, (f) => {
-          const observer = prebuild.observerFor(f)
-          return {
-            ...observer,
-            readAhead: () => {
-              const bytes = observer.readAhead!()
-              takenAhead = bytes !== undefined
-              return bytes
-            }
-          }
-        })
-        expect(takenAhead).toBe(ahead)
+        const watched = recordReadAhead(prebuild.observerFor)
+        const { dataset, file } = yield* reader.loadDice(dir, undefined, watched.observerFor)
+        expect(watched.taken()).toBe(ahead)
         expect(yield* prebuild.printing).toBe(true)
         const { paths, root } = yield* reader.resolveImages(dir, file, dataset)
         const sharing = prebuild.share(task, dataset.images)

@@ -20,6 +20,7 @@ import { type ReadAhead, startReadAhead } from "../src/internal/readAhead.js"
 import { makeHelperLink, startThread } from "../src/internal/sharedWork.js"
 import { assignSplits } from "../src/internal/splits.js"
 import type { ConverterTask } from "../src/Converter.js"
+import { recordReadAhead } from "./support/readAhead.js"
 import { syntheticDice } from "./support/syntheticDice.js"
 
 /** Every file under `dir` (sorted relative paths) with its text. */
@@ -258,23 +259,13 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
     const loadWith = (dir: string, file: string, task: ConverterTask, readAhead: ReadAhead | undefined) =>
       Effect.gen(function*() {
         const prewrite = yield* makeLabelPrewrite(dir, () => task, readAhead)
-        let takenAhead = false
+        const recorded = recordReadAhead(prewrite.observerFor)
         const reader = yield* makeConverterReader
-        const loaded = yield* Effect.either(reader.loadDice(dir, undefined, (f) => {
-          const observer = prewrite.observerFor(f)
-          return {
-            ...observer,
-            readAhead: () => {
-              const bytes = observer.readAhead!()
-              takenAhead = bytes !== undefined
-              return bytes
-            }
-          }
-        }))
-        if (Either.isLeft(loaded)) return { loaded, takenAhead, labels: undefined }
+        const loaded = yield* Effect.either(reader.loadDice(dir, undefined, recorded.observerFor))
+        if (Either.isLeft(loaded)) return { loaded, takenAhead: recorded.taken(), labels: undefined }
         const prewritten = yield* prewrite.finish
         yield* install(dir, file, task, loaded.right.dataset, Effect.succeed(prewritten))
-        return { loaded, takenAhead, labels: yield* tree(`${dir}/labels`) }
+        return { loaded, takenAhead: recorded.taken(), labels: yield* tree(`${dir}/labels`) }
       })
 
     /** A read-ahead of `file` whose thread reads `read` instead. */

@@ -15,7 +15,7 @@ import type { CocoTextReply, CocoTextRequest } from "./cocoPrebuild.js"
 import { decodeNestedRange } from "./diceModel.js"
 import { chunkStarts } from "./jsonChunks.js"
 import type { SkipCounts } from "./objectRules.js"
-import { readAheadFileOf, type ReadAheadReply, readAndScan } from "./readAhead.js"
+import { readAheadIfAsked, type ReadAheadReply } from "./readAhead.js"
 import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { headerContext } from "./yoloLabels.js"
 
@@ -50,5 +50,4 @@ parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
   }
 })
 
-const readAheadFile = readAheadFileOf(workerData)
-if (readAheadFile !== undefined) post(readAndScan(readAheadFile))
+readAheadIfAsked(workerData, post)

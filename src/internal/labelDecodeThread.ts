@@ -13,7 +13,7 @@
 import { parentPort, workerData } from "node:worker_threads"
 import { decodeNestedRange, imageHead } from "./diceModel.js"
 import type { LabelDecodeReply, LabelDecodeRequest } from "./labelPrewrite.js"
-import { readAheadFileOf, type ReadAheadReply, readAndScan } from "./readAhead.js"
+import { readAheadIfAsked, type ReadAheadReply } from "./readAhead.js"
 import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { headerContext, type YoloContext, yoloImageLabelSkips } from "./yoloLabels.js"
 
@@ -52,8 +52,7 @@ parentPort!.once("message", (request: LabelDecodeRequest) => {
   }
 })
 
-const readAheadFile = readAheadFileOf(workerData)
-if (readAheadFile !== undefined) post(readAndScan(readAheadFile))
+readAheadIfAsked(workerData, post)
 
 // Started: `LabelPrewrite.ready` waits for this.
 parentPort!.postMessage("ready")

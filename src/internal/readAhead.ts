@@ -3,7 +3,7 @@
  * modules load (`convertWorker` loads them afterwards: about 100 ms of a core). The
  * conversion's helper thread starts at once with the annotation file the conversion will look
  * up: `labelDecodeThread` for YOLO, `cocoTextThread` for COCO. It reads the file into shared
- * memory and scans it meanwhile (`readAndScan`), and the conversion (`labelPrewrite`,
+ * memory and scans it meanwhile (`readAheadIfAsked`), and the conversion (`labelPrewrite`,
  * `cocoPrebuild`) then takes the bytes and the scan instead of reading and scanning
  * (`readAheadTaker`), and the same thread for its work.
  *
@@ -58,8 +58,8 @@ export const startReadAhead = (options: ConvertOptions): ReadAhead | undefined =
   return { file, thread, link }
 }
 
-/** The helper thread's side: the file read into shared memory and scanned, or unread (the reader then reads it). */
-export const readAndScan = (file: string): ReadAheadReply => {
+/** The file read into shared memory and scanned, or unread (the reader then reads it). */
+const readAndScan = (file: string): ReadAheadReply => {
   try {
     const bytes = readSharedFile(file)
     return bytes === undefined ? { _tag: "Unread" } : { _tag: "Scanned", bytes, members: scanDiceMembers(bytes) }
@@ -68,9 +68,14 @@ export const readAndScan = (file: string): ReadAheadReply => {
   }
 }
 
-/** The file a helper thread was started to read ahead (its `workerData`), if any. */
-export const readAheadFileOf = (workerData: unknown): string | undefined =>
-  (workerData as { readonly readAheadFile?: string }).readAheadFile
+/**
+ * The helper thread's side: when it was started to read a file ahead (its `workerData`
+ * says which), reads and scans it and posts the reply, its first.
+ */
+export const readAheadIfAsked = (workerData: unknown, post: (reply: ReadAheadReply) => void): void => {
+  const file = (workerData as { readonly readAheadFile?: string }).readAheadFile
+  if (file !== undefined) post(readAndScan(file))
+}
 
 /**
  * The conversion thread's side of `readAhead` (none: `undefined`), whose replies arrive on
