@@ -23,8 +23,8 @@ import { Effect, type Scope } from "effect"
 import type { ConverterTask } from "../Converter.js"
 import type { CocoPrintSharing, PrintedBodies } from "./cocoExport.js"
 import type { DiceHeader, DiceImage, NestedDecodeObserver, NestedImagesLayout } from "./diceModel.js"
-import { isReadAheadReply, type ReadAhead, type ReadAheadReply, readAheadTaker } from "./readAhead.js"
-import { abandonHelper, awaitReplies, claimFront, claims, controlSlot, type HelperLink, makeHelperLink, startThread, stuckMs, threadState } from "./sharedWork.js"
+import { adoptHelper, isReadAheadReply, type ReadAhead, type ReadAheadReply } from "./readAhead.js"
+import { abandonHelper, awaitReplies, claimFront, claims, controlSlot, type HelperLink, stuckMs, threadState } from "./sharedWork.js"
 
 /** What the conversion thread sends the COCO text thread (once). */
 export interface CocoTextRequest {
@@ -73,10 +73,9 @@ export const makeCocoPrebuild = (
   readAhead?: ReadAhead
 ): Effect.Effect<CocoPrebuild, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const link = readAhead?.link ?? makeHelperLink()
+    const ahead = adoptHelper("cocoTextThread", readAhead)
+    const { link, thread: worker } = ahead
     const { claimed, control } = link
-    const worker = readAhead?.thread ?? startThread("cocoTextThread", link.workerData, undefined, link.transfer)
-    const ahead = readAheadTaker(readAhead, link)
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
         link.replies.close()

@@ -39,9 +39,9 @@ import {
   type NestedImagesWalk
 } from "./diceModel.js"
 import { temporaryToken } from "./files.js"
-import { isReadAheadReply, type ReadAhead, type ReadAheadReply, readAheadTaker } from "./readAhead.js"
+import { adoptHelper, isReadAheadReply, type ReadAhead, type ReadAheadReply } from "./readAhead.js"
 import { normalizeRelativeName } from "./safeName.js"
-import { abandonHelper, awaitReplies, claimFront, claims, makeHelperLink, startThread, stuckMs, takeReplies } from "./sharedWork.js"
+import { abandonHelper, awaitReplies, claimFront, claims, startThread, stuckMs, takeReplies } from "./sharedWork.js"
 import {
   type SkipCounts,
   headerContext,
@@ -173,8 +173,8 @@ export const makeLabelPrewrite = (
     let writerGone: string | undefined
     writer.on("error", (e) => writerGone ??= String(e))
     writer.on("exit", (code) => writerGone ??= `writer thread exited (code ${code})`)
-    const link = readAhead?.link ?? makeHelperLink()
-    const decoder = readAhead?.thread ?? startThread("labelDecodeThread", link.workerData, undefined, link.transfer)
+    const ahead = adoptHelper("labelDecodeThread", readAhead)
+    const { link, thread: decoder } = ahead
     // Its failures come back as replies; a thread that dies is only waited for up to the timeout.
     decoder.on("error", () => undefined)
     const started = new Promise<void>((resolve) => {
@@ -288,8 +288,6 @@ export const makeLabelPrewrite = (
      * Decodes the entries chunk by chunk, sharing the chunks with the decode thread when
      * labels are proposed and the bytes are shared.
      */
-    const ahead = readAheadTaker(readAhead, link)
-
     const decodeImages = (file: string) => (layout: NestedImagesLayout, walk: NestedImagesWalk, starts: ReadonlyArray<number>) => {
       stopped = !begin(file, layout.header)
       const chunks = starts.length - 1

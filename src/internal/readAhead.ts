@@ -4,8 +4,8 @@
  * conversion's helper thread starts at once with the annotation file the conversion will look
  * up: `labelDecodeThread` for YOLO, `cocoTextThread` for COCO. It reads the file into shared
  * memory and scans it meanwhile (`readAheadIfAsked`), and the conversion (`labelPrewrite`,
- * `cocoPrebuild`) then takes the bytes and the scan instead of reading and scanning
- * (`readAheadTaker`), and the same thread for its work.
+ * `cocoPrebuild`) then adopts the same thread for its work and takes the bytes and the scan
+ * instead of reading and scanning (`adoptHelper`).
  *
  * Nothing is decided here: the reader still looks the file up itself and only takes the
  * bytes of the same file, and a thread that could not read it leaves the reading to it.
@@ -42,6 +42,15 @@ export interface ReadAhead {
   readonly link: HelperLink
 }
 
+/** The helper threads of a conversion on the worker: YOLO's and COCO's. */
+export type HelperName = "labelDecodeThread" | "cocoTextThread"
+
+/** Starts the helper thread `name` with a fresh link; with `readAheadFile`, it reads that file ahead first. */
+const startHelper = (name: HelperName, readAheadFile?: string): Pick<ReadAhead, "link" | "thread"> => {
+  const link = makeHelperLink()
+  return { link, thread: startThread(name, { ...link.workerData, readAheadFile }, undefined, link.transfer) }
+}
+
 /**
  * Starts the helper thread of a DICE conversion reading ahead: the file is the one the
  * reader would pick now (the first of the task's annotation files that exists), or
@@ -52,10 +61,7 @@ export const startReadAhead = (options: ConvertOptions): ReadAhead | undefined =
   const dir = NodePath.resolve(options.datasetDir)
   const file = diceAnnotationFileNames(options.taskType).map((name) => NodePath.join(dir, name)).find((f) => NodeFs.existsSync(f))
   if (file === undefined) return undefined
-  const link = makeHelperLink()
-  const name = options.to === "yolo" ? "labelDecodeThread" : "cocoTextThread"
-  const thread = startThread(name, { ...link.workerData, readAheadFile: file }, undefined, link.transfer)
-  return { file, thread, link }
+  return { file, ...startHelper(options.to === "yolo" ? "labelDecodeThread" : "cocoTextThread", file) }
 }
 
 /** The file read into shared memory and scanned, or unread (the reader then reads it). */
@@ -78,28 +84,30 @@ export const readAheadIfAsked = (workerData: unknown, post: (reply: ReadAheadRep
 }
 
 /**
- * The conversion thread's side of `readAhead` (none: `undefined`), whose replies arrive on
- * `link`: the reader's hooks that take its bytes and their scan, and whether its thread
- * stopped answering (it is then not asked for anything more).
+ * The conversion thread's helper thread `name` and its link: `readAhead`'s, when the worker
+ * started one, else one started now. With the reader's hooks that take the read-ahead's
+ * bytes and their scan, and whether the thread stopped answering them (it is then not asked
+ * for anything more).
  */
-export const readAheadTaker = (readAhead: ReadAhead | undefined, link: HelperLink) => {
-  let scanned: Extract<ReadAheadReply, { _tag: "Scanned" }> | undefined
+export const adoptHelper = (name: HelperName, readAhead: ReadAhead | undefined) => {
+  const { link, thread } = readAhead ?? startHelper(name)
+  let reply: ReadAheadReply | undefined
   let lost = false
   return {
+    link,
+    thread,
     /** The bytes it read of `file`, once it posts them: `undefined` when it read another file, or none. */
     bytesOf: (file: string): Uint8Array | undefined => {
       if (readAhead === undefined || file !== readAhead.file) return undefined
-      let reply: ReadAheadReply | undefined
-      if (!awaitReplies<ReadAheadReply>(link, (r) => reply = r, () => reply !== undefined)) {
+      if (reply === undefined && !lost && !awaitReplies<ReadAheadReply>(link, (r) => reply = r, () => reply !== undefined)) {
         lost = true
         abandonHelper(link)
       }
-      if (reply?._tag === "Scanned") scanned = reply
-      return scanned?.bytes
+      return reply?._tag === "Scanned" ? reply.bytes : undefined
     },
-    /** The scan of `bytes`: its scan when they are its bytes. */
+    /** The scan of `bytes`: the read-ahead's when they are its bytes. */
     scan: (bytes: Uint8Array): ReadonlyArray<ScannedMember> | undefined =>
-      scanned !== undefined && bytes === scanned.bytes ? scanned.members : scanDiceMembers(bytes),
+      reply?._tag === "Scanned" && bytes === reply.bytes ? reply.members : scanDiceMembers(bytes),
     lost: (): boolean => lost
   }
 }

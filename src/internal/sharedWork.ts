@@ -25,7 +25,7 @@ import {
 
 /**
  * Starts a thread running the module `name` (`convertWorker`, `labelWriterThread`,
- * `cocoTextThread`) that sits next to this one. From compiled JavaScript it is `{name}.js`;
+ * `labelDecodeThread`, `cocoTextThread`) that sits next to this one. From compiled JavaScript it is `{name}.js`;
  * from TypeScript sources (tests, `tsx`) the thread first registers tsx's loader.
  * `resourceLimits` bound its heap; `transferList` names what `workerData` hands over (ports).
  */
