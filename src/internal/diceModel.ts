@@ -191,6 +191,7 @@ const nestedImageBuilder = (classes: ReadonlyArray<typeof Category.Type>) => {
     )
 }
 
+/** The dataset of a nested document that passed `looksNested` (or the Schema). */
 export const buildNested = (raw: typeof NestedDice.Type): DiceDataset =>
   toDataset(raw, raw.classes, raw.images.map(nestedImageBuilder(raw.classes)), {})
 
@@ -215,6 +216,7 @@ const flatImagesBuilder = (rawImages: ReadonlyArray<RawImage>) => {
   }
 }
 
+/** The dataset of a flat document that passed `looksFlat` (or the Schema): annotations attached to their images. */
 export const buildFlat = (raw: typeof FlatDice.Type): DiceDataset => {
   const builder = flatImagesBuilder(raw.images)
   for (const a of raw.annotations ?? []) builder.add(a)
@@ -277,9 +279,11 @@ const isFlatImage = (img: unknown): img is RawImage => isObject(img) && isImageB
 const isFlatAnnotation = (a: unknown): a is typeof FlatAnnotation.Type =>
   isObject(a) && isAnnotationBase(a) && isNum(a["image_id"]) && optNum(a["category_id"])
 
+/** Whether a parsed document is plainly a valid nested DICE document (the fast guard of `decodeDice`). */
 export const looksNested = (u: unknown): u is typeof NestedDice.Type =>
   isObject(u) && isHeader(u) && isCategories(u["classes"]) && Array.isArray(u["images"]) && u["images"].every(isNestedImage)
 
+/** Whether a parsed document is plainly a valid flat DICE document (the fast guard of `decodeDice`). */
 export const looksFlat = (u: unknown): u is typeof FlatDice.Type => {
   if (!isObject(u) || !isHeader(u) || !isCategories(u["categories"]) || !Array.isArray(u["images"])) return false
   if (!u["images"].every(isFlatImage)) return false

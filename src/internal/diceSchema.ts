@@ -49,6 +49,7 @@ const Rle = Schema.Struct({
 })
 const Polygons = Schema.Array(Schema.Array(Num))
 const Segmentation = Schema.Union(Polygons, Rle)
+/** Keypoints, flat `[x, y, v, ...]` or as triples. */
 export const Keypoints = Schema.Union(Schema.Array(Num), Schema.Array(Schema.Array(Num)))
 const IsCrowd = Schema.Union(Num, Schema.Boolean)
 const StorageInfo = Schema.Struct({ image_root: optionalNullable(Schema.String) })
@@ -72,12 +73,14 @@ const annotationFields = {
   num_keypoints: optionalNullable(Num)
 }
 
+/** An annotation inside a nested image entry (its class by id or name). */
 export const NestedAnnotation = Schema.Struct({
   ...annotationFields,
   class_id: optionalNullable(Num),
   class_name: optionalNullable(Schema.String)
 })
 
+/** An image entry of a nested document, with its annotations. */
 export const NestedImage = Schema.Struct({
   id: Num,
   file_name: Schema.String,
@@ -96,12 +99,14 @@ export const NestedDice = Schema.Struct({
   images: Schema.Array(NestedImage)
 })
 
+/** A top-level annotation of a flat document (its image by id). */
 export const FlatAnnotation = Schema.Struct({
   ...annotationFields,
   image_id: Num,
   category_id: optionalNullable(Num)
 })
 
+/** An image entry of a flat document. */
 export const FlatImage = Schema.Struct({
   id: Num,
   file_name: Schema.String,
