@@ -204,6 +204,21 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
     }))
   }
 
+  it.scoped("a proposal that resolved an image to another file than the conversion is thrown away", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const { dir, file, reference } = yield* setup("detection")
+      const { dataset, prewrite } = yield* propose(dir, file, "detection")
+      const prewritten = yield* prewrite.finish
+      yield* fs.writeFileString(`${prewritten!.staging}/0/img_1.txt`, "marked")
+      const first = dataset.images.find((image) => image.fileName === "images/img_1.jpg")!
+      const labels = new Map(prewritten!.labels)
+      labels.set(first, { ...labels.get(first)!, found: `${dir}/elsewhere/img_1.jpg` })
+      yield* install(dir, file, "detection", dataset, Effect.succeed({ ...prewritten!, labels }))
+      expect(yield* tree(`${dir}/labels`)).toEqual(reference)
+      expect(yield* stagingLeft(dir)).toEqual([])
+    }))
+
   it.scoped("the directories listed while proposing are where the conversion finds its images (they are not listed again)", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
@@ -221,6 +236,27 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
       expect(paths).toContain(`${dir}/images/img_1.jpg`)
       const missing = yield* Effect.flip(reader.resolveImages(dir, file, dataset))
       expect(missing.reason).toBe("MissingImages")
+    }))
+
+  it.scoped("the images resolved while proposing are not resolved again, and two of them naming one file are still a Duplicate", () =>
+    Effect.gen(function*() {
+      const { dir, file } = yield* setup("detection")
+      const { dataset, prewrite } = yield* propose(dir, file, "detection")
+      yield* prewrite.finish
+      const reader = yield* makeConverterReader
+      const afresh = yield* reader.resolveImages(dir, file, dataset)
+      const reused = yield* reader.resolveImages(dir, file, dataset, prewrite.listings, prewrite.known)
+      expect(reused).toEqual(afresh)
+      // What was found is taken as it is, for this directory and image root only.
+      const planted = { ...prewrite.known, of: () => ({ name: "planted.jpg", found: `${dir}/planted.jpg`, level: 0 }) }
+      const one = { ...dataset, images: dataset.images.slice(0, 1) }
+      expect((yield* reader.resolveImages(dir, file, one, prewrite.listings, planted)).paths).toEqual([`${dir}/planted.jpg`])
+      const elsewhere = { ...planted, base: `${dir}/elsewhere` }
+      expect((yield* reader.resolveImages(dir, file, one, prewrite.listings, elsewhere)).paths).toEqual(afresh.paths.slice(0, 1))
+      const twice = { ...dataset, images: [...dataset.images, dataset.images[0]!] }
+      const duplicate = yield* Effect.flip(reader.resolveImages(dir, file, twice, prewrite.listings, prewrite.known))
+      expect(duplicate.reason).toBe("Duplicate")
+      expect(duplicate.jsonPath).toBe(`images[${dataset.images.length}].file_name`)
     }))
 
   it.scoped("proposing stops at an image it cannot find: nothing is proposed and no staging directory is left", () =>

@@ -8,7 +8,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Either } from "effect"
 import { DatasetError } from "../Errors.js"
 import { diceAnnotationFileNames } from "./annotationNames.js"
-import type { DiceDataset, NestedDecodeObserver } from "./diceModel.js"
+import type { DiceDataset, DiceImage, NestedDecodeObserver } from "./diceModel.js"
 import { decodeDiceBytes } from "./diceSchema.js"
 import { parseJsonBytes } from "./json.js"
 import { defaultChunkBytes } from "./jsonChunks.js"
@@ -40,6 +40,24 @@ export const localImageRoot = (
 /** Runs a file-system effect, turning its `PlatformError` into an `Io` `DatasetError` naming `file`. */
 export const datasetIo = <A>(file: string, effect: Effect.Effect<A, PlatformError>): Effect.Effect<A, DatasetError> =>
   Effect.mapError(effect, (e) => new DatasetError({ reason: "Io", file, detail: e.message }))
+
+/** An image as `resolveImages` finds it: its name (normalised, the image root's prefix dropped), its file and that file's candidate level. */
+export interface ResolvedImage {
+  readonly name: string
+  readonly found: string
+  readonly level: number
+}
+
+/**
+ * Images already resolved by the same rules against the same listings (the label proposal
+ * does, see `labelPrewrite`): for the dataset directory `base` (resolved) and the image
+ * root `imageRoot` (`localImageRoot`'s), `of` gives what it found for an image object.
+ */
+export interface KnownImages {
+  readonly base: string
+  readonly imageRoot: { readonly prefix: string; readonly root: string | undefined } | undefined
+  readonly of: (image: DiceImage) => ResolvedImage | undefined
+}
 
 /** A place an image may be: its absolute path, and that path's directory and base name. */
 export interface Candidate {
@@ -159,19 +177,27 @@ export const makeConverterReader = Effect.gen(function*() {
    * below `levels`) that exists. Checked by listing each directory involved once (one
    * `readDirectory` instead of a syscall per image), level by level so a later candidate is
    * built and its directory read only for images not found earlier; a directory that cannot
-   * be listed falls back to per-path `exists`.
+   * be listed falls back to per-path `exists`. `resolvedAt(i)` is what was found for an
+   * image already, by the same search.
    */
   const findFirstExisting = (
     count: number,
     levels: number,
     candidateAt: (i: number, level: number) => Candidate,
-    known: ReadonlyMap<string, ReadonlySet<string>> = new Map()
+    known: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+    resolvedAt: (i: number) => ResolvedImage | undefined = () => undefined
   ) =>
     Effect.gen(function*() {
       const resolved = new Array<string | undefined>(count).fill(undefined)
       const listings = new Map<string, ReadonlySet<string> | undefined>(known)
       // The levels images were found at: one level for all means no two share a path (their names differ).
       const found = new Set<number>()
+      for (let i = 0; i < count; i++) {
+        const r = resolvedAt(i)
+        if (r === undefined) continue
+        resolved[i] = r.found
+        found.add(r.level)
+      }
       for (let level = 0; level < levels; level++) {
         const pending: Array<number> = []
         const candidates: Array<Candidate> = []
@@ -222,9 +248,15 @@ export const makeConverterReader = Effect.gen(function*() {
    * goes through the shared name rule, so every candidate stays inside `dir` (see
    * `candidateOf`); two images naming one file are a `Duplicate` error naming both.
    * `listed` holds directory listings this conversion already made (by path), used instead
-   * of listing those directories again.
+   * of listing those directories again; `known`, images already resolved against them.
    */
-  const resolveImages = (dir: string, file: string, dataset: DiceDataset, listed?: ReadonlyMap<string, ReadonlySet<string>>) =>
+  const resolveImages = (
+    dir: string,
+    file: string,
+    dataset: DiceDataset,
+    listed?: ReadonlyMap<string, ReadonlySet<string>>,
+    known?: KnownImages
+  ) =>
     Effect.gen(function*() {
       const imageRoot = localImageRoot(dataset.storageImageRoot)
       if (Either.isLeft(imageRoot)) {
@@ -239,8 +271,18 @@ export const makeConverterReader = Effect.gen(function*() {
       const base = path.resolve(dir)
       const names: Array<string> = new Array(dataset.images.length)
       const firstByName = new Map<string, number>()
+      const same = known !== undefined && known.base === base && known.imageRoot?.prefix === prefix && known.imageRoot?.root === root
+      const resolvedBefore: Array<ResolvedImage | undefined> = same ? dataset.images.map(known.of) : []
       for (let i = 0; i < dataset.images.length; i++) {
         const raw = dataset.images[i]!.fileName
+        const before = resolvedBefore[i]
+        if (before !== undefined) {
+          const first = firstByName.get(before.name)
+          if (first !== undefined) return yield* duplicateName(file, dataset, first, i, before.name)
+          firstByName.set(before.name, i)
+          names[i] = before.name
+          continue
+        }
         const normalized = normalizeRelativeName(raw)
         if (Either.isLeft(normalized)) {
           return yield* new DatasetError({
@@ -254,15 +296,7 @@ export const makeConverterReader = Effect.gen(function*() {
           ? normalized.right.slice(prefix.length)
           : normalized.right
         const first = firstByName.get(name)
-        if (first !== undefined) {
-          return yield* new DatasetError({
-            reason: "Duplicate",
-            file,
-            jsonPath: `images[${i}].file_name`,
-            paths: [dataset.images[first]!.fileName, raw],
-            detail: `images[${first}] and images[${i}] name the same file "${name}"`
-          })
-        }
+        if (first !== undefined) return yield* duplicateName(file, dataset, first, i, name)
         firstByName.set(name, i)
         names[i] = name
       }
@@ -271,7 +305,8 @@ export const makeConverterReader = Effect.gen(function*() {
         names.length,
         levels,
         (i, level) => imageCandidate(base, root, names[i]!, level),
-        listed
+        listed,
+        (i) => resolvedBefore[i]
       )
       const missing: Array<string> = []
       let count = 0
@@ -307,3 +342,13 @@ export const makeConverterReader = Effect.gen(function*() {
 
   return { loadDice, loadLabelMe, resolveImages }
 })
+
+/** The error for `images[i]` naming the same file `name` as `images[first]`. */
+const duplicateName = (file: string, dataset: DiceDataset, first: number, i: number, name: string) =>
+  new DatasetError({
+    reason: "Duplicate",
+    file,
+    jsonPath: `images[${i}].file_name`,
+    paths: [dataset.images[first]!.fileName, dataset.images[i]!.fileName],
+    detail: `images[${first}] and images[${i}] name the same file "${name}"`
+  })

@@ -103,7 +103,7 @@ const convertWith = (
       if (task === "pose" && !dataset.images.some((i) => i.annotations.some((a) => a.keypoints !== undefined && a.keypoints.length >= 3))) {
         return yield* new DatasetError({ reason: "InvalidShape", file, detail: "task pose but no annotation has keypoints" })
       }
-      const { paths, root } = yield* reader.resolveImages(dir, file, dataset, prework.labels?.listings)
+      const { paths, root } = yield* reader.resolveImages(dir, file, dataset, prework.labels?.listings, prework.labels?.known)
       const splits = assignSplits(dataset.images, plan.split)
       const splitCounts = countSplits(splits)
       const empty = emptyRequiredSplits(splitCounts)

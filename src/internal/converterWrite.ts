@@ -11,7 +11,7 @@ import { type CocoPrintSharing, type CocoFile, cocoFilePieces } from "./cocoExpo
 import { datasetIo, ioConcurrency } from "./converterRead.js"
 import type { DiceDataset } from "./diceModel.js"
 import { temporaryToken, writeFileAtomically, writeFilesAtomically } from "./files.js"
-import type { PrewrittenLabels } from "./labelPrewrite.js"
+import type { PrewrittenLabel, PrewrittenLabels } from "./labelPrewrite.js"
 import { countSkip, flipIndex } from "./objectRules.js"
 import { isInside } from "./safeName.js"
 import {
@@ -199,10 +199,22 @@ export const makeConverterWriter = Effect.gen(function*() {
       const ctx = yoloContext(dataset, task)
       const skipped: Record<string, number> = { ...dataset.skipped }
       const writable = yield* writableInside(dir)
+      // The label proposal (see `labelPrewrite`), when it was made for this dataset, and each
+      // image's proposed label when the proposal resolved the image to the same file: its
+      // place and its label's place are then the proposal's (the same functions of that path).
+      const proposal = prewritten !== undefined && prewritten.dir === dir && prewritten.task === task &&
+          prewritten.categories === dataset.categories && prewritten.backgroundIds === dataset.backgroundIds &&
+          prewritten.files === dataset.images.length
+        ? prewritten
+        : undefined
+      const proposed = dataset.images.map((image, i): PrewrittenLabel | undefined => {
+        const label = proposal?.labels.get(image)
+        return label?.found === images[i] ? label : undefined
+      })
       // Images outside an `images` folder are linked under dataset_dir/images/ for Ultralytics.
       const links: Array<readonly [string, string]> = []
-      const imagePaths = images.map((p) => {
-        const target = yoloImagePlace(dir, p)
+      const imagePaths = images.map((p, i) => {
+        const target = proposed[i]?.placed ?? yoloImagePlace(dir, p)
         if (target !== p) links.push([p, target])
         return target
       })
@@ -215,7 +227,7 @@ export const makeConverterWriter = Effect.gen(function*() {
       const rootWritable = new Map<string, boolean>()
       for (let i = 0; i < imagePaths.length; i++) {
         const p = imagePaths[i]!
-        const labelRoot = yoloLabelRoot(p)
+        const labelRoot = proposed[i]?.place.root ?? yoloLabelRoot(p)
         let ok = rootWritable.get(labelRoot)
         if (ok === undefined) rootWritable.set(labelRoot, ok = yield* writable(labelRoot))
         if (ok) continue
@@ -240,6 +252,7 @@ export const makeConverterWriter = Effect.gen(function*() {
         taken.add(target)
         links.push([p, target])
         imagePaths[i] = target
+        proposed[i] = undefined
       }
       for (const [, target] of links) {
         if (!(yield* writable(path.dirname(target)))) {
@@ -255,26 +268,25 @@ export const makeConverterWriter = Effect.gen(function*() {
       const placeLabel = yoloLabelPlacer()
       const roots = new Map<string, Array<string>>()
       const rootOf = new Array<Array<string>>(imagePaths.length)
-      // Whether `prewritten` (see `labelPrewrite`) holds exactly these files, each where the
-      // loops below would write it, with the text they would write (built from the same image
-      // objects, task and categories): then its staging directory is installed as it is.
-      let staged = prewritten !== undefined && prewritten.task === task && prewritten.categories === dataset.categories &&
-        prewritten.backgroundIds === dataset.backgroundIds && prewritten.files === dataset.images.length
+      // Whether the proposal holds exactly these files, each where the loops below would
+      // write it (every image has its proposed label, so its staged path is `{the proposal's
+      // number for the root}/{name}`), with the text they would write (built from the same
+      // image objects, task and categories): then its staging directory is installed as it is.
+      let staged = proposal !== undefined
       for (let i = 0; i < imagePaths.length; i++) {
-        const { name, root } = placeLabel(imagePaths[i]!)
+        const known = proposed[i]
+        const { name, root } = known?.place ?? placeLabel(imagePaths[i]!)
         let files = roots.get(root)
         if (files === undefined) roots.set(root, files = [])
         files.push(name)
         rootOf[i] = files
-        if (staged && prewritten!.labels.get(dataset.images[i]!)?.staged !== `${prewritten!.roots.get(root)}/${name}`) {
-          staged = false
-        }
+        if (known === undefined) staged = false
       }
       let objects = 0, negatives = 0
       const trainObjects = new Array<number>(dataset.categories.length).fill(0)
       const texts = new Map<Array<string>, Array<string>>()
       dataset.images.forEach((image, i) => {
-        const known = staged ? prewritten!.labels.get(image)! : undefined
+        const known = staged ? proposed[i] : undefined
         let rows: number
         if (known !== undefined) {
           rows = known.classes.length
@@ -295,12 +307,12 @@ export const makeConverterWriter = Effect.gen(function*() {
       yield* Effect.forEach(linkDirs, (d) => datasetIo(d, fs.makeDirectory(d, { recursive: true })), { discard: true })
       yield* Effect.forEach(links, ([s, t]) => linkImage(s, t), { concurrency: ioConcurrency, discard: true })
       if (prewritten !== undefined && !staged) yield* Effect.ignore(fs.remove(prewritten.staging, { recursive: true }))
-      const staging = staged ? prewritten!.staging : yield* tmpName(path.join(dir, ".labels"))
+      const staging = staged ? proposal!.staging : yield* tmpName(path.join(dir, ".labels"))
       yield* Effect.gen(function*() {
         let n = 0
         for (const [root, files] of roots) {
           // An installed proposal keeps its own folder numbers; fresh labels are numbered here.
-          const at = `${staging}/${staged ? prewritten!.roots.get(root) : n++}`
+          const at = `${staging}/${staged ? proposal!.roots.get(root) : n++}`
           if (!staged) {
             // Label names are plain `a/b.txt` paths built above, so string joins are enough here.
             const dirs = new Set<string>([at])

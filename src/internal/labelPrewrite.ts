@@ -27,7 +27,7 @@
  */
 import { Effect, type Scope } from "effect"
 import * as NodeFs from "node:fs"
-import { candidateLevels, imageCandidate, localImageRoot } from "./converterRead.js"
+import { candidateLevels, imageCandidate, type KnownImages, localImageRoot, type ResolvedImage } from "./converterRead.js"
 import {
   deferredImages,
   type DiceCategory,
@@ -49,7 +49,8 @@ import {
   yoloImagePlace,
   yoloLabelPlacer,
   type YoloContext,
-  type YoloImageLabelSkips
+  type YoloImageLabelSkips,
+  type YoloLabelPlace
 } from "./yoloLabels.js"
 import type { ConverterTask } from "../Converter.js"
 
@@ -83,8 +84,14 @@ export type LabelWriterReply =
   | { readonly _tag: "Written" }
   | { readonly _tag: "Failed"; readonly file: string; readonly message: string }
 
-/** One image's label file as proposed. */
-export interface PrewrittenLabel {
+/**
+ * One image's label file as proposed, with the image as the proposal resolved it (by the
+ * reader's rules): the file found, where Ultralytics finds it (`yoloImagePlace`) and where
+ * its label goes (`yoloLabelPlacer`, numbered by the proposal).
+ */
+export interface PrewrittenLabel extends ResolvedImage {
+  readonly placed: string
+  readonly place: YoloLabelPlace
   /** Its path under the staging directory: `{label root number}/{path under the root}`. */
   readonly staged: string
   /** The class index of each row of its text. */
@@ -95,6 +102,8 @@ export interface PrewrittenLabel {
 
 /** The proposal, once the writer thread has created every file of it. */
 export interface PrewrittenLabels {
+  /** The dataset directory (absolute, resolved) the images were resolved in. */
+  readonly dir: string
   readonly staging: string
   readonly task: ConverterTask
   /** The decoded categories the texts were built for (the dataset's own array). */
@@ -119,6 +128,8 @@ export interface LabelPrewrite {
    * in them instead of listing them again.
    */
   readonly listings: ReadonlyMap<string, ReadonlySet<string>>
+  /** The images resolved while proposing (against `listings`): the conversion does not resolve them again. */
+  readonly known: KnownImages
   /**
    * Waits until the writer thread has created every file sent: the proposal, or `undefined`
    * when nothing usable was written (the staging directory is then already gone).
@@ -221,7 +232,7 @@ export const makeLabelPrewrite = (
       return known
     }
 
-    let setup: { readonly ctx: YoloContext; readonly prefix: string | undefined; readonly root: string | undefined } | undefined
+    let setup: { readonly ctx: YoloContext; readonly imageRoot: KnownImages["imageRoot"] } | undefined
 
     /** Settles the task and the image root for the document's header: whether labels can be proposed. */
     const begin = (file: string, decoded: DiceHeader): boolean => {
@@ -231,7 +242,7 @@ export const makeLabelPrewrite = (
       task = settled
       const imageRoot = localImageRoot(decoded.storageImageRoot)
       if (imageRoot._tag === "Left") return false
-      setup = { ctx: headerContext(decoded, task), prefix: imageRoot.right?.prefix, root: imageRoot.right?.root }
+      setup = { ctx: headerContext(decoded, task), imageRoot: imageRoot.right }
       return true
     }
 
@@ -250,7 +261,7 @@ export const makeLabelPrewrite = (
 
     /** The proposing itself: `false` on a surprise. */
     const proposeAll = (images: ReadonlyArray<DiceImage>, labelOf: (k: number) => YoloImageLabelSkips): boolean => {
-      const { prefix, root } = setup!
+      const prefix = setup!.imageRoot?.prefix, root = setup!.imageRoot?.root
       const levels = candidateLevels(root)
       for (let k = 0; k < images.length; k++) {
         const image = images[k]!
@@ -262,7 +273,8 @@ export const makeLabelPrewrite = (
         // Two images naming (or resolving to) one file are a Duplicate error of the regular
         // path, which then fails the conversion: such a proposal is never installed.
         let found: string | undefined
-        for (let level = 0; level < levels; level++) {
+        let level = 0
+        for (; level < levels; level++) {
           const c = imageCandidate(dir, root, name, level)
           const known = listing(c.dir)
           if (known === undefined) return false
@@ -272,10 +284,11 @@ export const makeLabelPrewrite = (
           }
         }
         if (found === undefined) return false
-        const place = placeLabel(yoloImagePlace(dir, found))
+        const placed = yoloImagePlace(dir, found)
+        const place = placeLabel(placed)
         roots.set(place.root, place.number)
         const { classes, skipped, text } = labelOf(k)
-        const label: PrewrittenLabel = { staged: `${place.number}/${place.name}`, classes, skipped }
+        const label: PrewrittenLabel = { name, found, level, placed, place, staged: `${place.number}/${place.name}`, classes, skipped }
         labels.set(image, label)
         files.push(`${staging}/${label.staged}`)
         texts.push(text)
@@ -372,6 +385,7 @@ export const makeLabelPrewrite = (
         return undefined
       }
       return {
+        dir,
         staging,
         task,
         categories: header.categories,
@@ -383,5 +397,12 @@ export const makeLabelPrewrite = (
       } satisfies PrewrittenLabels
     })
 
-    return { observerFor, finish, listings, ready: Effect.promise(() => started) }
+    const known: KnownImages = {
+      base: dir,
+      get imageRoot() {
+        return setup?.imageRoot
+      },
+      of: (image) => labels.get(image)
+    }
+    return { observerFor, finish, listings, known, ready: Effect.promise(() => started) }
   })
