@@ -7,10 +7,10 @@ import { Converter } from "../src/Converter.js"
 import { cocoDocuments, cocoTexts } from "./support/coco.js"
 import type { DiceDataset } from "../src/internal/diceModel.js"
 import { decodeDice, decodeDiceWithSchema, decodeFlatDice } from "../src/internal/diceSchema.js"
-import { imageObjects, mergeMultiSegment, yoloNumber } from "../src/internal/objectRules.js"
+import { imageObjects, LabelBytes, mergeMultiSegment, yoloNumber } from "../src/internal/objectRules.js"
 import { readYaml11, yoloDataYaml } from "../src/internal/yaml11.js"
 import { assignSplits, countSplits, emptyRequiredSplits, splitSizes } from "../src/internal/splits.js"
-import { yoloContext, yoloImageLabel } from "../src/internal/yoloLabels.js"
+import { chunkLabels, yoloContext, yoloImageLabel } from "../src/internal/yoloLabels.js"
 
 /** One image's label rows. */
 const yoloImageLines = (...args: Parameters<typeof yoloImageLabel>): Array<string> => {
@@ -196,6 +196,31 @@ describe("Converter properties (pure)", () => {
   )
 
   it.prop(
+    "label bytes: numbers as yoloNumber prints them, class indices as String does",
+    [fc.array(fc.oneof(
+      fc.double({ min: 0, max: 1, noNaN: true }).map((v) => ["number", v] as const),
+      fc.double({ noNaN: false }).map((v) => ["number", v] as const),
+      fc.integer({ min: 0, max: 999_999 }).map((k) => ["number", (k + 0.5) / 1e6] as const),
+      fc.oneof(fc.nat(), fc.constantFrom(0, 9, 10, 999_999_999, 1e9, 2 ** 31)).map((n) => ["int", n] as const)
+    ), { maxLength: 40 })],
+    ([items]) => {
+      const out = new LabelBytes(8)
+      let expected = ""
+      for (const [kind, value] of items) {
+        if (kind === "int") {
+          out.int(value)
+          expected += String(value)
+        } else {
+          out.number(value)
+          expected += ` ${yoloNumber(value)}`
+        }
+      }
+      expect(out.text(0, out.length)).toBe(expected)
+    },
+    { fastCheck: { numRuns: 2_000 } }
+  )
+
+  it.prop(
     "COCO text: JSON.stringify of its content; each split file is `all` restricted to its images, ids 1..N",
     [nestedDoc, fc.integer(), fc.constantFrom("detection" as const, "segmentation" as const, "pose" as const)],
     ([doc, seed, task]) => {
@@ -308,6 +333,34 @@ describe("YOLO and COCO hold the same objects (pure)", () => {
       // Each object is written once, whichever output: imageObjects is the one rule both follow.
       const objects = dataset.images.reduce((n, image) => n + imageObjects(image, ctx, {}).length, 0)
       assert.strictEqual(coco.all.annotations.length, objects)
+    }, { fastCheck: { numRuns: 150 } })
+
+    it.prop(`${task}: each label row is its object printed with yoloNumber; a chunk's labels are its images' labels`, [wildDoc], ([doc]) => {
+      const dataset = decoded(doc)
+      const ctx = yoloContext(dataset, task)
+      const chunk = chunkLabels(dataset.images, ctx, 16)
+      const texts = Buffer.from(chunk.bytes.buffer, chunk.bytes.byteOffset, chunk.bytes.byteLength)
+      dataset.images.forEach((image, k) => {
+        const W = image.width, H = image.height
+        const n = (v: number) => ` ${yoloNumber(v)}`
+        const rows = imageObjects(image, ctx, {}).filter((o) => o.skip === undefined).map((o) => {
+          const [x1, y1, x2, y2] = o.box
+          if (task === "segmentation") {
+            const points = mergeMultiSegment(o.polygons!.map((p) => Array.from({ length: p.length / 2 }, (_, i) => [p[2 * i]!, p[2 * i + 1]!] as const)))
+            return `${o.cls}${points.map(([x, y]) => n(x / W) + n(y / H)).join("")}`
+          }
+          const box = `${o.cls}${n((x1 + x2) / 2 / W)}${n((y1 + y2) / 2 / H)}${n((x2 - x1) / W)}${n((y2 - y1) / H)}`
+          if (task === "detection") return box
+          const kp = o.keypoints!
+          return box + Array.from({ length: kp.length / 3 }, (_, i) => n(kp[3 * i]! / W) + n(kp[3 * i + 1]! / H) + n(kp[3 * i + 2]!)).join("")
+        })
+        const skipped: Record<string, number> = {}
+        const label = yoloImageLabel(image, ctx, skipped)
+        expect(label.text).toBe(rows.join("\n"))
+        expect(texts.toString("latin1", k === 0 ? 0 : chunk.ends[k - 1]!, chunk.ends[k]!)).toBe(label.text)
+        expect(chunk.classes[k]).toEqual(label.classes)
+        expect(chunk.skipped[k] ?? {}).toEqual(skipped)
+      })
     }, { fastCheck: { numRuns: 150 } })
   }
 })

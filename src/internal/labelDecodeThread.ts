@@ -3,7 +3,7 @@
  * of the shared claim word, last chunk first, decodes each from the shared bytes with the
  * decoder's own walk and builds its images' label texts with the converter's own function,
  * until its claims meet the conversion thread's. Each chunk goes back as the images' heads
- * and label texts (or as failed, after which the thread stops). It only reads the bytes and
+ * and labels, the texts as bytes handed over (or as failed, after which the thread stops). It only reads the bytes and
  * posts back; it writes nothing.
  *
  * Started with a file to read ahead (see `readAhead`), it first reads the file into
@@ -15,7 +15,7 @@ import { decodeNestedRange, imageHead } from "./diceModel.js"
 import type { LabelDecodeReply, LabelDecodeRequest } from "./labelPrewrite.js"
 import { readAheadIfAsked, type ReadAheadReply } from "./readAhead.js"
 import { claimBack, helperSide, startRunning } from "./sharedWork.js"
-import { headerContext, type YoloContext, yoloImageLabelSkips } from "./yoloLabels.js"
+import { chunkLabels, headerContext, textBytesOf, type YoloContext } from "./yoloLabels.js"
 
 const { claimed, control, post } = helperSide<LabelDecodeReply | ReadAheadReply>(workerData)
 
@@ -24,15 +24,7 @@ const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, c
   const first = starts[chunk]!, end = starts[chunk + 1]!
   const images = decodeNestedRange(layout, first, end)
   if (images === undefined) return { _tag: "Failed", chunk, message: `image entries ${first} to ${end - 1} did not decode` }
-  const labels: Extract<LabelDecodeReply, { _tag: "Decoded" }> = { _tag: "Decoded", chunk, heads: [], texts: [], classes: [], skipped: [] }
-  for (const image of images) {
-    const { classes, skipped, text } = yoloImageLabelSkips(image, ctx)
-    labels.heads.push(imageHead(image))
-    labels.texts.push(text)
-    labels.classes.push(classes)
-    labels.skipped.push(skipped)
-  }
-  return labels
+  return { _tag: "Decoded", chunk, heads: images.map(imageHead), ...chunkLabels(images, ctx, textBytesOf(layout, first, images.length)) }
 }
 
 parentPort!.once("message", (request: LabelDecodeRequest) => {
@@ -47,7 +39,7 @@ parentPort!.once("message", (request: LabelDecodeRequest) => {
     } catch (cause) {
       reply = { _tag: "Failed", chunk, message: cause instanceof Error ? cause.message : String(cause) }
     }
-    post(reply)
+    post(reply, reply._tag === "Decoded" ? [reply.bytes.buffer as ArrayBuffer] : [])
     if (reply._tag === "Failed") return
   }
 })

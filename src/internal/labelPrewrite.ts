@@ -34,6 +34,7 @@ import {
   type DiceHeader,
   type DiceImage,
   type DiceImageHead,
+  imageHead,
   type NestedDecodeObserver,
   type NestedImagesLayout,
   type NestedImagesWalk
@@ -43,20 +44,23 @@ import { adoptHelper, isReadAheadReply, type ReadAhead, type ReadAheadReply } fr
 import { normalizeRelativeName } from "./safeName.js"
 import { abandonHelper, awaitReplies, claimFront, claims, startThread, stuckMs, takeReplies } from "./sharedWork.js"
 import {
+  type ChunkLabels,
+  chunkLabels,
+  type ChunkTexts,
   type SkipCounts,
   headerContext,
-  yoloImageLabelSkips,
+  textBytesOf,
   yoloImagePlace,
   yoloLabelPlacer,
   type YoloContext,
-  type YoloImageLabelSkips,
   type YoloLabelPlace
 } from "./yoloLabels.js"
 import type { ConverterTask } from "../Converter.js"
 
-/** What the conversion thread sends the label writer thread. */
+
+/** What the conversion thread sends the label writer thread: files with their texts (`ChunkTexts`), or the end. */
 export type LabelWriterRequest =
-  | { readonly _tag: "Files"; readonly files: ReadonlyArray<string>; readonly texts: ReadonlyArray<string> }
+  | ({ readonly _tag: "Files"; readonly files: ReadonlyArray<string> } & ChunkTexts)
   | { readonly _tag: "End" }
 
 /** What the conversion thread sends the label decode thread (once). */
@@ -67,17 +71,13 @@ export interface LabelDecodeRequest {
   readonly starts: ReadonlyArray<number>
 }
 
-/** The label decode thread's reply for each chunk it claimed: its images' heads and label texts, or its failure. */
+
+/** The label decode thread's reply for each chunk it claimed: its images' heads and labels, or its failure. */
 export type LabelDecodeReply =
-  | {
-    readonly _tag: "Decoded"
-    readonly chunk: number
-    readonly heads: Array<DiceImageHead>
-    readonly texts: Array<string>
-    readonly classes: Array<ReadonlyArray<number>>
-    readonly skipped: Array<SkipCounts | undefined>
-  }
+  | ({ readonly _tag: "Decoded"; readonly chunk: number; readonly heads: Array<DiceImageHead> } & ChunkLabels)
   | { readonly _tag: "Failed"; readonly chunk: number; readonly message: string }
+
+
 
 /** The label writer thread's one answer, once told the batches are over. */
 export type LabelWriterReply =
@@ -139,15 +139,12 @@ export interface LabelPrewrite {
   readonly ready: Effect.Effect<void>
 }
 
-/** Files per message to the writer thread at most (each decoded chunk is sent as it is done). */
-const batchSize = 1024
-
 /**
- * Messages sent but not yet handled by the writer thread, at most: past this the parsing
- * thread waits (up to `stuckMs` for each), so label texts never pile up in memory when
- * writing is the slower side.
+ * Messages (a chunk of images each) sent but not yet handled by the writer thread, at most:
+ * past this the parsing thread waits (up to `stuckMs` for each), so label texts never pile
+ * up in memory when writing is the slower side.
  */
-const maxPending = 4
+const maxPending = 8
 
 
 /**
@@ -170,8 +167,6 @@ export const makeLabelPrewrite = (
     const roots = new Map<string, number>()
     const listings = new Map<string, ReadonlySet<string>>()
     const placeLabel = yoloLabelPlacer()
-    let files: Array<string> = []
-    let texts: Array<string> = []
     let fromThread = 0
 
     const progress = new SharedArrayBuffer(4)
@@ -203,18 +198,17 @@ export const makeLabelPrewrite = (
       })
     )
 
-    /** Sends the pending files; `false` when the writer thread stopped handling messages. */
-    const flush = (): boolean => {
-      if (files.length === 0) return true
+    /** Sends files with their texts (handing the bytes over); `false` when the writer thread stopped handling messages. */
+    const send = (files: ReadonlyArray<string>, texts: ChunkTexts): boolean => {
       for (;;) {
         const done = Atomics.load(handled, 0)
         if (sent - done < maxPending) break
         if (Atomics.wait(handled, 0, done, stuckMs) === "timed-out") return false
       }
-      writer.postMessage({ _tag: "Files", files, texts } satisfies LabelWriterRequest)
+      writer.postMessage({ _tag: "Files", files, bytes: texts.bytes, ends: texts.ends } satisfies LabelWriterRequest, [
+        texts.bytes.buffer as ArrayBuffer
+      ])
       sent++
-      files = []
-      texts = []
       return true
     }
 
@@ -247,20 +241,21 @@ export const makeLabelPrewrite = (
     }
 
     /**
-     * Proposes the label file of each of `images`, whose label is `labelOf(k)` (the `k`th),
-     * unless proposing has stopped; a surprise (or a throw) stops it.
+     * Proposes the label file of each of `images`, whose labels are `labels`, unless proposing
+     * has stopped; a surprise (or a throw) stops it.
      */
-    const propose = (images: ReadonlyArray<DiceImage>, labelOf: (k: number) => YoloImageLabelSkips): void => {
+    const propose = (images: ReadonlyArray<DiceImage>, labels: ChunkLabels): void => {
       if (stopped) return
       try {
-        stopped = !proposeAll(images, labelOf)
+        stopped = !proposeAll(images, labels)
       } catch {
         stopped = true
       }
     }
 
     /** The proposing itself: `false` on a surprise. */
-    const proposeAll = (images: ReadonlyArray<DiceImage>, labelOf: (k: number) => YoloImageLabelSkips): boolean => {
+    const proposeAll = (images: ReadonlyArray<DiceImage>, chunk: ChunkLabels): boolean => {
+      const files: Array<string> = []
       const prefix = setup!.imageRoot?.prefix, root = setup!.imageRoot?.root
       const levels = candidateLevels(root)
       for (let k = 0; k < images.length; k++) {
@@ -287,14 +282,11 @@ export const makeLabelPrewrite = (
         const placed = yoloImagePlace(dir, found)
         const place = placeLabel(placed)
         roots.set(place.root, place.number)
-        const { classes, skipped, text } = labelOf(k)
-        const label: PrewrittenLabel = { name, found, level, placed, place, staged: `${place.number}/${place.name}`, classes, skipped }
-        labels.set(image, label)
-        files.push(`${staging}/${label.staged}`)
-        texts.push(text)
-        if (files.length >= batchSize && !flush()) return false
+        const staged = `${place.number}/${place.name}`
+        labels.set(image, { name, found, level, placed, place, staged, classes: chunk.classes[k]!, skipped: chunk.skipped[k] })
+        files.push(`${staging}/${staged}`)
       }
-      return flush()
+      return files.length === 0 || send(files, chunk)
     }
 
     /**
@@ -312,10 +304,15 @@ export const makeLabelPrewrite = (
       } else abandonHelper(link)
       const deferred = deferredImages(layout)
       /** Proposes the labels of images decoded here; the images. */
-      const proposeDecoded = (images: Array<DiceImage>): Array<DiceImage> => {
+      const proposeDecoded = (images: Array<DiceImage>, first: number): Array<DiceImage> => {
         const ctx = setup?.ctx
-        if (ctx !== undefined) propose(images, (k) => yoloImageLabelSkips(images[k]!, ctx))
-        return images
+        if (ctx === undefined || stopped) return images
+        const labels = chunkLabels(images, ctx, textBytesOf(layout, first, images.length))
+        // Kept as the other thread's are (their annotations decoded again only if read), so
+        // the dataset holds no annotation objects the conversion will not read.
+        const light = images.map((image, k) => deferred(imageHead(image), first + k))
+        propose(light, labels)
+        return light
       }
       let answered = 0
       const take = (reply: LabelDecodeReply | ReadAheadReply) => {
@@ -327,7 +324,7 @@ export const makeLabelPrewrite = (
         const images = reply.heads.map((head, k) => deferred(head, first + k))
         parts[reply.chunk] = images
         fromThread += images.length
-        propose(images, (k) => ({ text: reply.texts[k]!, classes: reply.classes[k]!, skipped: reply.skipped[k] }))
+        propose(images, reply)
       }
       let front = 0
       for (; shared ? claimFront(link.claimed, front, 1) > front : front < chunks; front++) {
@@ -336,7 +333,7 @@ export const makeLabelPrewrite = (
           abandonHelper(link)
           return undefined
         }
-        parts[front] = proposeDecoded(images)
+        parts[front] = proposeDecoded(images, starts[front]!)
         if (shared) takeReplies(link, take)
       }
       // The thread's claims are final once the two sides met: wait for its answer to each.
@@ -348,7 +345,7 @@ export const makeLabelPrewrite = (
         if (images === undefined) {
           const decoded = walk(starts[c]!, starts[c + 1]!)
           if (decoded === undefined) return undefined
-          images = proposeDecoded(decoded)
+          images = proposeDecoded(decoded, starts[c]!)
         }
         for (const image of images) out.push(image)
       }
@@ -363,7 +360,6 @@ export const makeLabelPrewrite = (
     })
 
     const finish = Effect.gen(function*() {
-      if (!stopped) stopped = !flush()
       const reply = sent === 0
         ? undefined
         : yield* Effect.async<LabelWriterReply>((resume) => {

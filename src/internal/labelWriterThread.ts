@@ -27,10 +27,12 @@ const write = (file: string, text: string): void => {
 
 port.on("message", (request: LabelWriterRequest) => {
   if (request._tag === "Files") {
-    const { files, texts } = request
+    const { bytes, ends, files } = request
+    // One string per file, taken from the bytes (ASCII): a string is written in one call.
+    const texts = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     for (let i = 0; i < files.length && failure === undefined; i++) {
       try {
-        write(files[i]!, texts[i]!)
+        write(files[i]!, texts.toString("latin1", i === 0 ? 0 : ends[i - 1]!, ends[i]!))
       } catch (cause) {
         // Errors.thrownMessage's rule, inlined: this thread loads nothing but node:fs.
         failure = { file: files[i]!, message: cause instanceof Error ? cause.message : String(cause) }

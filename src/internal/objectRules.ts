@@ -19,24 +19,130 @@ export const countSkip = (skipped: SkipCounts, reason: string, n = 1): void => {
 const threeDigits = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"))
 
 /**
- * `%.6f`, never `-0.000000`: exactly `value.toFixed(6)`, which dominated label formatting.
- * Normalized coordinates (in [0, 1]) take a short path: there `value * 1e6` is off the exact
- * product by less than 1e-9, so when it lies further than that from a rounding tie, its
- * nearest integer is the one `toFixed` picks; anything else (ties, values outside [0, 1])
- * goes to `toFixed`.
+ * The millionths a normalized coordinate rounds to, when `toFixed(6)` is sure to print them:
+ * in [0, 1], `value * 1e6` is off the exact product by less than 1e-9, so when it lies
+ * further than that from a rounding tie, its nearest integer is the one `toFixed` picks.
+ * `undefined` for ties and values outside [0, 1] (those go to `toFixed`).
  */
-export const yoloNumber = (value: number): string => {
-  if (value >= 0 && value <= 1) {
-    const scaled = value * 1e6
-    const n = Math.round(scaled)
-    if (Math.abs(scaled - n) < 0.4999) {
-      if (n === 1e6) return "1.000000"
-      const high = Math.floor(n / 1000)
-      return `0.${threeDigits[high]}${threeDigits[n - high * 1000]}`
-    }
-  }
+const shortMicros = (value: number): number | undefined => {
+  if (!(value >= 0 && value <= 1)) return undefined
+  const scaled = value * 1e6
+  const n = Math.round(scaled)
+  return Math.abs(scaled - n) < 0.4999 ? n : undefined
+}
+
+/** `toFixed(6)` without `-0.000000`. */
+const fixed6 = (value: number): string => {
   const text = value.toFixed(6)
   return text === "-0.000000" ? "0.000000" : text
+}
+
+/**
+ * `%.6f`, never `-0.000000`: exactly `value.toFixed(6)`, which dominated label formatting;
+ * normalized coordinates take the short path of `shortMicros`.
+ */
+export const yoloNumber = (value: number): string => {
+  const n = shortMicros(value)
+  if (n === undefined) return fixed6(value)
+  if (n === 1e6) return "1.000000"
+  const high = Math.floor(n / 1000)
+  return `0.${threeDigits[high]}${threeDigits[n - high * 1000]}`
+}
+
+/** Label bytes are ASCII, which UTF-8 decodes as it is. */
+const asciiText = new TextDecoder()
+
+const SPACE = 0x20
+const NEWLINE = 0x0a
+const ZERO = 0x30
+const DOT = 0x2e
+
+/**
+ * YOLO label text written as bytes (it is ASCII): rows of a class index and numbers as
+ * `yoloNumber` prints them, separated by newlines. Rows are compared where they lie, so
+ * label files are built without a string per number or per row.
+ */
+export class LabelBytes {
+  bytes: Uint8Array
+  length = 0
+
+  /** `capacity`: the bytes to start with (it grows as needed). */
+  constructor(capacity = 1 << 16) {
+    this.bytes = new Uint8Array(Math.max(capacity, 64))
+  }
+
+  /** Room for `n` more bytes. */
+  reserve(n: number): void {
+    if (this.length + n <= this.bytes.length) return
+    const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.length + n))
+    grown.set(this.bytes.subarray(0, this.length))
+    this.bytes = grown
+  }
+
+  /** An ASCII string. */
+  ascii(text: string): void {
+    this.reserve(text.length)
+    for (let i = 0; i < text.length; i++) this.bytes[this.length++] = text.charCodeAt(i)
+  }
+
+  /** A non-negative whole number, as `String` prints it. */
+  int(value: number): void {
+    if (value >= 1e9) return this.ascii(String(value))
+    this.reserve(10)
+    let digits = 1
+    for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++
+    const bytes = this.bytes
+    for (let i = this.length + digits - 1, rest = value; i >= this.length; i--, rest = Math.floor(rest / 10)) {
+      bytes[i] = ZERO + (rest % 10)
+    }
+    this.length += digits
+  }
+
+  /** A space, then `value` as `yoloNumber` prints it. */
+  number(value: number): void {
+    const n = shortMicros(value)
+    if (n === undefined) {
+      this.byte(SPACE)
+      return this.ascii(fixed6(value))
+    }
+    this.reserve(9)
+    const bytes = this.bytes
+    let at = this.length
+    bytes[at++] = SPACE
+    if (n === 1e6) {
+      bytes[at++] = ZERO + 1
+      bytes[at++] = DOT
+      for (let i = 0; i < 6; i++) bytes[at++] = ZERO
+    } else {
+      bytes[at++] = ZERO
+      bytes[at++] = DOT
+      for (let i = at + 5, rest = n; i >= at; i--, rest = Math.floor(rest / 10)) bytes[i] = ZERO + (rest % 10)
+      at += 6
+    }
+    this.length = at
+  }
+
+  /** A newline. */
+  newline(): void {
+    this.byte(NEWLINE)
+  }
+
+  /** Whether the bytes `[a, a + n)` and `[b, b + n)` are the same. */
+  same(a: number, b: number, n: number): boolean {
+    const bytes = this.bytes
+    for (let i = 0; i < n; i++) if (bytes[a + i] !== bytes[b + i]) return false
+    return true
+  }
+
+  /** The text of `[start, end)`. */
+  text(start: number, end: number): string {
+    return asciiText.decode(this.bytes.subarray(start, end))
+  }
+
+  private byte(value: number): void {
+    this.reserve(1)
+    this.bytes[this.length++] = value
+  }
 }
 
 /** What the object rules need to know about the dataset. */
@@ -185,31 +291,39 @@ export interface ImageObject {
   readonly keypoints: ReadonlyArray<number> | undefined
   readonly crowd: boolean
   /**
-   * The YOLO label row, or the reason YOLO cannot hold the object: `crowd` (a crowd region
-   * is not an object to learn; COCO keeps it as `iscrowd: 1`) or `rle_mask` (a segmentation
-   * row needs a polygon; COCO keeps the RLE).
+   * Why YOLO cannot hold the object, when it cannot: `crowd` (a crowd region is not an object
+   * to learn; COCO keeps it as `iscrowd: 1`) or `rle_mask` (a segmentation row needs a
+   * polygon; COCO keeps the RLE). Otherwise it has a YOLO label row.
    */
-  readonly row: string | { readonly skip: "crowd" | "rle_mask" }
+  readonly skip: "crowd" | "rle_mask" | undefined
 }
 
-const boxRow = (cls: number, [x1, y1, x2, y2]: readonly [number, number, number, number], w: number, h: number) =>
-  `${cls} ${yoloNumber((x1 + x2) / 2 / w)} ${yoloNumber((y1 + y2) / 2 / h)} ${yoloNumber((x2 - x1) / w)} ${
-    yoloNumber((y2 - y1) / h)
-  }`
-
-const polygonRow = (cls: number, points: ReadonlyArray<Point>, w: number, h: number): string => {
-  let line = String(cls)
-  for (const [x, y] of points) line += ` ${yoloNumber(x / w)} ${yoloNumber(y / h)}`
-  return line
+const boxRow = (out: LabelBytes, cls: number, [x1, y1, x2, y2]: readonly [number, number, number, number], w: number, h: number) => {
+  out.int(cls)
+  out.number((x1 + x2) / 2 / w)
+  out.number((y1 + y2) / 2 / h)
+  out.number((x2 - x1) / w)
+  out.number((y2 - y1) / h)
 }
 
-const keypointTail = (kp: ReadonlyArray<number>, w: number, h: number): string => {
-  let tail = ""
-  for (let i = 0; i + 2 < kp.length; i += 3) {
-    tail += ` ${yoloNumber(kp[i]! / w)} ${yoloNumber(kp[i + 1]! / h)} ${yoloNumber(kp[i + 2]!)}`
+const polygonRow = (out: LabelBytes, cls: number, points: ReadonlyArray<Point>, w: number, h: number) => {
+  out.int(cls)
+  for (const [x, y] of points) {
+    out.number(x / w)
+    out.number(y / h)
   }
-  return tail
 }
+
+const keypointTail = (out: LabelBytes, kp: ReadonlyArray<number>, w: number, h: number) => {
+  for (let i = 0; i + 2 < kp.length; i += 3) {
+    out.number(kp[i]! / w)
+    out.number(kp[i + 1]! / h)
+    out.number(kp[i + 2]!)
+  }
+}
+
+/** Where rows are written when the caller wants the objects only (they are still compared, for duplicates). */
+const scratchRows = new LabelBytes()
 
 /**
  * The objects of one image (detection, segmentation or pose), in annotation order. Skipped
@@ -218,12 +332,22 @@ const keypointTail = (kp: ReadonlyArray<number>, w: number, h: number): string =
  * parts of fewer than 3 points (`polygon_too_few_points`), identical duplicates
  * (`duplicate`: the same YOLO row twice). Boxes, polygon points and keypoints are clipped to
  * the image, so no normalized coordinate leaves [0, 1].
+ *
+ * The YOLO rows of the objects that have one are appended to `rows`, separated by newlines:
+ * the image's label text (see `yoloImageLabel`).
  */
-export const imageObjects = (image: DiceImage, ctx: ObjectContext, skipped: SkipCounts): Array<ImageObject> => {
+export const imageObjects = (
+  image: DiceImage,
+  ctx: ObjectContext,
+  skipped: SkipCounts,
+  rows: LabelBytes = scratchRows
+): Array<ImageObject> => {
   const objects: Array<ImageObject> = []
-  // Rows kept so far: compared in place while they are few (most images; a set per image
-  // cost more), in a set beyond that.
-  let seen: Array<string> | Set<string> = []
+  if (rows === scratchRows) rows.length = 0
+  // Rows kept so far (start and end, interleaved): compared in place while they are few
+  // (most images; a set per image cost more), in a set of their texts beyond that.
+  const kept: Array<number> = []
+  let seen: Set<string> | undefined
   const W = image.width, H = image.height
   for (const a of image.annotations) {
     const cls = resolveClass(a.categoryId, ctx)
@@ -264,24 +388,38 @@ export const imageObjects = (image: DiceImage, ctx: ObjectContext, skipped: Skip
       ? [boxPolygon(box)]
       : undefined
     const keypoints = ctx.task === "pose" ? cleanKeypoints(a.keypoints, ctx.keypointCount, W, H, skipped) : undefined
-    const row: ImageObject["row"] = a.iscrowd
-      ? { skip: "crowd" }
-      : ctx.task === "segmentation"
-      ? polygons === undefined ? { skip: "rle_mask" } : polygonRow(cls, mergeMultiSegment(polygons.map(toPoints)), W, H)
-      : ctx.task === "pose"
-      ? boxRow(cls, box, W, H) + keypointTail(keypoints!, W, H)
-      : boxRow(cls, box, W, H)
-    if (typeof row === "string") {
-      if (Array.isArray(seen) ? seen.includes(row) : seen.has(row)) {
+    const skip = a.iscrowd ? "crowd" : ctx.task === "segmentation" && polygons === undefined ? "rle_mask" : undefined
+    if (skip === undefined) {
+      const before = rows.length
+      if (kept.length > 0) rows.newline()
+      const start = rows.length
+      if (ctx.task === "segmentation") polygonRow(rows, cls, mergeMultiSegment(polygons!.map(toPoints)), W, H)
+      else {
+        boxRow(rows, cls, box, W, H)
+        if (ctx.task === "pose") keypointTail(rows, keypoints!, W, H)
+      }
+      if (isDuplicate(rows, kept, start, seen)) {
+        rows.length = before
         countSkip(skipped, "duplicate")
         continue
       }
-      if (!Array.isArray(seen)) seen.add(row)
-      else if (seen.push(row) > 32) seen = new Set(seen)
+      kept.push(start, rows.length)
+      if (seen !== undefined) seen.add(rows.text(start, rows.length))
+      else if (kept.length > 64) seen = new Set(Array.from({ length: kept.length / 2 }, (_, k) => rows.text(kept[2 * k]!, kept[2 * k + 1]!)))
     }
-    objects.push({ annotation: a, categoryId: a.categoryId!, cls, box, clipped, polygons, rle, keypoints, crowd: a.iscrowd, row })
+    objects.push({ annotation: a, categoryId: a.categoryId!, cls, box, clipped, polygons, rle, keypoints, crowd: a.iscrowd, skip })
   }
   return objects
+}
+
+/** Whether the row just written (from `start` to the end of `rows`) is one of the rows `kept` (or `seen`, once they are many). */
+const isDuplicate = (rows: LabelBytes, kept: ReadonlyArray<number>, start: number, seen: ReadonlySet<string> | undefined): boolean => {
+  const n = rows.length - start
+  if (seen !== undefined) return seen.has(rows.text(start, rows.length))
+  for (let k = 0; k < kept.length; k += 2) {
+    if (kept[k + 1]! - kept[k]! === n && rows.same(kept[k]!, start, n)) return true
+  }
+  return false
 }
 
 const swapSide = (name: string): string | undefined => {

@@ -2,8 +2,8 @@
  * The normalized model → YOLO (Ultralytics) output: label lines per image, the label path
  * rule and the classification folder plan (`data.yaml`'s text is `yaml11`'s). Pure: no I/O.
  */
-import type { DiceDataset, DiceHeader, DiceImage } from "./diceModel.js"
-import { countSkip, imageObjects, type ObjectContext, resolveClass, type SkipCounts } from "./objectRules.js"
+import type { DiceDataset, DiceHeader, DiceImage, NestedImagesLayout } from "./diceModel.js"
+import { countSkip, imageObjects, LabelBytes, type ObjectContext, resolveClass, type SkipCounts } from "./objectRules.js"
 
 export type { SkipCounts } from "./objectRules.js"
 import type { ConverterTask, DatasetSplit } from "../Converter.js"
@@ -28,18 +28,42 @@ export const yoloContext = (dataset: DiceDataset, task: ConverterTask): YoloCont
   return { task, classIndex, backgroundIds: new Set(dataset.backgroundIds), keypointCount }
 }
 
-/** One image's label file with what building it skipped (`undefined`: nothing), for the threads that label images apart. */
-export interface YoloImageLabelSkips extends YoloImageLabel {
-  readonly skipped: SkipCounts | undefined
+/**
+ * The label texts of a chunk of images, as bytes: the `k`th text is `bytes` from `ends[k - 1]`
+ * (0 for the first) to `ends[k]`.
+ */
+export interface ChunkTexts {
+  readonly bytes: Uint8Array
+  readonly ends: ReadonlyArray<number>
 }
 
-/** `yoloImageLabel` with skip counts of the image's own. */
-export const yoloImageLabelSkips = (image: DiceImage, ctx: YoloContext): YoloImageLabelSkips => {
-  const skipped: SkipCounts = {}
-  const label = yoloImageLabel(image, ctx, skipped)
-  for (const _ in skipped) return { ...label, skipped }
-  return { ...label, skipped: undefined }
+/** The labels of a chunk of images: their texts, and each one's row classes and skips (`undefined`: none). */
+export interface ChunkLabels extends ChunkTexts {
+  readonly classes: ReadonlyArray<ReadonlyArray<number>>
+  readonly skipped: ReadonlyArray<SkipCounts | undefined>
 }
+
+/** The labels of `images` in `ctx` (`yoloImageLabelInto`, each with its own skip counts). */
+export const chunkLabels = (images: ReadonlyArray<DiceImage>, ctx: YoloContext, textBytes: number): ChunkLabels => {
+  const out = new LabelBytes(textBytes)
+  const ends: Array<number> = [], classes: Array<ReadonlyArray<number>> = [], skipped: Array<SkipCounts | undefined> = []
+  for (const image of images) {
+    const skips: SkipCounts = {}
+    classes.push(yoloImageLabelInto(image, ctx, skips, out))
+    ends.push(out.length)
+    skipped.push(hasAny(skips) ? skips : undefined)
+  }
+  return { bytes: out.bytes, ends, classes, skipped }
+}
+
+const hasAny = (skips: SkipCounts): boolean => {
+  for (const _ in skips) return true
+  return false
+}
+
+/** About how many bytes the label texts of the entries `first` to `first + count - 1` take (a quarter of their JSON). */
+export const textBytesOf = (layout: NestedImagesLayout, first: number, count: number): number =>
+  Math.ceil((layout.elements[2 * (first + count) - 1]! - layout.elements[2 * first]!) / 4)
 
 /**
  * The label context from a dataset's header alone (its categories and background ids), for
@@ -56,23 +80,28 @@ export interface YoloImageLabel {
 }
 
 /**
- * The label file of one image (detection, segmentation or pose): the
- * rows of `imageObjects`, whose skips are counted there; objects YOLO cannot hold are counted
- * here by their reason (`crowd`, `rle_mask`). A segmentation file holds polygon rows only (a
- * box without a polygon becomes a 4-point polygon).
+ * The label file of one image (detection, segmentation or pose), appended to `out` as bytes:
+ * the rows of `imageObjects`, whose skips are counted there; objects YOLO cannot hold are
+ * counted here by their reason (`crowd`, `rle_mask`). A segmentation file holds polygon rows
+ * only (a box without a polygon becomes a 4-point polygon). Each row's class index.
  */
-export const yoloImageLabel = (image: DiceImage, ctx: YoloContext, skipped: SkipCounts): YoloImageLabel => {
-  const rows: Array<string> = []
+export const yoloImageLabelInto = (image: DiceImage, ctx: YoloContext, skipped: SkipCounts, out: LabelBytes): Array<number> => {
   const classes: Array<number> = []
-  for (const o of imageObjects(image, ctx, skipped)) {
-    if (typeof o.row === "string") {
-      rows.push(o.row)
-      classes.push(o.cls)
-    } else skipped[o.row.skip] = (skipped[o.row.skip] ?? 0) + 1
+  for (const o of imageObjects(image, ctx, skipped, out)) {
+    if (o.skip === undefined) classes.push(o.cls)
+    else countSkip(skipped, o.skip)
   }
-  // Joined, the text is one flat string: a string built by `+` is a rope that every later
-  // use (the message to the writer thread, the file write) has to flatten again.
-  return { text: rows.join("\n"), classes }
+  return classes
+}
+
+/** Where `yoloImageLabel` builds each text. */
+const labelText = new LabelBytes()
+
+/** The label file of one image as text (see `yoloImageLabelInto`). */
+export const yoloImageLabel = (image: DiceImage, ctx: YoloContext, skipped: SkipCounts): YoloImageLabel => {
+  labelText.length = 0
+  const classes = yoloImageLabelInto(image, ctx, skipped, labelText)
+  return { text: labelText.text(0, labelText.length), classes }
 }
 
 /**
