@@ -57,7 +57,6 @@ import {
 } from "./yoloLabels.js"
 import type { ConverterTask } from "../Converter.js"
 
-
 /** What the conversion thread sends the label writer thread: files with their texts (`ChunkTexts`), or the end. */
 export type LabelWriterRequest =
   | ({ readonly _tag: "Files"; readonly files: ReadonlyArray<string> } & ChunkTexts)
@@ -71,13 +70,10 @@ export interface LabelDecodeRequest {
   readonly starts: ReadonlyArray<number>
 }
 
-
 /** The label decode thread's reply for each chunk it claimed: its images' heads and labels, or its failure. */
 export type LabelDecodeReply =
   | ({ readonly _tag: "Decoded"; readonly chunk: number; readonly heads: Array<DiceImageHead> } & ChunkLabels)
   | { readonly _tag: "Failed"; readonly chunk: number; readonly message: string }
-
-
 
 /** The label writer thread's one answer, once told the batches are over. */
 export type LabelWriterReply =
@@ -145,7 +141,6 @@ export interface LabelPrewrite {
  * up in memory when writing is the slower side.
  */
 const maxPending = 8
-
 
 /**
  * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
