@@ -10,13 +10,14 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Exit, Scope } from "effect"
+import { MessageChannel, receiveMessageOnPort } from "node:worker_threads"
 import { Converter } from "../src/Converter.js"
 import { makeConverterReader } from "../src/internal/converterRead.js"
 import { makeConverterWriter } from "../src/internal/converterWrite.js"
 import type { DiceDataset, NestedDecodeObserver } from "../src/internal/diceModel.js"
 import { decodeDiceBytes } from "../src/internal/diceSchema.js"
 import { makeLabelPrewrite } from "../src/internal/labelPrewrite.js"
-import { type ReadAhead, startReadAhead } from "../src/internal/readAhead.js"
+import { handOver, type ReadAhead, startReadAhead, takeOver } from "../src/internal/readAhead.js"
 import { makeHelperLink, startThread } from "../src/internal/sharedWork.js"
 import { assignSplits } from "../src/internal/splits.js"
 import type { ConverterTask } from "../src/Converter.js"
@@ -306,8 +307,8 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
 
     /** A read-ahead of `file` whose thread reads `read` instead. */
     const readingOther = (file: string, read: string): ReadAhead => {
-      const link = makeHelperLink()
-      return { file, link, thread: startThread("labelDecodeThread", { ...link.workerData, readAheadFile: read }, undefined, link.transfer) }
+      const { link, transfer, workerData } = makeHelperLink()
+      return { file, link, thread: startThread("labelDecodeThread", { ...workerData, readAheadFile: read }, undefined, transfer) }
     }
 
     for (const task of ["detection", "segmentation"] as const) {
@@ -325,6 +326,24 @@ layer(NodeContext.layer)("labels written while parsing", (it) => {
           expect(yield* stagingLeft(dir)).toEqual([])
         }))
     }
+
+    it.scoped("handed over to another thread's conversion (ports and shared words through a message), its bytes are taken there", () =>
+      Effect.gen(function*() {
+        const { dir, file, reference } = yield* setup("detection")
+        const started = startReadAhead({ datasetDir: dir, from: "dice", to: "yolo" })!
+        yield* Effect.addFinalizer(() => Effect.promise(() => started.thread!.terminate()))
+        // Across a message channel as the caller's thread hands it to the conversion worker.
+        const { port1, port2 } = new MessageChannel()
+        const { ahead, transfer } = handOver(started)
+        port1.postMessage(ahead, [...transfer])
+        const crossed = takeOver(receiveMessageOnPort(port2)!.message as typeof ahead)
+        port1.close()
+        expect(crossed.thread).toBeUndefined()
+        const { labels, takenAhead } = yield* loadWith(dir, file, "detection", crossed)
+        expect(takenAhead).toBe(true)
+        expect(labels).toStrictEqual(reference)
+        expect(yield* stagingLeft(dir)).toEqual([])
+      }))
 
     it.scoped("no read-ahead for LabelMe, or a directory without an annotation file", () =>
       Effect.gen(function*() {

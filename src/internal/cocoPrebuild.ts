@@ -74,14 +74,9 @@ export const makeCocoPrebuild = (
 ): Effect.Effect<CocoPrebuild, never, Scope.Scope> =>
   Effect.gen(function*() {
     const ahead = adoptHelper("cocoTextThread", readAhead)
-    const { link, thread: worker } = ahead
+    const { link } = ahead
     const { claimed, control } = link
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(async () => {
-        link.replies.close()
-        await worker.terminate()
-      })
-    )
+    yield* Effect.addFinalizer(() => Effect.promise(ahead.stop))
     /** The task and image count the thread was asked to print for, and its replies posted by then. */
     let started: { readonly task: ConverterTask; readonly images: number; readonly posted: number } | undefined
 
@@ -95,7 +90,7 @@ export const makeCocoPrebuild = (
         const images = layout.elements.length / 2
         started = { task, images, posted: Atomics.load(control, controlSlot.posted) }
         Atomics.store(claimed, 0, claims.pack(0, images))
-        worker.postMessage({ layout, task, chunkBytes } satisfies CocoTextRequest)
+        link.requests.postMessage({ layout, task, chunkBytes } satisfies CocoTextRequest)
       }
     })
 

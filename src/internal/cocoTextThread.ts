@@ -9,7 +9,7 @@
  * memory and scans it, and posts the bytes with the scan: the conversion thread's modules
  * load meanwhile.
  */
-import { parentPort, workerData } from "node:worker_threads"
+import { workerData } from "node:worker_threads"
 import { printImageBodies } from "./cocoExport.js"
 import type { CocoTextReply, CocoTextRequest } from "./cocoPrebuild.js"
 import { decodeNestedRange } from "./diceModel.js"
@@ -19,13 +19,13 @@ import { readAheadIfAsked, type ReadAheadReply } from "./readAhead.js"
 import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { headerContext } from "./yoloLabels.js"
 
-const { claimed, control, post } = helperSide<CocoTextReply | ReadAheadReply>(workerData)
+const { claimed, control, post, requests } = helperSide<CocoTextReply | ReadAheadReply>(workerData)
 
 /** The buffer of a view when the view is all of it (it can then be handed over instead of copied). */
 const ownBuffer = (view: ArrayBufferView): ReadonlyArray<ArrayBuffer> =>
   view.buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? [view.buffer] : []
 
-parentPort!.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
+requests.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
   // The conversion thread may have given up on this thread already.
   if (!startRunning(control)) return
   try {

@@ -2,14 +2,14 @@
  * The conversion worker thread (see `converterThread`): runs one conversion on Node's file
  * system with the same code as the caller's thread would, answers once, then ends.
  *
- * This entry loads no converter module: once the request is in, a DICE conversion's helper
- * thread is started reading the annotation file ahead (`readAhead`), and only then are the
- * converter's modules loaded (`convertWorkerRun`), which takes this thread about 100 ms that
- * the other thread spends reading and scanning the file.
+ * This entry loads no converter module until the request is in; the converter's modules
+ * (`convertWorkerRun`) then take this thread about 100 ms, which the helper thread the caller
+ * started with it (`readAhead`, handed over with the request) spends reading and scanning
+ * the annotation file.
  */
 import { type MessagePort, parentPort } from "node:worker_threads"
 import type { WorkerReply, WorkerRequest } from "./converterThread.js"
-import { type ReadAhead, startReadAhead } from "./readAhead.js"
+import { takeOver } from "./readAhead.js"
 
 const port: MessagePort = parentPort!
 
@@ -23,12 +23,7 @@ port.once("message", (request: WorkerRequest) => {
   port.on("message", (next: WorkerRequest) => {
     if (next._tag === "Interrupt") interrupt()
   })
-  let readAhead: ReadAhead | undefined
-  try {
-    readAhead = startReadAhead(request.options)
-  } catch {
-    // Nothing read ahead: the conversion reads the file itself.
-  }
+  const readAhead = request.readAhead === undefined ? undefined : takeOver(request.readAhead)
   import("./convertWorkerRun.js").then(
     ({ runConversion }) => {
       interrupt = runConversion(port, request.options, readAhead)

@@ -6,13 +6,14 @@
  * the worker, whose finalizers remove what it staged, before the thread ends.
  */
 import { Effect } from "effect"
+import { handOver, type ReadAhead, startReadAhead } from "./readAhead.js"
 import { startThread } from "./sharedWork.js"
 import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 
-/** What the worker is asked. */
+/** What the worker is asked: a conversion (with the helper thread reading ahead for it, when one was started), or to stop. */
 export type WorkerRequest =
-  | { readonly _tag: "Convert"; readonly options: ConvertOptions }
+  | { readonly _tag: "Convert"; readonly options: ConvertOptions; readonly readAhead?: Omit<ReadAhead, "thread"> }
   | { readonly _tag: "Interrupt" }
 
 /** The fields of a `DatasetError`, as they cross the thread boundary. */
@@ -28,16 +29,35 @@ export type WorkerReply =
 /** How long an interrupted worker gets to run its finalizers before the thread is stopped. */
 const interruptGraceMs = 30_000
 
-/** Converts on a worker thread: the report, or the same `DatasetError` the caller's thread would give. */
+/** The helper thread of a DICE conversion, started reading ahead; `undefined` when there is nothing to read (or it could not start). */
+const readingAhead = (options: ConvertOptions): ReadAhead | undefined => {
+  try {
+    return startReadAhead(options)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Converts on a worker thread: the report, or the same `DatasetError` the caller's thread
+ * would give. A DICE conversion's helper thread is started here too, at the same time, and
+ * handed to the worker (`readAhead`): it reads the annotation file while the worker starts.
+ */
 export const convertOnWorker = (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>
   Effect.async<ConversionReport, DatasetError>((resume) => {
     const worker = startThread("convertWorker")
+    const ahead = readingAhead(options)
+    // Its failures reach the conversion as replies that do not come: it is only waited for up to a timeout.
+    ahead?.thread?.on("error", () => undefined)
+    const stopHelper = () => void ahead?.thread?.terminate()
+    worker.once("exit", stopHelper)
     let settled = false
     const settle = (effect: Effect.Effect<ConversionReport, DatasetError>) => {
       if (settled) return
       settled = true
       resume(effect)
       void worker.terminate()
+      stopHelper()
     }
     worker.on("message", (reply: WorkerReply) => {
       switch (reply._tag) {
@@ -53,7 +73,8 @@ export const convertOnWorker = (options: ConvertOptions): Effect.Effect<Conversi
     })
     worker.on("error", (error) => settle(Effect.die(error)))
     worker.on("exit", (code) => settle(Effect.die(new Error(`conversion worker exited early (code ${code})`))))
-    worker.postMessage({ _tag: "Convert", options } satisfies WorkerRequest)
+    const handed = ahead === undefined ? undefined : handOver(ahead)
+    worker.postMessage({ _tag: "Convert", options, readAhead: handed?.ahead } satisfies WorkerRequest, [...(handed?.transfer ?? [])])
     return Effect.async<void>((exited) => {
       settled = true
       const timer = setTimeout(() => void worker.terminate(), interruptGraceMs)

@@ -17,7 +17,7 @@ import { readAheadIfAsked, type ReadAheadReply } from "./readAhead.js"
 import { claimBack, helperSide, startRunning } from "./sharedWork.js"
 import { chunkLabels, headerContext, textBytesOf, type YoloContext } from "./yoloLabels.js"
 
-const { claimed, control, post } = helperSide<LabelDecodeReply | ReadAheadReply>(workerData)
+const { claimed, control, post, requests } = helperSide<LabelDecodeReply | ReadAheadReply>(workerData)
 
 /** The reply for chunk `chunk` (the entries `starts[chunk]` to `starts[chunk + 1] - 1`), labelled in `ctx`. */
 const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, chunk: number): LabelDecodeReply => {
@@ -27,7 +27,7 @@ const decodeChunk = ({ layout, starts }: LabelDecodeRequest, ctx: YoloContext, c
   return { _tag: "Decoded", chunk, heads: images.map(imageHead), ...chunkLabels(images, ctx, textBytesOf(layout, first, images.length)) }
 }
 
-parentPort!.once("message", (request: LabelDecodeRequest) => {
+requests.once("message", (request: LabelDecodeRequest) => {
   // The conversion thread may have given up on this thread already.
   if (!startRunning(control)) return
   const ctx = headerContext(request.layout.header, request.task)

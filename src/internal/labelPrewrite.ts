@@ -175,20 +175,13 @@ export const makeLabelPrewrite = (
     writer.on("error", (e) => writerGone ??= String(e))
     writer.on("exit", (code) => writerGone ??= `writer thread exited (code ${code})`)
     const ahead = adoptHelper("labelDecodeThread", readAhead)
-    const { link, thread: decoder } = ahead
-    // Its failures come back as replies; a thread that dies is only waited for up to the timeout.
-    decoder.on("error", () => undefined)
-    const started = new Promise<void>((resolve) => {
-      decoder.once("message", () => resolve())
-      decoder.once("exit", () => resolve())
-    })
+    const { link } = ahead
 
     const removeStaging = () => NodeFs.rmSync(staging, { recursive: true, force: true })
 
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
-        link.replies.close()
-        await Promise.all([decoder.terminate(), writer.terminate()])
+        await Promise.all([ahead.stop(), writer.terminate()])
         removeStaging()
       })
     )
@@ -295,7 +288,7 @@ export const makeLabelPrewrite = (
       const shared = !stopped && !ahead.lost() && chunks > 1 && layout.bytes.buffer instanceof SharedArrayBuffer
       if (shared) {
         Atomics.store(link.claimed, 0, claims.pack(0, chunks))
-        decoder.postMessage({ layout, task: task!, starts } satisfies LabelDecodeRequest)
+        link.requests.postMessage({ layout, task: task!, starts } satisfies LabelDecodeRequest)
       } else abandonHelper(link)
       const deferred = deferredImages(layout)
       /** Proposes the labels of images decoded here; the images. */
@@ -395,5 +388,5 @@ export const makeLabelPrewrite = (
       },
       of: (image) => labels.get(image)
     }
-    return { observerFor, finish, listings, known, ready: Effect.promise(() => started) }
+    return { observerFor, finish, listings, known, ready: Effect.promise(() => ahead.started) }
   })

@@ -1,11 +1,12 @@
 /**
- * The first step of a DICE conversion on the conversion worker, taken before the converter's
- * modules load (`convertWorker` loads them afterwards: about 100 ms of a core). The
- * conversion's helper thread starts at once with the annotation file the conversion will look
- * up: `labelDecodeThread` for YOLO, `cocoTextThread` for COCO. It reads the file into shared
- * memory and scans it meanwhile (`readAheadIfAsked`), and the conversion (`labelPrewrite`,
- * `cocoPrebuild`) then adopts the same thread for its work and takes the bytes and the scan
- * instead of reading and scanning (`adoptHelper`).
+ * The first step of a DICE conversion on the conversion worker, taken by the caller's thread
+ * as it starts the worker (`converterThread`), so it runs while the worker starts and loads
+ * the converter's modules (about 150 ms of a core). The conversion's helper thread starts at
+ * once with the annotation file the conversion will look up: `labelDecodeThread` for YOLO,
+ * `cocoTextThread` for COCO. It reads the file into shared memory and scans it meanwhile
+ * (`readAheadIfAsked`); the worker is handed the link to it (`handOver`, `takeOver`), and the
+ * conversion (`labelPrewrite`, `cocoPrebuild`) adopts the same thread for its work and takes
+ * the bytes and the scan instead of reading and scanning (`adoptHelper`).
  *
  * Nothing is decided here: the reader still looks the file up itself and only takes the
  * bytes of the same file, and a thread that could not read it leaves the reading to it.
@@ -13,7 +14,7 @@
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import type { Worker } from "node:worker_threads"
+import type { MessagePort, Worker } from "node:worker_threads"
 import type { ConvertOptions } from "../Converter.js"
 import { diceAnnotationFileNames } from "./annotationNames.js"
 import { scanDiceMembers } from "./diceModel.js"
@@ -38,17 +39,18 @@ export const isReadAheadReply = (reply: { readonly _tag: string }): reply is Rea
 export interface ReadAhead {
   /** The annotation file it reads (absolute). */
   readonly file: string
-  readonly thread: Worker
   readonly link: HelperLink
+  /** The thread, when this thread started it (else the thread that did owns it, and stops it). */
+  readonly thread: Worker | undefined
 }
 
 /** The helper threads of a conversion on the worker: YOLO's and COCO's. */
 export type HelperName = "labelDecodeThread" | "cocoTextThread"
 
 /** Starts the helper thread `name` with a fresh link; with `readAheadFile`, it reads that file ahead first. */
-const startHelper = (name: HelperName, readAheadFile?: string): Pick<ReadAhead, "link" | "thread"> => {
-  const link = makeHelperLink()
-  return { link, thread: startThread(name, { ...link.workerData, readAheadFile }, undefined, link.transfer) }
+const startHelper = (name: HelperName, readAheadFile?: string): { readonly link: HelperLink; readonly thread: Worker } => {
+  const { link, transfer, workerData } = makeHelperLink()
+  return { link, thread: startThread(name, { ...workerData, readAheadFile }, undefined, transfer) }
 }
 
 /**
@@ -63,6 +65,15 @@ export const startReadAhead = (options: ConvertOptions): ReadAhead | undefined =
   if (file === undefined) return undefined
   return { file, ...startHelper(options.to === "yolo" ? "labelDecodeThread" : "cocoTextThread", file) }
 }
+
+/** A read-ahead as it crosses to the conversion worker (its link's ports in `transfer`), without its thread. */
+export const handOver = (ahead: ReadAhead): { readonly ahead: Omit<ReadAhead, "thread">; readonly transfer: ReadonlyArray<MessagePort> } => ({
+  ahead: { file: ahead.file, link: ahead.link },
+  transfer: [ahead.link.replies, ahead.link.requests]
+})
+
+/** A read-ahead handed over by the thread that started it (which stops its thread). */
+export const takeOver = (ahead: Omit<ReadAhead, "thread">): ReadAhead => ({ ...ahead, thread: undefined })
 
 /** The file read into shared memory and scanned, or unread (the reader then reads it). */
 const readAndScan = (file: string): ReadAheadReply => {
@@ -84,18 +95,30 @@ export const readAheadIfAsked = (workerData: unknown, post: (reply: ReadAheadRep
 }
 
 /**
- * The conversion thread's helper thread `name` and its link: `readAhead`'s, when the worker
- * started one, else one started now. With the reader's hooks that take the read-ahead's
- * bytes and their scan, and whether the thread stopped answering them (it is then not asked
- * for anything more).
+ * The conversion thread's helper thread `name` and its link: `readAhead`'s, when one was
+ * started, else one started now. With the reader's hooks that take the read-ahead's bytes
+ * and their scan, and whether the thread stopped answering them (it is then not asked for
+ * anything more).
  */
 export const adoptHelper = (name: HelperName, readAhead: ReadAhead | undefined) => {
   const { link, thread } = readAhead ?? startHelper(name)
   let reply: ReadAheadReply | undefined
   let lost = false
+  // Its failures come back as replies; a thread that dies is only waited for up to the timeout.
+  thread?.on("error", () => undefined)
   return {
     link,
-    thread,
+    /** Once the thread has started (at once for a thread another thread started and owns). */
+    started: thread === undefined ? Promise.resolve() : new Promise<void>((resolve) => {
+      thread.once("message", () => resolve())
+      thread.once("exit", () => resolve())
+    }),
+    /** Stops the thread, or, when another thread owns it, closes this side of the link (the owner stops it). */
+    stop: async (): Promise<void> => {
+      link.replies.close()
+      link.requests.close()
+      await thread?.terminate()
+    },
     /** The bytes it read of `file`, once it posts them: `undefined` when it read another file, or none. */
     bytesOf: (file: string): Uint8Array | undefined => {
       if (readAhead === undefined || file !== readAhead.file) return undefined

@@ -89,30 +89,41 @@ interface HelperData {
   readonly control: SharedArrayBuffer
   readonly claimed: SharedArrayBuffer
   readonly replies: MessagePort
+  readonly requests: MessagePort
 }
 
-/** The conversion thread's side of its link to one helper thread. */
+/**
+ * The conversion thread's side of its link to one helper thread: the shared words, and the
+ * ports its requests leave by and its replies arrive at. It may cross to another thread (the
+ * thread that started the helper hands it to the conversion worker; the ports are then in the
+ * transfer list).
+ */
 export interface HelperLink {
   readonly control: Int32Array
   readonly claimed: BigInt64Array
-  /** Where the helper's replies arrive. */
   readonly replies: MessagePort
-  /** The helper's `workerData`, and what it hands over (`transferList`). */
-  readonly workerData: HelperData
-  readonly transfer: ReadonlyArray<MessagePort>
+  readonly requests: MessagePort
 }
 
-/** A fresh link: the control and claim words in shared memory, and the reply channel. */
-export const makeHelperLink = (): HelperLink => {
+/** A fresh link, with the helper's `workerData` and what it hands over (`transferList`). */
+export const makeHelperLink = (): {
+  readonly link: HelperLink
+  readonly workerData: HelperData
+  readonly transfer: ReadonlyArray<MessagePort>
+} => {
   const control = new Int32Array(new SharedArrayBuffer(8))
   const claimed = new BigInt64Array(new SharedArrayBuffer(8))
   const { port1: replies, port2: threadReplies } = new MessageChannel()
+  const { port1: requests, port2: threadRequests } = new MessageChannel()
   return {
-    control,
-    claimed,
-    replies,
-    workerData: { control: control.buffer as SharedArrayBuffer, claimed: claimed.buffer as SharedArrayBuffer, replies: threadReplies },
-    transfer: [threadReplies]
+    link: { control, claimed, replies, requests },
+    workerData: {
+      control: control.buffer as SharedArrayBuffer,
+      claimed: claimed.buffer as SharedArrayBuffer,
+      replies: threadReplies,
+      requests: threadRequests
+    },
+    transfer: [threadReplies, threadRequests]
   }
 }
 
@@ -143,7 +154,8 @@ export const awaitReplies = <R>(link: Pick<HelperLink, "control" | "replies">, t
 
 /**
  * The helper thread's side of its link, from its `workerData`: the control and claim words,
- * and `post`, which sends a reply and counts it, waking a waiting conversion thread.
+ * the port its requests arrive at, and `post`, which sends a reply and counts it, waking a
+ * waiting conversion thread.
  */
 export const helperSide = <R>(workerData: unknown) => {
   const data = workerData as HelperData
@@ -151,6 +163,7 @@ export const helperSide = <R>(workerData: unknown) => {
   return {
     control,
     claimed: new BigInt64Array(data.claimed),
+    requests: data.requests,
     post: (reply: R, transfer: ReadonlyArray<ArrayBuffer> = []): void => {
       data.replies.postMessage(reply, [...transfer])
       Atomics.add(control, controlSlot.posted, 1)
