@@ -140,7 +140,7 @@ export interface LabelPrewrite {
  * past this the parsing thread waits (up to `stuckMs` for each), so label texts never pile
  * up in memory when writing is the slower side.
  */
-const maxPending = 8
+const maxPending = 32
 
 /**
  * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
