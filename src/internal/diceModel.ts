@@ -358,7 +358,9 @@ export const imageHead = (image: DiceImage): DiceImageHead => ({
  * The images of a located document that another thread decoded (its entries passed the
  * decoder's guard there): `(head, index)` is the entry `index` with its head as handed over
  * and its annotations decoded from the bytes when first read, by the same builder. (An own
- * property, so a spread copy decodes them too.)
+ * property, so a spread copy decodes them too.) Every image made here has one shape, whether
+ * its head was built on this thread or came in a message, so the code reading the images is
+ * optimized once.
  */
 export const deferredImages = (layout: NestedImagesLayout) => {
   const build = nestedImageBuilder(layout.classes)
@@ -366,7 +368,12 @@ export const deferredImages = (layout: NestedImagesLayout) => {
   return (head: DiceImageHead, index: number): DiceImage => {
     let annotations: ReadonlyArray<DiceAnnotation> | undefined
     return {
-      ...head,
+      id: head.id,
+      fileName: head.fileName,
+      width: head.width,
+      height: head.height,
+      split: head.split,
+      imageCategoryId: head.imageCategoryId,
       get annotations() {
         if (annotations === undefined) {
           const entry = parseRange(bytes, elements[2 * index]!, elements[2 * index + 1]!)
