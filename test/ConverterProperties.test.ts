@@ -7,10 +7,16 @@ import { Converter } from "../src/Converter.js"
 import { cocoDocuments, cocoTexts } from "./support/coco.js"
 import type { DiceDataset } from "../src/internal/diceModel.js"
 import { decodeDice, decodeDiceWithSchema, decodeFlatDice } from "../src/internal/diceSchema.js"
-import { imageObjects, LabelBytes, mergeMultiSegment, yoloNumber } from "../src/internal/objectRules.js"
+import { imageObjects, LabelBytes, mergeMultiSegment } from "../src/internal/objectRules.js"
 import { readYaml11, yoloDataYaml } from "../src/internal/yaml11.js"
 import { assignSplits, countSplits, emptyRequiredSplits, splitSizes } from "../src/internal/splits.js"
 import { chunkLabels, yoloContext, yoloImageLabel } from "../src/internal/yoloLabels.js"
+
+/** A label number as YOLO files hold it: `%.6f` (`toFixed(6)`), never `-0.000000`. */
+const printed = (value: number): string => {
+  const text = value.toFixed(6)
+  return text === "-0.000000" ? "0.000000" : text
+}
 
 /** One image's label rows. */
 const yoloImageLines = (...args: Parameters<typeof yoloImageLabel>): Array<string> => {
@@ -180,7 +186,7 @@ describe("Converter properties (pure)", () => {
   )
 
   it.prop(
-    "yoloNumber is toFixed(6) (without -0.000000) for every number, rounding ties and near-ties included",
+    "label numbers are toFixed(6) (without -0.000000) for every number, rounding ties and near-ties included",
     [fc.oneof(
       fc.double({ min: 0, max: 1, noNaN: true }),
       fc.double({ noNaN: false }),
@@ -189,14 +195,15 @@ describe("Converter properties (pure)", () => {
       )
     )],
     ([value]) => {
-      const text = value.toFixed(6)
-      expect(yoloNumber(value)).toBe(text === "-0.000000" ? "0.000000" : text)
+      const out = new LabelBytes(8)
+      out.number(value)
+      expect(out.text(0, out.length)).toBe(` ${printed(value)}`)
     },
     { fastCheck: { numRuns: 20_000 } }
   )
 
   it.prop(
-    "label bytes: numbers as yoloNumber prints them, class indices as String does",
+    "label bytes: numbers printed %.6f, class indices as String does, one after another",
     [fc.array(fc.oneof(
       fc.double({ min: 0, max: 1, noNaN: true }).map((v) => ["number", v] as const),
       fc.double({ noNaN: false }).map((v) => ["number", v] as const),
@@ -212,7 +219,7 @@ describe("Converter properties (pure)", () => {
           expected += String(value)
         } else {
           out.number(value)
-          expected += ` ${yoloNumber(value)}`
+          expected += ` ${printed(value)}`
         }
       }
       expect(out.text(0, out.length)).toBe(expected)
@@ -335,14 +342,14 @@ describe("YOLO and COCO hold the same objects (pure)", () => {
       assert.strictEqual(coco.all.annotations.length, objects)
     }, { fastCheck: { numRuns: 150 } })
 
-    it.prop(`${task}: each label row is its object printed with yoloNumber; a chunk's labels are its images' labels`, [wildDoc], ([doc]) => {
+    it.prop(`${task}: each label row is its object printed %.6f; a chunk's labels are its images' labels`, [wildDoc], ([doc]) => {
       const dataset = decoded(doc)
       const ctx = yoloContext(dataset, task)
       const chunk = chunkLabels(dataset.images, ctx, 16)
       const texts = Buffer.from(chunk.bytes.buffer, chunk.bytes.byteOffset, chunk.bytes.byteLength)
       dataset.images.forEach((image, k) => {
         const W = image.width, H = image.height
-        const n = (v: number) => ` ${yoloNumber(v)}`
+        const n = (v: number) => ` ${printed(v)}`
         const rows = imageObjects(image, ctx, {}).filter((o) => o.skip === undefined).map((o) => {
           const [x1, y1, x2, y2] = o.box
           if (task === "segmentation") {

@@ -15,9 +15,6 @@ export const countSkip = (skipped: SkipCounts, reason: string, n = 1): void => {
   skipped[reason] = (skipped[reason] ?? 0) + n
 }
 
-/** "000" to "999". */
-const threeDigits = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"))
-
 /**
  * The millionths a normalized coordinate rounds to, when `toFixed(6)` is sure to print them:
  * in [0, 1], `value * 1e6` is off the exact product by less than 1e-9, so when it lies
@@ -37,18 +34,6 @@ const fixed6 = (value: number): string => {
   return text === "-0.000000" ? "0.000000" : text
 }
 
-/**
- * `%.6f`, never `-0.000000`: exactly `value.toFixed(6)`, which dominated label formatting;
- * normalized coordinates take the short path of `shortMicros`.
- */
-export const yoloNumber = (value: number): string => {
-  const n = shortMicros(value)
-  if (n === undefined) return fixed6(value)
-  if (n === 1e6) return "1.000000"
-  const high = Math.floor(n / 1000)
-  return `0.${threeDigits[high]}${threeDigits[n - high * 1000]}`
-}
-
 /** Label bytes are ASCII, which UTF-8 decodes as it is. */
 const asciiText = new TextDecoder()
 
@@ -58,9 +43,11 @@ const ZERO = 0x30
 const DOT = 0x2e
 
 /**
- * YOLO label text written as bytes (it is ASCII): rows of a class index and numbers as
- * `yoloNumber` prints them, separated by newlines. Rows are compared where they lie, so
- * label files are built without a string per number or per row.
+ * YOLO label text written as bytes (it is ASCII): rows of a class index and numbers printed
+ * `%.6f` (exactly `toFixed(6)`, never `-0.000000`), separated by newlines. Rows are compared
+ * where they lie, so label files are built without a string per number or per row
+ * (`toFixed` itself dominated label formatting; normalized coordinates take the short path
+ * of `shortMicros`).
  */
 export class LabelBytes {
   bytes: Uint8Array
@@ -98,7 +85,7 @@ export class LabelBytes {
     this.length += digits
   }
 
-  /** A space, then `value` as `yoloNumber` prints it. */
+  /** A space, then `value` printed `%.6f` (see the class). */
   number(value: number): void {
     const n = shortMicros(value)
     if (n === undefined) {

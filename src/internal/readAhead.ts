@@ -1,7 +1,7 @@
 /**
  * The first step of a DICE conversion on the conversion worker, taken by the caller's thread
  * as it starts the worker (`converterThread`), so it runs while the worker starts and loads
- * the converter's modules (about 150 ms of a core). The conversion's helper thread starts at
+ * the converter's modules (about 0.1 s of a core). The conversion's helper thread starts at
  * once with the annotation file the conversion will look up: `labelDecodeThread` for YOLO,
  * `cocoTextThread` for COCO. It reads the file into shared memory and scans it meanwhile
  * (`readAheadIfAsked`); the worker is handed the link to it (`handOver`, `takeOver`), and the
@@ -40,7 +40,7 @@ export interface ReadAhead {
   /** The annotation file it reads (absolute). */
   readonly file: string
   readonly link: HelperLink
-  /** The thread, when this thread started it (else the thread that did owns it, and stops it). */
+  /** The thread, when this thread started it (otherwise the thread that started it owns it and stops it). */
   readonly thread: Worker | undefined
 }
 
