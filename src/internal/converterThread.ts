@@ -47,7 +47,7 @@ export const convertOnWorker = (options: ConvertOptions): Effect.Effect<Conversi
   Effect.async<ConversionReport, DatasetError>((resume) => {
     const worker = startThread("convertWorker")
     const ahead = readingAhead(options)
-    // Its failures reach the conversion as replies that do not come: it is only waited for up to a timeout.
+    // A failing helper thread only stops answering: the conversion waits for it up to a timeout.
     ahead?.thread?.on("error", () => undefined)
     const stopHelper = () => void ahead?.thread?.terminate()
     worker.once("exit", stopHelper)

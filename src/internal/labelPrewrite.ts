@@ -34,7 +34,6 @@ import {
   type DiceHeader,
   type DiceImage,
   type DiceImageHead,
-  imageHead,
   type NestedDecodeObserver,
   type NestedImagesLayout,
   type NestedImagesWalk
@@ -83,13 +82,12 @@ export type LabelWriterReply =
 /**
  * One image's label file as proposed, with the image as the proposal resolved it (by the
  * reader's rules): the file found, where Ultralytics finds it (`yoloImagePlace`) and where
- * its label goes (`yoloLabelPlacer`, numbered by the proposal).
+ * its label goes (`yoloLabelPlacer`, numbered by the proposal: the file is staged at
+ * `{place.number}/{place.name}`).
  */
 export interface PrewrittenLabel extends ResolvedImage {
   readonly placed: string
   readonly place: YoloLabelPlace
-  /** Its path under the staging directory: `{label root number}/{path under the root}`. */
-  readonly staged: string
   /** The class index of each row of its text. */
   readonly classes: ReadonlyArray<number>
   /** What building the rows skipped, by reason (`undefined`: nothing). */
@@ -107,7 +105,7 @@ export interface PrewrittenLabels {
   readonly backgroundIds: ReadonlyArray<number>
   /** Per decoded image (the dataset's own objects). */
   readonly labels: ReadonlyMap<DiceImage, PrewrittenLabel>
-  /** The number each label folder is staged under (`{number}/` in `staged`), by folder. */
+  /** The number each label folder is staged under (`place.number` of its labels), by folder. */
   readonly roots: ReadonlyMap<string, number>
   /** Files created in the staging directory (one per entry of `labels`). */
   readonly files: number
@@ -270,9 +268,8 @@ export const makeLabelPrewrite = (
         const placed = yoloImagePlace(dir, found)
         const place = placeLabel(placed)
         roots.set(place.root, place.number)
-        const staged = `${place.number}/${place.name}`
-        labels.set(image, { name, found, level, placed, place, staged, classes: chunk.classes[k]!, skipped: chunk.skipped[k] })
-        files.push(`${staging}/${staged}`)
+        labels.set(image, { name, found, level, placed, place, classes: chunk.classes[k]!, skipped: chunk.skipped[k] })
+        files.push(`${staging}/${place.number}/${place.name}`)
       }
       return files.length === 0 || send(files, chunk)
     }
@@ -298,7 +295,7 @@ export const makeLabelPrewrite = (
         const labels = chunkLabels(images, ctx, textBytesOf(layout, first, images.length))
         // Kept as the other thread's are (their annotations decoded again only if read), so
         // the dataset holds no annotation objects the conversion will not read.
-        const light = images.map((image, k) => deferred(imageHead(image), first + k))
+        const light = images.map((image, k) => deferred(image, first + k))
         propose(light, labels)
         return light
       }
