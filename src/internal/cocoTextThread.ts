@@ -21,10 +21,6 @@ import { headerContext } from "./yoloLabels.js"
 
 const { claimed, control, post, requests } = helperSide<CocoTextReply | ReadAheadReply>(workerData)
 
-/** The buffer of a view when the view is all of it (it can then be handed over instead of copied). */
-const ownBuffer = (view: ArrayBufferView): ReadonlyArray<ArrayBuffer> =>
-  view.buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? [view.buffer] : []
-
 requests.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
   // The conversion thread may have given up on this thread already.
   if (!startRunning(control)) return
@@ -41,7 +37,7 @@ requests.once("message", ({ chunkBytes, layout, task }: CocoTextRequest) => {
       const skipped: SkipCounts = {}
       const printed = printImageBodies(images, ctx, task === "segmentation", skipped)
       const ids = Float64Array.from(images, (image) => image.id)
-      post({ _tag: "Printed", from, ids, ...printed, skipped }, [ids, printed.counts, printed.ends, printed.bytes].flatMap(ownBuffer))
+      post({ _tag: "Printed", from, ids, ...printed, skipped })
       if (from > first) break
     }
     post({ _tag: "Done" })

@@ -3,8 +3,8 @@
  * of the shared claim word, last chunk first, decodes each from the shared bytes with the
  * decoder's own walk and builds its images' label texts with the converter's own function,
  * until its claims meet the conversion thread's. Each chunk goes back as the images' heads
- * and labels, the texts as bytes handed over (or as failed, after which the thread stops). It only reads the bytes and
- * posts back; it writes nothing.
+ * and labels, the texts as bytes (or as failed, after which the thread stops). It only reads
+ * the bytes and posts back; it writes nothing.
  *
  * Started with a file to read ahead (see `readAhead`), it first reads the file into
  * shared memory and scans it, and posts the bytes with the scan: the conversion thread's
@@ -39,7 +39,7 @@ requests.once("message", (request: LabelDecodeRequest) => {
     } catch (cause) {
       reply = { _tag: "Failed", chunk, message: cause instanceof Error ? cause.message : String(cause) }
     }
-    post(reply, reply._tag === "Decoded" ? [reply.bytes.buffer as ArrayBuffer] : [])
+    post(reply)
     if (reply._tag === "Failed") return
   }
 })

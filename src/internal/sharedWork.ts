@@ -156,6 +156,10 @@ export const awaitReplies = <R>(link: Pick<HelperLink, "control" | "replies">, t
  * The helper thread's side of its link, from its `workerData`: the control and claim words,
  * the port its requests arrive at, and `post`, which sends a reply and counts it, waking a
  * waiting conversion thread.
+ *
+ * Replies are copied, never transferred: transferring an `ArrayBuffer` detaches it, and the
+ * first detach in a thread makes V8 throw away every optimized function that reads a typed
+ * array (the scan, the label printer) and compile them again (see `labelPrewrite`).
  */
 export const helperSide = <R>(workerData: unknown) => {
   const data = workerData as HelperData
@@ -164,8 +168,8 @@ export const helperSide = <R>(workerData: unknown) => {
     control,
     claimed: new BigInt64Array(data.claimed),
     requests: data.requests,
-    post: (reply: R, transfer: ReadonlyArray<ArrayBuffer> = []): void => {
-      data.replies.postMessage(reply, [...transfer])
+    post: (reply: R): void => {
+      data.replies.postMessage(reply)
       Atomics.add(control, controlSlot.posted, 1)
       Atomics.notify(control, controlSlot.posted)
     }
