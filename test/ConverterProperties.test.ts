@@ -8,7 +8,8 @@ import { cocoDocuments, cocoTexts } from "./support/coco.js"
 import type { DiceDataset } from "../src/internal/diceModel.js"
 import { decodeDice, decodeDiceWithSchema, decodeFlatDice } from "../src/internal/diceSchema.js"
 import { imageObjects, LabelBytes, mergeMultiSegment } from "../src/internal/objectRules.js"
-import { readYaml11, yoloDataYaml } from "../src/internal/yaml11.js"
+import { yoloDataYaml } from "../src/internal/dataYaml.js"
+import { readYaml11 } from "../src/internal/yaml11.js"
 import { assignSplits, countSplits, emptyRequiredSplits, splitSizes } from "../src/internal/splits.js"
 import { chunkLabels, yoloContext, yoloImageLabel } from "../src/internal/yoloLabels.js"
 
@@ -279,6 +280,52 @@ describe("Converter properties (pure)", () => {
     },
     { fastCheck: { numRuns: 200 } }
   )
+
+  it.prop(
+    "data.yaml is printed as the YAML library prints it (every string double-quoted, lines never folded)",
+    [
+      fc.array(
+        fc.oneof(
+          fc.string({ unit: "binary", maxLength: 30 }),
+          fc.string({ unit: fc.constantFrom(..."ab \n\t\\\"\u0000\u0007\u000b\u001b\u0085\u00a0\u2028\ud800\ufeff\uffff\u007f"), maxLength: 12 }),
+          fc.string({ unit: "grapheme", minLength: 40, maxLength: 90 })
+        ).filter((s) => !s.includes("\n") || JSON.stringify(s).length < 40),
+        { maxLength: 6 }
+      ),
+      fc.boolean(),
+      fc.option(fc.array(fc.nat(40), { maxLength: 5 }), { nil: undefined })
+    ],
+    ([names, hasTest, flipIdx]) => {
+      // The library's own printing (what data.yaml was written with before); it folds a
+      // quoted string holding a line break only from 40 characters of JSON on.
+      const doc: Record<string, unknown> = { train: "train.txt", val: "val.txt" }
+      if (hasTest) doc["test"] = "test.txt"
+      doc["nc"] = names.length
+      doc["names"] = names
+      if (flipIdx) doc["kpt_shape"] = [flipIdx.length, 3]
+      if (flipIdx) doc["flip_idx"] = flipIdx
+      const document = new YAML.Document(doc)
+      YAML.visit(document, {
+        Scalar(_key, node) {
+          if (typeof node.value === "string") node.type = "QUOTE_DOUBLE"
+        }
+      })
+      const library = document.toString({ lineWidth: 0 }).replace(/[\x7F-\x9F\u2028\u2029\uFEFF\uFFFE\uFFFF]/g, (c) => {
+        const code = c.charCodeAt(0)
+        return code <= 0xff ? `\\x${code.toString(16).toUpperCase().padStart(2, "0")}` : `\\u${code.toString(16).toUpperCase().padStart(4, "0")}`
+      })
+      const text = yoloDataYaml({ names, hasTest, kptShape: flipIdx ? [flipIdx.length, 3] : undefined, flipIdx })
+      expect(text).toBe(library)
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it("a long class name with a line break stays on one line, and PyYAML's reading gives it back", () => {
+    const name = `${"long ".repeat(10)}\n${"name ".repeat(10)}`
+    const text = yoloDataYaml({ names: [name], hasTest: false })
+    expect(text.split("\n")).toHaveLength(6)
+    expect(readYaml11(text).names).toEqual([name])
+  })
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import {
   yoloLabelPlacer,
   yoloLabelRoot
 } from "./yoloLabels.js"
-import { yoloDataYaml } from "./yaml11.js"
+import { yoloDataYaml } from "./dataYaml.js"
 import { writeLabelFiles } from "./yoloLabelWriter.js"
 import type { ConverterTask, DatasetSplit } from "../Converter.js"
 

@@ -2,17 +2,14 @@
  * `data.yaml` as its consumers read it. Ultralytics (and mmyolo) load it with PyYAML, a YAML
  * 1.1 reader: it strips characters PyYAML cannot read, and its implicit resolvers turn plain
  * `yes`, `1:20`, `1_000`, `0b101`, `2020-01-01` or `~` into booleans, numbers, dates and
- * nulls, and refuse plain `=` and `<<` outside a mapping key. This module writes YAML whose
- * strings come back unchanged under those rules, and reads YAML the way PyYAML would. Pure.
+ * nulls, and refuse plain `=` and `<<` outside a mapping key. This module reads YAML the way
+ * PyYAML would (`dataYaml` writes it). Pure.
  */
 import * as YAML from "yaml"
 import { thrownMessage } from "../Errors.js"
 
 /** Characters PyYAML's reader refuses (and Ultralytics strips before parsing). */
 const unprintable = /[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu
-
-/** Characters that must be escaped in a double-quoted scalar for PyYAML to read them back. */
-const mustEscape = /[\x7F-\x9F\u2028\u2029\uFEFF\uFFFE\uFFFF]/g
 
 const hex = (code: number, digits: number) => code.toString(16).toUpperCase().padStart(digits, "0")
 
@@ -103,24 +100,6 @@ export const pyyamlPlainString = (plain: string): string | undefined => {
   }
 }
 
-/**
- * YAML text of `doc` that PyYAML reads back exactly: every string is double-quoted (so no
- * resolver reinterprets it), characters PyYAML would refuse or take as line breaks are
- * escaped, and no line is folded. Written with the YAML library.
- */
-export const yaml11Text = (doc: Record<string, unknown>): string => {
-  const document = new YAML.Document(doc)
-  YAML.visit(document, {
-    Scalar(_key, node) {
-      if (typeof node.value === "string") node.type = "QUOTE_DOUBLE"
-    }
-  })
-  return document.toString({ lineWidth: 0 }).replace(mustEscape, (c) => {
-    const code = c.charCodeAt(0)
-    return code <= 0xff ? `\\x${hex(code, 2)}` : `\\u${hex(code, 4)}`
-  })
-}
-
 /** `data.yaml` as PyYAML (and so Ultralytics) reads it. */
 export interface Yaml11Reading {
   /** The document's values (class names excepted) as YAML 1.1 reads them; `{}` when unloadable. */
@@ -193,34 +172,4 @@ export const readYaml11 = (text: string): Yaml11Reading => {
     }
   }
   return { doc: loadable ? doc : {}, names, issues }
-}
-
-/** What goes in `data.yaml`. */
-export interface YoloDataYaml {
-  readonly names: ReadonlyArray<string>
-  /** Whether there is a test split. */
-  readonly hasTest: boolean
-  /** `[K, 3]` for pose. */
-  readonly kptShape?: readonly [number, number] | undefined
-  /** Pose: Ultralytics' horizontal-flip keypoint pairing, when derivable. */
-  readonly flipIdx?: ReadonlyArray<number> | undefined
-  /** Classification: split entries are folders (`train`, `val`) rather than list files. */
-  readonly folders?: boolean | undefined
-}
-
-/**
- * The `data.yaml` text. No `path` key: Ultralytics then takes the directory of data.yaml as
- * the dataset root, so a moved dataset still loads (a relative `path` would be resolved
- * against Ultralytics' own datasets directory). Strings are written so PyYAML (YAML 1.1)
- * reads every class name back exactly (see `yaml11Text`).
- */
-export const yoloDataYaml = (d: YoloDataYaml): string => {
-  const ext = d.folders ? "" : ".txt"
-  const doc: Record<string, unknown> = { train: `train${ext}`, val: `val${ext}` }
-  if (d.hasTest) doc["test"] = `test${ext}`
-  doc["nc"] = d.names.length
-  doc["names"] = [...d.names]
-  if (d.kptShape) doc["kpt_shape"] = [...d.kptShape]
-  if (d.flipIdx) doc["flip_idx"] = [...d.flipIdx]
-  return yaml11Text(doc)
 }
