@@ -45,8 +45,10 @@ const readingAhead = (options: ConvertOptions): ReadAhead | undefined => {
  */
 export const convertOnWorker = (options: ConvertOptions): Effect.Effect<ConversionReport, DatasetError> =>
   Effect.async<ConversionReport, DatasetError>((resume) => {
-    const worker = startThread("convertWorker")
+    // The helper first: it reads and scans the file while the worker starts and loads the
+    // converter, and the scan is the longer of the two.
     const ahead = readingAhead(options)
+    const worker = startThread("convertWorker")
     // A failing helper thread only stops answering: the conversion waits for it up to a timeout.
     ahead?.thread?.on("error", () => undefined)
     const stopHelper = () => void ahead?.thread?.terminate()
