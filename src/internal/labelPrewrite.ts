@@ -253,8 +253,8 @@ export const makeLabelPrewrite = (
     /**
      * Sends files with their texts; `false` when the writer stopped handling messages.
      * The bytes are copied (a few MB per 20,000 images), not transferred: the first buffer a
-     * thread detaches deoptimizes every function of it that reads typed arrays. Handing
-     * them over cost about a tenth of the conversion's time on 20,000 images (see `bench/RESULTS.md`).
+     * thread detaches deoptimizes every function of it that reads typed arrays (see
+     * `sharedWork.helperSide`).
      */
     const send = (files: ReadonlyArray<string>, texts: ChunkTexts): boolean => {
       for (;;) {
