@@ -29,6 +29,31 @@ const convertError = (options: ConvertOptions) =>
 
 layer(Layer.provideMerge(Converter.layer, NodeContext.layer))("Converter", (it) => {
   describe("DICE → YOLO", () => {
+    it.scoped("a warning names each class with no object in the train split, whatever the order of the images", () =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const dir = yield* fs.makeTempDirectoryScoped()
+        yield* fs.makeDirectory(`${dir}/images`)
+        // Train images first (every class but "rare" and "absent" seen at once), then val.
+        const classOf = (i: number) => (i < 6 ? ["cat", "dog"][i % 2]! : i === 7 ? "rare" : "dog")
+        const images = Array.from({ length: 9 }, (_, i) => ({
+          id: i + 1,
+          file_name: `img${i}.jpg`,
+          width: 100,
+          height: 100,
+          split: i < 6 ? "train" : "val",
+          annotations: [{ class_name: classOf(i), bbox: [10, 10, 20, 20] }]
+        }))
+        for (const image of images) yield* fs.writeFileString(`${dir}/images/${image.file_name}`, "")
+        const classes = ["cat", "dog", "rare", "absent"].map((name, i) => ({ id: i + 1, name }))
+        yield* fs.writeFileString(`${dir}/annotations_detection.json`, JSON.stringify({ classes, images }))
+        const report = yield* convert({ datasetDir: dir, from: "dice", to: "yolo" })
+        expect(report.warnings).toEqual([
+          `class "rare" has no object in the train split`,
+          `class "absent" has no object in the train split`
+        ])
+      }))
+
     it.scoped("nested detection: clipped normalized boxes, class order, every skip counted, splits", () =>
       Effect.gen(function*() {
         const dir = yield* copyFixture("nested-detection")

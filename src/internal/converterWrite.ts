@@ -283,7 +283,17 @@ export const makeConverterWriter = Effect.gen(function*() {
         if (known === undefined) staged = false
       }
       let objects = 0, negatives = 0
-      const trainObjects = new Array<number>(dataset.categories.length).fill(0)
+      // Which classes have an object in the train split (for the warning below): counting
+      // stops once every class has one, usually a few hundred images in.
+      const inTrain = new Array<boolean>(dataset.categories.length).fill(false)
+      let notInTrain = dataset.categories.length
+      const countTrain = (classes: ReadonlyArray<number>) => {
+        for (const c of classes) {
+          if (inTrain[c]) continue
+          inTrain[c] = true
+          notInTrain--
+        }
+      }
       const texts = new Map<Array<string>, Array<string>>()
       dataset.images.forEach((image, i) => {
         const known = staged ? proposed[i] : undefined
@@ -291,11 +301,11 @@ export const makeConverterWriter = Effect.gen(function*() {
         if (known !== undefined) {
           rows = known.classes.length
           if (known.skipped !== undefined) for (const reason in known.skipped) countSkip(skipped, reason, known.skipped[reason]!)
-          if (splits[i] === "train") for (const c of known.classes) trainObjects[c]!++
+          if (notInTrain > 0 && splits[i] === "train") countTrain(known.classes)
         } else {
           const label = yoloImageLabel(image, ctx, skipped)
           rows = label.classes.length
-          if (splits[i] === "train") for (const c of label.classes) trainObjects[c]!++
+          if (notInTrain > 0 && splits[i] === "train") countTrain(label.classes)
           let rootTexts = texts.get(rootOf[i]!)
           if (rootTexts === undefined) texts.set(rootOf[i]!, rootTexts = [])
           rootTexts.push(label.text)
@@ -334,7 +344,7 @@ export const makeConverterWriter = Effect.gen(function*() {
       const flip = task === "pose" ? poseFlip(dataset, ctx.keypointCount) : undefined
       if (flip?.warning) warnings.push(flip.warning)
       dataset.categories.forEach((c, i) => {
-        if (trainObjects[i] === 0) warnings.push(`class ${JSON.stringify(c.name)} has no object in the train split`)
+        if (!inTrain[i]) warnings.push(`class ${JSON.stringify(c.name)} has no object in the train split`)
       })
       const yamlFile = path.join(dir, "data.yaml")
       yield* writeAtomic(yamlFile, yoloDataYaml({
