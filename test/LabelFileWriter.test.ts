@@ -78,6 +78,35 @@ layer(NodeContext.layer)("label file writer", (it) => {
         served.close()
       }))
 
+    it.scoped("batches that arrive together are written one per turn of the event loop (the caller's loop keeps turning)", () =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const staging = `${yield* fs.makeTempDirectoryScoped()}/.labels.tmp-1`
+        const { port1, port2 } = new MessageChannel()
+        const served = serveLabelWrites(port1)
+        const progress = new SharedArrayBuffer(4)
+        port2.postMessage({ _tag: "Open", staging, progress })
+        for (let b = 0; b < 4; b++) port2.postMessage(batch([[`${staging}/0/${b}.txt`, `${b}`]]))
+        // A callback on every turn of the loop sees the count of batches written grow by one at most.
+        const steps = yield* Effect.promise(() =>
+          new Promise<Array<number>>((resolve) => {
+            const seen: Array<number> = []
+            let last = 0
+            const turn = () => {
+              const now = Atomics.load(new Int32Array(progress), 0)
+              seen.push(now - last)
+              last = now
+              if (now >= 4) resolve(seen)
+              else setImmediate(turn)
+            }
+            setImmediate(turn)
+          })
+        )
+        expect(Math.max(...steps)).toBe(1)
+        served.close()
+        port2.close()
+      }))
+
     it.scoped("once closed (the worker has ended), later batches are not written and the staging directory is gone", () =>
       Effect.gen(function*() {
         const fs = yield* FileSystem.FileSystem

@@ -73,6 +73,23 @@ export const serveLabelWrites = (port: MessagePort) => {
   let writer: ReturnType<typeof makeLabelFileWriter> | undefined
   let staging: string | undefined
   let closed = false
+  // A port hands over every message waiting at once: they are queued and handled one per
+  // turn of the event loop, so the loop is never held for more than one batch's writes.
+  const queue: Array<LabelWriterRequest> = []
+  let scheduled = false
+  const handleNext = (): void => {
+    scheduled = false
+    const message = queue.shift()
+    if (closed || message === undefined) return
+    const reply = writer?.(message)
+    if (reply !== undefined) port.postMessage(reply)
+    if (queue.length > 0) schedule()
+  }
+  const schedule = (): void => {
+    if (scheduled) return
+    scheduled = true
+    setImmediate(handleNext)
+  }
   port.on("message", (message: LabelWritesMessage) => {
     if (closed) return
     if (message._tag === "Open") {
@@ -81,13 +98,14 @@ export const serveLabelWrites = (port: MessagePort) => {
       writer ??= makeLabelFileWriter(message.staging, message.progress)
       return
     }
-    const reply = writer?.(message)
-    if (reply !== undefined) port.postMessage(reply)
+    queue.push(message)
+    schedule()
   })
   return {
     close: (): void => {
       if (closed) return
       closed = true
+      queue.length = 0
       port.close()
       if (staging !== undefined) NodeFs.rmSync(staging, { recursive: true, force: true })
     }
