@@ -26,7 +26,7 @@ port.once("message", (request: WorkerRequest) => {
   const readAhead = request.readAhead === undefined ? undefined : takeOver(request.readAhead)
   import("./convertWorkerRun.js").then(
     ({ runConversion }) => {
-      interrupt = runConversion(port, request.options, readAhead, request.labelWrites)
+      interrupt = runConversion(port, request.options, readAhead)
       if (interrupted) interrupt()
     },
     (cause: unknown) => {

@@ -32,18 +32,12 @@ const replyOf = (exit: Exit.Exit<ConversionReport, DatasetError>): WorkerReply =
 }
 
 /**
- * Runs the conversion (its helper thread `readAhead`'s, when one was started; its label files
- * written through `labelWrites`, when the caller serves them), answers on `port` once and
- * closes it: the function that interrupts it.
+ * Runs the conversion (its helper thread `readAhead`'s, when one was started), answers on
+ * `port` once and closes it: the function that interrupts it.
  */
-export const runConversion = (
-  port: MessagePort,
-  options: ConvertOptions,
-  readAhead: ReadAhead | undefined,
-  labelWrites: MessagePort | undefined
-): () => void => {
+export const runConversion = (port: MessagePort, options: ConvertOptions, readAhead: ReadAhead | undefined): () => void => {
   const fiber = Effect.runFork(
-    Effect.flatMap(makeConvertHere(true), (convert) => convert(options, readAhead, labelWrites)).pipe(
+    Effect.flatMap(makeConvertHere(true), (convert) => convert(options, readAhead)).pipe(
       Effect.provide([NodeFileSystem.layer, NodePath.layer])
     )
   )

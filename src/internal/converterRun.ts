@@ -4,7 +4,6 @@
  */
 import * as Path from "@effect/platform/Path"
 import { Effect, Either } from "effect"
-import type { MessagePort } from "node:worker_threads"
 import type { ConversionReport, ConverterTask, ConvertOptions, TrainerInput } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 import { annotationFileTaskType, normalizeTaskType } from "./annotationNames.js"
@@ -37,8 +36,7 @@ interface Prework {
  * With `parallel` (the conversion worker, on Node's file system), a DICE file's output is
  * prepared on a thread of its own while the file is parsed: YOLO label files created
  * (`labelPrewrite`), COCO annotations printed (`cocoPrebuild`); their thread is `readAhead`'s
- * when the worker started one, and YOLO label files are created on the caller's thread when
- * `labelWrites` leads there.
+ * when the worker started one.
  */
 export const makeConvertHere = (parallel = false) =>
   Effect.gen(function*() {
@@ -46,12 +44,12 @@ export const makeConvertHere = (parallel = false) =>
     const reader = yield* makeConverterReader
     const writer = yield* makeConverterWriter
     const convert = convertWith(path, reader, writer)
-    return (options: ConvertOptions, readAhead?: ReadAhead, labelWrites?: MessagePort): Effect.Effect<ConversionReport, DatasetError> => {
+    return (options: ConvertOptions, readAhead?: ReadAhead): Effect.Effect<ConversionReport, DatasetError> => {
       const taskOf = (header: DiceHeader, file: string) => settleTask(options.taskType, header.taskType, file)
       if (!parallel || options.from !== "dice") return convert(options, {})
       return Effect.scoped(
         options.to === "yolo"
-          ? Effect.flatMap(makeLabelPrewrite(path.resolve(options.datasetDir), taskOf, readAhead, labelWrites), (labels) => convert(options, { labels }))
+          ? Effect.flatMap(makeLabelPrewrite(path.resolve(options.datasetDir), taskOf, readAhead), (labels) => convert(options, { labels }))
           : Effect.flatMap(makeCocoPrebuild(taskOf, undefined, readAhead), (coco) => convert(options, { coco }))
       )
     }

@@ -4,30 +4,16 @@
  * of files — never hold up the caller's event loop. Only the options go in and the report
  * (or the `DatasetError`) comes back. Interrupting the caller interrupts the conversion in
  * the worker, whose finalizers remove what it staged, before the thread ends.
- *
- * For a DICE to YOLO conversion this thread also creates the label files the worker sends it
- * (`serveLabelWrites`), a chunk's files at a time: it only waits meanwhile, and a thread less
- * to start is about 20 ms less per 20,000 images.
  */
 import { Effect } from "effect"
-import { MessageChannel, type MessagePort } from "node:worker_threads"
-import { serveLabelWrites } from "./labelFileWriter.js"
 import { handOver, type ReadAhead, startReadAhead } from "./readAhead.js"
 import { startThread } from "./sharedWork.js"
 import type { ConversionReport, ConvertOptions } from "../Converter.js"
 import { DatasetError } from "../Errors.js"
 
-/**
- * What the worker is asked: a conversion (with the helper thread reading ahead for it, when
- * one was started, and the port to this thread's label writes, for DICE to YOLO), or to stop.
- */
+/** What the worker is asked: a conversion (with the helper thread reading ahead for it, when one was started), or to stop. */
 export type WorkerRequest =
-  | {
-    readonly _tag: "Convert"
-    readonly options: ConvertOptions
-    readonly readAhead?: Omit<ReadAhead, "thread">
-    readonly labelWrites?: MessagePort
-  }
+  | { readonly _tag: "Convert"; readonly options: ConvertOptions; readonly readAhead?: Omit<ReadAhead, "thread"> }
   | { readonly _tag: "Interrupt" }
 
 /** The fields of a `DatasetError`, as they cross the thread boundary. */
@@ -63,10 +49,6 @@ export const convertOnWorker = (options: ConvertOptions): Effect.Effect<Conversi
     // converter, and the scan is the longer of the two.
     const ahead = readingAhead(options)
     const worker = startThread("convertWorker")
-    const labelWrites = options.from === "dice" && options.to === "yolo" ? new MessageChannel() : undefined
-    const writes = labelWrites === undefined ? undefined : serveLabelWrites(labelWrites.port1)
-    // Once the worker has ended, nothing more is written, and what it staged is gone.
-    worker.once("exit", () => writes?.close())
     // A failing helper thread only stops answering: the conversion waits for it up to a timeout.
     ahead?.thread?.on("error", () => undefined)
     const stopHelper = () => void ahead?.thread?.terminate()
@@ -94,10 +76,7 @@ export const convertOnWorker = (options: ConvertOptions): Effect.Effect<Conversi
     worker.on("error", (error) => settle(Effect.die(error)))
     worker.on("exit", (code) => settle(Effect.die(new Error(`conversion worker exited early (code ${code})`))))
     const handed = ahead === undefined ? undefined : handOver(ahead)
-    worker.postMessage(
-      { _tag: "Convert", options, readAhead: handed?.ahead, labelWrites: labelWrites?.port2 } satisfies WorkerRequest,
-      [...(handed?.transfer ?? []), ...(labelWrites === undefined ? [] : [labelWrites.port2])]
-    )
+    worker.postMessage({ _tag: "Convert", options, readAhead: handed?.ahead } satisfies WorkerRequest, [...(handed?.transfer ?? [])])
     return Effect.async<void>((exited) => {
       settled = true
       const timer = setTimeout(() => void worker.terminate(), interruptGraceMs)

@@ -2,10 +2,9 @@
  * Label files written while the annotation file is still being parsed (conversion worker,
  * nested DICE to YOLO detection or segmentation). Creating 100,000+ small files costs about as
  * much as parsing the file they come from, and both are work for a core of their own: as
- * each chunk of images is decoded, their label texts are built and sent to a writer
- * (`labelFileWriter`) that creates them in the staging directory `toYolo` will install, while
- * this thread parses the next chunk. The writer is the caller's thread when the conversion
- * worker was handed a port to it (`labelWrites`), else a thread of its own (`labelWriterThread`).
+ * each chunk of images is decoded, their label texts are built and sent to a thread of its
+ * own (`labelWriterThread`) that creates them in the staging directory `toYolo` will install,
+ * while this thread parses the next chunk.
  *
  * Decoding is shared too: with the file in shared memory, a third thread
  * (`labelDecodeThread`) takes chunks from the back (through `sharedWork`'s claim word) while
@@ -28,7 +27,6 @@
  */
 import { Effect, type Scope } from "effect"
 import * as NodeFs from "node:fs"
-import type { MessagePort } from "node:worker_threads"
 import { candidateLevels, imageCandidate, type KnownImages, localImageRoot, type ResolvedImage } from "./converterRead.js"
 import {
   deferredImages,
@@ -41,7 +39,6 @@ import {
   type NestedImagesWalk
 } from "./diceModel.js"
 import { temporaryToken } from "./files.js"
-import type { LabelWritesMessage } from "./labelFileWriter.js"
 import { adoptHelper, isReadAheadReply, type ReadAhead, type ReadAheadReply } from "./readAhead.js"
 import { normalizeRelativeName } from "./safeName.js"
 import { abandonHelper, awaitReplies, claimFront, claims, startThread, stuckMs, takeReplies } from "./sharedWork.js"
@@ -59,7 +56,7 @@ import {
 } from "./yoloLabels.js"
 import type { ConverterTask } from "../Converter.js"
 
-/** What the conversion thread sends the label writer: files with their texts (`ChunkTexts`), or the end. */
+/** What the conversion thread sends the label writer thread: files with their texts (`ChunkTexts`), or the end. */
 export type LabelWriterRequest =
   | ({ readonly _tag: "Files"; readonly files: ReadonlyArray<string> } & ChunkTexts)
   | { readonly _tag: "End" }
@@ -77,7 +74,7 @@ export type LabelDecodeReply =
   | ({ readonly _tag: "Decoded"; readonly chunk: number; readonly heads: Array<DiceImageHead> } & ChunkLabels)
   | { readonly _tag: "Failed"; readonly chunk: number; readonly message: string }
 
-/** The label writer's one answer, once told the batches are over. */
+/** The label writer thread's one answer, once told the batches are over. */
 export type LabelWriterReply =
   | { readonly _tag: "Written" }
   | { readonly _tag: "Failed"; readonly file: string; readonly message: string }
@@ -97,7 +94,7 @@ export interface PrewrittenLabel extends ResolvedImage {
   readonly skipped: SkipCounts | undefined
 }
 
-/** The proposal, once the writer has created every file of it. */
+/** The proposal, once the writer thread has created every file of it. */
 export interface PrewrittenLabels {
   /** The dataset directory (absolute, resolved) the images were resolved in. */
   readonly dir: string
@@ -128,7 +125,7 @@ export interface LabelPrewrite {
   /** The images resolved while proposing (against `listings`): the conversion does not resolve them again. */
   readonly known: KnownImages
   /**
-   * Waits until the writer has created every file sent: the proposal, or `undefined`
+   * Waits until the writer thread has created every file sent: the proposal, or `undefined`
    * when nothing usable was written (the staging directory is then already gone).
    */
   readonly finish: Effect.Effect<PrewrittenLabels | undefined>
@@ -136,74 +133,8 @@ export interface LabelPrewrite {
   readonly ready: Effect.Effect<void>
 }
 
-/** Where the proposal's label files are created (see `labelFileWriter`). */
-interface LabelWriterLink {
-  /** Sends a batch of files. */
-  readonly post: (request: LabelWriterRequest) => void
-  /** Tells the writer the batches are over: its answer, or why there is none. */
-  readonly end: () => Promise<LabelWriterReply>
-  /** Stops the writer: once this resolves, it writes nothing more. */
-  readonly stop: () => Promise<void>
-}
-
-/** A writer thread of its own. */
-const writerThread = (staging: string, progress: SharedArrayBuffer): LabelWriterLink => {
-  // Its young generation is small: its garbage (the texts it has written) dies young.
-  const thread = startThread("labelWriterThread", { staging, progress }, { maxYoungGenerationSizeMb: 4 })
-  // A thread that fails or ends early is noticed by `end`.
-  let gone: string | undefined
-  thread.on("error", (e) => gone ??= String(e))
-  thread.on("exit", (code) => gone ??= `writer thread exited (code ${code})`)
-  return {
-    post: (request) => thread.postMessage(request),
-    end: () =>
-      new Promise((resolve) => {
-        const failed = () => resolve({ _tag: "Failed", file: staging, message: gone ?? "writer thread ended" })
-        if (gone !== undefined) return failed()
-        thread.once("message", resolve)
-        thread.once("error", failed)
-        thread.once("exit", failed)
-        thread.postMessage({ _tag: "End" } satisfies LabelWriterRequest)
-      }),
-    stop: async () => {
-      await thread.terminate()
-    }
-  }
-}
-
 /**
- * The caller's thread, through `port` (see `serveLabelWrites`). Messages are handled in
- * order, so its answer to `End` comes once every batch sent before is written: stopping waits
- * for it (up to `stuckMs`).
- */
-const writerPort = (port: MessagePort, staging: string, progress: SharedArrayBuffer): LabelWriterLink => {
-  const send = (message: LabelWritesMessage) => port.postMessage(message)
-  send({ _tag: "Open", staging, progress })
-  let answer: Promise<LabelWriterReply> | undefined
-  const end = () =>
-    answer ??= new Promise((resolve) => {
-      const failed = (message: string) => () => resolve({ _tag: "Failed", file: staging, message })
-      const timer = setTimeout(failed("the caller's thread did not answer"), stuckMs)
-      const settle = (reply: LabelWriterReply) => {
-        clearTimeout(timer)
-        resolve(reply)
-      }
-      port.once("message", settle)
-      port.once("close", () => settle({ _tag: "Failed", file: staging, message: "the caller's side closed" }))
-      send({ _tag: "End" })
-    })
-  return {
-    post: send,
-    end,
-    stop: async () => {
-      await end()
-      port.close()
-    }
-  }
-}
-
-/**
- * Messages (a chunk of images each) sent but not yet handled by the writer, at most:
+ * Messages (a chunk of images each) sent but not yet handled by the writer thread, at most:
  * past this the parsing thread waits (up to `stuckMs` for each), so label texts never pile
  * up in memory when writing is the slower side.
  */
@@ -212,15 +143,13 @@ const maxPending = 32
 /**
  * The proposer for the dataset directory `dir` (absolute, resolved); `taskOf` settles the
  * task as the conversion will (from the options, the header, the file name). Its decode
- * thread is `readAhead`'s, when the conversion started one, else one started here; its
- * writer is the caller's thread when `labelWrites` leads there, else a thread started here.
- * Closing the scope stops the writer and decode threads and removes whatever staging is left.
+ * thread is `readAhead`'s, when the conversion started one, else one started here. Closing
+ * the scope stops the writer and decode threads and removes whatever staging is left.
  */
 export const makeLabelPrewrite = (
   dir: string,
   taskOf: (header: DiceHeader, file: string) => ConverterTask | undefined,
-  readAhead?: ReadAhead,
-  labelWrites?: MessagePort
+  readAhead?: ReadAhead
 ): Effect.Effect<LabelPrewrite, never, Scope.Scope> =>
   Effect.gen(function*() {
     const staging = `${dir}/.labels.tmp-${yield* temporaryToken}`
@@ -236,8 +165,13 @@ export const makeLabelPrewrite = (
     const progress = new SharedArrayBuffer(4)
     const handled = new Int32Array(progress)
     let sent = 0
-    // The writer and the decode thread start at once, so they are ready when the bytes are.
-    const writer = labelWrites === undefined ? writerThread(staging, progress) : writerPort(labelWrites, staging, progress)
+    // Both threads start at once, so they are ready when the bytes are. The writer's young
+    // generation is small: its garbage (the texts it has written) dies young.
+    const writer = startThread("labelWriterThread", { staging, progress }, { maxYoungGenerationSizeMb: 4 })
+    // A thread that fails or ends early is noticed by `finish`.
+    let writerGone: string | undefined
+    writer.on("error", (e) => writerGone ??= String(e))
+    writer.on("exit", (code) => writerGone ??= `writer thread exited (code ${code})`)
     const ahead = adoptHelper("labelDecodeThread", readAhead)
     const { link } = ahead
 
@@ -245,13 +179,13 @@ export const makeLabelPrewrite = (
 
     yield* Effect.addFinalizer(() =>
       Effect.promise(async () => {
-        await Promise.all([ahead.stop(), writer.stop()])
+        await Promise.all([ahead.stop(), writer.terminate()])
         removeStaging()
       })
     )
 
     /**
-     * Sends files with their texts; `false` when the writer stopped handling messages.
+     * Sends files with their texts; `false` when the writer thread stopped handling messages.
      * The bytes are copied (a few MB per 20,000 images), not transferred: the first buffer a
      * thread detaches deoptimizes every function of it that reads typed arrays (see
      * `sharedWork.helperSide`).
@@ -262,7 +196,7 @@ export const makeLabelPrewrite = (
         if (sent - done < maxPending) break
         if (Atomics.wait(handled, 0, done, stuckMs) === "timed-out") return false
       }
-      writer.post({ _tag: "Files", files, bytes: texts.bytes, ends: texts.ends })
+      writer.postMessage({ _tag: "Files", files, bytes: texts.bytes, ends: texts.ends } satisfies LabelWriterRequest)
       sent++
       return true
     }
@@ -414,7 +348,22 @@ export const makeLabelPrewrite = (
     })
 
     const finish = Effect.gen(function*() {
-      const reply = sent === 0 ? undefined : yield* Effect.promise(writer.end)
+      const reply = sent === 0
+        ? undefined
+        : yield* Effect.async<LabelWriterReply>((resume) => {
+          let answered = false
+          const answer = (reply: LabelWriterReply) => {
+            if (answered) return
+            answered = true
+            resume(Effect.succeed(reply))
+          }
+          const gone = () => answer({ _tag: "Failed", file: staging, message: writerGone ?? "writer thread ended" })
+          if (writerGone !== undefined) return gone()
+          writer.once("message", answer)
+          writer.once("error", gone)
+          writer.once("exit", gone)
+          writer.postMessage({ _tag: "End" } satisfies LabelWriterRequest)
+        })
       if (stopped || reply?._tag !== "Written" || header === undefined || task === undefined) {
         removeStaging()
         return undefined
