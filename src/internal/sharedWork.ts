@@ -159,7 +159,7 @@ export const awaitReplies = <R>(link: Pick<HelperLink, "control" | "replies">, t
  *
  * Replies are copied, never transferred: transferring an `ArrayBuffer` detaches it, and the
  * first detach in a thread makes V8 throw away every optimized function that reads a typed
- * array (the scan, the label printer) and compile them again (see `labelPrewrite`).
+ * array (the scan, the label printer) and compile them again (measured in `bench/RESULTS.md`, #17).
  */
 export const helperSide = <R>(workerData: unknown) => {
   const data = workerData as HelperData

@@ -1,6 +1,6 @@
 /**
  * The normalized model → YOLO (Ultralytics) output: label lines per image, the label path
- * rule and the classification folder plan (`data.yaml`'s text is `yaml11`'s). Pure: no I/O.
+ * rule and the classification folder plan (`data.yaml`'s text is `dataYaml`'s). Pure: no I/O.
  */
 import type { DiceDataset, DiceHeader, DiceImage, NestedImagesLayout } from "./diceModel.js"
 import { countSkip, imageObjects, LabelBytes, type ObjectContext, resolveClass, type SkipCounts } from "./objectRules.js"
